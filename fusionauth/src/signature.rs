@@ -10,12 +10,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use jsonwebtoken::Algorithm;
+pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 /// The request header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "x-fusionauth-signature-jwt";

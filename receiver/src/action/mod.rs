@@ -1,0 +1,140 @@
+//! What a route does with an event. Each action reports success or a
+//! failure with a message that is safe to send back to FusionAuth (no
+//! secrets, no event data beyond the route and target host).
+
+mod http;
+mod log;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fusionhook_fusionauth::EventRequest;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::template::{FieldPath, RenderError, Template};
+
+pub use self::log::{LogSink, stdout_sink};
+
+/// One route's action.
+#[derive(Debug)]
+pub enum Action {
+    /// Call an HTTP service.
+    Http(HttpAction),
+    /// Write one JSON log line.
+    Log(LogAction),
+}
+
+/// What an `http` action sends as its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BodyMode {
+    /// The request body exactly as FusionAuth sent it (`{"event": {...}}`),
+    /// so services written for FusionAuth webhooks work unchanged.
+    Event,
+    /// No body.
+    None,
+}
+
+/// A header value: text with placeholders, or a secret file's content.
+#[derive(Debug)]
+pub enum HeaderValueSource {
+    /// Rendered from the event, sent verbatim.
+    Template(Template),
+    /// A secret (mounted file), re-read when it changes.
+    Secret(Arc<Secret>),
+}
+
+/// `http` action settings.
+#[derive(Debug)]
+pub struct HttpAction {
+    /// Method (may contain placeholders).
+    pub method: Template,
+    /// URL; placeholders are percent-encoded.
+    pub url: Template,
+    /// Whole-call timeout, below FusionAuth's read timeout.
+    pub timeout: Duration,
+    /// Extra headers.
+    pub headers: Vec<(::http::HeaderName, HeaderValueSource)>,
+    /// Body to send.
+    pub body: BodyMode,
+}
+
+/// `log` action settings.
+#[derive(Debug)]
+pub struct LogAction {
+    /// Event fields to add to the line; none by default, so no personal data
+    /// is logged unless configured.
+    pub fields: Vec<FieldPath>,
+}
+
+/// What an action needs from the process.
+#[derive(Clone)]
+pub struct ActionContext {
+    /// Shared HTTP client (connection reuse across events).
+    pub client: reqwest::Client,
+    /// Where `log` actions write.
+    pub log: LogSink,
+}
+
+/// Why an action failed. Display is the message sent back in the 500 answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// A placeholder had no value in this event.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The rendered request is unusable (bad method, URL or header value).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No answer within the route's timeout.
+    #[error("{method} {host}: no answer within {timeout_ms} ms")]
+    Timeout {
+        /// Method used.
+        method: String,
+        /// Target host.
+        host: String,
+        /// The timeout.
+        timeout_ms: u128,
+    },
+    /// Could not connect or the connection broke.
+    #[error("{method} {host}: {reason}")]
+    Unreachable {
+        /// Method used.
+        method: String,
+        /// Target host.
+        host: String,
+        /// What went wrong (no URL, no headers).
+        reason: String,
+    },
+    /// The service answered something other than 2xx.
+    #[error("{method} {host}: answered {status}")]
+    Status {
+        /// Method used.
+        method: String,
+        /// Target host.
+        host: String,
+        /// The status.
+        status: ::http::StatusCode,
+    },
+}
+
+impl Action {
+    /// Runs the action for one event.
+    pub async fn run(&self, ctx: &ActionContext, route: &str, request: &EventRequest) -> Result<(), ActionError> {
+        match self {
+            Self::Http(http) => http.run(&ctx.client, request).await,
+            Self::Log(log) => {
+                log.run(&ctx.log, route, request);
+                Ok(())
+            }
+        }
+    }
+
+    /// Metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Log(_) => "log",
+        }
+    }
+}

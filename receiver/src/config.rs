@@ -1,0 +1,594 @@
+//! The receiver's config file (the contract in DESIGN.md, plus options).
+//!
+//! Read once at start: YAML -> raw serde structs (unknown keys refused) ->
+//! checked values. Every error names the field, e.g.
+//! `routes[0].http.url: ...`. Secret files are read here too, so a missing
+//! mounted Secret fails the start with the field that names it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fusionhook_fusionauth::event_types;
+use fusionhook_fusionauth::signature::{Algorithm, is_hmac};
+use http::{HeaderName, Method};
+use serde::Deserialize;
+
+use crate::action::{Action, BodyMode, HeaderValueSource, HttpAction, LogAction};
+use crate::route::{EventFilter, Route};
+use crate::secret::{Secret, SecretSource};
+use crate::template::{FieldPath, Template};
+
+/// FusionAuth's admin-UI default webhook read timeout, ms (FACTS.md §a.3).
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 2000;
+
+/// A config that cannot be used. The message starts with the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(field: impl std::fmt::Display, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("{field}: {message}"))
+}
+
+// ---- the file as written -------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    listen: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    max_body_bytes: Option<usize>,
+    body_timeout_ms: Option<u64>,
+    read_timeout_ms: Option<u64>,
+    #[serde(default)]
+    dedupe: RawDedupe,
+    #[serde(default)]
+    unmatched: Unmatched,
+    secret_refresh_ms: Option<u64>,
+    #[serde(default)]
+    shutdown: RawShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawAuth {
+    authorization: Option<String>,
+    authorization_file: Option<PathBuf>,
+    basic: Option<RawBasic>,
+    signature: Option<RawSignature>,
+    #[serde(default)]
+    allow_unauthenticated: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBasic {
+    username: Option<String>,
+    username_file: Option<PathBuf>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSignature {
+    #[serde(default)]
+    algorithms: Vec<String>,
+    hmac_secret: Option<String>,
+    hmac_secret_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    #[serde(default)]
+    key_ids: Vec<String>,
+    jwks_min_refetch_seconds: Option<u64>,
+    required: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDedupe {
+    window_seconds: Option<u64>,
+    max_entries: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawShutdown {
+    delay_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRoute {
+    name: String,
+    events: Vec<String>,
+    http: Option<RawHttp>,
+    log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawHttp {
+    method: Option<String>,
+    url: String,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    headers: BTreeMap<String, RawHeaderValue>,
+    body: Option<BodyMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHeaderValue {
+    Text(String),
+    File {
+        #[serde(rename = "valueFile")]
+        value_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLog {
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+// ---- the checked config ---------------------------------------------------
+
+/// What to answer when no route takes an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Unmatched {
+    /// 200: nothing to do is a success (default).
+    #[default]
+    Accept,
+    /// 500: FusionAuth should record a failure (and, for a transactional
+    /// event under a strict transaction level, veto the action).
+    Reject,
+}
+
+/// How FusionAuth must authenticate. At least one mechanism, unless
+/// `allowUnauthenticated` says otherwise.
+#[derive(Debug, Default)]
+pub struct AuthConfig {
+    /// Exact value of the `Authorization` header.
+    pub authorization: Option<Arc<Secret>>,
+    /// HTTP Basic credentials (username, password).
+    pub basic: Option<(Arc<Secret>, Arc<Secret>)>,
+    /// `X-FusionAuth-Signature-JWT` checks.
+    pub signature: Option<SignatureConfig>,
+}
+
+/// Signature settings.
+#[derive(Debug)]
+pub struct SignatureConfig {
+    /// The only algorithms accepted; the token's `alg` must be one of them.
+    pub algorithms: Vec<Algorithm>,
+    /// Shared secret for HS256/384/512 (FusionAuth's HMAC key secret).
+    pub hmac_secret: Option<Arc<Secret>>,
+    /// FusionAuth's JWKS, for RS/ES/EdDSA keys.
+    pub jwks_url: Option<reqwest::Url>,
+    /// When not empty, only these `kid`s are accepted.
+    pub key_ids: Vec<String>,
+    /// Minimum time between two JWKS fetches caused by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
+    /// Reject requests without a signature (default true).
+    pub required: bool,
+}
+
+/// Event-id deduplication settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DedupeConfig {
+    /// How long a handled event id is remembered. Zero: only concurrent
+    /// duplicates are caught.
+    pub window: Duration,
+    /// Upper bound on remembered ids; the oldest are forgotten first.
+    pub max_entries: usize,
+}
+
+/// Shutdown timing.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, keep serving (with `/readyz` failing) this long so load
+    /// balancers stop sending first.
+    pub delay: Duration,
+    /// Then wait at most this long for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+/// The checked config.
+#[derive(Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Path FusionAuth posts to.
+    pub path: String,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Routes, in config order.
+    pub routes: Vec<Route>,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive the whole body (slow clients get 408).
+    pub body_timeout: Duration,
+    /// FusionAuth's read timeout for this webhook; route timeouts must fit inside.
+    pub read_timeout: Duration,
+    /// Deduplication.
+    pub dedupe: DedupeConfig,
+    /// Answer for events no route takes.
+    pub unmatched: Unmatched,
+    /// How often secret files are re-read.
+    pub secret_refresh: Duration,
+    /// Shutdown timing.
+    pub shutdown: ShutdownConfig,
+    /// Non-fatal findings (e.g. an event name FusionAuth does not know).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_yaml(&text)
+    }
+
+    /// Parses and checks YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        check(raw)
+    }
+
+    /// Every secret the config loaded, for the reload loop.
+    pub fn secrets(&self) -> Vec<Arc<Secret>> {
+        let mut all = Vec::new();
+        all.extend(self.auth.authorization.iter().cloned());
+        if let Some((user, pass)) = &self.auth.basic {
+            all.extend([user.clone(), pass.clone()]);
+        }
+        if let Some(sig) = &self.auth.signature {
+            all.extend(sig.hmac_secret.iter().cloned());
+        }
+        for route in &self.routes {
+            if let Action::Http(http) = &route.action {
+                for (_, value) in &http.headers {
+                    if let HeaderValueSource::Secret(secret) = value {
+                        all.push(secret.clone());
+                    }
+                }
+            }
+        }
+        all
+    }
+}
+
+fn secret(field: &str, inline: Option<String>, file: Option<PathBuf>, file_field: &str) -> Result<Option<Arc<Secret>>, ConfigError> {
+    let source = match (inline, file) {
+        (Some(_), Some(_)) => return Err(err(field, format!("give either {field} or {file_field}, not both"))),
+        (Some(value), None) => SecretSource::Inline(value),
+        (None, Some(path)) => SecretSource::File(path),
+        (None, None) => return Ok(None),
+    };
+    let shown = if matches!(source, SecretSource::File(_)) { file_field } else { field };
+    Secret::load(source).map(Some).map_err(|e| err(shown, e))
+}
+
+fn positive_ms(field: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(err(field, "must be greater than 0")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn check(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    let listen_text = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
+    let listen = listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
+
+    let path = raw.path.unwrap_or_else(|| "/events".to_owned());
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("{") {
+        return Err(err("path", format!("`{path}` must be a plain absolute path like /events")));
+    }
+    if matches!(path.as_str(), "/" | "/healthz" | "/readyz" | "/metrics") {
+        return Err(err("path", format!("`{path}` is taken by the receiver's own endpoints")));
+    }
+
+    let auth = check_auth(raw.auth)?;
+
+    let read_timeout = positive_ms("readTimeoutMs", raw.read_timeout_ms, DEFAULT_READ_TIMEOUT_MS)?;
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(1024 * 1024);
+    if max_body_bytes == 0 {
+        return Err(err("maxBodyBytes", "must be greater than 0"));
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, route) in raw.routes.into_iter().enumerate() {
+        let field = format!("routes[{i}]");
+        if route.name.trim().is_empty() {
+            return Err(err(format!("{field}.name"), "must not be empty"));
+        }
+        if routes.iter().any(|r: &Route| r.name == route.name) {
+            return Err(err(format!("{field}.name"), format!("`{}` is used by another route", route.name)));
+        }
+        if route.events.is_empty() {
+            return Err(err(format!("{field}.events"), "list at least one event type, prefix (user.*) or *"));
+        }
+        let mut filters = Vec::with_capacity(route.events.len());
+        for (j, text) in route.events.iter().enumerate() {
+            let filter = EventFilter::parse(text).map_err(|m| err(format!("{field}.events[{j}]"), m))?;
+            if let EventFilter::Exact(name) = &filter
+                && event_types::lookup(name).is_none()
+            {
+                warnings.push(format!("{field}.events[{j}]: `{name}` is not an event type FusionAuth 1.69 sends; check the spelling"));
+            }
+            filters.push(filter);
+        }
+        let action = match (route.http, route.log) {
+            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout)?),
+            (None, Some(log)) => Action::Log(check_log(&format!("{field}.log"), log)?),
+            _ => return Err(err(&field, "give exactly one action: `http` or `log`")),
+        };
+        routes.push(Route { name: route.name, filters, action });
+    }
+
+    let dedupe = DedupeConfig {
+        window: Duration::from_secs(raw.dedupe.window_seconds.unwrap_or(3600)),
+        max_entries: raw.dedupe.max_entries.unwrap_or(100_000),
+    };
+    if dedupe.max_entries == 0 {
+        return Err(err("dedupe.maxEntries", "must be greater than 0"));
+    }
+    Ok(Config {
+        listen,
+        path,
+        auth,
+        routes,
+        max_body_bytes,
+        body_timeout: positive_ms("bodyTimeoutMs", raw.body_timeout_ms, 10_000)?,
+        read_timeout,
+        dedupe,
+        unmatched: raw.unmatched,
+        secret_refresh: positive_ms("secretRefreshMs", raw.secret_refresh_ms, 5_000)?,
+        shutdown: ShutdownConfig {
+            delay: Duration::from_millis(raw.shutdown.delay_ms.unwrap_or(0)),
+            drain_timeout: positive_ms("shutdown.drainTimeoutMs", raw.shutdown.drain_timeout_ms, 20_000)?,
+        },
+        warnings,
+    })
+}
+
+fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
+    let authorization = secret("auth.authorization", raw.authorization, raw.authorization_file, "auth.authorizationFile")?;
+    let basic = match raw.basic {
+        None => None,
+        Some(b) => {
+            let user = secret("auth.basic.username", b.username, b.username_file, "auth.basic.usernameFile")?
+                .ok_or_else(|| err("auth.basic.username", "is required (or usernameFile)"))?;
+            let pass = secret("auth.basic.password", b.password, b.password_file, "auth.basic.passwordFile")?
+                .ok_or_else(|| err("auth.basic.password", "is required (or passwordFile)"))?;
+            Some((user, pass))
+        }
+    };
+    if authorization.is_some() && basic.is_some() {
+        // FusionAuth sends one Authorization header: a custom `Authorization`
+        // header replaces its Basic header (FACTS.md §c.1, inferred).
+        return Err(err("auth.basic", "cannot be combined with auth.authorization: FusionAuth sends only one Authorization header"));
+    }
+    let signature = raw.signature.map(check_signature).transpose()?;
+    if authorization.is_none() && basic.is_none() && signature.as_ref().is_none_or(|s| !s.required) && !raw.allow_unauthenticated {
+        return Err(err(
+            "auth",
+            "no authentication configured: set authorization, basic or a required signature (or allowUnauthenticated: true to accept anyone)",
+        ));
+    }
+    Ok(AuthConfig { authorization, basic, signature })
+}
+
+fn check_signature(raw: RawSignature) -> Result<SignatureConfig, ConfigError> {
+    const FIELD: &str = "auth.signature";
+    if raw.algorithms.is_empty() {
+        return Err(err(format!("{FIELD}.algorithms"), "list the algorithm(s) of FusionAuth's signing key, e.g. [HS256] or [RS256]"));
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in raw.algorithms.iter().enumerate() {
+        let alg: Algorithm = name.parse().map_err(|_| {
+            err(format!("{FIELD}.algorithms[{i}]"), format!("`{name}` is not one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA"))
+        })?;
+        if matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512) {
+            return Err(err(format!("{FIELD}.algorithms[{i}]"), "FusionAuth does not sign webhooks with RSASSA-PSS"));
+        }
+        algorithms.push(alg);
+    }
+    let hmac_secret = secret(&format!("{FIELD}.hmacSecret"), raw.hmac_secret, raw.hmac_secret_file, &format!("{FIELD}.hmacSecretFile"))?;
+    let jwks_url = raw
+        .jwks_url
+        .map(|u| {
+            reqwest::Url::parse(&u)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| err(format!("{FIELD}.jwksUrl"), format!("`{u}` is not an http(s) URL")))
+        })
+        .transpose()?;
+    if algorithms.iter().any(|a| is_hmac(*a)) && hmac_secret.is_none() {
+        return Err(err(format!("{FIELD}.hmacSecret"), "an HS* algorithm is listed, so the HMAC secret is required (or hmacSecretFile)"));
+    }
+    if algorithms.iter().any(|a| !is_hmac(*a)) && jwks_url.is_none() {
+        return Err(err(format!("{FIELD}.jwksUrl"), "an RS/ES/EdDSA algorithm is listed, so FusionAuth's JWKS URL is required"));
+    }
+    Ok(SignatureConfig {
+        algorithms,
+        hmac_secret,
+        jwks_url,
+        key_ids: raw.key_ids,
+        jwks_min_refetch: Duration::from_secs(raw.jwks_min_refetch_seconds.unwrap_or(30)),
+        required: raw.required.unwrap_or(true),
+    })
+}
+
+fn check_http(field: &str, raw: RawHttp, read_timeout: Duration) -> Result<HttpAction, ConfigError> {
+    let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
+    let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
+    if !method.has_placeholders() {
+        Method::from_bytes(method_text.as_bytes()).map_err(|_| err(format!("{field}.method"), format!("`{method_text}` is not an HTTP method")))?;
+    }
+
+    let url = Template::parse(&raw.url).map_err(|e| err(format!("{field}.url"), e))?;
+    let sample = url.render_sample("x");
+    let parsed = reqwest::Url::parse(&sample).map_err(|e| err(format!("{field}.url"), format!("`{}` is not a URL: {e}", raw.url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(err(format!("{field}.url"), "must be an http:// or https:// URL"));
+    }
+    // Placeholders may fill path segments and query values, not the scheme or
+    // host: an event must not choose where its data is sent.
+    if url.has_placeholders() {
+        let prefix = url.literal_prefix();
+        let authority_end = prefix.find("://").map(|i| i + 3).and_then(|start| prefix[start..].find(['/', '?']).map(|j| start + j));
+        if authority_end.is_none() {
+            return Err(err(format!("{field}.url"), "placeholders may only appear in the path or query, after the host"));
+        }
+    }
+
+    let timeout_ms = raw.timeout_ms.unwrap_or(1500);
+    if timeout_ms == 0 {
+        return Err(err(format!("{field}.timeoutMs"), "must be greater than 0"));
+    }
+    let timeout = Duration::from_millis(timeout_ms);
+    if timeout >= read_timeout {
+        return Err(err(
+            format!("{field}.timeoutMs"),
+            format!("{timeout_ms} must be below readTimeoutMs ({}): FusionAuth would give up before the answer", read_timeout.as_millis()),
+        ));
+    }
+
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in raw.headers {
+        let header_field = format!("{field}.headers.{name}");
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| err(&header_field, "is not a valid header name"))?;
+        let value = match value {
+            RawHeaderValue::Text(text) => HeaderValueSource::Template(Template::parse(&text).map_err(|e| err(&header_field, e))?),
+            RawHeaderValue::File { value_file } => HeaderValueSource::Secret(
+                Secret::load(SecretSource::File(value_file)).map_err(|e| err(format!("{header_field}.valueFile"), e))?,
+            ),
+        };
+        headers.push((header, value));
+    }
+
+    let body = raw.body.unwrap_or(match method_text.to_ascii_uppercase().as_str() {
+        "GET" | "HEAD" | "DELETE" | "OPTIONS" => BodyMode::None,
+        _ => BodyMode::Event,
+    });
+    Ok(HttpAction { method, url, timeout, headers, body })
+}
+
+fn check_log(field: &str, raw: RawLog) -> Result<LogAction, ConfigError> {
+    let fields = raw
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FieldPath::parse(f).map_err(|e| err(format!("{field}.fields[{i}]"), e)))
+        .collect::<Result<_, _>>()?;
+    Ok(LogAction { fields })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fails(yaml: &str) -> String {
+        match Config::from_yaml(yaml) {
+            Ok(_) => panic!("accepted:\n{yaml}"),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn the_design_contract_config_works_as_written() {
+        let yaml = r#"
+listen: "0.0.0.0:8080"
+path: /events
+auth:
+  authorization: "value FusionAuth sends in the Authorization header"
+routes:
+  - name: todo-cleanup
+    events: ["user.delete"]
+    http:
+      method: DELETE
+      url: "http://todo-api.todo.svc/users/{{event.user.id}}/todos"
+      timeoutMs: 1500
+"#;
+        let config = Config::from_yaml(yaml).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.path, "/events");
+        assert_eq!(config.routes.len(), 1);
+        let Action::Http(http) = &config.routes[0].action else { panic!() };
+        assert_eq!(http.timeout, Duration::from_millis(1500));
+        assert_eq!(http.body, BodyMode::None, "DELETE sends no body by default");
+        assert!(config.warnings.is_empty());
+        assert!(config.auth.authorization.unwrap().get().matches(b"value FusionAuth sends in the Authorization header"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("auth: {authorization: k}\nroutez: []", "unknown field `routez`"),
+            ("routes: []", "auth: no authentication configured"),
+            ("auth: {authorization: k}\nlisten: nowhere", "listen:"),
+            ("auth: {authorization: k}\npath: events", "path:"),
+            ("auth: {authorization: k}\npath: /metrics", "path:"),
+            ("auth: {authorization: k, authorizationFile: /x}", "auth.authorization: give either"),
+            ("auth: {authorizationFile: /definitely/not/here}", "auth.authorizationFile: cannot read secret file /definitely/not/here"),
+            ("auth: {authorization: k, basic: {username: u, password: p}}", "auth.basic: cannot be combined"),
+            ("auth: {basic: {username: u}}", "auth.basic.password: is required"),
+            ("auth: {signature: {hmacSecret: s}}", "auth.signature.algorithms:"),
+            ("auth: {signature: {algorithms: [HS257], hmacSecret: s}}", "auth.signature.algorithms[0]:"),
+            ("auth: {signature: {algorithms: [HS256]}}", "auth.signature.hmacSecret:"),
+            ("auth: {signature: {algorithms: [RS256]}}", "auth.signature.jwksUrl:"),
+            ("auth: {signature: {algorithms: [RS256], jwksUrl: 'ftp://x'}}", "auth.signature.jwksUrl:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: [], log: {}}]", "routes[0].events:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['user..x'], log: {}}]", "routes[0].events[0]:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*']}]", "routes[0]: give exactly one action"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], log: {}}, {name: a, events: ['*'], log: {}}]", "routes[1].name:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/{{event.user.id'}}]", "routes[0].http.url:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://{{event.host}}/x'}}]", "routes[0].http.url: placeholders may only"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'not a url'}}]", "routes[0].http.url:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 0}}]", "routes[0].http.timeoutMs: must be greater"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 2500}}]", "routes[0].http.timeoutMs: 2500 must be below readTimeoutMs (2000)"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', method: 'GE T'}}]", "routes[0].http.method:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {'bad header': x}}}]", "routes[0].http.headers.bad header:"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {X-Key: {valueFile: /nope}}}}]", "routes[0].http.headers.X-Key.valueFile: cannot read"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], log: {fields: [user.email]}}]", "routes[0].log.fields[0]:"),
+            ("auth: {authorization: k}\ndedupe: {maxEntries: 0}", "dedupe.maxEntries:"),
+            ("auth: {authorization: k}\nunmatched: maybe", "unmatched: unknown variant `maybe`"),
+        ];
+        for (yaml, expected) in cases {
+            let message = fails(yaml);
+            assert!(message.contains(expected), "for {yaml:?}\n expected {expected:?}\n got {message:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_reach_error_messages() {
+        let message = fails("auth: {authorization: hunter2, basic: {username: u, password: hunter3}}");
+        assert!(!message.contains("hunter"));
+    }
+
+    #[test]
+    fn unknown_event_names_warn_and_defaults_are_sensible() {
+        let config = Config::from_yaml("auth: {allowUnauthenticated: true}\nroutes: [{name: a, events: ['user.delet', 'user.*'], http: {url: 'http://h/x'}}]").unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].contains("user.delet"));
+        let Action::Http(http) = &config.routes[0].action else { panic!() };
+        assert_eq!(http.body, BodyMode::Event, "POST forwards the event by default");
+        assert_eq!(http.timeout, Duration::from_millis(1500));
+        assert_eq!(config.unmatched, Unmatched::Accept);
+        assert_eq!(config.dedupe.window, Duration::from_secs(3600));
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+    }
+}

@@ -1,0 +1,282 @@
+//! Deduplication by `event.id`.
+//!
+//! FusionAuth reuses the event id when it retries a delivery (FACTS.md §e),
+//! and retries back-to-back, possibly while the first delivery is still
+//! running here. This store makes sure that:
+//! - an id handled successfully within the window answers 200 and runs nothing;
+//! - a second delivery of an id that is still running waits for the first
+//!   one's outcome instead of running the actions again;
+//! - a failed event is not remembered as handled, but the routes that did
+//!   succeed are, so a retry runs only the ones that failed.
+//!
+//! Memory is bounded by `max_entries`; the oldest finished ids go first.
+//! No I/O; time is passed in so tests control it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::config::DedupeConfig;
+
+/// The key: FusionAuth ids are UUIDs and stored as 16 bytes; anything else
+/// is kept as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Uuid(u128),
+    Text(Box<str>),
+}
+
+impl Key {
+    fn new(id: &str) -> Self {
+        match uuid::Uuid::try_parse(id) {
+            Ok(uuid) => Self::Uuid(uuid.as_u128()),
+            Err(_) => Self::Text(id.into()),
+        }
+    }
+}
+
+enum Entry {
+    /// A delivery is running it; the sender is dropped when it finishes,
+    /// which wakes every waiting duplicate.
+    Running { done: watch::Sender<()> },
+    /// Handled: later deliveries are duplicates.
+    Handled { at: Instant },
+    /// Failed; `completed` routes succeeded and are not run again.
+    Failed { at: Instant, completed: Vec<usize> },
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    /// Finished entries in the order they finished, for expiry and the bound.
+    order: VecDeque<(Instant, Key)>,
+}
+
+/// The deduplication store.
+pub struct Dedupe {
+    inner: Mutex<Inner>,
+    config: DedupeConfig,
+}
+
+/// What to do with an event.
+pub enum Claim<'a> {
+    /// Run it. Routes in `ticket.completed()` already succeeded earlier.
+    Run(Ticket<'a>),
+    /// Handled within the window: answer 200, run nothing.
+    Duplicate,
+    /// Another delivery of the same id is running; wait on this, then claim again.
+    Running(watch::Receiver<()>),
+}
+
+/// The right to run an event. Finish it with [`Ticket::finish`]; dropping it
+/// unfinished (a cancelled request) counts as a failure.
+pub struct Ticket<'a> {
+    store: &'a Dedupe,
+    key: Option<Key>,
+    completed: Vec<usize>,
+    finished: bool,
+}
+
+impl Dedupe {
+    /// An empty store.
+    pub fn new(config: DedupeConfig) -> Self {
+        Self { inner: Mutex::new(Inner::default()), config }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The lock is never held across a panic-prone call; recover anyway.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims an event id. `None` (an event without id) cannot be
+    /// deduplicated: it is always run.
+    pub fn claim(&self, id: Option<&str>) -> Claim<'_> {
+        self.claim_at(id, Instant::now())
+    }
+
+    /// [`Dedupe::claim`] at a given time.
+    pub fn claim_at(&self, id: Option<&str>, now: Instant) -> Claim<'_> {
+        let Some(id) = id else {
+            return Claim::Run(Ticket { store: self, key: None, completed: Vec::new(), finished: false });
+        };
+        let key = Key::new(id);
+        let mut inner = self.lock();
+        let completed = match inner.entries.get(&key) {
+            Some(Entry::Running { done }) => return Claim::Running(done.subscribe()),
+            Some(Entry::Handled { at }) if now.duration_since(*at) < self.config.window => return Claim::Duplicate,
+            Some(Entry::Failed { at, completed }) if now.duration_since(*at) < self.config.window => completed.clone(),
+            _ => Vec::new(),
+        };
+        let (done, _) = watch::channel(());
+        inner.entries.insert(key.clone(), Entry::Running { done });
+        Claim::Run(Ticket { store: self, key: Some(key), completed, finished: false })
+    }
+
+    fn finish(&self, key: &Key, entry: Entry, now: Instant) {
+        let mut inner = self.lock();
+        inner.entries.insert(key.clone(), entry);
+        inner.order.push_back((now, key.clone()));
+        self.evict(&mut inner, now);
+    }
+
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some((at, key)) = inner.order.front() {
+            let expired = now.duration_since(*at) >= self.config.window;
+            if !expired && inner.entries.len() <= self.config.max_entries {
+                break;
+            }
+            let (at, key) = (*at, key.clone());
+            inner.order.pop_front();
+            // The queue may hold stale positions of ids that ran again since;
+            // only remove the entry this position describes.
+            let current = matches!(inner.entries.get(&key), Some(Entry::Handled { at: t } | Entry::Failed { at: t, .. }) if *t == at);
+            if current {
+                inner.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Number of remembered ids (running ones included).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Ticket<'_> {
+    /// Routes that succeeded in an earlier delivery of this event.
+    pub fn completed(&self) -> &[usize] {
+        &self.completed
+    }
+
+    /// Records the outcome: `succeeded` lists the routes that succeeded in
+    /// this run; `all_ok` says whether the event as a whole was handled.
+    pub fn finish(mut self, all_ok: bool, succeeded: &[usize]) {
+        self.finish_at(all_ok, succeeded, Instant::now());
+    }
+
+    /// [`Ticket::finish`] at a given time.
+    pub fn finish_at(&mut self, all_ok: bool, succeeded: &[usize], now: Instant) {
+        self.finished = true;
+        let Some(key) = &self.key else { return };
+        let entry = if all_ok {
+            Entry::Handled { at: now }
+        } else {
+            let mut completed = std::mem::take(&mut self.completed);
+            completed.extend_from_slice(succeeded);
+            Entry::Failed { at: now, completed }
+        };
+        self.store.finish(key, entry, now);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish_at(false, &[], Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const ID: &str = "e502168a-b469-45d9-a079-fd45f83e0406";
+
+    fn store(window_secs: u64, max: usize) -> Dedupe {
+        Dedupe::new(DedupeConfig { window: Duration::from_secs(window_secs), max_entries: max })
+    }
+
+    fn run(claim: Claim<'_>) -> Ticket<'_> {
+        match claim {
+            Claim::Run(t) => t,
+            Claim::Duplicate => panic!("duplicate"),
+            Claim::Running(_) => panic!("running"),
+        }
+    }
+
+    #[test]
+    fn handled_ids_are_duplicates_within_the_window_only() {
+        let d = store(60, 100);
+        let t0 = Instant::now();
+        run(d.claim_at(Some(ID), t0)).finish_at(true, &[0], t0);
+        assert!(matches!(d.claim_at(Some(ID), t0 + Duration::from_secs(59)), Claim::Duplicate));
+        let t = run(d.claim_at(Some(ID), t0 + Duration::from_secs(61)));
+        assert!(t.completed().is_empty());
+    }
+
+    #[test]
+    fn failed_events_are_not_remembered_as_handled_but_their_successful_routes_are() {
+        let d = store(60, 100);
+        let t0 = Instant::now();
+        run(d.claim_at(Some(ID), t0)).finish_at(false, &[0, 2], t0);
+        let mut retry = run(d.claim_at(Some(ID), t0 + Duration::from_secs(1)));
+        assert_eq!(retry.completed(), &[0, 2]);
+        retry.finish_at(true, &[1], t0 + Duration::from_secs(1));
+        assert!(matches!(d.claim_at(Some(ID), t0 + Duration::from_secs(2)), Claim::Duplicate));
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_duplicate_waits_for_the_first_delivery() {
+        let d = store(60, 100);
+        let first = run(d.claim(Some(ID)));
+        let Claim::Running(mut rx) = d.claim(Some(ID)) else { panic!("expected running") };
+        first.finish(true, &[0]);
+        assert!(rx.changed().await.is_err(), "woken when the first delivery finished");
+        assert!(matches!(d.claim(Some(ID)), Claim::Duplicate));
+    }
+
+    #[test]
+    fn a_dropped_ticket_counts_as_failed() {
+        let d = store(60, 100);
+        drop(run(d.claim(Some(ID))));
+        assert!(matches!(d.claim(Some(ID)), Claim::Run(_)));
+    }
+
+    #[test]
+    fn events_without_id_always_run_and_are_not_stored() {
+        let d = store(60, 100);
+        run(d.claim(None)).finish(true, &[]);
+        run(d.claim(None)).finish(true, &[]);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn memory_is_bounded_oldest_first() {
+        let d = store(3600, 3);
+        let t0 = Instant::now();
+        for i in 0..5u32 {
+            let id = format!("id-{i}");
+            run(d.claim_at(Some(&id), t0)).finish_at(true, &[], t0 + Duration::from_millis(i.into()));
+        }
+        assert_eq!(d.len(), 3);
+        assert!(matches!(d.claim_at(Some("id-4"), t0), Claim::Duplicate));
+        assert!(matches!(d.claim_at(Some("id-0"), t0), Claim::Run(_)));
+    }
+
+    #[test]
+    fn expired_entries_are_dropped() {
+        let d = store(10, 100);
+        let t0 = Instant::now();
+        run(d.claim_at(Some("a"), t0)).finish_at(true, &[], t0);
+        run(d.claim_at(Some("b"), t0 + Duration::from_secs(11))).finish_at(true, &[], t0 + Duration::from_secs(11));
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn zero_window_still_catches_concurrent_duplicates() {
+        let d = store(0, 100);
+        let first = run(d.claim(Some(ID)));
+        assert!(matches!(d.claim(Some(ID)), Claim::Running(_)));
+        first.finish(true, &[]);
+        assert!(matches!(d.claim(Some(ID)), Claim::Run(_)));
+    }
+}

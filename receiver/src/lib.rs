@@ -1,0 +1,21 @@
+//! fusionhook-receiver: FusionAuth webhook events in, 200 or 500 out.
+//!
+//! Stages, each in its own module: [`verify`] (who sent it), [`dedupe`]
+//! (did we handle it already), [`route`] (who wants it), [`action`] (do it),
+//! [`answer`] (what FusionAuth hears). [`app`] wires them; [`config`] reads
+//! the config file; [`server`] serves and shuts down gracefully.
+
+pub mod action;
+pub mod answer;
+pub mod app;
+pub mod config;
+pub mod dedupe;
+pub mod metrics;
+pub mod route;
+pub mod secret;
+pub mod server;
+pub mod template;
+pub mod verify;
+
+pub use app::{AppState, app};
+pub use config::Config;

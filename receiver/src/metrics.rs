@@ -1,0 +1,131 @@
+//! Prometheus metrics (`/metrics`), all prefixed `fusionhook_receiver_`.
+//! Label values come from fixed sets or the config (route names); event types
+//! outside FusionAuth's known list are counted as `other`, so a sender cannot
+//! grow the label space.
+
+use std::time::Duration;
+
+use fusionhook_fusionauth::event_types;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    r#type: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    route: String,
+    action: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+type HistogramFamily = Family<ActionLabels, Histogram, fn() -> Histogram>;
+
+/// The receiver's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    action_duration: HistogramFamily,
+    duplicates: Counter,
+    auth_failures: Family<ReasonLabels, Counter>,
+    in_flight: Gauge,
+}
+
+fn action_histogram() -> Histogram {
+    // 1 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fusionhook_receiver");
+        let requests = Family::default();
+        registry.register("requests", "Webhook requests by outcome", requests.clone());
+        let events = Family::default();
+        registry.register("events", "Events by type and outcome", events.clone());
+        let action_duration = HistogramFamily::new_with_constructor(action_histogram);
+        registry.register("action_duration_seconds", "Time taken by each route's action", action_duration.clone());
+        let duplicates = Counter::default();
+        registry.register("duplicates", "Deliveries of an already handled event id", duplicates.clone());
+        let auth_failures = Family::default();
+        registry.register("auth_failures", "Requests that failed authentication, by reason", auth_failures.clone());
+        let in_flight = Gauge::default();
+        registry.register("in_flight_requests", "Webhook requests being handled", in_flight.clone());
+        Self { registry, requests, events, action_duration, duplicates, auth_failures, in_flight }
+    }
+
+    /// Counts one answered webhook request.
+    pub fn request(&self, outcome: &'static str) {
+        self.requests.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts one event by type and outcome.
+    pub fn event(&self, kind: &str, outcome: &'static str) {
+        let r#type = event_types::lookup(kind).map_or("other", |t| t.name);
+        self.events.get_or_create(&EventLabels { r#type, outcome }).inc();
+    }
+
+    /// Records an action's duration.
+    pub fn action(&self, route: &str, action: &'static str, ok: bool, took: Duration) {
+        let labels = ActionLabels { route: route.to_owned(), action, outcome: if ok { "success" } else { "failure" } };
+        self.action_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// Counts a duplicate delivery.
+    pub fn duplicate(&self) {
+        self.duplicates.inc();
+    }
+
+    /// Counts an authentication failure.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Tracks requests in flight; the guard decrements on drop.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
