@@ -115,10 +115,7 @@ pub const KNOWN_EVENT_TYPES: &[EventType] = &[
 
 /// Looks a wire name up in [`KNOWN_EVENT_TYPES`].
 pub fn lookup(name: &str) -> Option<&'static EventType> {
-    KNOWN_EVENT_TYPES
-        .binary_search_by(|t| t.name.cmp(name))
-        .ok()
-        .map(|i| &KNOWN_EVENT_TYPES[i])
+    KNOWN_EVENT_TYPES.binary_search_by(|t| t.name.cmp(name)).ok().map(|i| &KNOWN_EVENT_TYPES[i])
 }
 
 /// Whether `name` is a known transactional event type. Unknown types answer

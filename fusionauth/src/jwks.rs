@@ -115,12 +115,7 @@ pub struct JwksCache<S> {
 impl<S: JwksSource> JwksCache<S> {
     /// An empty cache; the first lookup fetches.
     pub fn new(source: S, min_refetch_interval: Duration) -> Self {
-        Self {
-            source,
-            keys: RwLock::new(Arc::new(HashMap::new())),
-            last_fetch: tokio::sync::Mutex::new(None),
-            min_refetch_interval,
-        }
+        Self { source, keys: RwLock::new(Arc::new(HashMap::new())), last_fetch: tokio::sync::Mutex::new(None), min_refetch_interval }
     }
 
     fn cached(&self, kid: &str) -> Option<Arc<PublishedKey>> {

@@ -117,19 +117,13 @@ pub fn verify(token: &str, body: &[u8], key: &DecodingKey, allowed: &[Algorithm]
     let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
-            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
-                SignatureError::BadSignature
-            }
+            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => SignatureError::BadSignature,
             _ => SignatureError::Malformed(e.to_string()),
         }
     })?;
     let claimed = data.claims.request_body_sha256.ok_or(SignatureError::MissingBodyHash)?;
     let actual = body_sha256(body);
-    if bool::from(claimed.as_bytes().ct_eq(actual.as_bytes())) {
-        Ok(())
-    } else {
-        Err(SignatureError::BodyHashMismatch)
-    }
+    if bool::from(claimed.as_bytes().ct_eq(actual.as_bytes())) { Ok(()) } else { Err(SignatureError::BodyHashMismatch) }
 }
 
 /// Signs `body` the way FusionAuth does: header `{alg, typ: JWT, kid}`, one
@@ -179,10 +173,7 @@ mod tests {
             let header = inspect(&token, &[alg]).unwrap();
             assert_eq!(header.kid.as_deref(), Some("hmac-1"));
             verify(&token, BODY, &DecodingKey::from_secret(b"s3cret"), &[alg]).unwrap();
-            assert_eq!(
-                verify(&token, BODY, &DecodingKey::from_secret(b"other"), &[alg]),
-                Err(SignatureError::BadSignature)
-            );
+            assert_eq!(verify(&token, BODY, &DecodingKey::from_secret(b"other"), &[alg]), Err(SignatureError::BadSignature));
         }
     }
 

@@ -127,7 +127,9 @@ impl ReceiverError {
             Self::BodyTimeout { .. } => one("[timeout]"),
             Self::BodyRead => one("[invalidBody]"),
             Self::BadRequest(e) => vec![json!({"code": e.code(), "message": e.to_string()})],
-            Self::KeysUnavailable(_) => vec![json!({"code": "[signatureKeysUnavailable]", "message": "the signature could not be checked now"})],
+            Self::KeysUnavailable(_) => {
+                vec![json!({"code": "[signatureKeysUnavailable]", "message": "the signature could not be checked now"})]
+            }
             Self::ActionsFailed(failures) => failures
                 .iter()
                 .map(|(route, e)| json!({"code": "[actionFailed]", "route": route, "message": format!("route {route}: {e}")}))

@@ -399,7 +399,10 @@ fn check_signature(raw: RawSignature) -> Result<SignatureConfig, ConfigError> {
     let mut algorithms = Vec::new();
     for (i, name) in raw.algorithms.iter().enumerate() {
         let alg: Algorithm = name.parse().map_err(|_| {
-            err(format!("{FIELD}.algorithms[{i}]"), format!("`{name}` is not one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA"))
+            err(
+                format!("{FIELD}.algorithms[{i}]"),
+                format!("`{name}` is not one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA"),
+            )
         })?;
         if matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512) {
             return Err(err(format!("{FIELD}.algorithms[{i}]"), "FusionAuth does not sign webhooks with RSASSA-PSS"));
@@ -436,7 +439,8 @@ fn check_http(field: &str, raw: RawHttp, read_timeout: Duration) -> Result<HttpA
     let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
     let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
     if !method.has_placeholders() {
-        Method::from_bytes(method_text.as_bytes()).map_err(|_| err(format!("{field}.method"), format!("`{method_text}` is not an HTTP method")))?;
+        Method::from_bytes(method_text.as_bytes())
+            .map_err(|_| err(format!("{field}.method"), format!("`{method_text}` is not an HTTP method")))?;
     }
 
     let url = Template::parse(&raw.url).map_err(|e| err(format!("{field}.url"), e))?;
@@ -555,14 +559,35 @@ routes:
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['user..x'], log: {}}]", "routes[0].events[0]:"),
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['*']}]", "routes[0]: give exactly one action"),
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], log: {}}, {name: a, events: ['*'], log: {}}]", "routes[1].name:"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/{{event.user.id'}}]", "routes[0].http.url:"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://{{event.host}}/x'}}]", "routes[0].http.url: placeholders may only"),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/{{event.user.id'}}]",
+                "routes[0].http.url:",
+            ),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://{{event.host}}/x'}}]",
+                "routes[0].http.url: placeholders may only",
+            ),
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'not a url'}}]", "routes[0].http.url:"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 0}}]", "routes[0].http.timeoutMs: must be greater"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 2500}}]", "routes[0].http.timeoutMs: 2500 must be below readTimeoutMs (2000)"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', method: 'GE T'}}]", "routes[0].http.method:"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {'bad header': x}}}]", "routes[0].http.headers.bad header:"),
-            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {X-Key: {valueFile: /nope}}}}]", "routes[0].http.headers.X-Key.valueFile: cannot read"),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 0}}]",
+                "routes[0].http.timeoutMs: must be greater",
+            ),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 2500}}]",
+                "routes[0].http.timeoutMs: 2500 must be below readTimeoutMs (2000)",
+            ),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', method: 'GE T'}}]",
+                "routes[0].http.method:",
+            ),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {'bad header': x}}}]",
+                "routes[0].http.headers.bad header:",
+            ),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {X-Key: {valueFile: /nope}}}}]",
+                "routes[0].http.headers.X-Key.valueFile: cannot read",
+            ),
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], log: {fields: [user.email]}}]", "routes[0].log.fields[0]:"),
             ("auth: {authorization: k}\ndedupe: {maxEntries: 0}", "dedupe.maxEntries:"),
             ("auth: {authorization: k}\nunmatched: maybe", "unmatched: unknown variant `maybe`"),
@@ -581,7 +606,10 @@ routes:
 
     #[test]
     fn unknown_event_names_warn_and_defaults_are_sensible() {
-        let config = Config::from_yaml("auth: {allowUnauthenticated: true}\nroutes: [{name: a, events: ['user.delet', 'user.*'], http: {url: 'http://h/x'}}]").unwrap();
+        let config = Config::from_yaml(
+            "auth: {allowUnauthenticated: true}\nroutes: [{name: a, events: ['user.delet', 'user.*'], http: {url: 'http://h/x'}}]",
+        )
+        .unwrap();
         assert_eq!(config.warnings.len(), 1);
         assert!(config.warnings[0].contains("user.delet"));
         let Action::Http(http) = &config.routes[0].action else { panic!() };

@@ -25,8 +25,8 @@ impl EventFilter {
             Some(name) => (name, true),
             None => (text, false),
         };
-        let valid = !name.is_empty()
-            && name.split('.').all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let valid =
+            !name.is_empty() && name.split('.').all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !valid {
             return Err(format!("`{text}` is not an event type (like user.delete), a prefix (like user.*) or *"));
         }

@@ -63,9 +63,8 @@ impl FieldPath {
     /// the same as FusionAuth's documentation (`event.user.id`).
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let text = text.trim();
-        let rest = text
-            .strip_prefix("event.")
-            .ok_or_else(|| TemplateError(format!("placeholder {{{{{text}}}}} must start with `event.`")))?;
+        let rest =
+            text.strip_prefix("event.").ok_or_else(|| TemplateError(format!("placeholder {{{{{text}}}}} must start with `event.`")))?;
         let segments: Vec<String> = rest.split('.').map(str::to_owned).collect();
         if segments.iter().any(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '{' || c == '}')) {
             return Err(TemplateError(format!("placeholder {{{{{text}}}}} is not a dotted path like event.user.id")));

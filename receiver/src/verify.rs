@@ -7,10 +7,10 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use fusionhook_fusionauth::jwks::{HttpJwksSource, JwksCache, JwksError};
+use fusionhook_fusionauth::signature::DecodingKey;
 use fusionhook_fusionauth::signature::{self, SIGNATURE_HEADER, SignatureError, is_hmac};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use fusionhook_fusionauth::signature::DecodingKey;
 
 use crate::config::{AuthConfig, SignatureConfig};
 use crate::secret::Secret;
@@ -77,10 +77,7 @@ impl Verifier {
     /// Builds the stage; `client` fetches the JWKS when one is configured.
     pub fn new(auth: AuthConfig, client: &reqwest::Client) -> Self {
         let signature = auth.signature.map(|config| {
-            let jwks = config
-                .jwks_url
-                .clone()
-                .map(|url| JwksCache::new(HttpJwksSource::new(client.clone(), url), config.jwks_min_refetch));
+            let jwks = config.jwks_url.clone().map(|url| JwksCache::new(HttpJwksSource::new(client.clone(), url), config.jwks_min_refetch));
             SignatureVerifier { config, jwks }
         });
         Self { authorization: auth.authorization, basic: auth.basic, signature }

@@ -2,6 +2,8 @@
 //! against real sinks on loopback: the bad-input table, signatures, routing,
 //! deduplication, metrics and the log action.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,7 +84,11 @@ impl Post {
     fn fusionauth(body: impl Into<Vec<u8>>) -> Self {
         let body = body.into();
         let sig = sign_hmac(&body, Algorithm::HS256, "hmac-1", HMAC);
-        Self { headers: vec![("content-type", "application/json".into()), ("authorization", KEY.into()), (SIG, sig)], body, streamed: false }
+        Self {
+            headers: vec![("content-type", "application/json".into()), ("authorization", KEY.into()), (SIG, sig)],
+            body,
+            streamed: false,
+        }
     }
 
     fn set(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -114,7 +120,8 @@ impl Post {
             builder = builder.header(*name, value);
         }
         let body = if self.streamed {
-            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = self.body.chunks(1000).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+                self.body.chunks(1000).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
             Body::from_stream(futures::stream::iter(chunks))
         } else {
             Body::from(self.body)
@@ -174,7 +181,12 @@ async fn bad_input_table() {
         ("no event", Post::fusionauth(&br#"{"evnt":{}}"#[..]), StatusCode::BAD_REQUEST, "[missing]event"),
         ("event is a string", Post::fusionauth(&br#"{"event":"user.delete"}"#[..]), StatusCode::BAD_REQUEST, "[invalid]event"),
         ("event without type", Post::fusionauth(&br#"{"event":{"id":"x"}}"#[..]), StatusCode::BAD_REQUEST, "[invalid]event"),
-        ("event.id not a string", Post::fusionauth(&br#"{"event":{"id":7,"type":"user.delete"}}"#[..]), StatusCode::BAD_REQUEST, "[invalid]event"),
+        (
+            "event.id not a string",
+            Post::fusionauth(&br#"{"event":{"id":7,"type":"user.delete"}}"#[..]),
+            StatusCode::BAD_REQUEST,
+            "[invalid]event",
+        ),
         ("huge body, declared", Post::fusionauth(huge.clone()), StatusCode::PAYLOAD_TOO_LARGE, "[tooLarge]"),
         ("huge body, streamed", Post::fusionauth(huge.clone()).streamed(), StatusCode::PAYLOAD_TOO_LARGE, "[tooLarge]"),
         ("wrong content type", fa().set("content-type", "text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "[unsupportedMediaType]"),
@@ -184,10 +196,20 @@ async fn bad_input_table() {
         ("missing Authorization", fa().without("authorization"), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
         ("signature missing", fa().without(SIG), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
         ("signature garbled", fa().set(SIG, "eyJhbGciOi.garbled.!!"), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
-        ("signature by the wrong key", fa().set(SIG, sign_hmac(&good, Algorithm::HS256, "hmac-1", "not-the-secret")), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
+        (
+            "signature by the wrong key",
+            fa().set(SIG, sign_hmac(&good, Algorithm::HS256, "hmac-1", "not-the-secret")),
+            StatusCode::UNAUTHORIZED,
+            "[notAuthorized]",
+        ),
         ("body altered by one byte", fa().body(altered), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
         ("alg none", fa().set(SIG, alg_none_token(&good, "hmac-1")), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
-        ("HS384 when HS256 is pinned", fa().set(SIG, sign_hmac(&good, Algorithm::HS384, "hmac-1", HMAC)), StatusCode::UNAUTHORIZED, "[notAuthorized]"),
+        (
+            "HS384 when HS256 is pinned",
+            fa().set(SIG, sign_hmac(&good, Algorithm::HS384, "hmac-1", HMAC)),
+            StatusCode::UNAUTHORIZED,
+            "[notAuthorized]",
+        ),
     ];
 
     let n_cases = cases.len();
@@ -420,7 +442,11 @@ async fn rsa_signatures_verified_with_fusionauths_jwks() {
     assert_eq!(h.send(post(sign(&body, "rsa-1", &rsa))).await.0, StatusCode::OK);
     let cases = [
         ("signed by another RSA key", sign(&body, "rsa-1", &rsa2)),
-        ("HS256 with the RSA public key as secret", signature::sign(&body, Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(read_key("rsa-public.pem").as_bytes())).unwrap()),
+        (
+            "HS256 with the RSA public key as secret",
+            signature::sign(&body, Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(read_key("rsa-public.pem").as_bytes()))
+                .unwrap(),
+        ),
         ("alg none", alg_none_token(&body, "rsa-1")),
         ("unknown kid", sign(&body, "rsa-unknown", &rsa)),
         ("a kid of another algorithm", sign(&body, "ec-1", &rsa)),

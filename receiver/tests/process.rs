@@ -2,6 +2,8 @@
 //! scenario (FusionAuth's todo clean-up), slow clients, secret rotation,
 //! graceful shutdown and config errors at start.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -206,7 +208,10 @@ async fn a_rotated_authorization_secret_takes_effect_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("authorization");
     std::fs::write(&key_file, "OLD-KEY\n").unwrap();
-    let yaml = format!("auth: {{authorizationFile: {}}}\nsecretRefreshMs: 100\nroutes: [{{name: l, events: ['*'], log: {{}}}}]", key_file.display());
+    let yaml = format!(
+        "auth: {{authorizationFile: {}}}\nsecretRefreshMs: 100\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
+        key_file.display()
+    );
     let receiver = Receiver::start_in(dir, &yaml);
     let client = reqwest::Client::new();
     let event = |n: u32| events::user_delete(&format!("0b9a3a5e-0100-4000-8000-{n:012}"), ALICE);
@@ -271,7 +276,10 @@ fn run_check(dir: &Path, yaml: &str) -> (i32, String, String) {
 #[test]
 fn invalid_config_fails_at_start_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = run_check(dir.path(), "auth: {authorization: k}\nroutes: [{name: a, events: [user.delete], http: {url: 'http://h/{{event.user.id}}', timeoutMs: 5000}}]");
+    let (code, _, stderr) = run_check(
+        dir.path(),
+        "auth: {authorization: k}\nroutes: [{name: a, events: [user.delete], http: {url: 'http://h/{{event.user.id}}', timeoutMs: 5000}}]",
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("routes[0].http.timeoutMs"), "{stderr}");
 
@@ -294,4 +302,3 @@ fn the_example_config_is_valid() {
     let out = Command::new(BIN).arg("--config").arg(example).arg("--check").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
-

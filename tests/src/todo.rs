@@ -82,7 +82,14 @@ impl TodoStore {
     }
 }
 
-async fn handle(State(store): State<Arc<TodoStore>>, method: Method, uri: Uri, headers: HeaderMap, user: Option<Path<String>>, body: Bytes) -> StatusCode {
+async fn handle(
+    State(store): State<Arc<TodoStore>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    user: Option<Path<String>>,
+    body: Bytes,
+) -> StatusCode {
     let delay = store.delay.lock().ok().and_then(|d| *d);
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -132,9 +139,8 @@ impl TodoService {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
                 connections.spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
                 });
                 while connections.try_join_next().is_some() {}
             }
