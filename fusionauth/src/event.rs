@@ -1,18 +1,15 @@
 //! The webhook request body FusionAuth sends: `{"event": {...}}` (FACTS.md §e).
 //!
-//! Parsing is done once, on the bytes as received: the common fields become
-//! typed Rust, the original bytes are kept untouched for forwarding and
-//! signature checks, and the full JSON tree is built only when something asks
-//! for it (templating). Unknown fields and unknown event types are preserved,
+//! Parsing is one pass over the bytes as received: the common fields become
+//! typed Rust, the original bytes are kept untouched for forwarding, and the
+//! full JSON tree is built only when something asks for it (templating). Unknown fields and unknown event types are preserved,
 //! never rejected; only the fields the pipeline relies on are checked.
 
-use std::ops::Range;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// The common fields of every FusionAuth event (FACTS.md §e).
 ///
@@ -124,19 +121,45 @@ impl EnvelopeError {
 #[derive(Debug)]
 pub struct EventRequest {
     body: Bytes,
-    event_range: Range<usize>,
     event: Event,
     json: OnceLock<Value>,
 }
 
 #[derive(Deserialize)]
-struct RawEnvelope<'a> {
-    #[serde(borrow)]
-    event: Option<&'a RawValue>,
+struct Envelope {
+    #[serde(default, deserialize_with = "object_or_null")]
+    event: Option<Event>,
+}
+
+/// Reads `T` only from a JSON object (or `null`): serde's derive would also
+/// accept an array, reading the fields by position.
+fn object_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
+    use std::marker::PhantomData;
+
+    struct ObjectOrNull<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOrNull<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    deserializer.deserialize_any(ObjectOrNull(PhantomData))
 }
 
 impl EventRequest {
-    /// Parses a request body. Unknown fields anywhere are accepted and kept.
+    /// Parses a request body in one pass. Unknown fields anywhere are
+    /// accepted (and kept in [`EventRequest::body`]).
     pub fn parse(body: Bytes) -> Result<Self, EnvelopeError> {
         // serde would read a struct from a JSON array too; an envelope is an object.
         match body.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -144,23 +167,11 @@ impl EventRequest {
             Some(b'{') => {}
             Some(_) => return Err(classify_non_object(&body)),
         }
-        let envelope: RawEnvelope<'_> = match serde_json::from_slice(&body) {
-            Ok(envelope) => envelope,
-            Err(err) => return Err(classify_top_level(&err)),
-        };
-        let raw = envelope.event.ok_or(EnvelopeError::MissingEvent)?;
-        let text = raw.get();
-        match text.as_bytes().first() {
-            Some(b'{') => {}
-            Some(b'n') => return Err(EnvelopeError::MissingEvent),
-            _ => return Err(EnvelopeError::EventNotAnObject),
+        match serde_json::from_slice::<Envelope>(&body) {
+            Ok(Envelope { event: Some(event) }) => Ok(Self { body, event, json: OnceLock::new() }),
+            Ok(Envelope { event: None }) => Err(EnvelopeError::MissingEvent),
+            Err(err) => Err(classify(&body, &err)),
         }
-        let event: Event = serde_json::from_str(text).map_err(|_| field_error(text))?;
-        // The raw value borrows from `body`; remember where, so the event
-        // bytes can be handed out later without a copy.
-        let start = text.as_ptr() as usize - body.as_ptr() as usize;
-        let event_range = start..start + text.len();
-        Ok(Self { body, event_range, event, json: OnceLock::new() })
     }
 
     /// The typed common fields.
@@ -173,18 +184,17 @@ impl EventRequest {
         &self.body
     }
 
-    /// The bytes of the `event` object exactly as received.
-    pub fn event_bytes(&self) -> Bytes {
-        self.body.slice(self.event_range.clone())
-    }
-
     /// The whole `event` object as JSON, unknown fields included. Built on
-    /// first use and cached.
+    /// first use and cached; routes that need no placeholders never build it.
     pub fn event_json(&self) -> &Value {
         self.json.get_or_init(|| {
+            #[derive(Deserialize)]
+            struct Tree {
+                event: Value,
+            }
             // Already parsed once as valid JSON, so this cannot fail; Null is
             // a harmless fallback that makes every lookup come back empty.
-            serde_json::from_slice(&self.body[self.event_range.clone()]).unwrap_or(Value::Null)
+            serde_json::from_slice::<Tree>(&self.body).map(|t| t.event).unwrap_or(Value::Null)
         })
     }
 }
@@ -196,31 +206,28 @@ fn classify_non_object(body: &[u8]) -> EnvelopeError {
     }
 }
 
-fn classify_top_level(err: &serde_json::Error) -> EnvelopeError {
-    match err.classify() {
-        serde_json::error::Category::Data => EnvelopeError::NotAnObject,
-        _ => EnvelopeError::InvalidJson(err.to_string()),
+/// Turns a parse failure into a precise error. Runs only on the error path:
+/// it parses again to learn which field failed, and names it, e.g.
+/// `event.id: invalid type: integer `5`, expected a string`.
+fn classify(body: &[u8], err: &serde_json::Error) -> EnvelopeError {
+    if !matches!(err.classify(), serde_json::error::Category::Data) {
+        return EnvelopeError::InvalidJson(err.to_string());
     }
-}
-
-/// Builds a message that names the offending field, e.g. `event.id: invalid
-/// type: integer `5`, expected a string`. Runs only on the error path.
-fn field_error(text: &str) -> EnvelopeError {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let message = match serde_path_to_error::deserialize::<_, Event>(&mut de) {
-        Ok(_) => "the event could not be read".to_owned(),
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            // serde's own message, without its " at line L column C" tail.
-            let mut msg = inner.to_string();
-            if let Some(at) = msg.rfind(" at line ") {
-                msg.truncate(at);
-            }
-            if path == "." { format!("event: {msg}") } else { format!("event.{path}: {msg}") }
-        }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let Err(err) = serde_path_to_error::deserialize::<_, Envelope>(&mut de) else {
+        return EnvelopeError::InvalidField("the event could not be read".to_owned());
     };
-    EnvelopeError::InvalidField(message)
+    let path = err.path().to_string();
+    let mut message = err.into_inner().to_string();
+    // serde's message without its " at line L column C" tail.
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    match path.as_str() {
+        "event" if message.starts_with("invalid type") => EnvelopeError::EventNotAnObject,
+        "event" | "." => EnvelopeError::InvalidField(format!("event: {message}")),
+        _ => EnvelopeError::InvalidField(format!("{path}: {message}")),
+    }
 }
 
 #[cfg(test)]
@@ -245,8 +252,7 @@ mod tests {
         assert_eq!(info.location.as_ref().unwrap().city.as_deref(), Some("Denver"));
         assert_eq!(req.event_json()["user"]["futureField"][1], 2);
         assert_eq!(req.body().as_ref(), body.as_bytes());
-        assert!(req.event_bytes().starts_with(b"{\"createInstant\""));
-        assert!(req.event_bytes().ends_with(b"[1,2]}}"));
+        assert_eq!(req.event_json()["info"]["location"]["latitude"], 39.7);
     }
 
     #[test]

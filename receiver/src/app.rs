@@ -155,7 +155,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
         return if accept { Ok(Handled::Unmatched) } else { Err(ReceiverError::Unmatched) };
     }
 
-    let pending: Vec<usize> = matched.into_iter().filter(|i| !ticket.completed().contains(i)).collect();
+    let pending: Vec<usize> = matched.into_iter().filter(|&i| !ticket.already_done(i)).collect();
     let results = futures::future::join_all(pending.iter().map(|&i| run_route(state, &state.routes[i], &request))).await;
     let mut succeeded = Vec::with_capacity(pending.len());
     let mut failures = Vec::new();

@@ -308,6 +308,9 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(err("maxBodyBytes", "must be greater than 0"));
     }
 
+    if raw.routes.len() > crate::dedupe::MAX_ROUTES {
+        return Err(err("routes", format!("at most {} routes per receiver; run another receiver for more", crate::dedupe::MAX_ROUTES)));
+    }
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, route) in raw.routes.into_iter().enumerate() {
         let field = format!("routes[{i}]");

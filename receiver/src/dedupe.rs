@@ -16,53 +16,71 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::DedupeConfig;
 
-/// The key: FusionAuth ids are UUIDs and stored as 16 bytes; anything else
-/// is kept as text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Uuid(u128),
-    Text(Box<str>),
-}
+/// Ids are stored as 16 bytes: FusionAuth ids are UUIDs; anything else is
+/// reduced to the first 16 bytes of its SHA-256 (a collision needs about
+/// 2^64 ids).
+type Key = u128;
 
-impl Key {
-    fn new(id: &str) -> Self {
-        match uuid::Uuid::try_parse(id) {
-            Ok(uuid) => Self::Uuid(uuid.as_u128()),
-            Err(_) => Self::Text(id.into()),
+fn key(id: &str) -> Key {
+    match uuid::Uuid::try_parse(id) {
+        Ok(uuid) => uuid.as_u128(),
+        Err(_) => {
+            let digest = Sha256::digest(id.as_bytes());
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest[..16]);
+            u128::from_be_bytes(first)
         }
     }
 }
 
-enum Entry {
+/// Routes are numbered 0..64 (the config refuses more), so a set of routes is a bit mask.
+pub const MAX_ROUTES: usize = 64;
+
+fn mask(routes: &[usize]) -> u64 {
+    routes.iter().filter(|&&r| r < MAX_ROUTES).fold(0, |m, &r| m | (1 << r))
+}
+
+enum State {
     /// A delivery is running it; the sender is dropped when it finishes,
     /// which wakes every waiting duplicate.
-    Running { done: watch::Sender<()> },
+    Running(watch::Sender<()>),
     /// Handled: later deliveries are duplicates.
-    Handled { at: Instant },
-    /// Failed; `completed` routes succeeded and are not run again.
-    Failed { at: Instant, completed: Vec<usize> },
+    Handled,
+    /// Failed; the `completed` routes succeeded and are not run again.
+    Failed,
+}
+
+struct Entry {
+    state: State,
+    /// Milliseconds since the store was created, when it finished.
+    at: u64,
+    /// Routes that succeeded, as a bit mask.
+    completed: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Key, Entry>,
     /// Finished entries in the order they finished, for expiry and the bound.
-    order: VecDeque<(Instant, Key)>,
+    order: VecDeque<(u64, Key)>,
 }
 
 /// The deduplication store.
 pub struct Dedupe {
     inner: Mutex<Inner>,
-    config: DedupeConfig,
+    window_ms: u64,
+    max_entries: usize,
+    epoch: Instant,
 }
 
 /// What to do with an event.
 pub enum Claim<'a> {
-    /// Run it. Routes in `ticket.completed()` already succeeded earlier.
+    /// Run it, skipping the routes [`Ticket::already_done`] names.
     Run(Ticket<'a>),
     /// Handled within the window: answer 200, run nothing.
     Duplicate,
@@ -75,18 +93,27 @@ pub enum Claim<'a> {
 pub struct Ticket<'a> {
     store: &'a Dedupe,
     key: Option<Key>,
-    completed: Vec<usize>,
+    completed: u64,
     finished: bool,
 }
 
 impl Dedupe {
     /// An empty store.
     pub fn new(config: DedupeConfig) -> Self {
-        Self { inner: Mutex::new(Inner::default()), config }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            window_ms: u64::try_from(config.window.as_millis()).unwrap_or(u64::MAX),
+            max_entries: config.max_entries,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn millis(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // The lock is never held across a panic-prone call; recover anyway.
+        // Nothing panics while the lock is held; recover anyway.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -99,40 +126,41 @@ impl Dedupe {
     /// [`Dedupe::claim`] at a given time.
     pub fn claim_at(&self, id: Option<&str>, now: Instant) -> Claim<'_> {
         let Some(id) = id else {
-            return Claim::Run(Ticket { store: self, key: None, completed: Vec::new(), finished: false });
+            return Claim::Run(Ticket { store: self, key: None, completed: 0, finished: false });
         };
-        let key = Key::new(id);
+        let key = key(id);
+        let now = self.millis(now);
         let mut inner = self.lock();
         let completed = match inner.entries.get(&key) {
-            Some(Entry::Running { done }) => return Claim::Running(done.subscribe()),
-            Some(Entry::Handled { at }) if now.duration_since(*at) < self.config.window => return Claim::Duplicate,
-            Some(Entry::Failed { at, completed }) if now.duration_since(*at) < self.config.window => completed.clone(),
-            _ => Vec::new(),
+            Some(Entry { state: State::Running(done), .. }) => return Claim::Running(done.subscribe()),
+            Some(entry) if now.saturating_sub(entry.at) >= self.window_ms => 0,
+            Some(Entry { state: State::Handled, .. }) => return Claim::Duplicate,
+            Some(Entry { state: State::Failed, completed, .. }) => *completed,
+            None => 0,
         };
         let (done, _) = watch::channel(());
-        inner.entries.insert(key.clone(), Entry::Running { done });
+        inner.entries.insert(key, Entry { state: State::Running(done), at: now, completed });
         Claim::Run(Ticket { store: self, key: Some(key), completed, finished: false })
     }
 
-    fn finish(&self, key: &Key, entry: Entry, now: Instant) {
+    fn finish(&self, key: Key, state: State, completed: u64, now: Instant) {
+        let at = self.millis(now);
         let mut inner = self.lock();
-        inner.entries.insert(key.clone(), entry);
-        inner.order.push_back((now, key.clone()));
-        self.evict(&mut inner, now);
+        inner.entries.insert(key, Entry { state, at, completed });
+        inner.order.push_back((at, key));
+        self.evict(&mut inner, at);
     }
 
-    fn evict(&self, inner: &mut Inner, now: Instant) {
-        while let Some((at, key)) = inner.order.front() {
-            let expired = now.duration_since(*at) >= self.config.window;
-            if !expired && inner.entries.len() <= self.config.max_entries {
+    fn evict(&self, inner: &mut Inner, now: u64) {
+        while let Some(&(at, key)) = inner.order.front() {
+            let expired = now.saturating_sub(at) >= self.window_ms;
+            if !expired && inner.entries.len() <= self.max_entries {
                 break;
             }
-            let (at, key) = (*at, key.clone());
             inner.order.pop_front();
             // The queue may hold stale positions of ids that ran again since;
             // only remove the entry this position describes.
-            let current = matches!(inner.entries.get(&key), Some(Entry::Handled { at: t } | Entry::Failed { at: t, .. }) if *t == at);
-            if current {
+            if inner.entries.get(&key).is_some_and(|e| !matches!(e.state, State::Running(_)) && e.at == at) {
                 inner.entries.remove(&key);
             }
         }
@@ -150,9 +178,9 @@ impl Dedupe {
 }
 
 impl Ticket<'_> {
-    /// Routes that succeeded in an earlier delivery of this event.
-    pub fn completed(&self) -> &[usize] {
-        &self.completed
+    /// Whether `route` succeeded in an earlier delivery of this event.
+    pub fn already_done(&self, route: usize) -> bool {
+        route < MAX_ROUTES && self.completed & (1 << route) != 0
     }
 
     /// Records the outcome: `succeeded` lists the routes that succeeded in
@@ -164,15 +192,10 @@ impl Ticket<'_> {
     /// [`Ticket::finish`] at a given time.
     pub fn finish_at(&mut self, all_ok: bool, succeeded: &[usize], now: Instant) {
         self.finished = true;
-        let Some(key) = &self.key else { return };
-        let entry = if all_ok {
-            Entry::Handled { at: now }
-        } else {
-            let mut completed = std::mem::take(&mut self.completed);
-            completed.extend_from_slice(succeeded);
-            Entry::Failed { at: now, completed }
-        };
-        self.store.finish(key, entry, now);
+        let Some(key) = self.key else { return };
+        let completed = self.completed | mask(succeeded);
+        let state = if all_ok { State::Handled } else { State::Failed };
+        self.store.finish(key, state, completed, now);
     }
 }
 
@@ -210,7 +233,7 @@ mod tests {
         run(d.claim_at(Some(ID), t0)).finish_at(true, &[0], t0);
         assert!(matches!(d.claim_at(Some(ID), t0 + Duration::from_secs(59)), Claim::Duplicate));
         let t = run(d.claim_at(Some(ID), t0 + Duration::from_secs(61)));
-        assert!(t.completed().is_empty());
+        assert!(!t.already_done(0));
     }
 
     #[test]
@@ -219,7 +242,7 @@ mod tests {
         let t0 = Instant::now();
         run(d.claim_at(Some(ID), t0)).finish_at(false, &[0, 2], t0);
         let mut retry = run(d.claim_at(Some(ID), t0 + Duration::from_secs(1)));
-        assert_eq!(retry.completed(), &[0, 2]);
+        assert!(retry.already_done(0) && retry.already_done(2) && !retry.already_done(1));
         retry.finish_at(true, &[1], t0 + Duration::from_secs(1));
         assert!(matches!(d.claim_at(Some(ID), t0 + Duration::from_secs(2)), Claim::Duplicate));
     }
@@ -239,6 +262,14 @@ mod tests {
         let d = store(60, 100);
         drop(run(d.claim(Some(ID))));
         assert!(matches!(d.claim(Some(ID)), Claim::Run(_)));
+    }
+
+    #[test]
+    fn non_uuid_ids_are_deduplicated_too() {
+        let d = store(60, 100);
+        run(d.claim(Some("not-a-uuid"))).finish(true, &[]);
+        assert!(matches!(d.claim(Some("not-a-uuid")), Claim::Duplicate));
+        assert!(matches!(d.claim(Some("not-a-uuid-2")), Claim::Run(_)));
     }
 
     #[test]
