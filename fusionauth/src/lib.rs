@@ -3,9 +3,11 @@
 //! FusionAuth's JWKS. The facts behind every rule live in
 //! `shared/fusionauth/FACTS.md`; sections are cited as `FACTS.md §x`.
 
+pub mod client;
 pub mod event;
 pub mod event_types;
 pub mod jwks;
+pub mod model;
 pub mod signature;
 
 pub use event::{EnvelopeError, Event, EventRequest};

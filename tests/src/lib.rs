@@ -1,5 +1,7 @@
 //! Test doubles and helpers shared by fusionhook's tests, benchmarks and
-//! (later) the emulators and the sandbox.
+//! the sandbox: a FusionAuth emulator, a todo service, event builders.
 
 pub mod events;
+pub mod fusionauth_emulator;
+pub mod serve;
 pub mod todo;

@@ -131,20 +131,7 @@ impl TodoService {
             .route("/users/{user}/todos", any(handle))
             .fallback(any(|s, m, u, h, b| handle(s, m, u, h, None, b)))
             .with_state(store);
-        // Connections live in a JoinSet owned by the accept task, so `stop`
-        // also cuts keep-alive connections a client may be pooling.
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                connections.spawn(async move {
-                    let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
+        let task = crate::serve::spawn(listener, app);
         Ok(Self { addr, task })
     }
 
