@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fusionhook_tests::events;
@@ -15,76 +15,12 @@ use fusionhook_tests::todo::{TodoService, TodoStore};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fusionhook-receiver");
+mod common;
+
+use common::{BIN, Receiver};
 const ALICE: &str = "00000000-0000-0001-0000-00000000a11c";
 const BOB: &str = "00000000-0000-0001-0000-000000000b0b";
 const CAROL: &str = "00000000-0000-0001-0000-0000000ca201";
-
-/// A receiver process; killed on drop.
-struct Receiver {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    /// Starts the binary with `yaml` (listening on a free port) and waits
-    /// for its "listening" log line.
-    fn start(yaml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, yaml)
-    }
-
-    fn start_in(dir: tempfile::TempDir, yaml: &str) -> Self {
-        let config = dir.path().join("receiver.yaml");
-        std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
-        let mut child = Command::new(BIN).arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent
-                    && let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "fusionhook-receiver listening"
-                {
-                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
-                    sent = true;
-                }
-                // Keep draining so the receiver never blocks on a full pipe.
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("receiver did not start").parse().unwrap();
-        Self { child, addr, _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn deliver(client: &reqwest::Client, receiver: &Receiver, key: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let response = client

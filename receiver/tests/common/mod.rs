@@ -1,0 +1,78 @@
+//! The real receiver binary, started for a test.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fusionhook-receiver");
+
+/// A receiver process; killed on drop.
+pub struct Receiver {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    /// Starts the binary with `yaml` (listening on a free port) and waits
+    /// for its "listening" log line.
+    pub fn start(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, yaml)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Self {
+        let config = dir.path().join("receiver.yaml");
+        std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
+        let mut child = Command::new(BIN).arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "fusionhook-receiver listening"
+                {
+                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+                    sent = true;
+                }
+                // Keep draining so the receiver never blocks on a full pipe.
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("receiver did not start").parse().unwrap();
+        Self { child, addr, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
