@@ -283,6 +283,19 @@ async fn attempt(target: &Target, body: &[u8], resolve: &BTreeMap<String, Socket
     }
 }
 
+/// `webhookCallResponse`, nulls omitted as FusionAuth's JSON mapper does
+/// (FACTS.md §c.1, inferred).
+fn call_response(attempt: &Attempt, url: &str) -> Value {
+    let mut response = json!({ "url": url });
+    if let Some(status) = attempt.status_code {
+        response["statusCode"] = json!(status);
+    }
+    if let Some(exception) = &attempt.exception {
+        response["exception"] = json!(exception);
+    }
+    response
+}
+
 /// Writes the Webhook Event Log entry (FACTS.md §c.7).
 fn record(emulator: &Emulator, envelope: &Value, kind: &str, transactional: bool, committed: bool, deliveries: &[WebhookDelivery]) -> Uuid {
     let id = Uuid::new_v4();
@@ -296,7 +309,7 @@ fn record(emulator: &Emulator, envelope: &Value, kind: &str, transactional: bool
                 "endInstant": now,
                 "id": Uuid::new_v4(),
                 "startInstant": now - attempt.duration_ms as i64,
-                "webhookCallResponse": {"exception": attempt.exception, "statusCode": attempt.status_code, "url": delivery.url},
+                "webhookCallResponse": call_response(attempt, &delivery.url),
                 "webhookEventLogId": id,
                 "webhookId": delivery.webhook_id,
             }));
