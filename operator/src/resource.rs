@@ -1,0 +1,345 @@
+//! The `FusionAuthWebhook` resource (group `fusionhook.dev`, version
+//! `v1alpha1`, short name `faw`). Doc comments become the CRD's field
+//! descriptions, so `kubectl explain faw.spec` is the reference; schema
+//! patterns and CEL rules catch mistakes at `kubectl apply` time instead of
+//! at reconcile time.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Pattern of an event filter: a wire name (`user.delete`), a prefix (`user.*`) or `*`.
+pub const EVENT_FILTER_PATTERN: &str = r"^(\*|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*(\.\*)?)$";
+/// Pattern of a wire event name (`user.delete`).
+pub const EVENT_NAME_PATTERN: &str = r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*$";
+
+/// A FusionAuth webhook run the Kubernetes way: the operator deploys a
+/// receiver for it, registers the receiver's URL with FusionAuth, keeps that
+/// registration true and removes it when the resource is deleted.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "fusionhook.dev",
+    version = "v1alpha1",
+    kind = "FusionAuthWebhook",
+    plural = "fusionauthwebhooks",
+    shortname = "faw",
+    namespaced,
+    status = "FusionAuthWebhookStatus",
+    doc = "A FusionAuth webhook run the Kubernetes way: a receiver deployed for it, its URL registered with FusionAuth and kept so, removed on delete.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Webhook ID","type":"string","jsonPath":".status.webhookId"}"#,
+    printcolumn = r#"{"name":"Events","type":"string","jsonPath":".spec.events","priority":0}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.tenants) && has(self.tenants.global) && self.tenants.global && has(self.tenants.tenantIds) && size(self.tenants.tenantIds) > 0)").message("tenants: set global: true or list tenantIds, not both"))]
+#[x_kube(validation = Rule::new("!has(self.tenantEvents) || (has(self.tenants) && has(self.tenants.tenantIds) && size(self.tenants.tenantIds) > 0)").message("tenantEvents needs tenants.tenantIds: the operator only changes the switches of tenants you list"))]
+pub struct FusionAuthWebhookSpec {
+    /// How to reach FusionAuth's API.
+    pub fusion_auth: FusionAuthConnection,
+    /// The FusionAuth event types this webhook receives, as wire names (e.g.
+    /// `user.delete`). They are enabled on the FusionAuth webhook.
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*$")))]
+    pub events: Vec<String>,
+    /// Which tenants' events the webhook receives. Default: all tenants (`global: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<TenantSelection>,
+    /// Optionally turn each event on in the listed tenants' event configuration
+    /// (the tenant switch) with a transaction level. The operator changes only
+    /// the entries it turned on, and turns them off again on delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_events: Option<TenantEvents>,
+    /// FusionAuth's connect and read timeouts for deliveries to the receiver.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// How the receiver authenticates FusionAuth.
+    #[serde(default)]
+    pub auth: ReceiverAuth,
+    /// The receiver workload.
+    #[serde(default)]
+    pub receiver: ReceiverWorkload,
+    /// What to do with events: filters to actions. Without routes every
+    /// event is accepted and nothing else happens.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// On delete: remove the FusionAuth webhook (`Delete`, default) or leave it (`Orphan`).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// FusionAuth's API endpoint and credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FusionAuthConnection {
+    /// Base URL of FusionAuth, e.g. `https://auth.example.com`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// Secret key holding a FusionAuth API key. It must be a global key (not
+    /// tenant-scoped): the Webhook API refuses tenant-scoped keys with 401.
+    pub api_key_secret_ref: SecretKeyRef,
+    /// Secret key holding a PEM CA bundle to trust for FusionAuth's TLS, when
+    /// FusionAuth uses a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret in the resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Tenant selection of the FusionAuth webhook.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSelection {
+    /// Receive events of every tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<bool>,
+    /// Receive events of these tenants only (FusionAuth tenant ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")))]
+    pub tenant_ids: Vec<String>,
+}
+
+/// Management of the tenant switches.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantEvents {
+    /// Transaction level for the enabled events: how many webhooks must
+    /// succeed for a transactional event's action to go ahead.
+    #[serde(default)]
+    pub transaction_type: TransactionLevel,
+}
+
+/// FusionAuth transaction levels.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum TransactionLevel {
+    /// No webhook needs to succeed.
+    #[default]
+    None,
+    /// At least one.
+    Any,
+    /// At least half.
+    SimpleMajority,
+    /// At least two thirds.
+    SuperMajority,
+    /// All of them.
+    AbsoluteMajority,
+}
+
+/// Delivery timeouts FusionAuth applies.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// TCP connect timeout in milliseconds (> 0, default 1000).
+    #[serde(default = "default_connect_timeout")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub connect_timeout_ms: u32,
+    /// Read timeout in milliseconds (> 0, default 2000). Route timeouts must be shorter.
+    #[serde(default = "default_read_timeout")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub read_timeout_ms: u32,
+}
+
+fn default_connect_timeout() -> u32 {
+    1000
+}
+fn default_read_timeout() -> u32 {
+    2000
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self { connect_timeout_ms: default_connect_timeout(), read_timeout_ms: default_read_timeout() }
+    }
+}
+
+/// How FusionAuth proves itself to the receiver.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverAuth {
+    /// Secret key holding the value FusionAuth must send in `Authorization`.
+    /// When absent the operator generates a random value into a Secret it owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_secret_ref: Option<SecretKeyRef>,
+    /// HTTP Basic credentials FusionAuth sends instead of an `Authorization` value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// Signature verification of `X-FusionAuth-Signature-JWT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureSpec>,
+}
+
+/// HTTP Basic credentials from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// Secret key holding the username.
+    pub username_secret_ref: SecretKeyRef,
+    /// Secret key holding the password.
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// Signing of deliveries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.hmacSecretRef) != has(self.signingKeyId)").message("signature: give hmacSecretRef (HMAC) or signingKeyId (a FusionAuth key pair), exactly one"))]
+pub struct SignatureSpec {
+    /// Algorithm of the signing key: HS256/384/512 with `hmacSecretRef`;
+    /// RS256/384/512, ES256/384 or EdDSA with `signingKeyId`.
+    #[schemars(regex(pattern = r"^(HS256|HS384|HS512|RS256|RS384|RS512|ES256|ES384|EdDSA)$"))]
+    pub algorithm: String,
+    /// Secret key holding an HMAC secret. The operator imports it into
+    /// FusionAuth's Key Master and gives the receiver the same secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret_ref: Option<SecretKeyRef>,
+    /// Id of an existing FusionAuth key pair; the receiver verifies with FusionAuth's JWKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
+}
+
+/// The receiver Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverWorkload {
+    /// Number of receiver pods (default 2).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Receiver image; default: the one the operator was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU and memory for the receiver container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// URL FusionAuth should call when it runs outside the cluster (for
+    /// example an Ingress); default: the in-cluster Service URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub external_url: Option<String>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+impl Default for ReceiverWorkload {
+    fn default() -> Self {
+        Self { replicas: default_replicas(), image: None, resources: None, external_url: None }
+    }
+}
+
+/// One route: event filters to one action.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.http) != has(self.log)").message("a route has exactly one action: http or log"))]
+pub struct Route {
+    /// Route name (in logs, metrics and error answers).
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Event filters: a wire name (`user.delete`), a prefix (`user.*`) or `*`.
+    #[schemars(length(min = 1), inner(regex(pattern = r"^(\*|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*(\.\*)?)$")))]
+    pub events: Vec<String>,
+    /// Call an HTTP service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAction>,
+    /// Write one JSON log line per event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogAction>,
+}
+
+/// The `http` action.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpAction {
+    /// HTTP method (default POST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// URL; `{{event.user.id}}`-style placeholders are filled from the event
+    /// (percent-encoded; not allowed in the scheme or host).
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// Timeout in milliseconds (default 1500); must be below `delivery.readTimeoutMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub timeout_ms: Option<u32>,
+    /// Extra headers: a literal value (placeholders allowed) or a Secret key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// Body: `event` (the event as FusionAuth sent it) or `none`; default by method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyMode>,
+}
+
+/// A header value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.secretKeyRef)").message("a header has value or secretKeyRef, exactly one"))]
+pub struct HeaderValue {
+    /// Literal value; `{{event.…}}` placeholders allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Value from a Secret key (mounted into the receiver, rotation picked up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+/// What an `http` action sends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BodyMode {
+    /// The request body exactly as FusionAuth sent it.
+    Event,
+    /// No body.
+    None,
+}
+
+/// The `log` action.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogAction {
+    /// Event fields to add (e.g. `event.user.email`); none by default, so no personal data is logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+/// What happens to the FusionAuth webhook when the resource is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the FusionAuth webhook (and turn off the tenant switches this resource turned on).
+    #[default]
+    Delete,
+    /// Leave the FusionAuth webhook in place.
+    Orphan,
+}
+
+/// Observed state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FusionAuthWebhookStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The FusionAuth webhook id (UUIDv5 of this resource's uid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
+    /// The URL registered with FusionAuth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Tenant switches this resource turned on (`tenantId/event`), to turn off on delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enabled_tenant_events: Vec<String>,
+    /// `Ready` and one condition per step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
