@@ -350,3 +350,49 @@ async fn keys_jwks_and_the_event_log() {
         .unwrap();
     assert_eq!(none.total, 0);
 }
+
+/// FusionAuth behind TLS with a private CA: trusted with `ca_pem`, refused without.
+#[tokio::test]
+async fn a_private_ca_bundle_is_trusted_only_when_given() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use tokio_rustls::rustls;
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&server_key, &issuer).unwrap();
+
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.der().clone()], rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Emulator::new(Settings { api_key: KEY.into(), retry_delay: Duration::ZERO }).router();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+            });
+        }
+    });
+
+    let url = format!("https://localhost:{port}/");
+    let untrusted = client_for(&url, KEY, fast_retry(1));
+    assert!(matches!(untrusted.retrieve_webhooks().await, Err(ClientError::Tls { .. })), "an unknown CA is refused");
+
+    let mut config = ClientConfig::new(url.parse().unwrap(), ApiKey::new(KEY));
+    config.ca_pem = Some(ca.pem().into_bytes());
+    config.retry = fast_retry(1);
+    let trusted = FusionAuthClient::new(config).unwrap();
+    assert_eq!(trusted.retrieve_webhooks().await.unwrap(), Vec::new());
+}
