@@ -118,6 +118,15 @@ pub fn lookup(name: &str) -> Option<&'static EventType> {
     KNOWN_EVENT_TYPES.binary_search_by(|t| t.name.cmp(name)).ok().map(|i| &KNOWN_EVENT_TYPES[i])
 }
 
+/// Whether FusionAuth's Webhook and Tenant APIs accept `name` as an
+/// `eventsEnabled` / `events` key: the SDK enum (58 names with `test`), plus
+/// the `entity.*` types documented for 1.69.0. The docs-only spelling
+/// `user.two-factor.failed.attempt` is refused: the SDK enum would not
+/// deserialize it (FACTS.md §b; inferred, the one place to change it).
+pub fn accepted_as_event_key(name: &str) -> bool {
+    name == "test" || (name != "user.two-factor.failed.attempt" && lookup(name).is_some())
+}
+
 /// Whether `name` is a known transactional event type. Unknown types answer
 /// `None`: the caller decides what an unknown type means.
 pub fn is_transactional(name: &str) -> Option<bool> {

@@ -1,9 +1,17 @@
 //! fusionhook-operator: turns `FusionAuthWebhook` resources into running,
-//! registered receivers. This release holds the resource and its CRD; the
-//! reconcile pipeline (dereference -> validate -> build -> apply -> status)
-//! follows in the same crate.
+//! registered receivers, as a pipeline: dereference -> validate -> build ->
+//! apply -> status.
+//!
+//! Built so far: the resource and its CRD ([`resource`]), derived names and
+//! ids ([`names`]), the pure [`validate`] stage, and the FusionAuth half of
+//! [`build`] (the desired webhook and drift detection). The Kubernetes
+//! objects, the apply stage, status, the controller and leader election come
+//! next (issue #4).
 
+pub mod build;
+pub mod names;
 pub mod resource;
+pub mod validate;
 
 pub use resource::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus};
 

@@ -5,13 +5,11 @@ use fusionhook_fusionauth::event_types;
 use fusionhook_fusionauth::model::TransactionType;
 use serde_json::{Value, json};
 
-/// Keys accepted in `eventsEnabled` and tenant `events`. The table of known
-/// types (FACTS.md §b) plus `test` (in the SDK enum), minus the docs-only
-/// spelling `user.two-factor.failed.attempt`, which the SDK enum would not
-/// deserialize. [infer] `entity.*` are documented for 1.69.0 but absent from
-/// its OpenAPI enum; we accept them.
+/// Keys accepted in `eventsEnabled` and tenant `events` [infer]: decided in
+/// `event_types::accepted_as_event_key`, shared with the operator so both
+/// agree on what FusionAuth refuses.
 pub fn is_known_event_key(name: &str) -> bool {
-    name == "test" || (name != "user.two-factor.failed.attempt" && event_types::lookup(name).is_some())
+    event_types::accepted_as_event_key(name)
 }
 
 /// The code of the JSON-conversion error for an unknown `eventsEnabled` key.

@@ -1,0 +1,52 @@
+//! Names and identities the operator derives, in one place: one field
+//! manager, one finalizer, the deterministic FusionAuth ids, the names of the
+//! objects it owns.
+
+use uuid::Uuid;
+
+/// Server-side apply field manager for every object the operator writes.
+pub const FIELD_MANAGER: &str = "fusionhook-operator";
+/// Finalizer that holds deletion until the FusionAuth webhook is gone.
+pub const FINALIZER: &str = "fusionhook.dev/cleanup";
+/// `data` key on the FusionAuth webhook naming the owning resource.
+pub const OWNER_DATA_KEY: &str = "fusionhook.dev/owner";
+/// `data` key with the owning resource's uid.
+pub const OWNER_UID_DATA_KEY: &str = "fusionhook.dev/uid";
+
+/// Namespace for the operator's UUIDv5 ids (a fixed random UUID).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_2c43_9b7e_4f0a_8c55_0e3a_7b91_d204);
+
+/// The FusionAuth webhook id of a resource: UUIDv5 of its uid, so a crash
+/// between "create" and "record in status" can never leave a duplicate.
+pub fn webhook_id(resource_uid: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("webhook/{resource_uid}").as_bytes())
+}
+
+/// The Key Master id under which the resource's HMAC secret is imported.
+pub fn signing_key_id(resource_uid: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("signing-key/{resource_uid}").as_bytes())
+}
+
+/// Name of the receiver's Deployment, Service and config Secret.
+pub fn receiver_name(resource_name: &str) -> String {
+    format!("{resource_name}-receiver")
+}
+
+/// Name of the Secret holding the generated `Authorization` value.
+pub fn authorization_secret_name(resource_name: &str) -> String {
+    format!("{resource_name}-receiver-auth")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let uid = "0b1e9b4e-6a3e-4c1a-9d9f-1f2e3d4c5b6a";
+        assert_eq!(webhook_id(uid), webhook_id(uid));
+        assert_ne!(webhook_id(uid), webhook_id("another-uid"));
+        assert_ne!(webhook_id(uid), signing_key_id(uid));
+        assert_eq!(webhook_id(uid).get_version_num(), 5);
+    }
+}

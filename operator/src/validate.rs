@@ -1,0 +1,309 @@
+//! validate: resource + the Secrets it references -> a checked value, or a
+//! typed error that becomes a status condition (never a crash loop).
+//!
+//! Pure: no client, no clock. The dereference stage reads the Secrets; this
+//! stage only looks at what it is given. The CRD schema already refuses most
+//! mistakes; these checks repeat the ones a cluster without CEL would let
+//! through and add those only the operator can see (Secrets, FusionAuth's
+//! event names, route timeouts against the read timeout).
+
+use std::collections::BTreeMap;
+
+use fusionhook_fusionauth::event_types;
+use fusionhook_fusionauth::model::TransactionType;
+use uuid::Uuid;
+
+use crate::names;
+use crate::resource::{DeletionPolicy, FusionAuthWebhook, Route, SecretKeyRef, TransactionLevel};
+
+/// Data of the Secrets the resource references, by Secret name then key.
+/// A Secret that does not exist is simply absent.
+pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// Why a resource cannot be reconciled. `reason()` is the condition reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// A referenced Secret does not exist (yet).
+    #[error("Secret {name} does not exist")]
+    SecretNotFound {
+        /// Secret name.
+        name: String,
+    },
+    /// The Secret exists but lacks the key (or it is empty or not UTF-8).
+    #[error("Secret {name} has no usable key {key}")]
+    SecretKeyMissing {
+        /// Secret name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// The spec itself is wrong; the message names the field.
+    #[error("{0}")]
+    InvalidSpec(String),
+}
+
+impl ValidationError {
+    /// Condition reason (PascalCase).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::SecretNotFound { .. } => "SecretNotFound",
+            Self::SecretKeyMissing { .. } => "SecretKeyMissing",
+            Self::InvalidSpec(_) => "InvalidSpec",
+        }
+    }
+}
+
+/// A secret value; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How the receiver checks the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// HMAC: the operator imports the secret under `key_id`.
+    Hmac {
+        /// HS256/384/512.
+        algorithm: String,
+        /// The shared secret.
+        secret: SecretString,
+        /// Deterministic Key Master id.
+        key_id: Uuid,
+    },
+    /// A FusionAuth key pair; the receiver uses the JWKS.
+    KeyPair {
+        /// RS*/ES*/EdDSA.
+        algorithm: String,
+        /// The existing FusionAuth key.
+        key_id: Uuid,
+    },
+}
+
+/// A resource that can be reconciled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    /// Namespace of the resource.
+    pub namespace: String,
+    /// Name of the resource.
+    pub name: String,
+    /// Uid of the resource.
+    pub uid: String,
+    /// Generation being reconciled.
+    pub generation: Option<i64>,
+    /// The FusionAuth webhook id.
+    pub webhook_id: Uuid,
+    /// FusionAuth base URL.
+    pub fusionauth_url: String,
+    /// The global API key.
+    pub api_key: SecretString,
+    /// Extra CA bundle for FusionAuth.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Events to enable (wire names, deduplicated, sorted).
+    pub events: Vec<String>,
+    /// All tenants.
+    pub global: bool,
+    /// Listed tenants.
+    pub tenant_ids: Vec<Uuid>,
+    /// Transaction level when the tenant switches are managed.
+    pub tenant_events: Option<TransactionType>,
+    /// FusionAuth connect timeout, ms.
+    pub connect_timeout_ms: u32,
+    /// FusionAuth read timeout, ms.
+    pub read_timeout_ms: u32,
+    /// The `Authorization` value, when the user gave one (else the operator generates it).
+    pub authorization: Option<SecretString>,
+    /// Basic credentials.
+    pub basic: Option<(SecretString, SecretString)>,
+    /// Signature settings.
+    pub signing: Option<Signing>,
+    /// Routes, as in the spec.
+    pub routes: Vec<Route>,
+    /// Receiver replicas.
+    pub replicas: i32,
+    /// External URL, when FusionAuth runs outside the cluster.
+    pub external_url: Option<String>,
+    /// On delete.
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn invalid(message: impl Into<String>) -> ValidationError {
+    ValidationError::InvalidSpec(message.into())
+}
+
+fn secret_value(secrets: &SecretData, reference: &SecretKeyRef) -> Result<SecretString, ValidationError> {
+    let data = secrets.get(&reference.name).ok_or_else(|| ValidationError::SecretNotFound { name: reference.name.clone() })?;
+    let missing = || ValidationError::SecretKeyMissing { name: reference.name.clone(), key: reference.key.clone() };
+    let bytes = data.get(&reference.key).ok_or_else(missing)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| missing())?.trim_end_matches(['\n', '\r']);
+    if text.is_empty() {
+        return Err(missing());
+    }
+    Ok(SecretString(text.to_owned()))
+}
+
+fn transaction(level: TransactionLevel) -> TransactionType {
+    match level {
+        TransactionLevel::None => TransactionType::None,
+        TransactionLevel::Any => TransactionType::Any,
+        TransactionLevel::SimpleMajority => TransactionType::SimpleMajority,
+        TransactionLevel::SuperMajority => TransactionType::SuperMajority,
+        TransactionLevel::AbsoluteMajority => TransactionType::AbsoluteMajority,
+    }
+}
+
+/// Checks a resource against the Secrets it references.
+pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Validated, ValidationError> {
+    let meta = &resource.metadata;
+    let spec = &resource.spec;
+    let (Some(namespace), Some(name), Some(uid)) = (meta.namespace.clone(), meta.name.clone(), meta.uid.clone()) else {
+        return Err(invalid("metadata: namespace, name and uid are required"));
+    };
+
+    let url = http_url(&spec.fusion_auth.url)
+        .ok_or_else(|| invalid(format!("fusionAuth.url: `{}` is not an http(s) URL", spec.fusion_auth.url)))?;
+
+    if spec.events.is_empty() {
+        return Err(invalid("events: list at least one FusionAuth event type"));
+    }
+    let mut events = Vec::with_capacity(spec.events.len());
+    for (i, event) in spec.events.iter().enumerate() {
+        // FusionAuth refuses unknown names with a 400 (FACTS.md §a.5): say so now.
+        if !event_types::accepted_as_event_key(event) || event == "test" {
+            return Err(invalid(format!("events[{i}]: `{event}` is not a FusionAuth event type")));
+        }
+        events.push(event.clone());
+    }
+    events.sort();
+    events.dedup();
+
+    let selection = spec.tenants.clone().unwrap_or_default();
+    let mut tenant_ids = Vec::with_capacity(selection.tenant_ids.len());
+    for (i, id) in selection.tenant_ids.iter().enumerate() {
+        tenant_ids.push(Uuid::parse_str(id).map_err(|_| invalid(format!("tenants.tenantIds[{i}]: `{id}` is not a tenant id (UUID)")))?);
+    }
+    let global = match (selection.global, tenant_ids.is_empty()) {
+        (Some(true), false) => return Err(invalid("tenants: set global: true or list tenantIds, not both")),
+        (Some(false), true) => return Err(invalid("tenants: global: false needs tenantIds, or the webhook never receives anything")),
+        (_, true) => true,
+        (_, false) => false,
+    };
+    let tenant_events = match &spec.tenant_events {
+        Some(_) if tenant_ids.is_empty() => {
+            return Err(invalid("tenantEvents: list tenants.tenantIds; the operator only changes the switches of tenants you list"));
+        }
+        Some(t) => Some(transaction(t.transaction_type)),
+        None => None,
+    };
+
+    let delivery = &spec.delivery;
+    if delivery.connect_timeout_ms == 0 || delivery.read_timeout_ms == 0 {
+        return Err(invalid("delivery: connectTimeoutMs and readTimeoutMs must be greater than 0"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, route) in spec.routes.iter().enumerate() {
+        if !names.insert(route.name.as_str()) {
+            return Err(invalid(format!("routes[{i}].name: `{}` is used by another route", route.name)));
+        }
+        if route.http.is_some() == route.log.is_some() {
+            return Err(invalid(format!("routes[{i}]: give exactly one action, http or log")));
+        }
+        if let Some(timeout) = route.http.as_ref().and_then(|h| h.timeout_ms)
+            && timeout >= delivery.read_timeout_ms
+        {
+            return Err(invalid(format!(
+                "routes[{i}].http.timeoutMs: {timeout} must be below delivery.readTimeoutMs ({}): FusionAuth would give up first",
+                delivery.read_timeout_ms
+            )));
+        }
+        for (name, header) in route.http.iter().flat_map(|h| h.headers.iter()) {
+            if header.value.is_some() == header.secret_key_ref.is_some() {
+                return Err(invalid(format!("routes[{i}].http.headers.{name}: give value or secretKeyRef, exactly one")));
+            }
+            if let Some(reference) = &header.secret_key_ref {
+                secret_value(secrets, reference)?;
+            }
+        }
+    }
+
+    let auth = &spec.auth;
+    let authorization = auth.authorization_secret_ref.as_ref().map(|r| secret_value(secrets, r)).transpose()?;
+    let basic = match &auth.basic {
+        Some(b) => Some((secret_value(secrets, &b.username_secret_ref)?, secret_value(secrets, &b.password_secret_ref)?)),
+        None => None,
+    };
+    if authorization.is_some() && basic.is_some() {
+        return Err(invalid("auth: authorizationSecretRef and basic both use the Authorization header; choose one"));
+    }
+    let signing = match &auth.signature {
+        None => None,
+        Some(sig) => {
+            let hmac = matches!(sig.algorithm.as_str(), "HS256" | "HS384" | "HS512");
+            match (&sig.hmac_secret_ref, &sig.signing_key_id) {
+                (Some(reference), None) if hmac => Some(Signing::Hmac {
+                    algorithm: sig.algorithm.clone(),
+                    secret: secret_value(secrets, reference)?,
+                    key_id: names::signing_key_id(&uid),
+                }),
+                (None, Some(key)) if !hmac => Some(Signing::KeyPair {
+                    algorithm: sig.algorithm.clone(),
+                    key_id: Uuid::parse_str(key)
+                        .map_err(|_| invalid(format!("auth.signature.signingKeyId: `{key}` is not a key id (UUID)")))?,
+                }),
+                _ => {
+                    return Err(invalid(format!(
+                        "auth.signature: {} needs {}",
+                        sig.algorithm,
+                        if hmac { "hmacSecretRef (and no signingKeyId)" } else { "signingKeyId (and no hmacSecretRef)" }
+                    )));
+                }
+            }
+        }
+    };
+
+    let api_key = secret_value(secrets, &spec.fusion_auth.api_key_secret_ref)?;
+    let ca_pem = spec.fusion_auth.ca_secret_ref.as_ref().map(|r| secret_value(secrets, r).map(|s| s.0.into_bytes())).transpose()?;
+    if spec.receiver.replicas < 0 {
+        return Err(invalid("receiver.replicas: must not be negative"));
+    }
+    if let Some(external) = &spec.receiver.external_url
+        && http_url(external).is_none()
+    {
+        return Err(invalid(format!("receiver.externalUrl: `{external}` is not an http(s) URL")));
+    }
+
+    Ok(Validated {
+        namespace,
+        webhook_id: names::webhook_id(&uid),
+        name,
+        uid,
+        generation: meta.generation,
+        fusionauth_url: url,
+        api_key,
+        ca_pem,
+        events,
+        global,
+        tenant_ids,
+        tenant_events,
+        connect_timeout_ms: delivery.connect_timeout_ms,
+        read_timeout_ms: delivery.read_timeout_ms,
+        authorization,
+        basic,
+        signing,
+        routes: spec.routes.clone(),
+        replicas: spec.receiver.replicas,
+        external_url: spec.receiver.external_url.clone(),
+        deletion_policy: spec.deletion_policy,
+    })
+}
+
+/// Minimal absolute http(s) URL check without pulling a URL parser into the pure stage.
+fn http_url(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"))?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !text.contains(char::is_whitespace)).then(|| text.to_owned())
+}
