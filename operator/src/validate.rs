@@ -14,7 +14,9 @@ use fusionhook_fusionauth::model::TransactionType;
 use uuid::Uuid;
 
 use crate::names;
-use crate::resource::{DeletionPolicy, FusionAuthWebhook, Route, SecretKeyRef, TransactionLevel};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+
+use crate::resource::{DeletionPolicy, FusionAuthWebhook, ReceiverAuth, Route, SecretKeyRef, TransactionLevel};
 
 /// Data of the Secrets the resource references, by Secret name then key.
 /// A Secret that does not exist is simply absent.
@@ -121,6 +123,12 @@ pub struct Validated {
     pub basic: Option<(SecretString, SecretString)>,
     /// Signature settings.
     pub signing: Option<Signing>,
+    /// Where the auth values come from (the receiver mounts these Secrets).
+    pub auth_refs: ReceiverAuth,
+    /// Receiver image override.
+    pub image: Option<String>,
+    /// Receiver resources override.
+    pub resources: Option<ResourceRequirements>,
     /// Routes, as in the spec.
     pub routes: Vec<Route>,
     /// Receiver replicas.
@@ -294,6 +302,9 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         authorization,
         basic,
         signing,
+        auth_refs: spec.auth.clone(),
+        image: spec.receiver.image.clone(),
+        resources: spec.receiver.resources.clone(),
         routes: spec.routes.clone(),
         replicas: spec.receiver.replicas,
         external_url: spec.receiver.external_url.clone(),

@@ -1,9 +1,5 @@
-//! build: validated resource -> desired state. Pure: no I/O.
-//!
-//! This release builds the FusionAuth side (the webhook object and the drift
-//! comparison over the fields the operator owns); the Kubernetes objects
-//! (receiver config, Secret, Deployment, Service) join it with the reconcile
-//! loop.
+//! The FusionAuth side of build: the webhook this resource wants, and the
+//! comparison of an observed webhook with it over the fields we own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
