@@ -2,15 +2,17 @@
 //! registered receivers, as a pipeline: dereference -> validate -> build ->
 //! apply -> status.
 //!
-//! Built so far: the resource and its CRD ([`resource`]), derived names and
-//! ids ([`names`]), the pure [`validate`] stage, and the FusionAuth half of
-//! [`build`] (the desired webhook and drift detection). The Kubernetes
-//! objects, the apply stage, status, the controller and leader election come
-//! next (issue #4).
+//! Built so far, all pure and tested: the resource and its CRD
+//! ([`resource`]), derived names and ids ([`names`]), [`validate`], [`build`]
+//! (the desired FusionAuth webhook with drift detection, and the receiver's
+//! ConfigMap, Secret, Deployment and Service) and [`status`] (conditions).
+//! The dereference and apply stages, the controller, leader election and
+//! metrics come next (issue #4).
 
 pub mod build;
 pub mod names;
 pub mod resource;
+pub mod status;
 pub mod validate;
 
 pub use resource::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus};
