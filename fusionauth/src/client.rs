@@ -454,6 +454,17 @@ impl FusionAuthClient {
         Ok(r.key)
     }
 
+    /// `DELETE /api/key/{id}`; `Ok(false)` when it was already gone.
+    pub async fn delete_key(&self, id: Uuid) -> Result<bool, ClientError> {
+        let operation = "delete key";
+        let (status, bytes) = self.call(operation, Method::DELETE, &format!("api/key/{id}"), None, true).await?;
+        match status.as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(Self::failure(operation, status, &bytes)),
+        }
+    }
+
     /// `GET /.well-known/jwks.json` (no API key needed), as raw JSON for
     /// [`crate::jwks::parse_jwks`].
     pub async fn fetch_jwks(&self) -> Result<Value, ClientError> {

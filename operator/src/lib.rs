@@ -5,10 +5,13 @@
 //! Built so far, all pure and tested: the resource and its CRD
 //! ([`resource`]), derived names and ids ([`names`]), [`validate`], [`build`]
 //! (the desired FusionAuth webhook with drift detection, and the receiver's
-//! ConfigMap, Secret, Deployment and Service) and [`status`] (conditions).
-//! The dereference and apply stages, the controller, leader election and
-//! metrics come next (issue #4).
+//! ConfigMap, Secret, Deployment and Service), [`status`] (conditions) and
+//! the FusionAuth half of [`apply`] (signing key, webhook with drift repair,
+//! tenant switches, clean-up), tested against the FusionAuth emulator. The
+//! Kubernetes half of apply, the controller with its finalizer and watches,
+//! leader election and metrics come next (issue #4).
 
+pub mod apply;
 pub mod build;
 pub mod names;
 pub mod resource;

@@ -1,0 +1,8 @@
+//! apply: make the world match what build produced. Each applier does the
+//! fewest writes that get there (none in steady state) and reports a status
+//! step; errors carry the condition reason a user can act on.
+//!
+//! - [`fusionauth`]: signing key, webhook (create / drift repair), tenant
+//!   switches, and their clean-up on delete.
+
+pub mod fusionauth;
