@@ -6,10 +6,12 @@
 //! ([`resource`]), derived names and ids ([`names`]), [`validate`], [`build`]
 //! (the desired FusionAuth webhook with drift detection, and the receiver's
 //! ConfigMap, Secret, Deployment and Service), [`status`] (conditions) and
-//! the FusionAuth half of [`apply`] (signing key, webhook with drift repair,
-//! tenant switches, clean-up), tested against the FusionAuth emulator. The
-//! Kubernetes half of apply, the controller with its finalizer and watches,
-//! leader election and metrics come next (issue #4).
+//! [`apply`]: dereference of the Secrets, server-side apply of the receiver
+//! objects and the status patch (tested against a mock API server), and the
+//! FusionAuth side (signing key, webhook with drift repair, tenant switches,
+//! clean-up; tested against the FusionAuth emulator). The controller that
+//! runs these in order with its finalizer and watches, leader election,
+//! Events and metrics come next (issue #4).
 
 pub mod apply;
 pub mod build;

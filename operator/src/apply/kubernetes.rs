@@ -1,0 +1,171 @@
+//! The Kubernetes half of apply: read the referenced Secrets (dereference),
+//! server-side apply the receiver objects with one field manager, and patch
+//! the status subresource.
+//!
+//! Each applied object carries a hash of what we applied; an object whose
+//! hash already matches is not applied again, so a resync over unchanged
+//! resources makes no Kubernetes write.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use rand::RngCore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::build::receiver::{self, AUTHORIZATION_KEY};
+use crate::names;
+use crate::resource::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus};
+use crate::validate::{SecretData, Validated};
+
+/// Annotation with the hash of the object as last applied by us.
+pub const APPLIED_HASH_ANNOTATION: &str = "fusionhook.dev/applied-hash";
+
+/// Names of the Secrets a resource reads: every reference in the spec, and
+/// the generated `Authorization` Secret when the spec gives no credentials.
+pub fn referenced_secrets(name: &str, spec: &FusionAuthWebhookSpec) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    names.insert(spec.fusion_auth.api_key_secret_ref.name.clone());
+    names.extend(spec.fusion_auth.ca_secret_ref.iter().map(|r| r.name.clone()));
+    let auth = &spec.auth;
+    names.extend(auth.authorization_secret_ref.iter().map(|r| r.name.clone()));
+    if let Some(basic) = &auth.basic {
+        names.insert(basic.username_secret_ref.name.clone());
+        names.insert(basic.password_secret_ref.name.clone());
+    }
+    names.extend(auth.signature.iter().flat_map(|s| s.hmac_secret_ref.iter()).map(|r| r.name.clone()));
+    for route in &spec.routes {
+        names.extend(route.http.iter().flat_map(|h| h.headers.values()).filter_map(|v| v.secret_key_ref.as_ref()).map(|r| r.name.clone()));
+    }
+    if auth.authorization_secret_ref.is_none() && auth.basic.is_none() {
+        names.insert(names::authorization_secret_name(name));
+    }
+    names
+}
+
+/// dereference: reads the Secrets the resource references (the only reads
+/// besides the resource itself). A missing Secret is simply absent; validate
+/// turns that into `SecretNotFound`.
+pub async fn dereference(client: &Client, resource: &FusionAuthWebhook) -> Result<SecretData, kube::Error> {
+    let namespace = resource.metadata.namespace.clone().unwrap_or_default();
+    let name = resource.metadata.name.clone().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut data = SecretData::new();
+    for secret_name in referenced_secrets(&name, &resource.spec) {
+        if let Some(secret) = api.get_opt(&secret_name).await? {
+            let values = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            data.insert(secret_name, values);
+        }
+    }
+    Ok(data)
+}
+
+/// The `Authorization` value FusionAuth must send when the spec gives none:
+/// the one already in the generated Secret, or a fresh CSPRNG value (32
+/// bytes, base64url) the first time. Kept across reconciles.
+pub fn generated_authorization(v: &Validated, secrets: &SecretData) -> Option<String> {
+    if v.auth_refs.authorization_secret_ref.is_some() || v.auth_refs.basic.is_some() {
+        return None;
+    }
+    let existing = secrets
+        .get(&names::authorization_secret_name(&v.name))
+        .and_then(|d| d.get(AUTHORIZATION_KEY))
+        .and_then(|b| String::from_utf8(b.clone()).ok())
+        .filter(|s| !s.is_empty());
+    Some(existing.unwrap_or_else(|| {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }))
+}
+
+fn hash_of<T: Serialize>(object: &T) -> String {
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    Sha256::digest(&bytes).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn already_applied<T: Resource>(observed: Option<&T>, hash: &str) -> bool {
+    observed.and_then(|o| o.meta().annotations.as_ref()).and_then(|a| a.get(APPLIED_HASH_ANNOTATION)).is_some_and(|h| h == hash)
+}
+
+/// Server-side applies `desired` (field manager [`names::FIELD_MANAGER`],
+/// forced) unless `observed` shows it was applied as is. Returns the object
+/// as the API server has it, or `None` when nothing was written.
+async fn apply_one<T>(api: &Api<T>, mut desired: T, observed: Option<&T>) -> Result<Option<T>, kube::Error>
+where
+    T: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let hash = hash_of(&desired);
+    if already_applied(observed, &hash) {
+        return Ok(None);
+    }
+    desired.meta_mut().annotations.get_or_insert_with(Default::default).insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let params = PatchParams::apply(names::FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&desired)).await.map(Some)
+}
+
+/// What the receiver objects look like now (from the controller's caches).
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    /// The generated `Authorization` Secret.
+    pub secret: Option<Secret>,
+    /// The config.
+    pub config_map: Option<ConfigMap>,
+    /// The Deployment.
+    pub deployment: Option<Deployment>,
+    /// The Service.
+    pub service: Option<Service>,
+}
+
+/// Applies the receiver objects: the generated Secret (when `authorization`
+/// is given), ConfigMap, Deployment, Service. Returns the Deployment as it
+/// stands (applied or observed), for its availability.
+pub async fn apply_receiver(
+    client: &Client,
+    v: &Validated,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    default_image: &str,
+    authorization: Option<&str>,
+    observed: &Observed,
+) -> Result<Option<Deployment>, kube::Error> {
+    let ns = &v.namespace;
+    if let Some(value) = authorization {
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+        apply_one(&api, receiver::authorization_secret(v, value, owner), observed.secret.as_ref()).await?;
+    }
+    let config = receiver::receiver_config(v);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    apply_one(&api, receiver::config_map(v, &config, owner), observed.config_map.as_ref()).await?;
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    apply_one(&api, receiver::service(v, owner), observed.service.as_ref()).await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let deployment = receiver::deployment(v, default_image, &receiver::config_checksum(&config), owner);
+    let applied = apply_one(&api, deployment, observed.deployment.as_ref()).await?;
+    Ok(applied.or_else(|| observed.deployment.clone()))
+}
+
+/// Whether the receiver can take deliveries: at least one available replica.
+pub fn receiver_available(deployment: Option<&Deployment>) -> bool {
+    deployment.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).is_some_and(|n| n > 0)
+}
+
+/// One merge patch of the status subresource; skipped when unchanged.
+pub async fn patch_status(
+    api: &Api<FusionAuthWebhook>,
+    resource: &FusionAuthWebhook,
+    status: &FusionAuthWebhookStatus,
+) -> Result<bool, kube::Error> {
+    if resource.status.as_ref() == Some(status) {
+        return Ok(false);
+    }
+    let name = resource.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(true)
+}
