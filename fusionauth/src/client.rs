@@ -407,8 +407,12 @@ impl FusionAuthClient {
     /// `DELETE /api/webhook/{id}`. `Ok(false)` when it was already gone:
     /// for a caller who wants it gone, 404 is success.
     pub async fn delete_webhook(&self, id: Uuid) -> Result<bool, ClientError> {
-        let operation = "delete webhook";
-        let (status, bytes) = self.call(operation, Method::DELETE, &format!("api/webhook/{id}"), None, true).await?;
+        self.delete("delete webhook", &format!("api/webhook/{id}")).await
+    }
+
+    /// `DELETE`, where 404 means "already gone": `Ok(false)`.
+    async fn delete(&self, operation: &'static str, path: &str) -> Result<bool, ClientError> {
+        let (status, bytes) = self.call(operation, Method::DELETE, path, None, true).await?;
         match status.as_u16() {
             200..=299 => Ok(true),
             404 => Ok(false),
@@ -456,13 +460,7 @@ impl FusionAuthClient {
 
     /// `DELETE /api/key/{id}`; `Ok(false)` when it was already gone.
     pub async fn delete_key(&self, id: Uuid) -> Result<bool, ClientError> {
-        let operation = "delete key";
-        let (status, bytes) = self.call(operation, Method::DELETE, &format!("api/key/{id}"), None, true).await?;
-        match status.as_u16() {
-            200..=299 => Ok(true),
-            404 => Ok(false),
-            _ => Err(Self::failure(operation, status, &bytes)),
-        }
+        self.delete("delete key", &format!("api/key/{id}")).await
     }
 
     /// `GET /.well-known/jwks.json` (no API key needed), as raw JSON for
