@@ -100,8 +100,9 @@ fn path_pattern(path: &str) -> String {
     path.split('/').map(|seg| if Uuid::parse_str(seg).is_ok() { "{id}" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
-fn uuid_or_404(id: &str) -> Result<Uuid, Answer> {
-    Uuid::parse_str(id).map_err(|_| Answer::Empty(StatusCode::NOT_FOUND))
+/// A path id; anything that is not a UUID names nothing (404).
+fn path_id(id: &str) -> Option<Uuid> {
+    Uuid::parse_str(id).ok()
 }
 
 // ---- webhooks (FACTS.md §a.1–a.5) ----
@@ -114,7 +115,7 @@ async fn list_webhooks(State(emulator): State<Emulator>) -> Answer {
 }
 
 async fn get_webhook(State(emulator): State<Emulator>, Path(id): Path<String>) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     match emulator.state().webhooks.get(&id) {
         Some(w) => Answer::Json(json!({ "webhook": w })),
         None => Answer::Empty(StatusCode::NOT_FOUND),
@@ -152,7 +153,7 @@ async fn create_webhook(State(emulator): State<Emulator>, Path(id): Path<String>
 }
 
 async fn update_webhook(State(emulator): State<Emulator>, Path(id): Path<String>, bytes: Bytes) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     let body = match parse_body(&bytes) {
         Ok(b) => b,
         Err(a) => return a,
@@ -170,7 +171,7 @@ async fn update_webhook(State(emulator): State<Emulator>, Path(id): Path<String>
 }
 
 async fn patch_webhook(State(emulator): State<Emulator>, Path(id): Path<String>, headers: HeaderMap, bytes: Bytes) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     let Some(kind) = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(PatchKind::from_content_type) else {
         return Answer::Empty(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     };
@@ -194,7 +195,7 @@ async fn patch_webhook(State(emulator): State<Emulator>, Path(id): Path<String>,
 }
 
 async fn delete_webhook(State(emulator): State<Emulator>, Path(id): Path<String>) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     let mut state = emulator.state();
     if state.webhooks.remove(&id).is_none() {
         return Answer::Empty(StatusCode::NOT_FOUND);
@@ -292,7 +293,7 @@ async fn list_tenants(State(emulator): State<Emulator>) -> Answer {
 }
 
 async fn get_tenant(State(emulator): State<Emulator>, Path(id): Path<String>) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     match emulator.state().tenants.get(&id) {
         Some(t) => Answer::Json(json!({ "tenant": t })),
         None => Answer::Empty(StatusCode::NOT_FOUND),
@@ -300,7 +301,7 @@ async fn get_tenant(State(emulator): State<Emulator>, Path(id): Path<String>) ->
 }
 
 async fn patch_tenant(State(emulator): State<Emulator>, Path(id): Path<String>, headers: HeaderMap, bytes: Bytes) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     let Some(kind) = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(PatchKind::from_content_type) else {
         return Answer::Empty(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     };
@@ -327,7 +328,7 @@ async fn patch_tenant(State(emulator): State<Emulator>, Path(id): Path<String>, 
 // ---- keys and JWKS (FACTS.md §d) ----
 
 async fn get_key(State(emulator): State<Emulator>, Path(id): Path<String>) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     match emulator.state().keys.get(&id) {
         Some(k) => Answer::Json(json!({ "key": k.to_response() })),
         None => Answer::Empty(StatusCode::NOT_FOUND),
@@ -335,7 +336,7 @@ async fn get_key(State(emulator): State<Emulator>, Path(id): Path<String>) -> An
 }
 
 async fn delete_key(State(emulator): State<Emulator>, Path(id): Path<String>) -> Answer {
-    let Ok(id) = uuid_or_404(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
+    let Some(id) = path_id(&id) else { return Answer::Empty(StatusCode::NOT_FOUND) };
     match emulator.state().keys.remove(&id) {
         Some(_) => Answer::Empty(StatusCode::OK),
         None => Answer::Empty(StatusCode::NOT_FOUND),
