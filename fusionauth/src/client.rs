@@ -90,6 +90,23 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Told about every attempt (metrics); none by default.
+    pub observer: Option<CallObserver>,
+}
+
+/// Called once per attempt with the operation (`"retrieve webhook"`) and its
+/// outcome: the HTTP status (`"200"`, `"404"`) or `"timeout"`, `"connect"`,
+/// `"tls"`. For metrics; never sees a body or the key.
+#[derive(Clone)]
+pub struct CallObserver(pub std::sync::Arc<ObserveCall>);
+
+/// The function behind a [`CallObserver`]: operation, outcome.
+pub type ObserveCall = dyn Fn(&'static str, &str) + Send + Sync;
+
+impl std::fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallObserver")
+    }
 }
 
 impl ClientConfig {
@@ -102,6 +119,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            observer: None,
         }
     }
 }
@@ -218,6 +236,7 @@ pub struct FusionAuthClient {
     base: Url,
     api_key: HeaderValue,
     retry: RetryPolicy,
+    observer: Option<CallObserver>,
 }
 
 impl std::fmt::Debug for FusionAuthClient {
@@ -263,7 +282,7 @@ impl FusionAuthClient {
         if !matches!(config.base_url.scheme(), "http" | "https") {
             return Err(ClientError::Config(format!("base URL {} is not http(s)", config.base_url)));
         }
-        Ok(Self { http, base: config.base_url, api_key, retry: config.retry })
+        Ok(Self { http, base: config.base_url, api_key, retry: config.retry, observer: config.observer })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -314,6 +333,19 @@ impl FusionAuthClient {
         let mut retry = 0;
         loop {
             let answer = self.exchange(operation, &method, &url, body, auth).await;
+            if let Some(observer) = &self.observer {
+                let status;
+                let outcome = match &answer {
+                    Answer::Status(code, _) => {
+                        status = code.as_u16().to_string();
+                        status.as_str()
+                    }
+                    Answer::Failed(ClientError::Timeout { .. }) => "timeout",
+                    Answer::Failed(ClientError::Tls { .. }) => "tls",
+                    Answer::Failed(_) => "connect",
+                };
+                (observer.0)(operation, outcome);
+            }
             let retryable = match &answer {
                 Answer::Status(status, _) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
                 Answer::Failed(e) => matches!(e, ClientError::Timeout { .. } | ClientError::Connect { .. }),

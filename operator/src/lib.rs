@@ -15,7 +15,13 @@
 
 pub mod apply;
 pub mod build;
+pub mod context;
+pub mod controller;
+pub mod health;
+pub mod leader;
+pub mod metrics;
 pub mod names;
+pub mod reconcile;
 pub mod resource;
 pub mod status;
 pub mod validate;

@@ -1,6 +1,20 @@
-//! `fusionhook-operator crd` prints the CustomResourceDefinition.
+//! `fusionhook-operator run` runs the operator; `fusionhook-operator crd`
+//! prints the CustomResourceDefinition.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use fusionhook_operator::context::Settings;
+use fusionhook_operator::controller::{self, Scope};
+use fusionhook_operator::health::{self, Health};
+use fusionhook_operator::leader::{self, LeaseSettings};
+use fusionhook_operator::metrics::Metrics;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
 
 /// The fusionhook operator.
 #[derive(Debug, Parser)]
@@ -12,13 +26,241 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator (in a cluster, or against KUBECONFIG).
+    Run(Box<RunArgs>),
     /// Print the FusionAuthWebhook CustomResourceDefinition (YAML).
     Crd,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Namespaces to watch (comma-separated or repeated); all when empty.
+    #[arg(long = "namespace", env = "FUSIONHOOK_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Receiver image for resources that name none.
+    #[arg(long, env = "FUSIONHOOK_RECEIVER_IMAGE", default_value = concat!("ghcr.io/fusionhook/fusionhook:", env!("CARGO_PKG_VERSION")))]
+    receiver_image: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "FUSIONHOOK_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Periodic re-check of every resource (drift repair), e.g. `5m`.
+    #[arg(long, env = "FUSIONHOOK_REQUEUE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    requeue_interval: Duration,
+    /// Largest backoff after failures, e.g. `5m`.
+    #[arg(long, env = "FUSIONHOOK_MAX_BACKOFF", default_value = "5m", value_parser = humantime::parse_duration)]
+    max_backoff: Duration,
+    /// Timeout of one FusionAuth API call, e.g. `10s`.
+    #[arg(long, env = "FUSIONHOOK_FUSIONAUTH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    fusionauth_timeout: Duration,
+    /// Resources reconciled at the same time.
+    #[arg(long, env = "FUSIONHOOK_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Leader election on a Lease (turn off only when running one replica).
+    #[arg(long, env = "FUSIONHOOK_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "FUSIONHOOK_LEASE_NAME", default_value = "fusionhook-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long a silent leader keeps the Lease, e.g. `15s`.
+    #[arg(long, env = "FUSIONHOOK_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// How often the leader renews, e.g. `5s` (below the lease duration).
+    #[arg(long, env = "FUSIONHOOK_LEASE_RENEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    lease_renew: Duration,
+    /// This replica's identity in the Lease (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log format: json (default) or text.
+    #[arg(long, env = "FUSIONHOOK_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd => print!("{}", fusionhook_operator::crd_yaml()?),
+        Command::Crd => match fusionhook_operator::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fusionhook-operator: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            init_logging(&args.log_format);
+            if args.leader_election && args.lease_renew >= args.lease_duration {
+                eprintln!("fusionhook-operator: --lease-renew must be shorter than --lease-duration");
+                return ExitCode::from(2);
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("fusionhook-operator: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("FUSIONHOOK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    }
+}
+
+/// The namespace the pod runs in, from the service account mount.
+fn own_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|s| s.trim().to_owned())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new(Arc::clone(&metrics)));
+    let listener =
+        tokio::net::TcpListener::bind(args.metrics_addr).await.with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "fusionhook-operator health and metrics listening");
+    let app = health::app(Arc::clone(&health));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health endpoint stopped");
+        }
+    });
+
+    // Stop on SIGTERM / Ctrl-C.
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+    });
+
+    let (leader_tx, mut leader) = watch::channel(!args.leader_election);
+    let election = if args.leader_election {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("fusionhook-{}", std::process::id()));
+        let namespace = args.lease_namespace.clone().or_else(own_namespace).unwrap_or_else(|| "default".to_owned());
+        let settings = LeaseSettings {
+            name: args.lease_name.clone(),
+            namespace,
+            identity,
+            lease_duration: args.lease_duration,
+            renew_every: args.lease_renew,
+        };
+        tracing::info!(lease = settings.name, namespace = settings.namespace, identity = settings.identity, "leader election on");
+        Some(tokio::spawn(leader::run(client.clone(), settings, leader_tx, stop.clone())))
+    } else {
+        drop(leader_tx);
+        None
+    };
+
+    // Ready once the API server has answered (the Lease, or the first list).
+    let probe = client.clone();
+    let ready = Arc::clone(&health);
+    tokio::spawn(async move {
+        loop {
+            if probe.apiserver_version().await.is_ok() {
+                ready.set_ready(true);
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+
+    // Standby until we lead, or until asked to stop.
+    let mut stopping = stop.clone();
+    tokio::select! {
+        r = leader.wait_for(|l| *l) => { r.context("leader election ended")?; }
+        _ = stopping.wait_for(|s| *s) => return Ok(()),
+    }
+    metrics.set_leader(true);
+    tracing::info!("leading: reconciling FusionAuthWebhook resources");
+
+    let settings = Settings {
+        receiver_image: args.receiver_image,
+        requeue: args.requeue_interval,
+        max_backoff: args.max_backoff,
+        fusionauth_timeout: args.fusionauth_timeout,
+        ..Settings::default()
+    };
+    let scopes: Vec<Scope> = if args.namespaces.is_empty() {
+        vec![Scope::All]
+    } else {
+        args.namespaces.iter().filter(|n| !n.is_empty()).map(|n| Scope::Namespace(n.clone())).collect()
+    };
+    // Stop reconciling on shutdown or when leadership is lost.
+    let mut lost = leader.clone();
+    let mut stopped = stop.clone();
+    let (end_tx, end) = watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        let lost_fut = async {
+            // Without election the sender is gone: only a stop ends the loop.
+            if lost.wait_for(|l| !*l).await.is_ok() { true } else { std::future::pending::<bool>().await }
+        };
+        let lost_leadership = tokio::select! {
+            lost = lost_fut => lost,
+            _ = stopped.wait_for(|s| *s) => false,
+        };
+        end_tx.send_replace(true);
+        // Releasing the Lease on shutdown is no loss.
+        lost_leadership && !*stopped.borrow()
+    });
+    let controllers = scopes.into_iter().map(|scope| {
+        let mut end = end.clone();
+        let shutdown = async move {
+            let _ = end.wait_for(|e| *e).await;
+        };
+        controller::run(client.clone(), scope, settings.clone(), args.concurrency, Arc::clone(&metrics), shutdown)
+    });
+    futures::future::join_all(controllers).await;
+    metrics.set_leader(false);
+    let lost_leadership = watcher.await.unwrap_or(false);
+    if let Some(election) = election {
+        // Releases the Lease when we are stopping.
+        let _ = election.await;
+    }
+    if lost_leadership {
+        anyhow::bail!("lost the Lease; exiting so that this replica restarts as a standby");
     }
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

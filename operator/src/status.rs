@@ -71,14 +71,22 @@ impl Step {
 
 /// The conditions for `steps`, `Ready` first, keeping each condition's
 /// `lastTransitionTime` from `previous` while its status is unchanged.
+/// `Ready` summarises the first step that is not done, unless `steps` holds
+/// a `Ready` step itself (a resource that stopped before the first step,
+/// e.g. an invalid spec).
 pub fn conditions(previous: &[Condition], steps: &[Step], generation: Option<i64>, now: &Time) -> Vec<Condition> {
-    let ready = match steps.iter().find(|s| s.state != State::True) {
-        None => Step::ok(READY, "Reconciled", "the receiver runs and FusionAuth's webhook matches the spec"),
-        Some(blocking) => Step {
-            kind: READY,
-            state: if blocking.state == State::False { State::False } else { State::Unknown },
-            reason: blocking.reason.clone(),
-            message: format!("{}: {}", blocking.kind, blocking.message),
+    let given = steps.iter().find(|s| s.kind == READY).cloned();
+    let steps: Vec<&Step> = steps.iter().filter(|s| s.kind != READY).collect();
+    let ready = match given {
+        Some(ready) => ready,
+        None => match steps.iter().find(|s| s.state != State::True) {
+            None => Step::ok(READY, "Reconciled", "the receiver runs and FusionAuth's webhook matches the spec"),
+            Some(blocking) => Step {
+                kind: READY,
+                state: if blocking.state == State::False { State::False } else { State::Unknown },
+                reason: blocking.reason.clone(),
+                message: format!("{}: {}", blocking.kind, blocking.message),
+            },
         },
     };
     std::iter::once(&ready)

@@ -139,6 +139,34 @@ pub struct Validated {
     pub deletion_policy: DeletionPolicy,
 }
 
+/// How to reach FusionAuth: all that clean-up needs, so a resource whose
+/// spec went bad can still remove its webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// FusionAuth base URL.
+    pub url: String,
+    /// The global API key.
+    pub api_key: SecretString,
+    /// Extra CA bundle.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl Validated {
+    /// The FusionAuth connection.
+    pub fn connection(&self) -> Connection {
+        Connection { url: self.fusionauth_url.clone(), api_key: self.api_key.clone(), ca_pem: self.ca_pem.clone() }
+    }
+}
+
+/// Only the FusionAuth connection of a resource (for clean-up).
+pub fn connection(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Connection, ValidationError> {
+    let spec = &resource.spec.fusion_auth;
+    let url = http_url(&spec.url).ok_or_else(|| invalid(format!("fusionAuth.url: `{}` is not an http(s) URL", spec.url)))?;
+    let api_key = secret_value(secrets, &spec.api_key_secret_ref)?;
+    let ca_pem = spec.ca_secret_ref.as_ref().map(|r| secret_value(secrets, r).map(|s| s.0.into_bytes())).transpose()?;
+    Ok(Connection { url, api_key, ca_pem })
+}
+
 fn invalid(message: impl Into<String>) -> ValidationError {
     ValidationError::InvalidSpec(message.into())
 }
@@ -171,9 +199,6 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     let (Some(namespace), Some(name), Some(uid)) = (meta.namespace.clone(), meta.name.clone(), meta.uid.clone()) else {
         return Err(invalid("metadata: namespace, name and uid are required"));
     };
-
-    let url = http_url(&spec.fusion_auth.url)
-        .ok_or_else(|| invalid(format!("fusionAuth.url: `{}` is not an http(s) URL", spec.fusion_auth.url)))?;
 
     if spec.events.is_empty() {
         return Err(invalid("events: list at least one FusionAuth event type"));
@@ -273,8 +298,7 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         }
     };
 
-    let api_key = secret_value(secrets, &spec.fusion_auth.api_key_secret_ref)?;
-    let ca_pem = spec.fusion_auth.ca_secret_ref.as_ref().map(|r| secret_value(secrets, r).map(|s| s.0.into_bytes())).transpose()?;
+    let Connection { url, api_key, ca_pem } = connection(resource, secrets)?;
     if spec.receiver.replicas < 0 {
         return Err(invalid("receiver.replicas: must not be negative"));
     }

@@ -144,23 +144,23 @@ async fn cleanup_removes_only_what_this_resource_added() {
     apply_signing_key(&fa, &v).await.unwrap();
     apply_webhook(&fa, v.webhook_id, &fusionauth_webhook(&v, "x")).await.unwrap();
     let owned = apply_tenant_events(&fa, &v).await.unwrap();
-
-    cleanup(&fa, &v, &owned).await.unwrap();
-    assert_eq!(fa.retrieve_webhook(v.webhook_id).await.unwrap(), None);
-    let config = fa.retrieve_tenant_event_configuration(tenant()).await.unwrap().unwrap();
-    assert!(!config.events["user.delete"].enabled && !config.events["user.create"].enabled);
-    assert!(config.events["user.login.success"].enabled, "not ours: untouched");
     let key_id = match &v.signing {
         Some(fusionhook_operator::validate::Signing::Hmac { key_id, .. }) => *key_id,
         _ => unreachable!(),
     };
+
+    cleanup(&fa, v.webhook_id, Some(key_id), &owned).await.unwrap();
+    assert_eq!(fa.retrieve_webhook(v.webhook_id).await.unwrap(), None);
+    let config = fa.retrieve_tenant_event_configuration(tenant()).await.unwrap().unwrap();
+    assert!(!config.events["user.delete"].enabled && !config.events["user.create"].enabled);
+    assert!(config.events["user.login.success"].enabled, "not ours: untouched");
     assert_eq!(fa.retrieve_key(key_id).await.unwrap(), None);
 
     // Clean-up is idempotent: everything already gone is fine.
-    cleanup(&fa, &v, &owned).await.unwrap();
+    cleanup(&fa, v.webhook_id, Some(key_id), &owned).await.unwrap();
 
     // FusionAuth down: the error says so, and the caller keeps its finalizer.
     running.stop().await;
-    let err = cleanup(&fa, &v, &owned).await.unwrap_err();
+    let err = cleanup(&fa, v.webhook_id, Some(key_id), &owned).await.unwrap_err();
     assert_eq!(err.reason(), "FusionAuthUnreachable");
 }

@@ -123,7 +123,8 @@ async fn receiver_objects_are_server_side_applied_once() {
         }
         (200, object)
     }));
-    let deployment = apply_receiver(&client, &v, &owner, "fusionhook:test", Some("generated"), &Observed::default()).await.unwrap();
+    let applied = apply_receiver(&client, &v, &owner, "fusionhook:test", Some("generated"), &Observed::default()).await.unwrap();
+    assert_eq!(applied.written, ["Secret", "ConfigMap", "Service", "Deployment"]);
     let seen = server.await.unwrap();
     let calls: Vec<String> = seen.iter().map(|(m, u, _, _)| format!("{m} {}", u.split('?').next().unwrap())).collect();
     assert_eq!(
@@ -141,7 +142,7 @@ async fn receiver_objects_are_server_side_applied_once() {
         assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "FusionAuthWebhook");
         assert!(body["metadata"]["annotations"]["fusionhook.dev/applied-hash"].is_string());
     }
-    assert!(receiver_available(deployment.as_ref()));
+    assert!(receiver_available(applied.deployment.as_ref()));
 
     // Second pass: the caches hold what was applied; nothing is written.
     let as_applied = |i: usize| seen[i].3.clone();
@@ -153,13 +154,14 @@ async fn receiver_objects_are_server_side_applied_once() {
     };
     let (client, mut handle) = mock();
     let again = apply_receiver(&client, &v, &owner, "fusionhook:test", Some("generated"), &observed).await.unwrap();
-    assert!(again.is_some());
+    assert!(again.deployment.is_some() && again.written.is_empty());
     assert!(tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await.is_err(), "steady state: no Kubernetes write");
 
     // A spec change (new image) re-applies only the Deployment.
     let (client, handle) = mock();
     let server = tokio::spawn(serve(handle, 1, |_, body| (200, body.clone())));
-    apply_receiver(&client, &v, &owner, "fusionhook:newer", Some("generated"), &observed).await.unwrap();
+    let newer = apply_receiver(&client, &v, &owner, "fusionhook:newer", Some("generated"), &observed).await.unwrap();
+    assert_eq!(newer.written, ["Deployment"]);
     let seen = server.await.unwrap();
     assert!(seen[0].1.starts_with("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver?"));
 }

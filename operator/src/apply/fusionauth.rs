@@ -114,13 +114,11 @@ pub async fn apply_tenant_events(fa: &FusionAuthClient, v: &Validated) -> Result
     Ok(owned)
 }
 
-/// Clean-up on delete (`deletionPolicy: Delete`): the webhook (404 is
-/// success), the tenant switches this resource turned on (`owned`, from
-/// status), and the imported signing key. An error keeps the finalizer.
-pub async fn cleanup(fa: &FusionAuthClient, v: &Validated, owned: &[String]) -> Result<(), ApplyError> {
-    fa.delete_webhook(v.webhook_id).await?;
+/// Turns the tenant switches `keys` (`tenantId/event`) off, one merge patch
+/// per tenant. A tenant deleted meanwhile has no switch left to turn off.
+pub async fn disable_tenant_events(fa: &FusionAuthClient, keys: &[String]) -> Result<(), ApplyError> {
     let mut by_tenant: BTreeMap<Uuid, BTreeMap<String, EventConfigurationData>> = BTreeMap::new();
-    for key in owned {
+    for key in keys {
         let Some((tenant, event)) = key.split_once('/') else { continue };
         let Ok(tenant) = Uuid::parse_str(tenant) else { continue };
         let off = EventConfigurationData { enabled: false, transaction_type: TransactionType::None };
@@ -128,13 +126,27 @@ pub async fn cleanup(fa: &FusionAuthClient, v: &Validated, owned: &[String]) -> 
     }
     for (tenant, events) in by_tenant {
         match fa.patch_tenant_events(tenant, &events).await {
-            // A tenant deleted meanwhile has no switch left to turn off.
             Ok(_) | Err(ClientError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(Signing::Hmac { key_id, .. }) = &v.signing {
-        fa.delete_key(*key_id).await?;
+    Ok(())
+}
+
+/// Clean-up on delete (`deletionPolicy: Delete`): the webhook (404 is
+/// success), the tenant switches to turn off (those this resource turned on
+/// that no other resource still needs), and the imported signing key. An
+/// error keeps the finalizer.
+pub async fn cleanup(
+    fa: &FusionAuthClient,
+    webhook_id: Uuid,
+    signing_key_id: Option<Uuid>,
+    switches_off: &[String],
+) -> Result<(), ApplyError> {
+    fa.delete_webhook(webhook_id).await?;
+    disable_tenant_events(fa, switches_off).await?;
+    if let Some(key_id) = signing_key_id {
+        fa.delete_key(key_id).await?;
     }
     Ok(())
 }

@@ -123,9 +123,17 @@ pub struct Observed {
     pub service: Option<Service>,
 }
 
+/// What applying the receiver objects did.
+#[derive(Debug, Default)]
+pub struct ReceiverApplied {
+    /// The Deployment as it stands (applied or observed), for its availability.
+    pub deployment: Option<Deployment>,
+    /// Kinds written (empty when everything was applied as is already).
+    pub written: Vec<&'static str>,
+}
+
 /// Applies the receiver objects: the generated Secret (when `authorization`
-/// is given), ConfigMap, Deployment, Service. Returns the Deployment as it
-/// stands (applied or observed), for its availability.
+/// is given), ConfigMap, Service, Deployment.
 pub async fn apply_receiver(
     client: &Client,
     v: &Validated,
@@ -133,21 +141,31 @@ pub async fn apply_receiver(
     default_image: &str,
     authorization: Option<&str>,
     observed: &Observed,
-) -> Result<Option<Deployment>, kube::Error> {
+) -> Result<ReceiverApplied, kube::Error> {
     let ns = &v.namespace;
+    let mut written = Vec::new();
     if let Some(value) = authorization {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        apply_one(&api, receiver::authorization_secret(v, value, owner), observed.secret.as_ref()).await?;
+        if apply_one(&api, receiver::authorization_secret(v, value, owner), observed.secret.as_ref()).await?.is_some() {
+            written.push("Secret");
+        }
     }
     let config = receiver::receiver_config(v);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    apply_one(&api, receiver::config_map(v, &config, owner), observed.config_map.as_ref()).await?;
+    if apply_one(&api, receiver::config_map(v, &config, owner), observed.config_map.as_ref()).await?.is_some() {
+        written.push("ConfigMap");
+    }
     let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    apply_one(&api, receiver::service(v, owner), observed.service.as_ref()).await?;
+    if apply_one(&api, receiver::service(v, owner), observed.service.as_ref()).await?.is_some() {
+        written.push("Service");
+    }
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let deployment = receiver::deployment(v, default_image, &receiver::config_checksum(&config), owner);
     let applied = apply_one(&api, deployment, observed.deployment.as_ref()).await?;
-    Ok(applied.or_else(|| observed.deployment.clone()))
+    if applied.is_some() {
+        written.push("Deployment");
+    }
+    Ok(ReceiverApplied { deployment: applied.or_else(|| observed.deployment.clone()), written })
 }
 
 /// Whether the receiver can take deliveries: at least one available replica.
@@ -165,7 +183,15 @@ pub async fn patch_status(
         return Ok(false);
     }
     let name = resource.metadata.name.clone().unwrap_or_default();
-    let patch = serde_json::json!({ "status": status });
+    // A merge patch leaves out what is absent; name the emptied fields as
+    // null so that, e.g., tenant switches turned off leave the status too.
+    let mut body = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    if let Some(fields) = body.as_object_mut() {
+        for key in ["observedGeneration", "webhookId", "url", "enabledTenantEvents", "conditions"] {
+            fields.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = serde_json::json!({ "status": body });
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(true)
 }

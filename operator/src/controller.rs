@@ -1,0 +1,103 @@
+//! The watch loop: a kube-runtime Controller over `FusionAuthWebhook`
+//! resources that also watches what they own (Deployments, ConfigMaps and
+//! Services labelled as managed by the operator) and the Secrets they
+//! reference, so a rotated API key or `Authorization` value is picked up
+//! without touching the resource.
+//!
+//! ConfigMaps, Services and Secrets are watched by metadata only: the operator never caches Secret
+//! data; it reads the few Secrets a resource references when reconciling it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::apply::kubernetes::referenced_secrets;
+use crate::context::{Caches, Context, Settings};
+use crate::metrics::Metrics;
+use crate::names;
+use crate::reconcile::{error_policy, reconcile};
+use crate::resource::FusionAuthWebhook;
+
+/// Where to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace.
+    All,
+    /// One namespace.
+    Namespace(String),
+}
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            Self::All => Api::all(client.clone()),
+            Self::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+/// Runs the controller for one scope until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    settings: Settings,
+    concurrency: u16,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (caches, writers) = Caches::new();
+    let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", names::FIELD_MANAGER));
+    let deployments =
+        reflector(writers.deployments, watcher(scope.api::<Deployment>(&client), managed.clone())).default_backoff().touched_objects();
+    let config_maps = reflector(writers.config_maps, watcher(scope.api::<PartialObjectMeta<ConfigMap>>(&client), managed.clone()))
+        .default_backoff()
+        .touched_objects();
+    let services =
+        reflector(writers.services, watcher(scope.api::<PartialObjectMeta<Service>>(&client), managed)).default_backoff().touched_objects();
+    let secrets = reflector(writers.secrets, watcher(scope.api::<PartialObjectMeta<Secret>>(&client), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+
+    let controller = Controller::new(scope.api::<FusionAuthWebhook>(&client), watcher::Config::default());
+    let resources = controller.store();
+    let referencing = resources.clone();
+    let ctx = Arc::new(Context::new(client, settings, caches, resources, metrics));
+    controller
+        .owns_stream(deployments)
+        .owns_stream(config_maps)
+        .owns_stream(services)
+        .watches_stream(secrets, move |secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            referencing
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == namespace && referenced_secrets(&r.name_any(), &r.spec).contains(&name))
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(namespace = object.namespace, name = object.name, "reconciled"),
+                // Reconcile errors are logged by error_policy; these are the controller's own.
+                Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => tracing::warn!(error = %e, "controller"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,462 @@
+//! reconcile: one resource through the pipeline — dereference -> validate ->
+//! build -> apply -> status — behind the finalizer, and clean-up on delete.
+//!
+//! Errors never crash the operator: a bad resource (invalid spec, missing
+//! Secret) becomes a condition and a slow re-check (a change to the resource
+//! or the Secret triggers one sooner); a failing call to Kubernetes or
+//! FusionAuth becomes a condition and an error, which [`error_policy`] turns
+//! into an exponential backoff with jitter.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::apply::fusionauth::{
+    ApplyError, WebhookChange, apply_signing_key, apply_tenant_events, apply_webhook, cleanup, disable_tenant_events,
+};
+use crate::apply::kubernetes::{apply_receiver, dereference, generated_authorization, patch_status, receiver_available};
+use crate::build::{fusionauth_webhook, owner_reference, receiver_url};
+use crate::context::Context;
+use crate::names::{self, FINALIZER};
+use crate::resource::{DeletionPolicy, FusionAuthWebhook, FusionAuthWebhookStatus};
+use crate::status::{self, IN_SYNC, READY, RECEIVER_AVAILABLE, SECRETS_RESOLVED, Step, TENANT_EVENTS_ENABLED, WEBHOOK_REGISTERED};
+use crate::validate::{self, ValidationError, validate};
+
+/// A reconcile that failed; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the referenced Secrets failed.
+    #[error("reading the referenced Secrets: {0}")]
+    Dereference(#[source] kube::Error),
+    /// Server-side apply of a receiver object failed.
+    #[error("applying the receiver objects: {0}")]
+    ApplyReceiver(#[source] kube::Error),
+    /// The status patch failed.
+    #[error("patching the status: {0}")]
+    Status(#[source] kube::Error),
+    /// Adding or removing the finalizer failed.
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+    /// A FusionAuth call failed.
+    #[error(transparent)]
+    FusionAuth(#[from] ApplyError),
+    /// Clean-up cannot reach FusionAuth: the connection Secret is gone or bad.
+    #[error("cannot clean up: {0}")]
+    CleanupBlocked(#[source] ValidationError),
+    /// The resource lacks metadata an API server always sets.
+    #[error("the resource has no {0}")]
+    Incomplete(&'static str),
+}
+
+impl Error {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Dereference(_) => "dereference",
+            Self::ApplyReceiver(_) => "apply_receiver",
+            Self::Status(_) => "status",
+            Self::Finalizer(_) => "finalizer",
+            Self::FusionAuth(_) => "fusionauth",
+            Self::CleanupBlocked(_) => "cleanup_blocked",
+            Self::Incomplete(_) => "incomplete",
+        }
+    }
+}
+
+/// Reconciles one resource; the controller's entry point.
+pub async fn reconcile(resource: Arc<FusionAuthWebhook>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = run(&resource, &ctx).await;
+    let label = match &result {
+        Ok((_, label)) => label,
+        Err(_) => "error",
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    let (action, _) = result?;
+    ctx.succeeded(&resource);
+    Ok(action)
+}
+
+/// After a failed reconcile: exponential backoff with jitter per resource.
+pub fn error_policy(resource: Arc<FusionAuthWebhook>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.failed(&resource);
+    tracing::warn!(
+        namespace = resource.namespace().unwrap_or_default(),
+        name = resource.name_any(),
+        error = %error,
+        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static str), Error> {
+    let namespace = r.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<FusionAuthWebhook> = Api::namespaced(ctx.client.clone(), &namespace);
+    let has_finalizer = r.finalizers().iter().any(|f| f == FINALIZER);
+    if r.meta().deletion_timestamp.is_some() {
+        if has_finalizer {
+            clean_up(r, ctx, &api).await?;
+            remove_finalizer(r, ctx, &api).await?;
+        }
+        return Ok((Action::await_change(), "deleted"));
+    }
+    if !has_finalizer {
+        add_finalizer(r, ctx, &api).await?;
+    }
+    apply(r, ctx, &api).await
+}
+
+/// JSON patch with a `test` first, as kube-runtime does: a concurrent change
+/// of the finalizer list fails the patch instead of being overwritten.
+async fn add_finalizer(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>) -> Result<(), Error> {
+    let patch = match &r.meta().finalizers {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(current) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    json_patch(api, &r.name_any(), patch).await?;
+    ctx.metrics.kubernetes_write("finalizer");
+    Ok(())
+}
+
+async fn remove_finalizer(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>) -> Result<(), Error> {
+    let Some(index) = r.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch = json!([{"op": "test", "path": path, "value": FINALIZER}, {"op": "remove", "path": path}]);
+    match json_patch(api, &r.name_any(), patch).await {
+        // Already gone: nothing holds it any more.
+        Err(Error::Finalizer(kube::Error::Api(status))) if status.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+        Ok(()) => {
+            ctx.metrics.kubernetes_write("finalizer");
+            Ok(())
+        }
+    }
+}
+
+async fn json_patch(api: &Api<FusionAuthWebhook>, name: &str, patch: serde_json::Value) -> Result<(), Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Finalizer(kube::Error::SerdeError(e)))?;
+    api.patch::<FusionAuthWebhook>(name, &PatchParams::default(), &Patch::Json(patch)).await.map_err(Error::Finalizer)?;
+    Ok(())
+}
+
+/// The condition types after `kind`, in pipeline order, for this resource.
+fn later_steps(r: &FusionAuthWebhook, kind: &str) -> Vec<&'static str> {
+    let mut all = vec![SECRETS_RESOLVED, RECEIVER_AVAILABLE, WEBHOOK_REGISTERED];
+    if r.spec.tenant_events.is_some() {
+        all.push(TENANT_EVENTS_ENABLED);
+    }
+    all.push(IN_SYNC);
+    let from = all.iter().position(|k| *k == kind).map_or(0, |i| i + 1);
+    all.split_off(from)
+}
+
+/// `steps` plus an `Unknown` for every later step: the pipeline stopped here.
+fn stopped(r: &FusionAuthWebhook, mut steps: Vec<Step>, failed: Step) -> Vec<Step> {
+    let kind = failed.kind;
+    steps.push(failed);
+    for later in later_steps(r, kind) {
+        steps.push(Step::unknown(later, "NotChecked", format!("waiting for {kind}")));
+    }
+    steps
+}
+
+async fn apply(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>) -> Result<(Action, &'static str), Error> {
+    let mut status = r.status.clone().unwrap_or_default();
+    let secrets = dereference(&ctx.client, r).await.map_err(Error::Dereference)?;
+    let v = match validate(r, &secrets) {
+        Ok(v) => v,
+        Err(e) => {
+            let steps = match &e {
+                ValidationError::InvalidSpec(message) => {
+                    let mut steps = vec![Step::failed(READY, e.reason(), message.clone())];
+                    steps.extend(later_steps(r, "").into_iter().map(|k| Step::unknown(k, "InvalidSpec", "the spec is invalid; see Ready")));
+                    steps
+                }
+                _ => stopped(r, Vec::new(), Step::failed(SECRETS_RESOLVED, e.reason(), e.to_string())),
+            };
+            finish(r, ctx, api, status, &steps, Vec::new()).await?;
+            return Ok((Action::requeue(ctx.jittered(ctx.settings.requeue)), "invalid"));
+        }
+    };
+    let mut steps = vec![Step::ok(SECRETS_RESOLVED, "Resolved", "every referenced Secret and key is present")];
+
+    // Kubernetes: the receiver.
+    let generated = generated_authorization(&v, &secrets);
+    let owner = owner_reference(r).ok_or(Error::Incomplete("uid"))?;
+    let observed = ctx.caches.observed(&v.namespace, &v.name);
+    let applied = apply_receiver(&ctx.client, &v, &owner, &ctx.settings.receiver_image, generated.as_deref(), &observed)
+        .await
+        .map_err(Error::ApplyReceiver)?;
+    for _ in &applied.written {
+        ctx.metrics.kubernetes_write("apply");
+    }
+    let receiver = names::receiver_name(&v.name);
+    if !receiver_available(applied.deployment.as_ref()) {
+        let message = if v.replicas == 0 {
+            format!("Deployment {receiver} is scaled to 0 replicas; FusionAuth is not told about a receiver that cannot answer")
+        } else {
+            format!("waiting for Deployment {receiver} to have an available replica")
+        };
+        let steps = stopped(r, steps, Step::failed(RECEIVER_AVAILABLE, "Progressing", message));
+        finish(r, ctx, api, status, &steps, Vec::new()).await?;
+        // The Deployment watch triggers sooner when its status changes.
+        return Ok((Action::requeue(ctx.jittered(ctx.settings.waiting_requeue)), "waiting"));
+    }
+    steps.push(Step::ok(RECEIVER_AVAILABLE, "Available", format!("Deployment {receiver} has available replicas")));
+
+    // FusionAuth: signing key, webhook, tenant switches.
+    let outcome = apply_fusionauth(r, ctx, &v, generated.as_deref(), &mut status).await;
+    let (steps, events) = match outcome {
+        Ok(FusionAuthApplied { steps: done, events }) => {
+            steps.extend(done);
+            (steps, events)
+        }
+        Err((failed, error)) => {
+            let done = failed.0;
+            steps.extend(done);
+            let steps = stopped(r, steps, failed.1);
+            finish(r, ctx, api, status, &steps, Vec::new()).await?;
+            return Err(error.into());
+        }
+    };
+    finish(r, ctx, api, status, &steps, events).await?;
+    Ok((Action::requeue(ctx.jittered(ctx.settings.requeue)), "ok"))
+}
+
+struct FusionAuthApplied {
+    steps: Vec<Step>,
+    events: Vec<Event>,
+}
+
+/// Steps done before the failure, the failed step, and the error.
+type FusionAuthFailure = ((Vec<Step>, Step), ApplyError);
+
+async fn apply_fusionauth(
+    r: &FusionAuthWebhook,
+    ctx: &Context,
+    v: &validate::Validated,
+    generated: Option<&str>,
+    status: &mut FusionAuthWebhookStatus,
+) -> Result<FusionAuthApplied, FusionAuthFailure> {
+    let fail = |done: Vec<Step>, kind: &'static str, e: ApplyError| ((done, Step::failed(kind, e.reason(), e.to_string())), e);
+    let fa = ctx.fusionauth(&v.connection()).map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e.into()))?;
+    let mut events = Vec::new();
+    let mut steps = Vec::new();
+
+    apply_signing_key(&fa, v).await.map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e))?;
+    let authorization = v.authorization.as_ref().map(|s| s.0.as_str()).or(generated).unwrap_or_default();
+    let desired = fusionauth_webhook(v, authorization);
+    let change = apply_webhook(&fa, v.webhook_id, &desired).await.map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e))?;
+    let url = receiver_url(v);
+    status.webhook_id = Some(v.webhook_id.to_string());
+    status.url = Some(url.clone());
+    steps.push(Step::ok(WEBHOOK_REGISTERED, "Registered", format!("FusionAuth webhook {} calls {url}", v.webhook_id)));
+    if let WebhookChange::Updated { fields } = &change {
+        events.push(Event {
+            type_: EventType::Normal,
+            reason: "WebhookRepaired".into(),
+            note: Some(format!("FusionAuth's webhook differed from the spec in {}; updated", fields.join(", "))),
+            action: "Update".into(),
+            secondary: None,
+        });
+    }
+
+    // Tenant switches: turn on what the spec lists, turn off what this
+    // resource turned on earlier and no resource needs any more.
+    let wanted: Vec<String> = match v.tenant_events {
+        Some(_) => {
+            v.tenant_ids.iter().flat_map(|t| v.events.iter().map(move |e| crate::apply::fusionauth::tenant_event_key(*t, e))).collect()
+        }
+        None => Vec::new(),
+    };
+    if v.tenant_events.is_some() {
+        // Record the intent first, so a delete after a half-done patch still turns them off.
+        let before: BTreeSet<String> = status.enabled_tenant_events.iter().cloned().collect();
+        status.enabled_tenant_events = before.union(&wanted.iter().cloned().collect()).cloned().collect();
+        let on = apply_tenant_events(&fa, v).await.map_err(|e| fail(steps.clone(), TENANT_EVENTS_ENABLED, e))?;
+        debug_assert_eq!(on.len(), wanted.len());
+    }
+    let stale: Vec<String> = status.enabled_tenant_events.iter().filter(|k| !wanted.contains(k)).cloned().collect();
+    if !stale.is_empty() {
+        let off = unclaimed(ctx, r, &stale);
+        disable_tenant_events(&fa, &off).await.map_err(|e| fail(steps.clone(), TENANT_EVENTS_ENABLED, e))?;
+    }
+    status.enabled_tenant_events = wanted.clone();
+    if v.tenant_events.is_some() {
+        steps.push(Step::ok(
+            TENANT_EVENTS_ENABLED,
+            "Enabled",
+            format!("{} event(s) switched on in {} tenant(s)", v.events.len(), v.tenant_ids.len()),
+        ));
+    }
+    steps.push(Step::ok(IN_SYNC, "InSync", "FusionAuth's webhook matches the spec"));
+    Ok(FusionAuthApplied { steps, events })
+}
+
+/// The tenant switches among `keys` that no other resource has turned on.
+fn unclaimed(ctx: &Context, r: &FusionAuthWebhook, keys: &[String]) -> Vec<String> {
+    let uid = r.uid();
+    let claimed: BTreeSet<String> = ctx
+        .resources
+        .state()
+        .iter()
+        .filter(|other| other.uid() != uid)
+        .flat_map(|other| other.status.iter().flat_map(|s| s.enabled_tenant_events.iter().cloned()).collect::<Vec<_>>())
+        .collect();
+    keys.iter().filter(|k| !claimed.contains(*k)).cloned().collect()
+}
+
+/// Computes the conditions, patches the status when it changed, and
+/// publishes an Event for each condition that changed to True or False
+/// (`Ready` only when it becomes True: the failing step says why otherwise)
+/// plus `extra`.
+async fn finish(
+    r: &FusionAuthWebhook,
+    ctx: &Context,
+    api: &Api<FusionAuthWebhook>,
+    mut status: FusionAuthWebhookStatus,
+    steps: &[Step],
+    extra: Vec<Event>,
+) -> Result<(), Error> {
+    let previous = r.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    status.observed_generation = r.metadata.generation;
+    status.conditions = status::conditions(&previous, steps, r.metadata.generation, &now);
+    if patch_status(api, r, &status).await.map_err(Error::Status)? {
+        ctx.metrics.kubernetes_write("status");
+    }
+    let mut events: Vec<Event> = status::changes(&previous, &status.conditions)
+        .into_iter()
+        .filter(|c| match c.status.as_str() {
+            "True" => true,
+            "False" => c.type_ != READY,
+            _ => false,
+        })
+        .map(|c| Event {
+            type_: if c.status == "True" { EventType::Normal } else { EventType::Warning },
+            reason: c.reason.clone(),
+            note: Some(format!("{}: {}", c.type_, c.message)),
+            action: "Reconcile".into(),
+            secondary: None,
+        })
+        .collect();
+    events.extend(extra);
+    publish(r, ctx, &events).await;
+    Ok(())
+}
+
+/// Events are best effort: a failure is logged, never fails the reconcile.
+async fn publish(r: &FusionAuthWebhook, ctx: &Context, events: &[Event]) {
+    let reference = r.object_ref(&());
+    for event in events {
+        match ctx.recorder.publish(event, &reference).await {
+            Ok(()) => ctx.metrics.kubernetes_write("event"),
+            Err(e) => tracing::warn!(name = r.name_any(), reason = event.reason, error = %e, "cannot publish an Event"),
+        }
+    }
+}
+
+/// Clean-up before the finalizer goes: with `deletionPolicy: Delete` the
+/// FusionAuth webhook, the signing key and the tenant switches this resource
+/// turned on; with `Orphan` nothing. When FusionAuth cannot be reached the
+/// finalizer stays and a condition says what to do.
+async fn clean_up(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>) -> Result<(), Error> {
+    let uid = r.metadata.uid.clone().ok_or(Error::Incomplete("uid"))?;
+    let webhook_id = names::webhook_id(&uid);
+    if r.spec.deletion_policy == DeletionPolicy::Orphan {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "WebhookOrphaned".into(),
+            note: Some(format!("deletionPolicy is Orphan: FusionAuth webhook {webhook_id} is left in place")),
+            action: "Delete".into(),
+            secondary: None,
+        };
+        publish(r, ctx, &[event]).await;
+        return Ok(());
+    }
+    let status = r.status.clone().unwrap_or_default();
+    let blocked = |reason: &str, message: String| {
+        vec![Step::failed(
+            READY,
+            reason,
+            format!("{message}; the finalizer stays until the webhook is removed (or set deletionPolicy: Orphan)"),
+        )]
+    };
+    let secrets = dereference(&ctx.client, r).await.map_err(Error::Dereference)?;
+    let connection = match validate::connection(r, &secrets) {
+        Ok(c) => c,
+        Err(e) => {
+            let steps = blocked(e.reason(), format!("cannot remove FusionAuth webhook {webhook_id}: {e}"));
+            finish(r, ctx, api, status, &steps, Vec::new()).await?;
+            return Err(Error::CleanupBlocked(e));
+        }
+    };
+    let signing_key = r.spec.auth.signature.as_ref().filter(|s| s.hmac_secret_ref.is_some()).map(|_| names::signing_key_id(&uid));
+    let switches_off = unclaimed(ctx, r, &status.enabled_tenant_events);
+    let result = match ctx.fusionauth(&connection) {
+        Ok(fa) => cleanup(&fa, webhook_id, signing_key, &switches_off).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
+        let steps = blocked(e.reason(), format!("cannot remove FusionAuth webhook {webhook_id}: {e}"));
+        finish(r, ctx, api, status, &steps, Vec::new()).await?;
+        return Err(e.into());
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "WebhookDeleted".into(),
+        note: Some(format!("FusionAuth webhook {webhook_id} deleted")),
+        action: "Delete".into(),
+        secondary: None,
+    };
+    publish(r, ctx, &[event]).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::State;
+
+    fn resource(tenant_events: bool) -> FusionAuthWebhook {
+        let mut spec = serde_json::json!({
+            "fusionAuth": {"url": "http://fa", "apiKeySecretRef": {"name": "fa", "key": "k"}},
+            "events": ["user.delete"],
+        });
+        if tenant_events {
+            spec["tenants"] = json!({"tenantIds": ["e872a880-b14f-6d62-c312-cb40f22af465"]});
+            spec["tenantEvents"] = json!({});
+        }
+        FusionAuthWebhook::new("x", serde_json::from_value(spec).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn a_stopped_pipeline_marks_every_later_step_unknown() {
+        let steps = stopped(&resource(true), Vec::new(), Step::failed(RECEIVER_AVAILABLE, "Progressing", "waiting"));
+        let kinds: Vec<(&str, State)> = steps.iter().map(|s| (s.kind, s.state)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (RECEIVER_AVAILABLE, State::False),
+                (WEBHOOK_REGISTERED, State::Unknown),
+                (TENANT_EVENTS_ENABLED, State::Unknown),
+                (IN_SYNC, State::Unknown)
+            ]
+        );
+        assert_eq!(later_steps(&resource(false), ""), [SECRETS_RESOLVED, RECEIVER_AVAILABLE, WEBHOOK_REGISTERED, IN_SYNC]);
+    }
+}
