@@ -21,6 +21,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod rbac;
 pub mod reconcile;
 pub mod resource;
 pub mod status;

@@ -27,6 +27,8 @@ struct LeaseServer {
 async fn serve(mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>, server: Arc<Mutex<LeaseServer>>) {
     while let Some((request, send)) = handle.next_request().await {
         let method = request.method().to_string();
+        let (path, query) = (request.uri().path().to_owned(), request.uri().query().unwrap_or_default().to_owned());
+        assert!(fusionhook_operator::rbac::granted(&method, &path, &query), "not granted by rbac::PERMISSIONS: {method} {path}");
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let (status, body) = {
             let mut s = server.lock().unwrap();

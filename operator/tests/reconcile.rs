@@ -136,6 +136,8 @@ async fn serve(mut handle: tower_test::mock::Handle<Request<Body>, Response<Body
         } else {
             serde_json::from_slice(&bytes).or_else(|_| serde_yaml::from_slice(&bytes)).unwrap()
         };
+        // Every call must be one the chart's RBAC grants.
+        assert!(fusionhook_operator::rbac::granted(&method, &path, &query), "not granted by rbac::PERMISSIONS: {method} {path}?{query}");
         let call = Call { method, path, query, content_type, body };
         let (status, reply) = {
             let mut objects = objects.lock().unwrap();

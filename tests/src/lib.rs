@@ -5,3 +5,4 @@ pub mod events;
 pub mod fusionauth_emulator;
 pub mod serve;
 pub mod todo;
+pub mod tools;
