@@ -1,26 +1,33 @@
-# fusionhook image: one multi-stage build, a minimal non-root runtime.
+# fusionhook image: both binaries, built once, on a minimal non-root runtime.
 #   docker build -t fusionhook .
-#   docker run --rm -v $PWD/examples:/config fusionhook fusionhook-receiver --config /config/receiver.yaml
-# The operator binary joins this image when it exists (issue #4) and becomes
-# the default command; the receiver keeps its own command.
+#   docker run --rm fusionhook --help                        # the operator (default command)
+#   docker run --rm -v $PWD/examples:/config --entrypoint /usr/local/bin/fusionhook-receiver \
+#     fusionhook --config /config/receiver.yaml              # the receiver (what the operator deploys)
+#
+# Expected size: distroless/cc (~23 MB) + the two stripped release binaries
+# (measured sizes in the README, "Image"), about 40 MB in all.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p fusionhook-receiver --bin fusionhook-receiver \
+# The release profile (Cargo.toml): thin LTO, 4 codegen units, stripped.
+RUN cargo build --release --locked -p fusionhook-operator -p fusionhook-receiver \
+ && install -D -m 0755 target/release/fusionhook-operator /out/fusionhook-operator \
  && install -D -m 0755 target/release/fusionhook-receiver /out/fusionhook-receiver
 
-# distroless/cc: glibc and libgcc only, no shell, runs as uid 65532. TLS roots
-# are compiled into the binary (rustls + webpki roots), so no CA bundle is needed.
+# distroless/cc: glibc and libgcc only, no shell, uid 65532. TLS roots are
+# compiled into the binaries (rustls + webpki roots): no CA bundle needed.
 FROM gcr.io/distroless/cc-debian12:nonroot
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="fusionhook" \
-      org.opencontainers.image.description="FusionAuth webhooks the Kubernetes way: receiver (and operator)" \
+      org.opencontainers.image.description="FusionAuth webhooks the Kubernetes way: operator and receiver" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/fusionhook/fusionhook"
-COPY --from=build /out/fusionhook-receiver /usr/local/bin/fusionhook-receiver
+      org.opencontainers.image.source="https://github.com/fusionhook/fusionhook" \
+      org.opencontainers.image.url="https://github.com/fusionhook/fusionhook" \
+      org.opencontainers.image.vendor="fusionhook"
+COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/fusionhook-receiver"]
-CMD ["--config", "/etc/fusionhook/receiver.yaml"]
+ENTRYPOINT ["/usr/local/bin/fusionhook-operator"]
+CMD ["run"]

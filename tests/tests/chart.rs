@@ -265,3 +265,23 @@ fn install_notes_tell_the_user_what_to_apply_next() {
     assert!(notes.contains("GLOBAL FusionAuth API key"));
     assert!(notes.contains("namespaces todo"));
 }
+
+#[test]
+fn the_image_recipe_holds_what_the_chart_and_the_operator_run() {
+    let dockerfile = std::fs::read_to_string(workspace_root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("-p fusionhook-operator -p fusionhook-receiver"), "both binaries are built");
+    assert!(dockerfile.contains("COPY --from=build /out/ /usr/local/bin/"));
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/fusionhook-operator"]"#), "the operator is the default command");
+    assert!(dockerfile.contains("USER 65532:65532") && dockerfile.contains("distroless/cc-debian12:nonroot"));
+    for label in ["title", "version", "source", "licenses"] {
+        assert!(dockerfile.contains(&format!("org.opencontainers.image.{label}=")), "OCI label {label}");
+    }
+    // The chart runs the image's entrypoint with `run`; the operator runs the
+    // receiver from the same image by its path.
+    let docs = documents(&helm_template(&chart().join("ci/default-values.yaml"), &[]));
+    let container = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert!(container.get("command").is_none());
+    assert_eq!(container["args"][0], "run");
+    let receiver = std::fs::read_to_string(workspace_root().join("operator/src/build/receiver.rs")).unwrap();
+    assert!(receiver.contains(r#"command: Some(vec!["/usr/local/bin/fusionhook-receiver".to_owned()])"#));
+}
