@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod fusionauth_emulator;
+pub mod kube_emulator;
 pub mod serve;
 pub mod todo;
 pub mod tools;
