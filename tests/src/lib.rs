@@ -1,9 +1,12 @@
 //! Test doubles and helpers shared by fusionhook's tests, benchmarks and
 //! the sandbox: a FusionAuth emulator, a todo service, event builders.
 
+pub mod binaries;
 pub mod events;
 pub mod fusionauth_emulator;
 pub mod kube_emulator;
+pub mod kubelet;
 pub mod serve;
+pub mod stack;
 pub mod todo;
 pub mod tools;

@@ -1,0 +1,278 @@
+//! A stand-in kubelet (plus the bits of the Deployment controller and
+//! kube-proxy the end-to-end runs need), for the Kubernetes API emulator:
+//! for each Deployment the operator creates it runs the receiver binary
+//! with the rendered config and the Secrets projected as files, reports the
+//! Deployment's status, keeps the files in step with the Secrets (as the
+//! kubelet refreshes projected volumes), restarts a receiver that died,
+//! rolls a new process out before stopping the old one when the pod
+//! template changes, and points the Service's DNS name at the running
+//! process through the FusionAuth emulator's host overrides.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::fusionauth_emulator::Emulator;
+use crate::kube_emulator::KubeEmulator;
+
+/// Paths inside the pod that the operator's Deployment mounts.
+const POD_CONFIG_DIR: &str = "/etc/fusionhook/config";
+const POD_SECRETS_DIR: &str = "/etc/fusionhook/secrets";
+
+struct Pod {
+    child: Child,
+    addr: SocketAddr,
+    template: String,
+    dir: tempfile::TempDir,
+    restarts: u32,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the kubelet runs, for tests to look at (and to kill).
+#[derive(Default)]
+pub struct Pods {
+    pods: BTreeMap<(String, String), Pod>,
+}
+
+impl Pods {
+    /// The address of the receiver of Deployment `name` in `namespace`.
+    pub fn address(&self, namespace: &str, name: &str) -> Option<SocketAddr> {
+        self.pods.get(&(namespace.to_owned(), name.to_owned())).map(|p| p.addr)
+    }
+
+    /// Kills the receiver process (the kubelet restarts it).
+    pub fn kill(&mut self, namespace: &str, name: &str) -> bool {
+        self.pods.get_mut(&(namespace.to_owned(), name.to_owned())).is_some_and(|p| p.child.kill().is_ok())
+    }
+
+    /// How often the receiver was restarted after dying.
+    pub fn restarts(&self, namespace: &str, name: &str) -> u32 {
+        self.pods.get(&(namespace.to_owned(), name.to_owned())).map_or(0, |p| p.restarts)
+    }
+
+    /// Number of running receivers.
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+}
+
+/// The stand-in kubelet.
+#[derive(Clone)]
+pub struct Kubelet {
+    kube: KubeEmulator,
+    fusionauth: Emulator,
+    receiver: PathBuf,
+    /// The running receivers.
+    pub pods: Arc<Mutex<Pods>>,
+    simulated: Arc<Mutex<Vec<String>>>,
+}
+
+fn secret_data(kube: &KubeEmulator, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
+    let secret = kube.get("", "v1", "secrets", namespace, name)?;
+    base64::engine::general_purpose::STANDARD.decode(secret["data"][key].as_str()?).ok()
+}
+
+impl Kubelet {
+    /// A kubelet running `receiver` binaries, resolving Service names in `fusionauth`.
+    pub fn new(kube: KubeEmulator, fusionauth: Emulator, receiver: PathBuf) -> Self {
+        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default() }
+    }
+
+    /// In `namespace`, report Deployments available without running
+    /// anything (for scale tests; nothing there can receive deliveries).
+    pub fn simulate(&self, namespace: &str) {
+        self.simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(namespace.to_owned());
+    }
+
+    /// Syncs every 100 ms until the returned task is aborted.
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let kubelet = me.clone();
+                let _ = tokio::task::spawn_blocking(move || kubelet.sync()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, Pods> {
+        self.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One pass over every Deployment the operator manages.
+    pub fn sync(&self) {
+        let deployments: Vec<Value> = self
+            .kube
+            .list("apps", "v1", "deployments", None)
+            .into_iter()
+            .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "fusionhook-operator")
+            .collect();
+        let mut wanted = Vec::new();
+        for d in &deployments {
+            let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+            let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            wanted.push((ns.clone(), name.clone()));
+            self.sync_one(&ns, &name, d);
+        }
+        let mut pods = self.locked();
+        pods.pods.retain(|key, _| wanted.contains(key));
+    }
+
+    fn sync_one(&self, ns: &str, name: &str, deployment: &Value) {
+        let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+        let template = deployment["spec"]["template"].to_string();
+        let key = (ns.to_owned(), name.to_owned());
+        let simulated = self.simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|n| n == ns);
+        if simulated {
+            let status = json!({"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+            if deployment["status"] != status {
+                let _ = self.kube.set_status("apps", "v1", "deployments", ns, name, status);
+            }
+            return;
+        }
+        if replicas == 0 {
+            self.locked().pods.remove(&key);
+        } else {
+            let current = {
+                let mut pods = self.locked();
+                match pods.pods.get_mut(&key) {
+                    Some(pod) if pod.template == template => {
+                        let dead = pod.child.try_wait().ok().flatten().is_some();
+                        if dead { Some(pod.restarts + 1) } else { None }
+                    }
+                    Some(pod) => Some(pod.restarts),
+                    None => Some(0),
+                }
+            };
+            match current {
+                None => {
+                    // Running: keep the projected Secret files fresh.
+                    if let Some(pod) = self.locked().pods.get(&key) {
+                        let _ = self.project(ns, deployment, pod.dir.path());
+                    }
+                }
+                Some(restarts) => match self.start(ns, deployment) {
+                    Ok((child, addr, dir)) => {
+                        // The new process is up: switch the Service name, then stop the old one.
+                        self.fusionauth.resolve(&format!("{name}.{ns}.svc"), addr);
+                        let pod = Pod { child, addr, template: template.clone(), dir, restarts };
+                        self.locked().pods.insert(key.clone(), pod);
+                    }
+                    Err(e) => {
+                        tracing::warn!(namespace = ns, name, error = %e, "stand-in kubelet cannot start the receiver");
+                        self.locked().pods.remove(&key);
+                    }
+                },
+            }
+        }
+        let running = i64::from(self.locked().pods.contains_key(&key));
+        let available = if replicas == 0 { 0 } else { running * replicas };
+        let status = json!({
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": replicas,
+            "updatedReplicas": available,
+            "readyReplicas": available,
+            "availableReplicas": available,
+        });
+        if deployment["status"] != status {
+            let _ = self.kube.set_status("apps", "v1", "deployments", ns, name, status);
+        }
+    }
+
+    /// Writes the ConfigMap and the projected Secrets of the pod template
+    /// under `dir` (the pod's `/etc/fusionhook`).
+    fn project(&self, ns: &str, deployment: &Value, dir: &Path) -> anyhow::Result<()> {
+        let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+        std::fs::create_dir_all(dir.join("config"))?;
+        std::fs::create_dir_all(dir.join("secrets"))?;
+        for volume in &volumes {
+            if let Some(cm) = volume["configMap"]["name"].as_str() {
+                let config = self.kube.get("", "v1", "configmaps", ns, cm).ok_or_else(|| anyhow::anyhow!("ConfigMap {cm} missing"))?;
+                for (file, text) in config["data"].as_object().into_iter().flatten() {
+                    let text = text.as_str().unwrap_or_default();
+                    let rewritten = text
+                        .replace(POD_CONFIG_DIR, &dir.join("config").display().to_string())
+                        .replace(POD_SECRETS_DIR, &dir.join("secrets").display().to_string())
+                        .replace("0.0.0.0:8080", "127.0.0.1:0")
+                        .replace("delayMs: 5000", "delayMs: 0");
+                    write_if_changed(&dir.join("config").join(file), rewritten.as_bytes())?;
+                }
+            }
+            for source in volume["projected"]["sources"].as_array().into_iter().flatten() {
+                let secret = source["secret"]["name"].as_str().unwrap_or_default();
+                for item in source["secret"]["items"].as_array().into_iter().flatten() {
+                    let key = item["key"].as_str().unwrap_or_default();
+                    let path = item["path"].as_str().unwrap_or_default();
+                    let data = secret_data(&self.kube, ns, secret, key).ok_or_else(|| anyhow::anyhow!("Secret {secret} key {key} missing"))?;
+                    write_if_changed(&dir.join("secrets").join(path), &data)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, ns: &str, deployment: &Value) -> anyhow::Result<(Child, SocketAddr, tempfile::TempDir)> {
+        let dir = tempfile::tempdir()?;
+        self.project(ns, deployment, dir.path())?;
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<String> = container["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|a| a.replace(POD_CONFIG_DIR, &dir.path().join("config").display().to_string()))
+            .collect();
+        let mut child = Command::new(&self.receiver).args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "fusionhook-receiver listening"
+                {
+                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+                    sent = true;
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => Ok((child, addr.parse()?, dir)),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("the receiver did not start (config rejected?)")
+            }
+        }
+    }
+}
+
+fn write_if_changed(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(data) {
+        return Ok(());
+    }
+    // Atomic, like the kubelet's symlink swap of a projected volume.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(tmp, path)
+}

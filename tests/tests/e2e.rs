@@ -1,0 +1,330 @@
+//! End to end, as users run it: the real operator binary (with its watch
+//! loop and leader election), the real receiver binaries (run by the
+//! stand-in kubelet), the Kubernetes API emulator, the FusionAuth emulator,
+//! a todo service, and the real kubectl — all over real sockets.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fusionhook_tests::fusionauth_emulator::DEFAULT_TENANT_ID;
+use fusionhook_tests::stack::{Stack, eventually};
+use fusionhook_tests::todo::{TodoService, TodoStore};
+use fusionhook_tests::tools::{tools, workspace_root};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const KEY: &str = "e2e-global-api-key";
+const ALICE: &str = "6c0e5b2a-0000-4000-8000-0000000a11ce";
+const BOB: &str = "6c0e5b2a-0000-4000-8000-000000000b0b";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn tenant() -> Uuid {
+    Uuid::parse_str(DEFAULT_TENANT_ID).unwrap()
+}
+
+/// examples/todo-cleanup.yaml, pointed at the loopback FusionAuth and todo service.
+fn todo_example(stack: &Stack, todo: &TodoService) -> String {
+    std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml"))
+        .unwrap()
+        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
+        .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr))
+}
+
+fn resource(stack: &Stack, ns: &str, name: &str) -> Option<Value> {
+    stack.kube.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", ns, name)
+}
+
+fn webhook_of(stack: &Stack, ns: &str, name: &str) -> Option<Value> {
+    let id = resource(stack, ns, name)?["status"]["webhookId"].as_str()?.parse::<Uuid>().ok()?;
+    stack.fusionauth.state().webhooks.get(&id).cloned()
+}
+
+fn kubectl(stack: &Stack, args: &[&str], stdin: Option<&str>) -> String {
+    let mut command = Command::new(&tools().kubectl);
+    command.args(args).env("KUBECONFIG", &stack.kubeconfig).current_dir(workspace_root());
+    let output = if let Some(input) = stdin {
+        use std::io::Write;
+        let mut child = command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    } else {
+        command.output().unwrap()
+    };
+    assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn switch_on(stack: &Stack, event: &str) {
+    // The tenant's event switch, as a FusionAuth admin turns it on (the example does not manage it).
+    stack.fusionauth.state().tenants.get_mut(&tenant()).unwrap()["eventConfiguration"]["events"][event] =
+        json!({"enabled": true, "transactionType": "None"});
+}
+
+async fn todo_service() -> (std::sync::Arc<TodoStore>, TodoService) {
+    let store = TodoStore::with(&[(ALICE, &["buy milk", "call mom"]), (BOB, &["fix bike"])]);
+    let service = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    (store, service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_1_kubectl_apply_to_a_deleted_users_todos_gone() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (store, todo) = todo_service().await;
+    stack.start_operator("op-a", "2s").unwrap();
+    kubectl(&stack, &["create", "namespace", "todo"], None);
+    kubectl(&stack, &["-n", "todo", "create", "secret", "generic", "fusionauth-api-key", &format!("--from-literal=api-key={KEY}")], None);
+    kubectl(&stack, &["apply", "--validate=false", "-f", "-"], Some(&todo_example(&stack, &todo)));
+
+    assert!(eventually(WAIT, || stack.condition("todo", "todo-cleanup", "Ready") == Some(("True".into(), "Reconciled".into()))).await, "{:?}", resource(&stack, "todo", "todo-cleanup"));
+    let waited = kubectl(&stack, &["-n", "todo", "wait", "--for=condition=Ready", "faw/todo-cleanup", "--timeout=10s"], None);
+    assert!(waited.contains("condition met"));
+
+    let webhook = webhook_of(&stack, "todo", "todo-cleanup").unwrap();
+    assert_eq!(webhook["url"], "http://todo-cleanup-receiver.todo.svc:8080/events");
+    assert_eq!(webhook["eventsEnabled"], json!({"user.delete": true}));
+    assert_eq!(webhook["global"], true);
+    let auth = stack.kube.get("", "v1", "secrets", "todo", "todo-cleanup-receiver-auth").unwrap();
+    let generated = String::from_utf8(base64_decode(auth["data"]["authorization"].as_str().unwrap())).unwrap();
+    assert_eq!(webhook["headers"]["Authorization"], generated, "FusionAuth sends the generated value");
+
+    switch_on(&stack, "user.delete");
+    let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": ALICE}})).await.unwrap();
+    assert!(report.webhooks.iter().all(|d| d.succeeded), "{report:?}");
+    assert!(store.todos(ALICE).is_empty(), "exactly alice's todos are gone");
+    assert_eq!(store.todos(BOB), ["fix bike"]);
+
+    let table = kubectl(&stack, &["-n", "todo", "get", "faw"], None);
+    assert!(table.lines().nth(1).unwrap().contains("True"), "{table}");
+
+    // Every call the operator made is one the chart's RBAC grants.
+    let operator_calls: Vec<_> = stack.kube.requests().into_iter().filter(|r| !r.user_agent.starts_with("kubectl")).collect();
+    assert!(operator_calls.iter().any(|r| r.path.contains("/leases/")) && operator_calls.iter().any(|r| r.query.contains("watch=true")));
+    let ungranted: Vec<String> = operator_calls
+        .iter()
+        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert_eq!(ungranted, Vec::<String>::new(), "calls the chart's RBAC does not grant");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
+fn spec(stack: &Stack, todo: &TodoService) -> Value {
+    json!({
+        "fusionAuth": {"url": stack.fusionauth_url(), "apiKeySecretRef": {"name": "fusionauth-api-key", "key": "api-key"}},
+        "events": ["user.delete"],
+        "receiver": {"replicas": 1},
+        "routes": [{"name": "todo", "events": ["user.delete"], "http": {"method": "DELETE", "url": format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr)}}],
+    })
+}
+
+fn create_resource(stack: &Stack, ns: &str, name: &str, spec: Value) {
+    stack
+        .create("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", ns, json!({"apiVersion": "fusionhook.dev/v1alpha1", "kind": "FusionAuthWebhook", "metadata": {"name": name}, "spec": spec}))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_2_spec_edits_follow_and_fusionauth_edits_are_repaired() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (_store, todo) = todo_service().await;
+    stack.namespace_with_api_key("team").unwrap();
+    stack.start_operator("op-a", "1s").unwrap();
+    create_resource(&stack, "team", "hook", spec(&stack, &todo));
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+
+    // Edit the resource's events: FusionAuth follows.
+    stack.patch("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", "hook", &json!({"spec": {"events": ["user.delete", "user.create"]}})).unwrap();
+    assert!(eventually(WAIT, || webhook_of(&stack, "team", "hook").is_some_and(|w| w["eventsEnabled"] == json!({"user.create": true, "user.delete": true}))).await);
+
+    // Edit the webhook in FusionAuth behind our back: repaired by the periodic check.
+    let id: Uuid = resource(&stack, "team", "hook").unwrap()["status"]["webhookId"].as_str().unwrap().parse().unwrap();
+    stack.fusionauth.state().webhooks.get_mut(&id).unwrap()["url"] = json!("http://attacker.example/events");
+    assert!(eventually(WAIT, || webhook_of(&stack, "team", "hook").is_some_and(|w| w["url"] == "http://hook-receiver.team.svc:8080/events")).await);
+
+    // Delete it in FusionAuth: recreated under the same id.
+    stack.fusionauth.state().webhooks.remove(&id);
+    assert!(eventually(WAIT, || stack.fusionauth.state().webhooks.contains_key(&id)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_3_a_rotated_authorization_secret_rolls_out_without_failed_deliveries() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (store, todo) = todo_service().await;
+    stack.namespace_with_api_key("team").unwrap();
+    stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "hook-auth"}, "stringData": {"value": "first-value"}})).unwrap();
+    let mut s = spec(&stack, &todo);
+    s["auth"] = json!({"authorizationSecretRef": {"name": "hook-auth", "key": "value"}});
+    s["events"] = json!(["user.update"]);
+    s["routes"][0]["events"] = json!(["user.update"]);
+    s["routes"][0]["http"]["method"] = json!("POST");
+    s["routes"][0]["http"]["url"] = json!(format!("http://{}/events", todo.addr));
+    stack.start_operator("op-a", "1s").unwrap();
+    create_resource(&stack, "team", "hook", s);
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    switch_on(&stack, "user.update");
+
+    // Deliver non-transactional events continuously while the Secret rotates.
+    let fusionauth = stack.fusionauth.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let raiser = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0, Vec::new());
+        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
+            let report = fusionauth.raise(Some(tenant()), json!({"type": "user.update", "user": {"id": ALICE}})).await.unwrap();
+            sent += 1;
+            for d in report.webhooks.iter().filter(|d| !d.succeeded) {
+                failed.push(format!("{:?}", d.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (sent, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.patch("", "v1", "secrets", "team", "hook-auth", &json!({"stringData": {"value": "second-value"}})).unwrap();
+    assert!(
+        eventually(WAIT, || webhook_of(&stack, "team", "hook").is_some_and(|w| w["headers"]["Authorization"] == "second-value")).await,
+        "FusionAuth's header follows the Secret"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = raiser.await.unwrap();
+    assert!(sent > 20, "{sent} deliveries during the rotation");
+    assert!(failed.is_empty(), "{} of {sent} deliveries failed during the rotation: {failed:?}", failed.len());
+    assert!(store.received().len() >= sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_4_fusionauth_down_then_back_and_a_killed_receiver_restarts() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (store, todo) = todo_service().await;
+    stack.namespace_with_api_key("team").unwrap();
+    stack.stop_fusionauth().await;
+    stack.start_operator("op-a", "1s").unwrap();
+    create_resource(&stack, "team", "hook", spec(&stack, &todo));
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "WebhookRegistered") == Some(("False".into(), "FusionAuthUnreachable".into()))).await);
+    assert_eq!(stack.condition("team", "hook", "Ready").unwrap().1, "FusionAuthUnreachable");
+
+    stack.restart_fusionauth().await.unwrap();
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await, "recovers on its own");
+
+    switch_on(&stack, "user.delete");
+    assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
+    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await, "the kubelet restarts it");
+    let mut delivered = false;
+    for _ in 0..100 {
+        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": ALICE}})).await.unwrap();
+        if report.webhooks.iter().all(|d| d.succeeded) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(delivered && store.todos(ALICE).is_empty(), "delivery resumes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_5_deletion_removes_the_webhook_and_collects_the_receiver_or_orphans() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (_store, todo) = todo_service().await;
+    stack.namespace_with_api_key("team").unwrap();
+    stack.start_operator("op-a", "5s").unwrap();
+    create_resource(&stack, "team", "gone", spec(&stack, &todo));
+    let mut orphan = spec(&stack, &todo);
+    orphan["deletionPolicy"] = json!("Orphan");
+    create_resource(&stack, "team", "kept", orphan);
+    assert!(eventually(WAIT, || ["gone", "kept"].iter().all(|n| stack.condition("team", n, "Ready").is_some_and(|c| c.0 == "True"))).await);
+    let gone_id: Uuid = resource(&stack, "team", "gone").unwrap()["status"]["webhookId"].as_str().unwrap().parse().unwrap();
+    let kept_id: Uuid = resource(&stack, "team", "kept").unwrap()["status"]["webhookId"].as_str().unwrap().parse().unwrap();
+
+    kubectl(&stack, &["-n", "team", "delete", "faw", "gone", "kept", "--timeout=30s"], None);
+    assert!(resource(&stack, "team", "gone").is_none() && resource(&stack, "team", "kept").is_none());
+    assert!(!stack.fusionauth.state().webhooks.contains_key(&gone_id), "Delete: the webhook is gone from FusionAuth");
+    assert!(stack.fusionauth.state().webhooks.contains_key(&kept_id), "Orphan: the webhook stays");
+    for name in ["gone-receiver", "kept-receiver"] {
+        assert!(stack.kube.get("apps", "v1", "deployments", "team", name).is_none(), "{name} garbage-collected");
+        assert!(stack.kube.get("", "v1", "services", "team", name).is_none());
+        assert!(stack.kube.get("", "v1", "configmaps", "team", name).is_none());
+    }
+    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().is_empty()).await, "receivers stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_6_only_the_lease_holder_writes_and_a_standby_takes_over() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (_store, todo) = todo_service().await;
+    stack.namespace_with_api_key("team").unwrap();
+    stack.start_operator("op-a", "1s").unwrap();
+    assert!(eventually(WAIT, || stack.lease_holder().as_deref() == Some("op-a")).await);
+    stack.start_operator("op-b", "1s").unwrap();
+    create_resource(&stack, "team", "first", spec(&stack, &todo));
+    assert!(eventually(WAIT, || stack.condition("team", "first", "Ready").is_some_and(|c| c.0 == "True")).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.operators[0].metric("fusionhook_operator_leader ").await, 1.0);
+    assert_eq!(stack.operators[1].metric("fusionhook_operator_leader ").await, 0.0);
+    assert_eq!(stack.operators[1].metric("fusionhook_operator_fusionauth_requests_total").await, 0.0, "the standby never calls FusionAuth");
+    assert_eq!(stack.operators[1].metric("fusionhook_operator_kubernetes_writes_total").await, 0.0, "nor writes to Kubernetes");
+
+    // Kill the leader without a chance to release: the standby takes over after the lease duration.
+    let killed = Instant::now();
+    stack.operators[0].kill();
+    assert!(eventually(WAIT, || stack.lease_holder().as_deref() == Some("op-b")).await);
+    let takeover = killed.elapsed();
+    create_resource(&stack, "team", "second", spec(&stack, &todo));
+    assert!(eventually(WAIT, || stack.condition("team", "second", "Ready").is_some_and(|c| c.0 == "True")).await, "the new leader reconciles");
+    assert!(stack.operators[1].metric("fusionhook_operator_fusionauth_requests_total").await > 0.0);
+    println!("takeover after {takeover:?}");
+    assert!(takeover < Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_7_two_hundred_resources_reconcile_and_a_resync_writes_nothing() {
+    const N: usize = 200;
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (_store, todo) = todo_service().await;
+    stack.namespace_with_api_key("scale").unwrap();
+    // 200 receiver processes would measure this 2-core machine, not the
+    // operator: in this namespace the kubelet reports pods available
+    // without starting them, and the webhooks point at an external URL.
+    stack.kubelet.simulate("scale");
+    stack.start_operator("op-a", "20s").unwrap();
+    let started = Instant::now();
+    for i in 0..N {
+        let mut s = spec(&stack, &todo);
+        s["receiver"]["externalUrl"] = json!(format!("http://127.0.0.1:9/hook-{i}"));
+        create_resource(&stack, "scale", &format!("hook-{i}"), s);
+    }
+    let ready = eventually(Duration::from_secs(300), || (0..N).all(|i| stack.condition("scale", &format!("hook-{i}"), "Ready").is_some_and(|c| c.0 == "True"))).await;
+    let elapsed = started.elapsed();
+    assert!(ready, "not all {N} resources became Ready");
+    assert_eq!(stack.fusionauth.state().webhooks.len(), N);
+
+    // Let the last writes settle, then watch one full periodic resync (20 s +/- 10 %).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let operator = &stack.operators[0];
+    let fa_writes = operator.metric("fusionhook_operator_fusionauth_writes_total").await;
+    let kube_writes = operator.metric("fusionhook_operator_kubernetes_writes_total").await;
+    let reconciles = operator.metric("fusionhook_operator_reconciles_total").await;
+    let kube_requests = stack.kube.requests().len();
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let resynced = operator.metric("fusionhook_operator_reconciles_total").await - reconciles;
+    let fa_after = operator.metric("fusionhook_operator_fusionauth_writes_total").await - fa_writes;
+    let kube_after = operator.metric("fusionhook_operator_kubernetes_writes_total").await - kube_writes;
+    // Lease renewals (one PUT a second) are leader election, not reconciling.
+    let kube_writes_seen = stack.kube.requests()[kube_requests..].iter().filter(|r| r.method != "GET" && !r.path.contains("/leases/")).count();
+    let rss = operator.peak_rss_kib();
+    println!(
+        "scenario 7: {N} resources Ready in {:.1} s; resync: {resynced} reconciles, {fa_after} FusionAuth writes, {kube_after} Kubernetes writes (API server saw {kube_writes_seen}); operator peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    assert!(resynced >= N as f64, "a full resync happened ({resynced} reconciles)");
+    assert_eq!(fa_after, 0.0, "the resync made FusionAuth writes");
+    assert_eq!(kube_after, 0.0, "the resync made Kubernetes writes");
+    assert_eq!(kube_writes_seen, 0, "the API server saw writes during the resync");
+}
