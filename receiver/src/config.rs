@@ -61,6 +61,9 @@ struct RawConfig {
 struct RawAuth {
     authorization: Option<String>,
     authorization_file: Option<PathBuf>,
+    previous_authorization: Option<String>,
+    previous_authorization_file: Option<PathBuf>,
+    rotation_grace_ms: Option<u64>,
     basic: Option<RawBasic>,
     signature: Option<RawSignature>,
     #[serde(default)]
@@ -161,6 +164,11 @@ pub enum Unmatched {
 pub struct AuthConfig {
     /// Exact value of the `Authorization` header.
     pub authorization: Option<Arc<Secret>>,
+    /// A second accepted value, while a rotation is under way (the operator
+    /// sets it to what FusionAuth still sends until FusionAuth is switched).
+    pub previous_authorization: Option<Arc<Secret>>,
+    /// How long a secret file's replaced value is still accepted (default 5 min).
+    pub rotation_grace: Duration,
     /// HTTP Basic credentials (username, password).
     pub basic: Option<(Arc<Secret>, Arc<Secret>)>,
     /// `X-FusionAuth-Signature-JWT` checks.
@@ -250,6 +258,7 @@ impl Config {
     pub fn secrets(&self) -> Vec<Arc<Secret>> {
         let mut all = Vec::new();
         all.extend(self.auth.authorization.iter().cloned());
+        all.extend(self.auth.previous_authorization.iter().cloned());
         if let Some((user, pass)) = &self.auth.basic {
             all.extend([user.clone(), pass.clone()]);
         }
@@ -369,6 +378,15 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
 
 fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     let authorization = secret("auth.authorization", raw.authorization, raw.authorization_file, "auth.authorizationFile")?;
+    let previous_authorization = secret(
+        "auth.previousAuthorization",
+        raw.previous_authorization,
+        raw.previous_authorization_file,
+        "auth.previousAuthorizationFile",
+    )?;
+    if previous_authorization.is_some() && authorization.is_none() {
+        return Err(err("auth.previousAuthorization", "needs auth.authorization: it is a second accepted value during a rotation"));
+    }
     let basic = match raw.basic {
         None => None,
         Some(b) => {
@@ -391,7 +409,11 @@ fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
             "no authentication configured: set authorization, basic or a required signature (or allowUnauthenticated: true to accept anyone)",
         ));
     }
-    Ok(AuthConfig { authorization, basic, signature })
+    let rotation_grace = match raw.rotation_grace_ms {
+        Some(ms) => Duration::from_millis(ms),
+        None => crate::secret::ROTATION_GRACE,
+    };
+    Ok(AuthConfig { authorization, previous_authorization, rotation_grace, basic, signature })
 }
 
 fn check_signature(raw: RawSignature) -> Result<SignatureConfig, ConfigError> {

@@ -104,7 +104,15 @@ fn read(source: &SecretSource) -> Result<SecretValue, SecretError> {
 pub struct Secret {
     source: SecretSource,
     current: ArcSwap<SecretValue>,
+    /// The value a file change replaced, and when: still accepted for a
+    /// grace period (`auth.rotationGraceMs`), so a rotation never locks
+    /// FusionAuth out between the file changing here and FusionAuth sending
+    /// the new value.
+    replaced: ArcSwap<Option<(SecretValue, std::time::Instant)>>,
 }
+
+/// How long a replaced secret value is still accepted, by default.
+pub const ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,7 +124,7 @@ impl Secret {
     /// Loads the secret now; fails if it cannot be read.
     pub fn load(source: SecretSource) -> Result<Arc<Self>, SecretError> {
         let value = read(&source)?;
-        Ok(Arc::new(Self { source, current: ArcSwap::from_pointee(value) }))
+        Ok(Arc::new(Self { source, current: ArcSwap::from_pointee(value), replaced: ArcSwap::from_pointee(None) }))
     }
 
     /// The current value.
@@ -135,8 +143,21 @@ impl Secret {
         if fresh.digest == self.current.load().digest {
             return Ok(false);
         }
-        self.current.store(Arc::new(fresh));
+        let old = self.current.swap(Arc::new(fresh));
+        self.replaced.store(Arc::new(Some((SecretValue::new(old.value.clone()), std::time::Instant::now()))));
         Ok(true)
+    }
+
+    /// Constant-time match against the current value, or the value a file
+    /// change replaced less than `grace` ago.
+    pub fn accepts(&self, candidate: &[u8], grace: std::time::Duration) -> bool {
+        let current = self.current.load().matches(candidate);
+        let replaced = self.replaced.load();
+        let recent = match replaced.as_ref() {
+            Some((value, at)) => value.matches(candidate) & (at.elapsed() < grace),
+            None => false,
+        };
+        current | recent
     }
 
     /// Where it comes from (for log lines; never the value).
@@ -188,6 +209,10 @@ mod tests {
         std::fs::write(&path, "second").unwrap();
         assert!(secret.reload().unwrap());
         assert_eq!(secret.get().expose(), "second");
+
+        assert!(secret.accepts(b"second", ROTATION_GRACE) && secret.accepts(b"first", ROTATION_GRACE), "the replaced value stays accepted");
+        assert!(!secret.accepts(b"first", std::time::Duration::ZERO), "...for the grace period only");
+        assert!(!secret.accepts(b"third", ROTATION_GRACE));
 
         std::fs::remove_file(&path).unwrap();
         assert!(secret.reload().is_err());

@@ -69,8 +69,10 @@ struct SignatureVerifier {
 /// The authentication stage.
 pub struct Verifier {
     authorization: Option<Arc<Secret>>,
+    previous_authorization: Option<Arc<Secret>>,
     basic: Option<(Arc<Secret>, Arc<Secret>)>,
     signature: Option<SignatureVerifier>,
+    grace: std::time::Duration,
 }
 
 impl Verifier {
@@ -80,7 +82,13 @@ impl Verifier {
             let jwks = config.jwks_url.clone().map(|url| JwksCache::new(HttpJwksSource::new(client.clone(), url), config.jwks_min_refetch));
             SignatureVerifier { config, jwks }
         });
-        Self { authorization: auth.authorization, basic: auth.basic, signature }
+        Self {
+            authorization: auth.authorization,
+            previous_authorization: auth.previous_authorization,
+            basic: auth.basic,
+            signature,
+            grace: auth.rotation_grace,
+        }
     }
 
     /// Fetches the JWKS once at start, so the first signed event does not
@@ -98,12 +106,13 @@ impl Verifier {
     pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
         if let Some(expected) = &self.authorization {
             let given = headers.get(AUTHORIZATION).ok_or(AuthFailure::MissingAuthorization)?;
-            if !expected.get().matches(given.as_bytes()) {
+            let previous = self.previous_authorization.as_ref().is_some_and(|p| p.accepts(given.as_bytes(), self.grace));
+            if !(expected.accepts(given.as_bytes(), self.grace) | previous) {
                 return Err(AuthFailure::WrongAuthorization.into());
             }
         }
         if let Some((user, pass)) = &self.basic {
-            check_basic(headers, user, pass)?;
+            check_basic(headers, user, pass, self.grace)?;
         }
         if let Some(sig) = &self.signature {
             sig.verify(headers, body).await?;
@@ -112,7 +121,7 @@ impl Verifier {
     }
 }
 
-fn check_basic(headers: &HeaderMap, user: &Secret, pass: &Secret) -> Result<(), AuthFailure> {
+fn check_basic(headers: &HeaderMap, user: &Secret, pass: &Secret, grace: std::time::Duration) -> Result<(), AuthFailure> {
     let given = headers.get(AUTHORIZATION).ok_or(AuthFailure::WrongBasic)?.as_bytes();
     let encoded = given
         .get(..6)
@@ -122,8 +131,8 @@ fn check_basic(headers: &HeaderMap, user: &Secret, pass: &Secret) -> Result<(), 
     let decoded = STANDARD.decode(encoded).map_err(|_| AuthFailure::WrongBasic)?;
     let colon = decoded.iter().position(|&b| b == b':').ok_or(AuthFailure::WrongBasic)?;
     // Both halves are always compared, so timing does not tell which was wrong.
-    let user_ok = user.get().matches(&decoded[..colon]);
-    let pass_ok = pass.get().matches(&decoded[colon + 1..]);
+    let user_ok = user.accepts(&decoded[..colon], grace);
+    let pass_ok = pass.accepts(&decoded[colon + 1..], grace);
     if user_ok & pass_ok { Ok(()) } else { Err(AuthFailure::WrongBasic) }
 }
 

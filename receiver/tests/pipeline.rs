@@ -488,3 +488,15 @@ async fn optional_signatures_are_checked_when_present() {
     let bad = Post::fusionauth(body.clone()).set(SIG, sign_hmac(&body, Algorithm::HS512, "k", "wrong"));
     assert_eq!(h.send(bad).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn during_a_rotation_the_previous_authorization_value_is_also_accepted() {
+    let yaml = "auth: {authorization: new-value, previousAuthorization: old-value}\nroutes: [{name: l, events: ['*'], log: {}}]";
+    let h = Harness::new(yaml).await;
+    let body = |n: u8| events::user_delete(&format!("bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbb{n:02x}"), ALICE);
+    let send = |value: &str, n: u8| Post::fusionauth(body(n)).without(SIG).set("authorization", value);
+    assert_eq!(h.send(send("new-value", 1)).await.0, StatusCode::OK);
+    assert_eq!(h.send(send("old-value", 2)).await.0, StatusCode::OK);
+    assert_eq!(h.send(send("other-value", 3)).await.0, StatusCode::UNAUTHORIZED);
+    assert!(Config::from_yaml("auth: {previousAuthorization: x}").unwrap_err().to_string().contains("auth.previousAuthorization"));
+}

@@ -145,7 +145,7 @@ async fn a_rotated_authorization_secret_takes_effect_without_restart() {
     let key_file = dir.path().join("authorization");
     std::fs::write(&key_file, "OLD-KEY\n").unwrap();
     let yaml = format!(
-        "auth: {{authorizationFile: {}}}\nsecretRefreshMs: 100\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
+        "auth: {{authorizationFile: {}, rotationGraceMs: 600}}\nsecretRefreshMs: 100\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
         key_file.display()
     );
     let receiver = Receiver::start_in(dir, &yaml);
@@ -156,17 +156,21 @@ async fn a_rotated_authorization_secret_takes_effect_without_restart() {
     std::fs::write(&key_file, "NEW-KEY\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut n = 2;
-    while deliver(&client, &receiver, "OLD-KEY", event(n)).await.0 == StatusCode::OK {
-        assert!(Instant::now() < deadline, "the old key is still accepted");
+    while deliver(&client, &receiver, "NEW-KEY", event(n)).await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the new key is not accepted");
         tokio::time::sleep(Duration::from_millis(50)).await;
         n += 1;
     }
-    assert_eq!(deliver(&client, &receiver, "NEW-KEY", event(1000)).await.0, StatusCode::OK);
+    // The replaced key is still accepted for the grace period, then no more.
+    assert_eq!(deliver(&client, &receiver, "OLD-KEY", event(1000)).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(deliver(&client, &receiver, "OLD-KEY", event(1001)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(deliver(&client, &receiver, "NEW-KEY", event(1002)).await.0, StatusCode::OK);
 
     // A missing file (the kubelet swapping the Secret) keeps the last value.
     std::fs::remove_file(&key_file).unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(deliver(&client, &receiver, "NEW-KEY", event(1001)).await.0, StatusCode::OK);
+    assert_eq!(deliver(&client, &receiver, "NEW-KEY", event(1003)).await.0, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
