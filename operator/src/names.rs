@@ -32,7 +32,12 @@ pub fn receiver_name(resource_name: &str) -> String {
     format!("{resource_name}-receiver")
 }
 
-/// Name of the Secret holding the generated `Authorization` value.
+/// Key, in the operator's own Secret, of the `Authorization` value FusionAuth
+/// still sends while a rotation is under way.
+pub const PREVIOUS_AUTHORIZATION_KEY: &str = "previous-authorization";
+
+/// Name of the operator's own Secret: the generated `Authorization` value,
+/// and the previous value during a rotation.
 pub fn authorization_secret_name(resource_name: &str) -> String {
     format!("{resource_name}-receiver-auth")
 }

@@ -11,6 +11,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use fusionhook_fusionauth::client::FusionAuthClient;
+use fusionhook_fusionauth::model::Webhook;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -19,15 +21,15 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::apply::fusionauth::{
-    ApplyError, WebhookChange, apply_signing_key, apply_tenant_events, apply_webhook, cleanup, disable_tenant_events,
+    ApplyError, WebhookChange, apply_signing_key, apply_tenant_events, apply_webhook_over, cleanup, disable_tenant_events,
 };
-use crate::apply::kubernetes::{apply_receiver, dereference, generated_authorization, patch_status, receiver_available};
+use crate::apply::kubernetes::{apply_receiver, dereference, generated_authorization, patch_status, receiver_available, rolled_out};
 use crate::build::{fusionauth_webhook, owner_reference, receiver_url};
 use crate::context::Context;
 use crate::names::{self, FINALIZER};
 use crate::resource::{DeletionPolicy, FusionAuthWebhook, FusionAuthWebhookStatus};
 use crate::status::{self, IN_SYNC, READY, RECEIVER_AVAILABLE, SECRETS_RESOLVED, Step, TENANT_EVENTS_ENABLED, WEBHOOK_REGISTERED};
-use crate::validate::{self, ValidationError, validate};
+use crate::validate::{self, SecretString, ValidationError, validate};
 
 /// A reconcile that failed; the controller retries it with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -218,8 +220,55 @@ async fn apply(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook
     }
     steps.push(Step::ok(RECEIVER_AVAILABLE, "Available", format!("Deployment {receiver} has available replicas")));
 
-    // FusionAuth: signing key, webhook, tenant switches.
-    let outcome = apply_fusionauth(r, ctx, &v, generated.as_deref(), &mut status).await;
+    // FusionAuth: one read of the webhook (all a steady state costs)...
+    let read = match ctx.fusionauth(&v.connection()) {
+        Ok(fa) => fa.retrieve_webhook(v.webhook_id).await.map(|observed| (fa, observed)).map_err(ApplyError::from),
+        Err(e) => Err(ApplyError::from(e)),
+    };
+    let (fa, observed) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let steps = stopped(r, steps, Step::failed(WEBHOOK_REGISTERED, e.reason(), e.to_string()));
+            finish(r, ctx, api, status, &steps, Vec::new()).await?;
+            return Err(e.into());
+        }
+    };
+
+    // ...then a rotation of the Authorization value, if one is under way...
+    let mut v = v;
+    let desired = v.authorization.as_ref().map(|s| s.0.clone()).or_else(|| generated.clone()).unwrap_or_default();
+    match rotation(&v, &desired, observed.as_ref(), applied.deployment.as_ref()) {
+        Rotation::None => {}
+        Rotation::Keep { previous, wait } => {
+            if v.previous_authorization.as_ref().map(|p| p.0.as_str()) != previous.as_deref() {
+                v.previous_authorization = previous.map(SecretString);
+                let observed_k8s = ctx.caches.observed(&v.namespace, &v.name);
+                let again = apply_receiver(&ctx.client, &v, &owner, &ctx.settings.receiver_image, generated.as_deref(), &observed_k8s)
+                    .await
+                    .map_err(Error::ApplyReceiver)?;
+                for _ in &again.written {
+                    ctx.metrics.kubernetes_write("apply");
+                }
+            }
+            if wait {
+                let mut steps = steps;
+                steps.push(Step::ok(WEBHOOK_REGISTERED, "Registered", format!("FusionAuth webhook {} exists", v.webhook_id)));
+                if r.spec.tenant_events.is_some() {
+                    steps.push(Step::unknown(TENANT_EVENTS_ENABLED, "NotChecked", "waiting for the Authorization rotation"));
+                }
+                steps.push(Step::failed(
+                    IN_SYNC,
+                    "RotatingAuthorization",
+                    format!("the Authorization value changed; FusionAuth is switched once every pod of Deployment {receiver} accepts both values"),
+                ));
+                finish(r, ctx, api, status, &steps, Vec::new()).await?;
+                return Ok((Action::requeue(ctx.jittered(ctx.settings.waiting_requeue)), "waiting"));
+            }
+        }
+    }
+
+    // ...then signing key, webhook, tenant switches.
+    let outcome = apply_fusionauth(r, ctx, &fa, &v, &desired, observed, &mut status).await;
     let (steps, events) = match outcome {
         Ok(FusionAuthApplied { steps: done, events }) => {
             steps.extend(done);
@@ -248,19 +297,19 @@ type FusionAuthFailure = ((Vec<Step>, Step), ApplyError);
 async fn apply_fusionauth(
     r: &FusionAuthWebhook,
     ctx: &Context,
+    fa: &FusionAuthClient,
     v: &validate::Validated,
-    generated: Option<&str>,
+    authorization: &str,
+    observed: Option<Webhook>,
     status: &mut FusionAuthWebhookStatus,
 ) -> Result<FusionAuthApplied, FusionAuthFailure> {
     let fail = |done: Vec<Step>, kind: &'static str, e: ApplyError| ((done, Step::failed(kind, e.reason(), e.to_string())), e);
-    let fa = ctx.fusionauth(&v.connection()).map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e.into()))?;
     let mut events = Vec::new();
     let mut steps = Vec::new();
 
-    apply_signing_key(&fa, v).await.map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e))?;
-    let authorization = v.authorization.as_ref().map(|s| s.0.as_str()).or(generated).unwrap_or_default();
+    apply_signing_key(fa, v).await.map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e))?;
     let desired = fusionauth_webhook(v, authorization);
-    let change = apply_webhook(&fa, v.webhook_id, &desired).await.map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e))?;
+    let change = apply_webhook_over(fa, v.webhook_id, &desired, observed).await.map_err(|e| fail(Vec::new(), WEBHOOK_REGISTERED, e))?;
     let url = receiver_url(v);
     status.webhook_id = Some(v.webhook_id.to_string());
     status.url = Some(url.clone());
@@ -287,13 +336,13 @@ async fn apply_fusionauth(
         // Record the intent first, so a delete after a half-done patch still turns them off.
         let before: BTreeSet<String> = status.enabled_tenant_events.iter().cloned().collect();
         status.enabled_tenant_events = before.union(&wanted.iter().cloned().collect()).cloned().collect();
-        let on = apply_tenant_events(&fa, v).await.map_err(|e| fail(steps.clone(), TENANT_EVENTS_ENABLED, e))?;
+        let on = apply_tenant_events(fa, v).await.map_err(|e| fail(steps.clone(), TENANT_EVENTS_ENABLED, e))?;
         debug_assert_eq!(on.len(), wanted.len());
     }
     let stale: Vec<String> = status.enabled_tenant_events.iter().filter(|k| !wanted.contains(k)).cloned().collect();
     if !stale.is_empty() {
         let off = unclaimed(ctx, r, &stale);
-        disable_tenant_events(&fa, &off).await.map_err(|e| fail(steps.clone(), TENANT_EVENTS_ENABLED, e))?;
+        disable_tenant_events(fa, &off).await.map_err(|e| fail(steps.clone(), TENANT_EVENTS_ENABLED, e))?;
     }
     status.enabled_tenant_events = wanted.clone();
     if v.tenant_events.is_some() {
@@ -305,6 +354,48 @@ async fn apply_fusionauth(
     }
     steps.push(Step::ok(IN_SYNC, "InSync", "FusionAuth's webhook matches the spec"));
     Ok(FusionAuthApplied { steps, events })
+}
+
+/// What a rotation of the `Authorization` value needs now.
+#[derive(Debug, PartialEq, Eq)]
+enum Rotation {
+    /// Nothing: no webhook yet, Basic credentials, or no previous value kept.
+    None,
+    /// Keep `previous` as a second accepted value (`None`: stop keeping one);
+    /// `wait`: do not switch FusionAuth yet.
+    Keep { previous: Option<String>, wait: bool },
+}
+
+/// The rotation protocol. When FusionAuth sends a value other than the one
+/// the receivers should accept (the Secret was rotated, or the header was
+/// edited in FusionAuth), switching FusionAuth at once would fail every
+/// delivery until the receivers read the new value. Instead: (1) keep what
+/// FusionAuth sends as a second accepted value and roll the receivers out
+/// with both; (2) once rolled out, switch FusionAuth; (3) then stop keeping
+/// the old value. Pure.
+fn rotation(
+    v: &validate::Validated,
+    desired: &str,
+    observed: Option<&Webhook>,
+    deployment: Option<&k8s_openapi::api::apps::v1::Deployment>,
+) -> Rotation {
+    if v.basic.is_some() {
+        return Rotation::None;
+    }
+    let sent = observed.and_then(|w| w.headers.get("Authorization")).filter(|h| !h.is_empty() && h.as_str() != desired);
+    let kept = v.previous_authorization.as_ref().map(|p| p.0.clone());
+    match (sent, kept) {
+        (None, None) => Rotation::None,
+        (None, Some(_)) => Rotation::Keep { previous: None, wait: false },
+        (Some(sent), kept) if kept.as_deref() == Some(sent.as_str()) => {
+            if rolled_out(deployment) {
+                Rotation::None
+            } else {
+                Rotation::Keep { previous: kept, wait: true }
+            }
+        }
+        (Some(sent), _) => Rotation::Keep { previous: Some(sent.clone()), wait: true },
+    }
 }
 
 /// The tenant switches among `keys` that no other resource has turned on.
@@ -442,6 +533,57 @@ mod tests {
             spec["tenantEvents"] = json!({});
         }
         FusionAuthWebhook::new("x", serde_json::from_value(spec).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn validated(previous: Option<&str>) -> validate::Validated {
+        let mut r = resource(false);
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some("uid".into());
+        let mut secrets = validate::SecretData::new();
+        secrets.entry("fa".into()).or_default().insert("k".into(), b"key".to_vec());
+        if let Some(p) = previous {
+            secrets.entry("x-receiver-auth".into()).or_default().insert(names::PREVIOUS_AUTHORIZATION_KEY.into(), p.as_bytes().to_vec());
+        }
+        validate(&r, &secrets).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn sending(value: &str) -> Webhook {
+        Webhook { headers: [("Authorization".to_owned(), value.to_owned())].into(), ..Webhook::default() }
+    }
+
+    fn deployment(rolled_out: bool) -> k8s_openapi::api::apps::v1::Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": if rolled_out { 3 } else { 2 }, "updatedReplicas": 2, "availableReplicas": 2}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_rotation_keeps_both_values_until_rolled_out_then_switches_then_forgets() {
+        let done = deployment(true);
+        let rolling = deployment(false);
+        // Steady state, or a webhook not created yet: nothing to do.
+        assert_eq!(rotation(&validated(None), "new", Some(&sending("new")), Some(&done)), Rotation::None);
+        assert_eq!(rotation(&validated(None), "new", None, Some(&done)), Rotation::None);
+        // (1) The Secret changed: keep what FusionAuth sends, do not switch yet.
+        assert_eq!(
+            rotation(&validated(None), "new", Some(&sending("old")), Some(&done)),
+            Rotation::Keep { previous: Some("old".into()), wait: true }
+        );
+        // ...until the receivers with both values are rolled out.
+        assert_eq!(
+            rotation(&validated(Some("old")), "new", Some(&sending("old")), Some(&rolling)),
+            Rotation::Keep { previous: Some("old".into()), wait: true }
+        );
+        // (2) Rolled out: switch FusionAuth.
+        assert_eq!(rotation(&validated(Some("old")), "new", Some(&sending("old")), Some(&done)), Rotation::None);
+        // (3) FusionAuth sends the new value: forget the old one, no need to wait.
+        assert_eq!(
+            rotation(&validated(Some("old")), "new", Some(&sending("new")), Some(&rolling)),
+            Rotation::Keep { previous: None, wait: false }
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub struct Validated {
     pub read_timeout_ms: u32,
     /// The `Authorization` value, when the user gave one (else the operator generates it).
     pub authorization: Option<SecretString>,
+    /// During a rotation of the `Authorization` value: what FusionAuth still
+    /// sends, kept by the operator in its own Secret so the receivers accept
+    /// both until FusionAuth is switched (see `reconcile`).
+    pub previous_authorization: Option<SecretString>,
     /// Basic credentials.
     pub basic: Option<(SecretString, SecretString)>,
     /// Signature settings.
@@ -299,6 +303,12 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     };
 
     let Connection { url, api_key, ca_pem } = connection(resource, secrets)?;
+    let previous_authorization = if basic.is_some() {
+        None
+    } else {
+        let previous = SecretKeyRef { name: names::authorization_secret_name(&name), key: names::PREVIOUS_AUTHORIZATION_KEY.to_owned() };
+        secret_value(secrets, &previous).ok()
+    };
     if spec.receiver.replicas < 0 {
         return Err(invalid("receiver.replicas: must not be negative"));
     }
@@ -323,6 +333,7 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         tenant_events,
         connect_timeout_ms: delivery.connect_timeout_ms,
         read_timeout_ms: delivery.read_timeout_ms,
+        previous_authorization,
         authorization,
         basic,
         signing,

@@ -222,7 +222,8 @@ impl Kubelet {
                 for item in source["secret"]["items"].as_array().into_iter().flatten() {
                     let key = item["key"].as_str().unwrap_or_default();
                     let path = item["path"].as_str().unwrap_or_default();
-                    let data = secret_data(&self.kube, ns, secret, key).ok_or_else(|| anyhow::anyhow!("Secret {secret} key {key} missing"))?;
+                    let data =
+                        secret_data(&self.kube, ns, secret, key).ok_or_else(|| anyhow::anyhow!("Secret {secret} key {key} missing"))?;
                     write_if_changed(&dir.join("secrets").join(path), &data)?;
                 }
             }

@@ -41,11 +41,7 @@ impl Operator {
     /// Peak resident memory (VmHWM) in KiB, from /proc; 0 when unknown.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
     }
 
     /// Whether the process still runs.
@@ -58,10 +54,7 @@ impl Operator {
         let url = format!("http://{}/metrics", self.metrics);
         let Ok(response) = reqwest::get(&url).await else { return 0.0 };
         let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
     }
 }
 
@@ -126,7 +119,8 @@ impl Stack {
             api_key: api_key.to_owned(),
             dir,
         };
-        let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(crate::tools::workspace_root().join("crds/fusionauthwebhooks.yaml"))?)?;
+        let crd: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(crate::tools::workspace_root().join("crds/fusionauthwebhooks.yaml"))?)?;
         stack.create("apiextensions.k8s.io", "v1", "customresourcedefinitions", "", crd)?;
         stack.create("", "v1", "namespaces", "", json!({"metadata": {"name": OPERATOR_NAMESPACE}}))?;
         Ok(stack)

@@ -46,7 +46,12 @@ fn kubectl(stack: &Stack, args: &[&str], stdin: Option<&str>) -> String {
     command.args(args).env("KUBECONFIG", &stack.kubeconfig).current_dir(workspace_root());
     let output = if let Some(input) = stdin {
         use std::io::Write;
-        let mut child = command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     } else {
@@ -77,7 +82,11 @@ async fn scenario_1_kubectl_apply_to_a_deleted_users_todos_gone() {
     kubectl(&stack, &["-n", "todo", "create", "secret", "generic", "fusionauth-api-key", &format!("--from-literal=api-key={KEY}")], None);
     kubectl(&stack, &["apply", "--validate=false", "-f", "-"], Some(&todo_example(&stack, &todo)));
 
-    assert!(eventually(WAIT, || stack.condition("todo", "todo-cleanup", "Ready") == Some(("True".into(), "Reconciled".into()))).await, "{:?}", resource(&stack, "todo", "todo-cleanup"));
+    assert!(
+        eventually(WAIT, || stack.condition("todo", "todo-cleanup", "Ready") == Some(("True".into(), "Reconciled".into()))).await,
+        "{:?}",
+        resource(&stack, "todo", "todo-cleanup")
+    );
     let waited = kubectl(&stack, &["-n", "todo", "wait", "--for=condition=Ready", "faw/todo-cleanup", "--timeout=10s"], None);
     assert!(waited.contains("condition met"));
 
@@ -125,7 +134,13 @@ fn spec(stack: &Stack, todo: &TodoService) -> Value {
 
 fn create_resource(stack: &Stack, ns: &str, name: &str, spec: Value) {
     stack
-        .create("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", ns, json!({"apiVersion": "fusionhook.dev/v1alpha1", "kind": "FusionAuthWebhook", "metadata": {"name": name}, "spec": spec}))
+        .create(
+            "fusionhook.dev",
+            "v1alpha1",
+            "fusionauthwebhooks",
+            ns,
+            json!({"apiVersion": "fusionhook.dev/v1alpha1", "kind": "FusionAuthWebhook", "metadata": {"name": name}, "spec": spec}),
+        )
         .unwrap();
 }
 
@@ -139,13 +154,29 @@ async fn scenario_2_spec_edits_follow_and_fusionauth_edits_are_repaired() {
     assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
 
     // Edit the resource's events: FusionAuth follows.
-    stack.patch("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", "hook", &json!({"spec": {"events": ["user.delete", "user.create"]}})).unwrap();
-    assert!(eventually(WAIT, || webhook_of(&stack, "team", "hook").is_some_and(|w| w["eventsEnabled"] == json!({"user.create": true, "user.delete": true}))).await);
+    stack
+        .patch(
+            "fusionhook.dev",
+            "v1alpha1",
+            "fusionauthwebhooks",
+            "team",
+            "hook",
+            &json!({"spec": {"events": ["user.delete", "user.create"]}}),
+        )
+        .unwrap();
+    assert!(
+        eventually(WAIT, || webhook_of(&stack, "team", "hook")
+            .is_some_and(|w| w["eventsEnabled"] == json!({"user.create": true, "user.delete": true})))
+        .await
+    );
 
     // Edit the webhook in FusionAuth behind our back: repaired by the periodic check.
     let id: Uuid = resource(&stack, "team", "hook").unwrap()["status"]["webhookId"].as_str().unwrap().parse().unwrap();
     stack.fusionauth.state().webhooks.get_mut(&id).unwrap()["url"] = json!("http://attacker.example/events");
-    assert!(eventually(WAIT, || webhook_of(&stack, "team", "hook").is_some_and(|w| w["url"] == "http://hook-receiver.team.svc:8080/events")).await);
+    assert!(
+        eventually(WAIT, || webhook_of(&stack, "team", "hook").is_some_and(|w| w["url"] == "http://hook-receiver.team.svc:8080/events"))
+            .await
+    );
 
     // Delete it in FusionAuth: recreated under the same id.
     stack.fusionauth.state().webhooks.remove(&id);
@@ -195,6 +226,17 @@ async fn scenario_3_a_rotated_authorization_secret_rolls_out_without_failed_deli
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, failed) = raiser.await.unwrap();
     assert!(sent > 20, "{sent} deliveries during the rotation");
+    // The rotation finished: the old value is no longer kept or accepted by config.
+    assert!(
+        eventually(WAIT, || stack
+            .kube
+            .get("", "v1", "configmaps", "team", "hook-receiver")
+            .is_some_and(|c| !c["data"]["receiver.yaml"].as_str().unwrap().contains("previousAuthorizationFile")))
+        .await
+    );
+    let own = stack.kube.get("", "v1", "secrets", "team", "hook-receiver-auth").unwrap();
+    assert!(own["data"].get("previous-authorization").is_none(), "{own}");
+    assert_eq!(stack.condition("team", "hook", "Ready").unwrap().0, "True");
     assert!(failed.is_empty(), "{} of {sent} deliveries failed during the rotation: {failed:?}", failed.len());
     assert!(store.received().len() >= sent);
 }
@@ -207,7 +249,10 @@ async fn scenario_4_fusionauth_down_then_back_and_a_killed_receiver_restarts() {
     stack.stop_fusionauth().await;
     stack.start_operator("op-a", "1s").unwrap();
     create_resource(&stack, "team", "hook", spec(&stack, &todo));
-    assert!(eventually(WAIT, || stack.condition("team", "hook", "WebhookRegistered") == Some(("False".into(), "FusionAuthUnreachable".into()))).await);
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "WebhookRegistered") == Some(("False".into(), "FusionAuthUnreachable".into())))
+            .await
+    );
     assert_eq!(stack.condition("team", "hook", "Ready").unwrap().1, "FusionAuthUnreachable");
 
     stack.restart_fusionauth().await.unwrap();
@@ -215,7 +260,10 @@ async fn scenario_4_fusionauth_down_then_back_and_a_killed_receiver_restarts() {
 
     switch_on(&stack, "user.delete");
     assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
-    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await, "the kubelet restarts it");
+    assert!(
+        eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await,
+        "the kubelet restarts it"
+    );
     let mut delivered = false;
     for _ in 0..100 {
         let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": ALICE}})).await.unwrap();
@@ -276,7 +324,10 @@ async fn scenario_6_only_the_lease_holder_writes_and_a_standby_takes_over() {
     assert!(eventually(WAIT, || stack.lease_holder().as_deref() == Some("op-b")).await);
     let takeover = killed.elapsed();
     create_resource(&stack, "team", "second", spec(&stack, &todo));
-    assert!(eventually(WAIT, || stack.condition("team", "second", "Ready").is_some_and(|c| c.0 == "True")).await, "the new leader reconciles");
+    assert!(
+        eventually(WAIT, || stack.condition("team", "second", "Ready").is_some_and(|c| c.0 == "True")).await,
+        "the new leader reconciles"
+    );
     assert!(stack.operators[1].metric("fusionhook_operator_fusionauth_requests_total").await > 0.0);
     println!("takeover after {takeover:?}");
     assert!(takeover < Duration::from_secs(15));
@@ -299,7 +350,10 @@ async fn scenario_7_two_hundred_resources_reconcile_and_a_resync_writes_nothing(
         s["receiver"]["externalUrl"] = json!(format!("http://127.0.0.1:9/hook-{i}"));
         create_resource(&stack, "scale", &format!("hook-{i}"), s);
     }
-    let ready = eventually(Duration::from_secs(300), || (0..N).all(|i| stack.condition("scale", &format!("hook-{i}"), "Ready").is_some_and(|c| c.0 == "True"))).await;
+    let ready = eventually(Duration::from_secs(300), || {
+        (0..N).all(|i| stack.condition("scale", &format!("hook-{i}"), "Ready").is_some_and(|c| c.0 == "True"))
+    })
+    .await;
     let elapsed = started.elapsed();
     assert!(ready, "not all {N} resources became Ready");
     assert_eq!(stack.fusionauth.state().webhooks.len(), N);
@@ -316,7 +370,8 @@ async fn scenario_7_two_hundred_resources_reconcile_and_a_resync_writes_nothing(
     let fa_after = operator.metric("fusionhook_operator_fusionauth_writes_total").await - fa_writes;
     let kube_after = operator.metric("fusionhook_operator_kubernetes_writes_total").await - kube_writes;
     // Lease renewals (one PUT a second) are leader election, not reconciling.
-    let kube_writes_seen = stack.kube.requests()[kube_requests..].iter().filter(|r| r.method != "GET" && !r.path.contains("/leases/")).count();
+    let kube_writes_seen =
+        stack.kube.requests()[kube_requests..].iter().filter(|r| r.method != "GET" && !r.path.contains("/leases/")).count();
     let rss = operator.peak_rss_kib();
     println!(
         "scenario 7: {N} resources Ready in {:.1} s; resync: {resynced} reconciles, {fa_after} FusionAuth writes, {kube_after} Kubernetes writes (API server saw {kube_writes_seen}); operator peak RSS {:.1} MiB",

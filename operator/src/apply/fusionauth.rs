@@ -68,7 +68,18 @@ pub async fn apply_signing_key(fa: &FusionAuthClient, v: &Validated) -> Result<b
 
 /// Creates the webhook, or repairs the fields we own; no write when equal.
 pub async fn apply_webhook(fa: &FusionAuthClient, id: Uuid, desired: &Webhook) -> Result<WebhookChange, ApplyError> {
-    match fa.retrieve_webhook(id).await? {
+    let observed = fa.retrieve_webhook(id).await?;
+    apply_webhook_over(fa, id, desired, observed).await
+}
+
+/// [`apply_webhook`] given the webhook as just read from FusionAuth.
+pub async fn apply_webhook_over(
+    fa: &FusionAuthClient,
+    id: Uuid,
+    desired: &Webhook,
+    observed: Option<Webhook>,
+) -> Result<WebhookChange, ApplyError> {
+    match observed {
         None => {
             fa.create_webhook(id, desired).await?;
             Ok(WebhookChange::Created)

@@ -42,7 +42,8 @@ pub fn referenced_secrets(name: &str, spec: &FusionAuthWebhookSpec) -> BTreeSet<
     for route in &spec.routes {
         names.extend(route.http.iter().flat_map(|h| h.headers.values()).filter_map(|v| v.secret_key_ref.as_ref()).map(|r| r.name.clone()));
     }
-    if auth.authorization_secret_ref.is_none() && auth.basic.is_none() {
+    if auth.basic.is_none() {
+        // The operator's own Secret: the generated value, or the previous one during a rotation.
         names.insert(names::authorization_secret_name(name));
     }
     names
@@ -144,11 +145,16 @@ pub async fn apply_receiver(
 ) -> Result<ReceiverApplied, kube::Error> {
     let ns = &v.namespace;
     let mut written = Vec::new();
-    if let Some(value) = authorization {
+    // The operator's own Secret: the generated value and/or the previous
+    // value during a rotation (applied empty to clear the latter).
+    let mut secrets_version = None;
+    if authorization.is_some() || v.previous_authorization.is_some() || observed.secret.is_some() {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        if apply_one(&api, receiver::authorization_secret(v, value, owner), observed.secret.as_ref()).await?.is_some() {
+        let applied = apply_one(&api, receiver::authorization_secret(v, authorization, owner), observed.secret.as_ref()).await?;
+        if applied.is_some() {
             written.push("Secret");
         }
+        secrets_version = applied.as_ref().or(observed.secret.as_ref()).and_then(|s| s.metadata.resource_version.clone());
     }
     let config = receiver::receiver_config(v);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -160,12 +166,29 @@ pub async fn apply_receiver(
         written.push("Service");
     }
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = receiver::deployment(v, default_image, &receiver::config_checksum(&config), owner);
+    // During a rotation the pods must start with the previous value that
+    // Secret holds now: its version joins the checksum, so a change rolls them.
+    let checksum = match (&v.previous_authorization, &secrets_version) {
+        (Some(_), Some(version)) => receiver::config_checksum(&format!("{config}\n# {}: {version}", names::PREVIOUS_AUTHORIZATION_KEY)),
+        _ => receiver::config_checksum(&config),
+    };
+    let deployment = receiver::deployment(v, default_image, &checksum, owner);
     let applied = apply_one(&api, deployment, observed.deployment.as_ref()).await?;
     if applied.is_some() {
         written.push("Deployment");
     }
     Ok(ReceiverApplied { deployment: applied.or_else(|| observed.deployment.clone()), written })
+}
+
+/// Whether the Deployment has finished rolling out its current template:
+/// every replica updated and available, as observed by the controller.
+pub fn rolled_out(deployment: Option<&Deployment>) -> bool {
+    let Some(d) = deployment else { return false };
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &d.status else { return false };
+    status.observed_generation >= d.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= wanted
+        && status.available_replicas.unwrap_or(0) >= wanted
 }
 
 /// Whether the receiver can take deliveries: at least one available replica.

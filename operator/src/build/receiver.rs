@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec,
@@ -89,6 +90,13 @@ pub fn secret_mounts(v: &Validated) -> Vec<SecretMount> {
             file: AUTHORIZATION_KEY.into(),
         }),
     }
+    if v.previous_authorization.is_some() {
+        mounts.push(SecretMount {
+            secret: names::authorization_secret_name(&v.name),
+            key: names::PREVIOUS_AUTHORIZATION_KEY.into(),
+            file: names::PREVIOUS_AUTHORIZATION_KEY.into(),
+        });
+    }
     if let (Some(Signing::Hmac { .. }), Some(reference)) =
         (&v.signing, v.auth_refs.signature.as_ref().and_then(|s| s.hmac_secret_ref.as_ref()))
     {
@@ -113,6 +121,9 @@ pub fn receiver_config(v: &Validated) -> String {
         auth.insert("basic".into(), json!({"usernameFile": path_of("basic-username"), "passwordFile": path_of("basic-password")}));
     } else {
         auth.insert("authorizationFile".into(), json!(path_of(AUTHORIZATION_KEY)));
+        if v.previous_authorization.is_some() {
+            auth.insert("previousAuthorizationFile".into(), json!(path_of(names::PREVIOUS_AUTHORIZATION_KEY)));
+        }
     }
     match &v.signing {
         Some(Signing::Hmac { algorithm, .. }) => {
@@ -193,12 +204,21 @@ pub fn config_map(v: &Validated, config: &str, owner: &OwnerReference) -> Config
     }
 }
 
-/// The operator-owned Secret with the generated `Authorization` value
-/// (only when the user gives neither a value nor Basic credentials).
-pub fn authorization_secret(v: &Validated, value: &str, owner: &OwnerReference) -> Secret {
+/// The operator-owned Secret: the generated `Authorization` value (when the
+/// user gives neither a value nor Basic credentials) and, during a rotation,
+/// the previous value. `data`, not `stringData`: server-side apply then
+/// removes a key the operator stops applying.
+pub fn authorization_secret(v: &Validated, generated: Option<&str>, owner: &OwnerReference) -> Secret {
+    let mut data = BTreeMap::new();
+    if let Some(value) = generated {
+        data.insert(AUTHORIZATION_KEY.to_owned(), ByteString(value.as_bytes().to_vec()));
+    }
+    if let Some(previous) = &v.previous_authorization {
+        data.insert(names::PREVIOUS_AUTHORIZATION_KEY.to_owned(), ByteString(previous.0.as_bytes().to_vec()));
+    }
     Secret {
         metadata: metadata(v, names::authorization_secret_name(&v.name), owner),
-        string_data: Some(BTreeMap::from([(AUTHORIZATION_KEY.to_owned(), value.to_owned())])),
+        data: Some(data),
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
     }
@@ -415,7 +435,8 @@ mod tests {
         assert_eq!(c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"], Quantity("64Mi".into()));
         // Every object is owned by the resource.
         let s = service(&v, &owner);
-        for meta in [&d.metadata, &s.metadata, &config_map(&v, "c", &owner).metadata, &authorization_secret(&v, "x", &owner).metadata] {
+        for meta in [&d.metadata, &s.metadata, &config_map(&v, "c", &owner).metadata, &authorization_secret(&v, Some("x"), &owner).metadata]
+        {
             assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, UID);
             assert_eq!(meta.owner_references.as_ref().unwrap()[0].controller, Some(true));
             assert_eq!(meta.namespace.as_deref(), Some("todo"));
