@@ -1,39 +1,35 @@
-//! The local sandbox: FusionAuth's "delete user data" example, end to end on
-//! loopback, explained step by step.
+//! The local sandbox: the whole fusionhook stack on loopback, running
+//! FusionAuth's "delete user data" example end to end, explained step by
+//! step.
 //!
 //! `cargo run --release -p fusionhook-tests --bin sandbox` (add `-- --exit`
 //! to stop after the walkthrough; the exit status is 0 only if every step
 //! succeeded).
 //!
-//! Today it runs the FusionAuth emulator, the real `fusionhook-receiver`
-//! binary and a todo service; the sandbox registers the receiver with
-//! FusionAuth through the API client, the way the operator will. The
-//! operator and the Kubernetes emulator join it as they are built.
-
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+//! It starts the Kubernetes API emulator, the FusionAuth emulator, a todo
+//! service, the stand-in kubelet (which runs real `fusionhook-receiver`
+//! processes for the Deployments the operator creates) and the real
+//! `fusionhook-operator`; applies `examples/todo-cleanup.yaml`; deletes a
+//! user in FusionAuth; and shows what happened at each step.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use fusionhook_fusionauth::client::{ApiKey, ClientConfig, FusionAuthClient, RetryPolicy};
-use fusionhook_fusionauth::model::{EventConfigurationData, SignatureConfiguration, TransactionType, Webhook};
-use fusionhook_fusionauth::signature::Algorithm;
-use fusionhook_tests::events::{self, sign_hmac};
-use fusionhook_tests::fusionauth_emulator::{DEFAULT_TENANT_ID, DeliveryReport, Emulator, Settings};
+use fusionhook_fusionauth::model::{EventConfigurationData, TransactionType};
+use fusionhook_tests::fusionauth_emulator::{DEFAULT_TENANT_ID, DeliveryReport};
+use fusionhook_tests::stack::{Stack, eventually};
 use fusionhook_tests::todo::{TodoService, TodoStore};
-use serde_json::json;
+use fusionhook_tests::tools::workspace_root;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const ALICE: &str = "2b1a0f4e-0000-4000-8000-00000000a11c";
 const BOB: &str = "2b1a0f4e-0000-4000-8000-000000000b0b";
-const AUTHORIZATION: &str = "sandbox-authorization-value";
-const HMAC_SECRET: &str = "sandbox-hmac-secret";
 const API_KEY: &str = "sandbox-fusionauth-api-key";
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs the fusionhook sandbox on loopback.
 #[derive(Debug, Parser)]
@@ -43,79 +39,12 @@ struct Args {
     exit: bool,
 }
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn step(n: usize, text: &str) {
     println!("\n[{n}] {text}");
 }
 
 fn ok(text: &str) {
     println!("    ok: {text}");
-}
-
-/// Builds the receiver with the same profile as this binary and returns its path.
-fn receiver_binary() -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let dir = me.parent().context("no directory for the sandbox binary")?;
-    let release = dir.ends_with("release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", "fusionhook-receiver", "--bin", "fusionhook-receiver"]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build for the receiver")?;
-    if !status.success() {
-        bail!("building fusionhook-receiver failed");
-    }
-    Ok(dir.join("fusionhook-receiver"))
-}
-
-fn start_receiver(binary: &PathBuf, config: &PathBuf) -> anyhow::Result<(Guard, SocketAddr)> {
-    let mut child = Command::new(binary)
-        .arg("--config")
-        .arg(config)
-        .env("FUSIONHOOK_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let guard = Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            if value["message"] == "fusionhook-receiver listening" {
-                let _ = tx.send(value["address"].as_str().unwrap_or_default().to_owned());
-            } else if value["target"] == "fusionhook::event" {
-                println!("    receiver log: {line}");
-            } else if value["level"] == "WARN" || value["level"] == "ERROR" {
-                println!("    receiver {}: {}", value["level"].as_str().unwrap_or(""), value["message"].as_str().unwrap_or(&line));
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).context("the receiver did not start")?.parse()?;
-    Ok((guard, addr))
-}
-
-async fn deliver(client: &reqwest::Client, url: &str, authorization: &str, body: Vec<u8>) -> anyhow::Result<(u16, String)> {
-    let signature = sign_hmac(&body, Algorithm::HS256, "sandbox-hmac", HMAC_SECRET);
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("authorization", authorization)
-        .header("x-fusionauth-signature-jwt", signature)
-        .body(body)
-        .send()
-        .await?;
-    Ok((response.status().as_u16(), response.text().await?))
 }
 
 fn check(condition: bool, what: &str) -> anyhow::Result<()> {
@@ -136,125 +65,137 @@ fn answers(report: &DeliveryReport) -> String {
         .join(", ")
 }
 
-async fn walkthrough(args: &Args) -> anyhow::Result<()> {
-    println!("fusionhook sandbox: FusionAuth's \"delete user data\" webhook, on loopback");
+/// Creates every object of a multi-document YAML file, as `kubectl create -f` would.
+fn apply_yaml(stack: &Stack, text: &str) -> anyhow::Result<Vec<String>> {
+    let mut created = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let object: Value = serde::Deserialize::deserialize(doc)?;
+        if object.is_null() {
+            continue;
+        }
+        let (group, version) = match object["apiVersion"].as_str().unwrap_or_default().split_once('/') {
+            Some((g, v)) => (g.to_owned(), v.to_owned()),
+            None => (String::new(), object["apiVersion"].as_str().unwrap_or_default().to_owned()),
+        };
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let resource = stack
+            .kube
+            .store()
+            .types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.kind == kind)
+            .map(|t| t.resource.clone());
+        let resource = resource.with_context(|| format!("no resource type for {kind}"))?;
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+        stack.create(&group, &version, &resource, &namespace, object.clone())?;
+        created.push(format!("{}/{}", kind.to_ascii_lowercase(), object["metadata"]["name"].as_str().unwrap_or_default()));
+    }
+    Ok(created)
+}
 
-    step(1, "Start FusionAuth (the emulator) and a todo service holding todos for two users");
-    let emulator = Emulator::new(Settings { api_key: API_KEY.into(), retry_delay: Duration::ZERO });
-    let fusionauth = emulator.serve("127.0.0.1:0".parse()?).await?;
+async fn walkthrough(args: &Args) -> anyhow::Result<()> {
+    println!("fusionhook sandbox: FusionAuth's \"delete user data\" webhook, the Kubernetes way, on loopback");
+
+    step(1, "Start the stack: a Kubernetes API server and FusionAuth (emulators), a stand-in kubelet, a todo service");
+    let mut stack = Stack::start(API_KEY).await?;
     let store = TodoStore::with(&[(ALICE, &["buy milk", "call mom"]), (BOB, &["fix bike"])]);
     let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse()?).await?;
-    ok(&format!("FusionAuth emulator on {} (API key {API_KEY})", fusionauth.url()));
+    ok(&format!("Kubernetes API emulator on {} (CRD fusionauthwebhooks.fusionhook.dev installed)", stack.kube_running.url()));
+    ok(&format!("FusionAuth emulator on {} (global API key {API_KEY})", stack.fusionauth_url()));
     ok(&format!("todo service on http://{}: alice has {:?}, bob has {:?}", todo.addr, store.todos(ALICE), store.todos(BOB)));
 
-    step(2, "Start fusionhook-receiver with a route user.delete -> DELETE /users/{{event.user.id}}/todos");
-    let binary = receiver_binary()?;
-    let dir = std::env::temp_dir().join(format!("fusionhook-sandbox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("receiver.yaml");
-    let yaml = format!(
-        r#"listen: "127.0.0.1:0"
-path: /events
-auth:
-  authorization: "{AUTHORIZATION}"
-  signature: {{algorithms: [HS256], hmacSecret: "{HMAC_SECRET}"}}
-routes:
-  - name: todo-cleanup
-    events: ["user.delete"]
-    http:
-      method: DELETE
-      url: "http://{}/users/{{{{event.user.id}}}}/todos"
-      timeoutMs: 1500
-  - name: audit
-    events: ["user.*"]
-    log: {{}}
-"#,
-        todo.addr
+    step(2, "Start fusionhook-operator (leader election on, as the Helm chart runs it)");
+    stack.start_operator("sandbox-operator", "30s")?;
+    check(
+        eventually(WAIT, || stack.lease_holder().as_deref() == Some("sandbox-operator")).await,
+        "the operator holds the Lease and reconciles",
+    )?;
+
+    step(3, "Apply examples/todo-cleanup.yaml, as `kubectl apply -f` would (its URLs pointed at the loopback FusionAuth and todo service)");
+    stack.create("", "v1", "namespaces", "", json!({"metadata": {"name": "todo"}}))?;
+    stack.create("", "v1", "secrets", "todo", json!({"metadata": {"name": "fusionauth-api-key"}, "stringData": {"api-key": API_KEY}}))?;
+    ok("namespace/todo and secret/fusionauth-api-key (the global API key) created");
+    let example = std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml"))?
+        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
+        .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr));
+    for created in apply_yaml(&stack, &example)? {
+        ok(&format!("{created} created"));
+    }
+
+    step(4, "The operator deploys a receiver: ConfigMap, Secret, Deployment, Service; the kubelet starts it");
+    check(
+        eventually(WAIT, || stack.kubelet.pods.lock().map(|p| p.address("todo", "todo-cleanup-receiver").is_some()).unwrap_or(false)).await,
+        "fusionhook-receiver runs for Deployment todo/todo-cleanup-receiver",
+    )?;
+    let address = stack.kubelet.pods.lock().ok().and_then(|p| p.address("todo", "todo-cleanup-receiver")).context("no receiver")?;
+    ok(&format!("the receiver listens on {address} (todo-cleanup-receiver.todo.svc:8080 in the cluster)"));
+
+    step(5, "The operator registers the receiver's URL with FusionAuth and reports Ready");
+    check(
+        eventually(WAIT, || stack.condition("todo", "todo-cleanup", "Ready").is_some_and(|c| c.0 == "True")).await,
+        "FusionAuthWebhook todo/todo-cleanup is Ready",
+    )?;
+    let resource = stack.kube.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup").context("resource gone")?;
+    let id: Uuid = resource["status"]["webhookId"].as_str().unwrap_or_default().parse()?;
+    let webhook = stack.fusionauth.state().webhooks.get(&id).cloned().context("webhook not in FusionAuth")?;
+    ok(&format!(
+        "FusionAuth webhook {id}: url {}, events {}, Authorization header set from a generated Secret",
+        webhook["url"], webhook["eventsEnabled"]
+    ));
+
+    step(
+        6,
+        "Turn on the tenant's user.delete switch (the example leaves that to the FusionAuth admin; `tenantEvents` in the spec would do it)",
     );
-    std::fs::write(&config, &yaml)?;
-    let (_receiver, addr) = start_receiver(&binary, &config)?;
-    let url = format!("http://{addr}/events");
-    ok(&format!("receiver listening on {url} (config: {})", config.display()));
-
-    step(3, "Register the receiver with FusionAuth: signing key, webhook, tenant switch (the three switches)");
-    let mut client_config = ClientConfig::new(fusionauth.url().parse()?, ApiKey::new(API_KEY));
-    client_config.retry = RetryPolicy::none();
-    let fa = FusionAuthClient::new(client_config)?;
-    let key_id = Uuid::new_v4();
-    fa.import_hmac_key(key_id, "sandbox webhook signing", "HS256", HMAC_SECRET).await?;
-    let webhook = Webhook {
-        url: url.clone(),
-        connect_timeout: 1000,
-        read_timeout: 2000,
-        events_enabled: BTreeMap::from([("user.delete".to_owned(), true)]),
-        global: true,
-        headers: BTreeMap::from([("Authorization".to_owned(), AUTHORIZATION.to_owned())]),
-        signature_configuration: Some(SignatureConfiguration { enabled: true, signing_key_id: Some(key_id) }),
-        description: Some("fusionhook sandbox".into()),
-        ..Webhook::default()
-    };
-    fa.create_webhook(Uuid::new_v4(), &webhook).await?;
+    let mut config = ClientConfig::new(stack.fusionauth_url().parse()?, ApiKey::new(API_KEY));
+    config.retry = RetryPolicy::none();
+    let fa = FusionAuthClient::new(config)?;
     let tenant = Uuid::parse_str(DEFAULT_TENANT_ID)?;
-    let switch = EventConfigurationData { enabled: true, transaction_type: TransactionType::AbsoluteMajority };
+    let switch = EventConfigurationData { enabled: true, transaction_type: TransactionType::None };
     fa.patch_tenant_events(tenant, &BTreeMap::from([("user.delete".to_owned(), switch)])).await?;
-    ok("webhook for user.delete (all tenants), signed with an HMAC key; tenant switch on, transaction level AbsoluteMajority");
+    ok("tenant eventConfiguration: user.delete enabled");
 
-    let http = reqwest::Client::new();
-    step(4, "Delete alice in FusionAuth: it POSTs a signed user.delete event to the receiver");
-    let report = emulator.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": ALICE, "email": "alice@example.test"}})).await?;
-    check(!report.vetoed && report.webhooks.iter().all(|d| d.succeeded), &format!("the receiver answered {}: handled", answers(&report)))?;
+    step(7, "Delete alice in FusionAuth: it POSTs user.delete to the receiver, which calls DELETE /users/{id}/todos");
+    let report =
+        stack.fusionauth.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": ALICE, "email": "alice@example.test"}})).await?;
+    check(
+        report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty(),
+        &format!("the receiver answered {}: handled", answers(&report)),
+    )?;
     check(store.todos(ALICE).is_empty(), "alice's todos are gone")?;
     check(store.todos(BOB).len() == 1, "bob's todos are untouched")?;
 
-    step(5, "FusionAuth delivers the same event again (a retry: same event.id)");
-    let deletes = store.count(&http::Method::DELETE);
-    let body = serde_json::to_vec(&json!({ "event": report.event }))?;
-    let (status, _) = deliver(&http, &url, AUTHORIZATION, body).await?;
-    check(status == 200, &format!("the receiver answered {status}"))?;
-    check(store.count(&http::Method::DELETE) == deletes, "nothing ran twice: the duplicate was recognised")?;
-
-    step(6, "Someone who is not FusionAuth posts an event");
-    let (status, body) = deliver(&http, &url, "guess", events::user_delete("5a2d1c3b-0002-4000-8000-000000000002", BOB)).await?;
-    check(status == 401, &format!("the receiver answered {status} {body}"))?;
+    step(8, "Someone who is not FusionAuth posts an event to the receiver");
+    let body = fusionhook_tests::events::user_delete("5a2d1c3b-0002-4000-8000-000000000002", BOB);
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/events"))
+        .header("content-type", "application/json")
+        .header("authorization", "a guess")
+        .body(body)
+        .send()
+        .await?;
+    check(response.status().as_u16() == 401, &format!("the receiver answered {}", response.status()))?;
     check(store.todos(BOB).len() == 1, "bob's todos are still there")?;
-
-    step(7, "The todo service goes down while FusionAuth deletes bob");
-    let todo_addr = todo.addr;
-    todo.stop().await;
-    let report = emulator.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": BOB}})).await?;
-    check(
-        report.vetoed,
-        &format!(
-            "the receiver answered {}: under AbsoluteMajority FusionAuth rolls the deletion back (504 to the caller)",
-            answers(&report)
-        ),
-    )?;
-    check(store.todos(BOB).len() == 1, "the deletion is vetoed and bob's todos are still there: nothing is half-done")?;
-    let todo = TodoService::start(store.clone(), todo_addr).await?;
-    let report = emulator.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": BOB}})).await?;
-    check(!report.vetoed && store.todos(BOB).is_empty(), "once it is back, deleting bob again succeeds and his todos are gone")?;
 
     println!("\nEvery step succeeded.");
     if args.exit {
         todo.stop().await;
-        fusionauth.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
     println!(
         "\nThe sandbox keeps running; press Ctrl-C to stop. Try:\n  \
-         raise an event:  curl -s -X POST {fa_url}emulator/events -H 'content-type: application/json' \\\n                     \
+         kubectl:         export KUBECONFIG={kubeconfig}\n                   \
+         kubectl -n todo get faw,deploy,svc,cm   (kubectl apply needs --validate=false: the emulator serves no OpenAPI)\n  \
+         raise an event:  curl -s -X POST {fa}/emulator/events -H 'content-type: application/json' \\\n                     \
          -d '{{\"event\":{{\"type\":\"user.delete\",\"user\":{{\"id\":\"{BOB}\"}}}}}}'\n  \
-         webhooks:        curl -s {fa_url}api/webhook -H 'authorization: {API_KEY}'\n  \
-         receiver:        curl -s http://{addr}/metrics | grep fusionhook_\n  \
-         receiver config: {}\n",
-        config.display(),
-        fa_url = fusionauth.url()
+         webhooks:        curl -s {fa}/api/webhook -H 'authorization: {API_KEY}'\n  \
+         operator:        curl -s http://{metrics}/metrics | grep fusionhook_\n",
+        kubeconfig = stack.kubeconfig.display(),
+        fa = stack.fusionauth_url(),
+        metrics = stack.operators[0].metrics,
     );
     tokio::signal::ctrl_c().await?;
     todo.stop().await;
-    fusionauth.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
