@@ -5,7 +5,7 @@
 #     fusionhook --config /config/receiver.yaml              # the receiver (what the operator deploys)
 #
 # Expected size: distroless/cc (~23 MB) + the two stripped release binaries
-# (measured sizes in the README, "Image"), about 40 MB in all.
+# (operator 15.7 MB, receiver 7.9 MB, measured; README "Image"): ~47 MB.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src

@@ -72,6 +72,8 @@ async fn kubectl_applies_gets_waits_for_and_deletes_a_resource() {
     let cluster = Cluster::start().await;
     cluster.ok("kubectl apply --validate=false -f crds/").await;
     cluster.ok("kubectl create namespace todo").await;
+    // Applying the CRD again is how an upgrade updates it.
+    cluster.ok("kubectl apply --validate=false -f crds/").await;
     cluster.ok("kubectl -n todo create secret generic fusionauth-api-key --from-literal=api-key=YOUR-GLOBAL-API-KEY").await;
     let applied = cluster.ok("kubectl apply --validate=false -f examples/todo-cleanup.yaml").await;
     assert!(applied.contains("fusionauthwebhook.fusionhook.dev/todo-cleanup created"), "{applied}");
@@ -90,15 +92,17 @@ async fn kubectl_applies_gets_waits_for_and_deletes_a_resource() {
     let row = table.lines().nth(1).unwrap();
     assert!(row.starts_with("todo-cleanup") && row.contains("True") && row.contains("9f1c0c44") && row.contains("user.delete"), "{row}");
 
-    let waited = cluster.ok("kubectl -n todo wait --for=condition=Ready faw/todo-cleanup --timeout=20s").await;
+    let waited = cluster.ok("kubectl -n todo wait --for=condition=Ready faw/todo-cleanup --timeout=120s").await;
     assert!(waited.contains("condition met"), "{waited}");
+    let described = cluster.ok("kubectl -n todo describe faw todo-cleanup").await;
+    assert!(described.contains("Reconciled") && described.contains("user.delete"), "{described}");
 
     // A spec the CRD schema refuses is refused with the field named.
     let bad = cluster.run("kubectl -n todo patch faw todo-cleanup --type=merge -p {\"spec\":{\"events\":[\"user_delete!\"]}}").await;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("events"), "{}", String::from_utf8_lossy(&bad.stderr));
 
-    let deleted = cluster.ok("kubectl -n todo delete faw todo-cleanup --timeout=20s").await;
+    let deleted = cluster.ok("kubectl delete faw --all -A").await;
     assert!(deleted.contains("deleted"), "{deleted}");
     assert!(cluster.emulator.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup").is_none());
 }
