@@ -315,13 +315,11 @@ async fn apply_fusionauth(
     status.url = Some(url.clone());
     steps.push(Step::ok(WEBHOOK_REGISTERED, "Registered", format!("FusionAuth webhook {} calls {url}", v.webhook_id)));
     if let WebhookChange::Updated { fields } = &change {
-        events.push(Event {
-            type_: EventType::Normal,
-            reason: "WebhookRepaired".into(),
-            note: Some(format!("FusionAuth's webhook differed from the spec in {}; updated", fields.join(", "))),
-            action: "Update".into(),
-            secondary: None,
-        });
+        events.push(normal(
+            "WebhookRepaired",
+            "Update",
+            format!("FusionAuth's webhook differed from the spec in {}; updated", fields.join(", ")),
+        ));
     }
 
     // Tenant switches: turn on what the spec lists, turn off what this
@@ -450,6 +448,11 @@ async fn finish(
     Ok(())
 }
 
+/// A Normal Event (a state change that needs no action).
+fn normal(reason: &str, action: &str, note: String) -> Event {
+    Event { type_: EventType::Normal, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
+}
+
 /// Events are best effort: a failure is logged, never fails the reconcile.
 async fn publish(r: &FusionAuthWebhook, ctx: &Context, events: &[Event]) {
     let reference = r.object_ref(&());
@@ -469,13 +472,8 @@ async fn clean_up(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebh
     let uid = r.metadata.uid.clone().ok_or(Error::Incomplete("uid"))?;
     let webhook_id = names::webhook_id(&uid);
     if r.spec.deletion_policy == DeletionPolicy::Orphan {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: "WebhookOrphaned".into(),
-            note: Some(format!("deletionPolicy is Orphan: FusionAuth webhook {webhook_id} is left in place")),
-            action: "Delete".into(),
-            secondary: None,
-        };
+        let event =
+            normal("WebhookOrphaned", "Delete", format!("deletionPolicy is Orphan: FusionAuth webhook {webhook_id} is left in place"));
         publish(r, ctx, &[event]).await;
         return Ok(());
     }
@@ -507,13 +505,7 @@ async fn clean_up(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebh
         finish(r, ctx, api, status, &steps, Vec::new()).await?;
         return Err(e.into());
     }
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "WebhookDeleted".into(),
-        note: Some(format!("FusionAuth webhook {webhook_id} deleted")),
-        action: "Delete".into(),
-        secondary: None,
-    };
+    let event = normal("WebhookDeleted", "Delete", format!("FusionAuth webhook {webhook_id} deleted"));
     publish(r, ctx, &[event]).await;
     Ok(())
 }

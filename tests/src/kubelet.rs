@@ -9,7 +9,6 @@
 //! process through the FusionAuth emulator's host overrides.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -244,19 +243,7 @@ impl Kubelet {
             .collect();
         let mut child = Command::new(&self.receiver).args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent
-                    && let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "fusionhook-receiver listening"
-                {
-                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
-                    sent = true;
-                }
-            }
-        });
+        let rx = crate::logs::announced(stdout, "fusionhook-receiver listening", "address", |_| {});
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => Ok((child, addr.parse()?, dir)),
             Err(_) => {

@@ -6,6 +6,7 @@ pub mod events;
 pub mod fusionauth_emulator;
 pub mod kube_emulator;
 pub mod kubelet;
+pub mod logs;
 pub mod serve;
 pub mod stack;
 pub mod todo;

@@ -3,7 +3,7 @@
 //! stand-in kubelet running real receiver binaries, and real operator
 //! processes (as many replicas as asked, with leader election).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -181,22 +181,13 @@ impl Stack {
             .spawn()
             .context("starting fusionhook-operator")?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
         let sink = Arc::clone(&logs);
-        let log_file = self.dir.path().join(format!("operator-{identity}.log"));
-        std::thread::spawn(move || {
-            let mut file = std::fs::File::create(log_file).ok();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "fusionhook-operator health and metrics listening"
-                {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                }
-                if let Some(f) = file.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+        let mut file = std::fs::File::create(self.dir.path().join(format!("operator-{identity}.log"))).ok();
+        let rx = crate::logs::announced(stdout, "fusionhook-operator health and metrics listening", "addr", move |line| {
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
             }
+            sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line.to_owned());
         });
         let metrics = rx.recv_timeout(Duration::from_secs(20)).context("the operator did not start")?.parse()?;
         self.operators.push(Operator { child, identity: identity.to_owned(), metrics, logs });

@@ -2,12 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fusionhook-receiver");
 
@@ -31,20 +28,7 @@ impl Receiver {
         std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
         let mut child = Command::new(BIN).arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent
-                    && let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "fusionhook-receiver listening"
-                {
-                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
-                    sent = true;
-                }
-                // Keep draining so the receiver never blocks on a full pipe.
-            }
-        });
+        let rx = fusionhook_tests::logs::announced(stdout, "fusionhook-receiver listening", "address", |_| {});
         let addr = rx.recv_timeout(Duration::from_secs(20)).expect("receiver did not start").parse().unwrap();
         Self { child, addr, _dir: dir }
     }
