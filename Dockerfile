@@ -1,7 +1,7 @@
 # fusionhook image: both binaries, built once, on a minimal non-root runtime.
 #   docker build -t fusionhook .
 #   docker run --rm fusionhook --help                        # the operator (default command)
-#   docker run --rm -v $PWD/examples:/config --entrypoint /usr/local/bin/fusionhook-receiver \
+#   docker run --rm -v $PWD/examples/receiver-config:/config --entrypoint /usr/local/bin/fusionhook-receiver \
 #     fusionhook --config /config/receiver.yaml              # the receiver (what the operator deploys)
 #
 # Expected size: distroless/cc (~23 MB) + the two stripped release binaries

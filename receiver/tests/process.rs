@@ -238,7 +238,7 @@ fn invalid_config_fails_at_start_naming_the_field() {
 
 #[test]
 fn the_example_config_is_valid() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/receiver.yaml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/receiver-config/receiver.yaml");
     let out = Command::new(BIN).arg("--config").arg(example).arg("--check").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

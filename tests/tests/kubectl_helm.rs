@@ -77,6 +77,9 @@ async fn kubectl_applies_gets_waits_for_and_deletes_a_resource() {
     cluster.ok("kubectl -n todo create secret generic fusionauth-api-key --from-literal=api-key=YOUR-GLOBAL-API-KEY").await;
     let applied = cluster.ok("kubectl apply --validate=false -f examples/todo-cleanup.yaml").await;
     assert!(applied.contains("fusionauthwebhook.fusionhook.dev/todo-cleanup created"), "{applied}");
+    // The whole examples/ folder applies too (the receiver config lives in a subfolder).
+    let again = cluster.ok("kubectl apply --validate=false -f examples/").await;
+    assert!(again.contains("fusionauthwebhook.fusionhook.dev/todo-cleanup unchanged"), "{again}");
     let stored = cluster.emulator.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup").unwrap();
     assert_eq!(stored["spec"]["events"], json!(["user.delete"]));
     let secret = cluster.emulator.get("", "v1", "secrets", "todo", "fusionauth-api-key").unwrap();
