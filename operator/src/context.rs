@@ -95,21 +95,20 @@ impl Caches {
     /// The receiver objects of resource `name` in `namespace`, as last seen.
     pub fn observed(&self, namespace: &str, name: &str) -> Observed {
         let receiver = names::receiver_name(name);
-        let meta = |m: &kube::core::ObjectMeta| m.clone();
         Observed {
             deployment: self.deployments.get(&ObjectRef::new(&receiver).within(namespace)).map(|d| (*d).clone()),
             config_map: self
                 .config_maps
                 .get(&ObjectRef::new(&receiver).within(namespace))
-                .map(|m| ConfigMap { metadata: meta(&m.metadata), ..ConfigMap::default() }),
+                .map(|m| ConfigMap { metadata: m.metadata.clone(), ..ConfigMap::default() }),
             service: self
                 .services
                 .get(&ObjectRef::new(&receiver).within(namespace))
-                .map(|m| Service { metadata: meta(&m.metadata), ..Service::default() }),
+                .map(|m| Service { metadata: m.metadata.clone(), ..Service::default() }),
             secret: self
                 .secrets
                 .get(&ObjectRef::new(&names::authorization_secret_name(name)).within(namespace))
-                .map(|m| Secret { metadata: meta(&m.metadata), ..Secret::default() }),
+                .map(|m| Secret { metadata: m.metadata.clone(), ..Secret::default() }),
         }
     }
 }

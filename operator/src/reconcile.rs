@@ -199,13 +199,7 @@ async fn apply(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook
     // Kubernetes: the receiver.
     let generated = generated_authorization(&v, &secrets);
     let owner = owner_reference(r).ok_or(Error::Incomplete("uid"))?;
-    let observed = ctx.caches.observed(&v.namespace, &v.name);
-    let applied = apply_receiver(&ctx.client, &v, &owner, &ctx.settings.receiver_image, generated.as_deref(), &observed)
-        .await
-        .map_err(Error::ApplyReceiver)?;
-    for _ in &applied.written {
-        ctx.metrics.kubernetes_write("apply");
-    }
+    let applied = apply_receiver_counted(ctx, &v, &owner, generated.as_deref()).await?;
     let receiver = names::receiver_name(&v.name);
     if !receiver_available(applied.deployment.as_ref()) {
         let message = if v.replicas == 0 {
@@ -242,13 +236,7 @@ async fn apply(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook
         Rotation::Keep { previous, wait } => {
             if v.previous_authorization.as_ref().map(|p| p.0.as_str()) != previous.as_deref() {
                 v.previous_authorization = previous.map(SecretString);
-                let observed_k8s = ctx.caches.observed(&v.namespace, &v.name);
-                let again = apply_receiver(&ctx.client, &v, &owner, &ctx.settings.receiver_image, generated.as_deref(), &observed_k8s)
-                    .await
-                    .map_err(Error::ApplyReceiver)?;
-                for _ in &again.written {
-                    ctx.metrics.kubernetes_write("apply");
-                }
+                apply_receiver_counted(ctx, &v, &owner, generated.as_deref()).await?;
             }
             if wait {
                 let mut steps = steps;
@@ -284,6 +272,22 @@ async fn apply(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook
     };
     finish(r, ctx, api, status, &steps, events).await?;
     Ok((Action::requeue(ctx.jittered(ctx.settings.requeue)), "ok"))
+}
+
+/// Applies the receiver objects against the cached state and counts the writes.
+async fn apply_receiver_counted(
+    ctx: &Context,
+    v: &validate::Validated,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    generated: Option<&str>,
+) -> Result<crate::apply::kubernetes::ReceiverApplied, Error> {
+    let observed = ctx.caches.observed(&v.namespace, &v.name);
+    let applied =
+        apply_receiver(&ctx.client, v, owner, &ctx.settings.receiver_image, generated, &observed).await.map_err(Error::ApplyReceiver)?;
+    for _ in &applied.written {
+        ctx.metrics.kubernetes_write("apply");
+    }
+    Ok(applied)
 }
 
 struct FusionAuthApplied {

@@ -77,18 +77,15 @@ impl Step {
 pub fn conditions(previous: &[Condition], steps: &[Step], generation: Option<i64>, now: &Time) -> Vec<Condition> {
     let given = steps.iter().find(|s| s.kind == READY).cloned();
     let steps: Vec<&Step> = steps.iter().filter(|s| s.kind != READY).collect();
-    let ready = match given {
-        Some(ready) => ready,
-        None => match steps.iter().find(|s| s.state != State::True) {
-            None => Step::ok(READY, "Reconciled", "the receiver runs and FusionAuth's webhook matches the spec"),
-            Some(blocking) => Step {
-                kind: READY,
-                state: if blocking.state == State::False { State::False } else { State::Unknown },
-                reason: blocking.reason.clone(),
-                message: format!("{}: {}", blocking.kind, blocking.message),
-            },
+    let ready = given.unwrap_or_else(|| match steps.iter().find(|s| s.state != State::True) {
+        None => Step::ok(READY, "Reconciled", "the receiver runs and FusionAuth's webhook matches the spec"),
+        Some(blocking) => Step {
+            kind: READY,
+            state: if blocking.state == State::False { State::False } else { State::Unknown },
+            reason: blocking.reason.clone(),
+            message: format!("{}: {}", blocking.kind, blocking.message),
         },
-    };
+    });
     std::iter::once(&ready)
         .chain(steps)
         .map(|step| {

@@ -48,8 +48,12 @@ impl SecretValue {
 
     /// Constant-time equality with `candidate`.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let digest: [u8; 32] = Sha256::digest(candidate).into();
-        bool::from(self.digest.ct_eq(&digest))
+        self.matches_digest(&Sha256::digest(candidate).into())
+    }
+
+    /// Constant-time equality with a candidate's SHA-256.
+    fn matches_digest(&self, digest: &[u8; 32]) -> bool {
+        bool::from(self.digest.ct_eq(digest))
     }
 }
 
@@ -151,10 +155,11 @@ impl Secret {
     /// Constant-time match against the current value, or the value a file
     /// change replaced less than `grace` ago.
     pub fn accepts(&self, candidate: &[u8], grace: std::time::Duration) -> bool {
-        let current = self.current.load().matches(candidate);
-        let replaced = self.replaced.load();
-        let recent = match replaced.as_ref() {
-            Some((value, at)) => value.matches(candidate) & (at.elapsed() < grace),
+        // One digest of the candidate for both comparisons.
+        let digest: [u8; 32] = Sha256::digest(candidate).into();
+        let current = self.current.load().matches_digest(&digest);
+        let recent = match self.replaced.load().as_ref() {
+            Some((value, at)) => value.matches_digest(&digest) & (at.elapsed() < grace),
             None => false,
         };
         current | recent
