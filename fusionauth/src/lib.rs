@@ -7,6 +7,7 @@ pub mod client;
 pub mod event;
 pub mod event_types;
 pub mod jwks;
+pub mod limited;
 pub mod model;
 pub mod signature;
 

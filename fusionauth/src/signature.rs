@@ -101,14 +101,27 @@ pub fn inspect(token: &str, allowed: &[Algorithm]) -> Result<TokenHeader, Signat
     Ok(TokenHeader { alg: header.alg, kid: header.kid })
 }
 
-/// Verifies the signature with `key` and the body hash against `body`.
-/// `allowed` is enforced again here so a caller cannot skip [`inspect`].
-pub fn verify(token: &str, body: &[u8], key: &DecodingKey, allowed: &[Algorithm]) -> Result<(), SignatureError> {
-    let Some(&first) = allowed.first() else {
-        return Err(SignatureError::BadSignature);
-    };
-    let mut validation = Validation::new(first);
-    validation.algorithms = allowed.to_vec();
+/// What a token whose signature verified vouches for: the hash of the body
+/// it was made for. Checking the token needs only the request's headers, so
+/// a forged token is refused before a byte of the body is read; the body is
+/// then held against this hash with [`SignedBodyHash::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBodyHash(String);
+
+impl SignedBodyHash {
+    /// Whether `body` is the body the token was made for (constant time).
+    pub fn check(&self, body: &[u8]) -> Result<(), SignatureError> {
+        let actual = body_sha256(body);
+        if bool::from(self.0.as_bytes().ct_eq(actual.as_bytes())) { Ok(()) } else { Err(SignatureError::BodyHashMismatch) }
+    }
+}
+
+/// Verifies the token's signature with `key` for the algorithm `alg` (the
+/// one [`inspect`] checked against the allow-list: the token is verified
+/// with its own algorithm, so an allow-list that mixes key families works)
+/// and returns the body hash it carries.
+pub fn verify_token(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<SignedBodyHash, SignatureError> {
+    let mut validation = Validation::new(alg);
     // FusionAuth puts exactly one claim in the token: no exp, aud, iss (FACTS.md §d).
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
@@ -121,9 +134,14 @@ pub fn verify(token: &str, body: &[u8], key: &DecodingKey, allowed: &[Algorithm]
             _ => SignatureError::Malformed(e.to_string()),
         }
     })?;
-    let claimed = data.claims.request_body_sha256.ok_or(SignatureError::MissingBodyHash)?;
-    let actual = body_sha256(body);
-    if bool::from(claimed.as_bytes().ct_eq(actual.as_bytes())) { Ok(()) } else { Err(SignatureError::BodyHashMismatch) }
+    data.claims.request_body_sha256.map(SignedBodyHash).ok_or(SignatureError::MissingBodyHash)
+}
+
+/// Verifies the signature with `key` and the body hash against `body`:
+/// [`inspect`], [`verify_token`] and [`SignedBodyHash::check`] in one call.
+pub fn verify(token: &str, body: &[u8], key: &DecodingKey, allowed: &[Algorithm]) -> Result<(), SignatureError> {
+    let header = inspect(token, allowed)?;
+    verify_token(token, key, header.alg)?.check(body)
 }
 
 /// Signs `body` the way FusionAuth does: header `{alg, typ: JWT, kid}`, one
@@ -220,7 +238,9 @@ mod tests {
         // and uses its PEM bytes as an HMAC secret.
         let forged = sign(BODY, Algorithm::HS256, Some("rsa-1"), &EncodingKey::from_secret(RSA_PUBLIC.as_bytes())).unwrap();
         assert_eq!(inspect(&forged, &[Algorithm::RS256]), Err(SignatureError::AlgorithmNotAllowed(Algorithm::HS256)));
-        assert_eq!(verify(&forged, BODY, &rsa_public(), &[Algorithm::RS256]), Err(SignatureError::BadSignature));
+        assert_eq!(verify(&forged, BODY, &rsa_public(), &[Algorithm::RS256]), Err(SignatureError::AlgorithmNotAllowed(Algorithm::HS256)));
+        // Even when HS256 is allowed too, the public key is no HMAC secret here.
+        assert_eq!(verify(&forged, BODY, &rsa_public(), &[Algorithm::RS256, Algorithm::HS256]), Err(SignatureError::BadSignature));
     }
 
     #[test]
@@ -232,6 +252,39 @@ mod tests {
         header.kid = None;
         let no_claim = jsonwebtoken::encode(&header, &serde_json::json!({"x": 1}), &EncodingKey::from_secret(b"k")).unwrap();
         assert_eq!(verify(&no_claim, BODY, &DecodingKey::from_secret(b"k"), &[Algorithm::HS256]), Err(SignatureError::MissingBodyHash));
+    }
+
+    #[test]
+    fn an_allow_list_that_mixes_key_families_accepts_each_family() {
+        let rsa = rsa_token(BODY);
+        let hmac = sign(BODY, Algorithm::HS256, Some("hmac-1"), &EncodingKey::from_secret(b"s3cret")).unwrap();
+        let ed = sign(BODY, Algorithm::EdDSA, Some("ed-1"), &EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap()).unwrap();
+        let ed_public = DecodingKey::from_ed_pem(ED_PUBLIC.as_bytes()).unwrap();
+        let ec_public = DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap();
+        let mixes: [&[Algorithm]; 3] = [
+            &[Algorithm::HS256, Algorithm::RS256],
+            &[Algorithm::RS256, Algorithm::HS256, Algorithm::EdDSA],
+            &[Algorithm::ES256, Algorithm::EdDSA, Algorithm::HS256, Algorithm::RS256],
+        ];
+        for allowed in mixes {
+            verify(&hmac, BODY, &DecodingKey::from_secret(b"s3cret"), allowed).unwrap();
+            verify(&rsa, BODY, &rsa_public(), allowed).unwrap();
+            if allowed.contains(&Algorithm::EdDSA) {
+                verify(&ed, BODY, &ed_public, allowed).unwrap();
+                // A token checked with a key of another family is refused, never accepted.
+                assert_eq!(verify(&ed, BODY, &ec_public, allowed), Err(SignatureError::BadSignature));
+            }
+        }
+    }
+
+    #[test]
+    fn the_token_is_checked_before_the_body_is_known() {
+        let token = rsa_token(BODY);
+        let hash = verify_token(&token, &rsa_public(), Algorithm::RS256).unwrap();
+        hash.check(BODY).unwrap();
+        assert_eq!(hash.check(b"other"), Err(SignatureError::BodyHashMismatch));
+        let forged = sign(BODY, Algorithm::RS256, Some("rsa-1"), &EncodingKey::from_rsa_pem(RSA2_PRIVATE.as_bytes()).unwrap()).unwrap();
+        assert_eq!(verify_token(&forged, &rsa_public(), Algorithm::RS256), Err(SignatureError::BadSignature));
     }
 
     #[test]

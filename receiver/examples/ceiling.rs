@@ -21,6 +21,7 @@ fn main() -> std::io::Result<()> {
             listener,
             app,
             Duration::from_secs(10),
+            fusionhook_receiver::config::DEFAULT_MAX_CONNECTIONS,
             Duration::from_secs(1),
             fusionhook_receiver::server::termination(),
         )

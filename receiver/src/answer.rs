@@ -57,6 +57,10 @@ pub enum ReceiverError {
         /// The configured body timeout.
         timeout_ms: u128,
     },
+    /// 503: the budget for bodies not vouched for by a header credential
+    /// is spent (many unauthenticated bodies in flight at once).
+    #[error("too many unauthenticated bodies are being read; try again")]
+    Overloaded,
     /// 400: the connection broke while reading.
     #[error("the body could not be read")]
     BodyRead,
@@ -96,6 +100,7 @@ impl ReceiverError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooLarge { .. } => "too_large",
             Self::BodyTimeout { .. } => "body_timeout",
+            Self::Overloaded => "overloaded",
             Self::BodyRead => "body_read_error",
             Self::Unauthorized(_) => "unauthorized",
             Self::KeysUnavailable(_) => "keys_unavailable",
@@ -111,6 +116,7 @@ impl ReceiverError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyRead | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::KeysUnavailable(_) | Self::ActionsFailed(_) | Self::InProgress | Self::Unmatched => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +131,7 @@ impl ReceiverError {
             Self::UnsupportedMediaType => one("[unsupportedMediaType]"),
             Self::TooLarge { .. } => one("[tooLarge]"),
             Self::BodyTimeout { .. } => one("[timeout]"),
+            Self::Overloaded => one("[overloaded]"),
             Self::BodyRead => one("[invalidBody]"),
             Self::BadRequest(e) => vec![json!({"code": e.code(), "message": e.to_string()})],
             Self::KeysUnavailable(_) => {
@@ -132,7 +139,7 @@ impl ReceiverError {
             }
             Self::ActionsFailed(failures) => failures
                 .iter()
-                .map(|(route, e)| json!({"code": "[actionFailed]", "route": route, "message": format!("route {route}: {e}")}))
+                .map(|(route, e)| json!({"code": "[actionFailed]", "route": route, "message": format!("route {route}: {}", e.public())}))
                 .collect(),
             Self::InProgress => one("[inProgress]"),
             Self::Unmatched => one("[noRoute]"),

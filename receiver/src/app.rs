@@ -1,5 +1,7 @@
 //! The HTTP surface: `POST {path}` runs the pipeline
-//! body -> verify -> parse -> dedupe -> route -> act -> answer;
+//! headers (content type, credentials, signature token) -> body (bounded;
+//! bodies not vouched for by a header credential draw on a shared budget)
+//! -> body hash -> parse -> dedupe -> route -> act -> answer;
 //! `/healthz`, `/readyz` and `/metrics` serve operations.
 //! Each stage lives in its own module; this one only wires them in order.
 
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use fusionhook_fusionauth::EventRequest;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::action::{ActionContext, LogSink};
 use crate::answer::{Handled, ReceiverError};
@@ -25,10 +28,15 @@ use crate::metrics::Metrics;
 use crate::route::{self, Route};
 use crate::verify::Verifier;
 
+/// The longest any outbound connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Everything a request needs, built once from the config.
 pub struct AppState {
     path: String,
     max_body_bytes: usize,
+    /// Permits are bytes of bodies read before a header credential matched.
+    unauthenticated_bodies: Semaphore,
     body_timeout: Duration,
     read_timeout: Duration,
     unmatched: Unmatched,
@@ -48,16 +56,22 @@ impl AppState {
             .user_agent(concat!("fusionhook-receiver/", env!("CARGO_PKG_VERSION")))
             // A redirect is not a success (FACTS.md §c.3 says not to rely on them).
             .redirect(reqwest::redirect::Policy::none())
+            // Every call also has its own total timeout (routes: timeoutMs;
+            // the JWKS: its fetch timeout); this bounds the connect part.
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         Ok(Self {
             path: config.path,
             max_body_bytes: config.max_body_bytes,
+            unauthenticated_bodies: Semaphore::new(config.unauthenticated_body_budget),
             body_timeout: config.body_timeout,
             read_timeout: config.read_timeout,
             unmatched: config.unmatched,
-            verifier: Verifier::new(config.auth, &client),
+            // A request waiting for FusionAuth's keys must still be answered
+            // (500, so FusionAuth retries) before FusionAuth gives up on it.
+            verifier: Verifier::new(config.auth, &client, config.read_timeout / 2),
             dedupe: Dedupe::new(config.dedupe),
             routes: config.routes,
             actions: ActionContext { client, log },
@@ -120,8 +134,12 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
 /// The pipeline, in DESIGN.md's order.
 async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Handled, ReceiverError> {
     check_content_type(headers)?;
-    let bytes = read_body(state, headers, body).await?;
-    state.verifier.verify(headers, &bytes).await?;
+    // Credentials first: a sender without them is refused before a byte of
+    // its body is read.
+    let authenticated = state.verifier.check_headers(headers).await?;
+    let (bytes, budget) = read_body(state, headers, body, !authenticated.by_credential()).await?;
+    authenticated.check_body(&bytes).map_err(ReceiverError::Unauthorized)?;
+    drop(budget);
     let request = EventRequest::parse(bytes)?;
     let event = request.event();
     if event.id.is_none() {
@@ -188,16 +206,34 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ReceiverError> {
     if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(ReceiverError::UnsupportedMediaType) }
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ReceiverError> {
+/// Reads the body within the size limit and the body timeout. A body not
+/// vouched for by a header credential first reserves its declared size (or
+/// the limit, when streamed) from the shared budget for unauthenticated
+/// bytes; the reservation is returned to the caller to hold until the body
+/// is authenticated. An exhausted budget answers 503 at once.
+async fn read_body<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    body: Body,
+    budgeted: bool,
+) -> Result<(Bytes, Option<SemaphorePermit<'s>>), ReceiverError> {
     let limit = state.max_body_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ReceiverError::TooLarge { limit });
     }
+    let budget = if budgeted {
+        // The config keeps the limit (and so `reserve`) below 4 GiB.
+        let reserve = declared.map_or(limit, |n| n as usize);
+        let reserve = u32::try_from(reserve).map_err(|_| ReceiverError::TooLarge { limit })?;
+        Some(state.unauthenticated_bodies.try_acquire_many(reserve).map_err(|_| ReceiverError::Overloaded)?)
+    } else {
+        None
+    };
     match tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(ReceiverError::BodyTimeout { timeout_ms: state.body_timeout.as_millis() }),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ReceiverError::TooLarge { limit }),
         Ok(Err(_)) => Err(ReceiverError::BodyRead),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(collected)) => Ok((collected.to_bytes(), budget)),
     }
 }

@@ -24,6 +24,19 @@ use crate::template::{FieldPath, Template};
 /// FusionAuth's admin-UI default webhook read timeout, ms (FACTS.md §a.3).
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 2000;
 
+/// The default body limit. FusionAuth's largest published event is 4.3 KiB
+/// (`audit-log.create`), but `user.data` and `registration.data` are
+/// free-form JSON without a documented limit, and a 413 loses a real event:
+/// the defence before authentication is the header check and the budget on
+/// unauthenticated bytes, not a tight body limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The default budget for bodies read before a header credential matched.
+pub const DEFAULT_UNAUTHENTICATED_BODY_BUDGET: usize = 16 * 1024 * 1024;
+
+/// The default number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 /// A config that cannot be used. The message starts with the field.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -45,6 +58,8 @@ struct RawConfig {
     #[serde(default)]
     routes: Vec<RawRoute>,
     max_body_bytes: Option<usize>,
+    unauthenticated_body_budget_bytes: Option<usize>,
+    max_connections: Option<usize>,
     body_timeout_ms: Option<u64>,
     read_timeout_ms: Option<u64>,
     #[serde(default)]
@@ -225,6 +240,12 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Bytes of bodies read before any header credential matched, all
+    /// requests together (signature-only or unauthenticated setups); past
+    /// it, 503.
+    pub unauthenticated_body_budget: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Time allowed to receive the whole body (slow clients get 408).
     pub body_timeout: Duration,
     /// FusionAuth's read timeout for this webhook; route timeouts must fit inside.
@@ -312,9 +333,21 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
     let auth = check_auth(raw.auth)?;
 
     let read_timeout = positive_ms("readTimeoutMs", raw.read_timeout_ms, DEFAULT_READ_TIMEOUT_MS)?;
-    let max_body_bytes = raw.max_body_bytes.unwrap_or(1024 * 1024);
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_body_bytes == 0 {
         return Err(err("maxBodyBytes", "must be greater than 0"));
+    }
+    let unauthenticated_body_budget =
+        raw.unauthenticated_body_budget_bytes.unwrap_or(DEFAULT_UNAUTHENTICATED_BODY_BUDGET.max(max_body_bytes));
+    if unauthenticated_body_budget < max_body_bytes || u32::try_from(unauthenticated_body_budget).is_err() {
+        return Err(err(
+            "unauthenticatedBodyBudgetBytes",
+            format!("must be at least maxBodyBytes ({max_body_bytes}) and below 4 GiB, so one whole body always fits"),
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(err("maxConnections", "must be greater than 0"));
     }
 
     if raw.routes.len() > crate::dedupe::MAX_ROUTES {
@@ -363,6 +396,8 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
         auth,
         routes,
         max_body_bytes,
+        unauthenticated_body_budget,
+        max_connections,
         body_timeout: positive_ms("bodyTimeoutMs", raw.body_timeout_ms, 10_000)?,
         read_timeout,
         dedupe,
@@ -473,6 +508,9 @@ fn check_http(field: &str, raw: RawHttp, read_timeout: Duration) -> Result<HttpA
     let parsed = reqwest::Url::parse(&sample).map_err(|e| err(format!("{field}.url"), format!("`{}` is not a URL: {e}", raw.url)))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(err(format!("{field}.url"), "must be an http:// or https:// URL"));
+    }
+    if crate::template::dot_segment(&sample).is_some() {
+        return Err(err(format!("{field}.url"), "has a `.` or `..` path segment; write the path it stands for"));
     }
     // Placeholders may fill path segments and query values, not the scheme or
     // host: an event must not choose where its data is sent.
@@ -594,6 +632,10 @@ routes:
             ),
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'not a url'}}]", "routes[0].http.url:"),
             (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/a/../{{event.user.id}}'}}]",
+                "routes[0].http.url: has a `.` or `..` path segment",
+            ),
+            (
                 "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', timeoutMs: 0}}]",
                 "routes[0].http.timeoutMs: must be greater",
             ),
@@ -615,6 +657,11 @@ routes:
             ),
             ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], log: {fields: [user.email]}}]", "routes[0].log.fields[0]:"),
             ("auth: {authorization: k}\ndedupe: {maxEntries: 0}", "dedupe.maxEntries:"),
+            (
+                "auth: {authorization: k}\nmaxBodyBytes: 2000\nunauthenticatedBodyBudgetBytes: 1000",
+                "unauthenticatedBodyBudgetBytes: must be at least",
+            ),
+            ("auth: {authorization: k}\nmaxConnections: 0", "maxConnections: must be greater"),
             ("auth: {authorization: k}\nunmatched: maybe", "unmatched: unknown variant `maybe`"),
         ];
         for (yaml, expected) in cases {
@@ -643,5 +690,7 @@ routes:
         assert_eq!(config.unmatched, Unmatched::Accept);
         assert_eq!(config.dedupe.window, Duration::from_secs(3600));
         assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.unauthenticated_body_budget, 16 * 1024 * 1024);
+        assert_eq!(config.max_connections, 512);
     }
 }

@@ -72,16 +72,18 @@ fn init_logging(format: &str) {
 async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let header_timeout = config.body_timeout;
+    let max_connections = config.max_connections;
     let shutdown = config.shutdown;
     let secrets = config.secrets();
     let refresh = config.secret_refresh;
     let routes = config.routes.len();
     let state = Arc::new(AppState::new(config, stdout_sink()).context("cannot build the HTTP client")?);
     tokio::spawn(secret::watch(secrets, refresh));
-    state.verifier().warm_up().await;
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, routes, "fusionhook-receiver listening");
+    let warm = state.clone();
+    tokio::spawn(async move { warm.verifier().warm_up().await });
 
     let signal_state = state.clone();
     let on_signal = async move {
@@ -90,7 +92,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         signal_state.set_ready(false);
         tokio::time::sleep(shutdown.delay).await;
     };
-    server::serve(listener, app(state), header_timeout.max(Duration::from_secs(1)), shutdown.drain_timeout, on_signal).await;
+    server::serve(listener, app(state), header_timeout.max(Duration::from_secs(1)), max_connections, shutdown.drain_timeout, on_signal)
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -112,7 +112,13 @@ pub struct Secret {
     /// grace period (`auth.rotationGraceMs`), so a rotation never locks
     /// FusionAuth out between the file changing here and FusionAuth sending
     /// the new value.
-    replaced: ArcSwap<Option<(SecretValue, std::time::Instant)>>,
+    replaced: ArcSwapOption<Replaced>,
+}
+
+/// A value a file change replaced, and when.
+struct Replaced {
+    value: Arc<SecretValue>,
+    at: std::time::Instant,
 }
 
 /// How long a replaced secret value is still accepted, by default.
@@ -128,7 +134,7 @@ impl Secret {
     /// Loads the secret now; fails if it cannot be read.
     pub fn load(source: SecretSource) -> Result<Arc<Self>, SecretError> {
         let value = read(&source)?;
-        Ok(Arc::new(Self { source, current: ArcSwap::from_pointee(value), replaced: ArcSwap::from_pointee(None) }))
+        Ok(Arc::new(Self { source, current: ArcSwap::from_pointee(value), replaced: ArcSwapOption::empty() }))
     }
 
     /// The current value.
@@ -148,8 +154,15 @@ impl Secret {
             return Ok(false);
         }
         let old = self.current.swap(Arc::new(fresh));
-        self.replaced.store(Arc::new(Some((SecretValue::new(old.value.clone()), std::time::Instant::now()))));
+        self.replaced.store(Some(Arc::new(Replaced { value: old, at: std::time::Instant::now() })));
         Ok(true)
+    }
+
+    /// The value a file change replaced less than `grace` ago, if any: a
+    /// signature FusionAuth made before it was switched to the new value
+    /// is still checked against it.
+    pub fn replaced_within(&self, grace: std::time::Duration) -> Option<Arc<SecretValue>> {
+        self.replaced.load().as_deref().filter(|r| r.at.elapsed() < grace).map(|r| r.value.clone())
     }
 
     /// Constant-time match against the current value, or the value a file
@@ -158,8 +171,8 @@ impl Secret {
         // One digest of the candidate for both comparisons.
         let digest: [u8; 32] = Sha256::digest(candidate).into();
         let current = self.current.load().matches_digest(&digest);
-        let recent = match self.replaced.load().as_ref() {
-            Some((value, at)) => value.matches_digest(&digest) & (at.elapsed() < grace),
+        let recent = match self.replaced.load().as_deref() {
+            Some(replaced) => replaced.value.matches_digest(&digest) & (replaced.at.elapsed() < grace),
             None => false,
         };
         current | recent
@@ -217,6 +230,8 @@ mod tests {
 
         assert!(secret.accepts(b"second", ROTATION_GRACE) && secret.accepts(b"first", ROTATION_GRACE), "the replaced value stays accepted");
         assert!(!secret.accepts(b"first", std::time::Duration::ZERO), "...for the grace period only");
+        assert_eq!(secret.replaced_within(ROTATION_GRACE).unwrap().expose(), "first");
+        assert!(secret.replaced_within(std::time::Duration::ZERO).is_none());
         assert!(!secret.accepts(b"third", ROTATION_GRACE));
 
         std::fs::remove_file(&path).unwrap();

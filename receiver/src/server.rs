@@ -1,8 +1,11 @@
 //! Serving: HTTP/1.1 with a header-read timeout (slow clients cannot hold
-//! connections open), and graceful shutdown that stops accepting, then lets
-//! in-flight requests finish within the drain timeout.
+//! connections open), at most `max_connections` connections at once (more
+//! wait in the kernel's listen backlog until one closes), and graceful
+//! shutdown that stops accepting, then lets in-flight requests finish
+//! within the drain timeout.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,18 +14,27 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
+    max_connections: usize,
     drain_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        // The semaphore is never closed.
+        let Ok(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -41,6 +53,7 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }

@@ -3,14 +3,19 @@
 //! Pure: templates are parsed once at start (a typo fails the config, not a
 //! delivery) and rendered per event. A placeholder that resolves to nothing
 //! (missing, null, empty string, object, array) is an error, never an empty
-//! string: `DELETE /users//todos` must not happen.
+//! string: `DELETE /users//todos` must not happen. In a URL, a value always
+//! stays inside its path segment or query value: everything but RFC 3986's
+//! unreserved characters is percent-encoded, and a path segment that would
+//! read as `.` or `..` (which URL parsers remove together with the segment
+//! before it: `/users/../todos` is `/todos`) is an error.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 /// Characters left as they are when a value goes into a URL: RFC 3986
-/// unreserved ones. Everything else (`/`, `?`, `#`, `%`, spaces, …) is
-/// percent-encoded, so a value always stays one path segment or query value.
+/// unreserved ones. Everything else (`/`, `\\`, `?`, `#`, `%`, spaces, …)
+/// is percent-encoded, so a value never adds a segment or a query; `.` is
+/// left as it is, and dot segments are refused by [`Template::render_url`].
 const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// A parsed template.
@@ -33,22 +38,14 @@ pub struct FieldPath {
     segments: Vec<String>,
 }
 
-/// How rendered values are escaped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Escape {
-    /// Verbatim (header values, methods).
-    None,
-    /// Percent-encoded as one URL component.
-    UrlComponent,
-}
-
 /// A template that does not parse. The message names the problem; the caller
 /// adds the config field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TemplateError(pub String);
 
-/// A placeholder that resolved to nothing usable.
+/// A placeholder that resolved to nothing usable, or to a value that
+/// would change the request's path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("placeholder {{{{{path}}}}} {problem}")]
 pub struct RenderError {
@@ -149,23 +146,65 @@ impl Template {
             .collect()
     }
 
-    /// Renders against the event object.
-    pub fn render(&self, event: &Value, escape: Escape) -> Result<String, RenderError> {
+    /// Renders against the event object, values verbatim (header values,
+    /// methods).
+    pub fn render(&self, event: &Value) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field(path) => {
-                    let value = path.resolve(event)?;
-                    match escape {
-                        Escape::None => out.push_str(&value),
-                        Escape::UrlComponent => out.extend(utf8_percent_encode(&value, URL_COMPONENT)),
-                    }
-                }
+                Part::Field(path) => out.push_str(&path.resolve(event)?),
             }
         }
         Ok(out)
     }
+
+    /// Renders a URL against the event object: values percent-encoded as
+    /// one component, and no path segment that a URL parser would take as
+    /// `.` or `..`.
+    pub fn render_url(&self, event: &Value) -> Result<String, RenderError> {
+        let mut out = String::new();
+        let mut values = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Field(path) => {
+                    let start = out.len();
+                    out.extend(utf8_percent_encode(&path.resolve(event)?, URL_COMPONENT));
+                    values.push((start..out.len(), path));
+                }
+            }
+        }
+        if let Some(segment) = dot_segment(&out) {
+            // Values are never empty, so a dot segment a value touches overlaps it.
+            let culprit = values.iter().find(|(value, _)| value.start < segment.end && segment.start < value.end);
+            return Err(RenderError {
+                path: culprit.map_or_else(String::new, |(_, path)| path.text.clone()),
+                problem: "makes a `.` or `..` path segment, which would send the request to another path",
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The byte range of the first path segment of `url` that a URL parser
+/// folds to `.` or `..` (also when written `%2e`, as WHATWG and the `url`
+/// crate read it), if any. The path runs from the first `/` after `://` to
+/// the first `?` or `#`.
+pub fn dot_segment(url: &str) -> Option<std::ops::Range<usize>> {
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let path_start = url[authority..].find('/').map_or(url.len(), |i| authority + i);
+    let path_end = url[path_start..].find(['?', '#']).map_or(url.len(), |i| path_start + i);
+    let mut start = path_start;
+    for segment in url[path_start..path_end].split('/') {
+        let end = start + segment.len();
+        let lower = segment.to_ascii_lowercase();
+        if matches!(lower.as_str(), "." | "%2e" | ".." | ".%2e" | "%2e." | "%2e%2e") {
+            return Some(start..end);
+        }
+        start = end + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -181,16 +220,60 @@ mod tests {
     fn renders_placeholders_from_the_event() {
         let t = Template::parse("http://todo/users/{{event.user.id}}/todos?app={{ event.user.registrations.0.applicationId }}").unwrap();
         assert!(t.has_placeholders());
-        assert_eq!(t.render(&event(), Escape::UrlComponent).unwrap(), "http://todo/users/u-1/todos?app=app-1");
+        assert_eq!(t.render_url(&event()).unwrap(), "http://todo/users/u-1/todos?app=app-1");
         let n = Template::parse("{{event.user.age}}-{{event.user.active}}").unwrap();
-        assert_eq!(n.render(&event(), Escape::None).unwrap(), "42-true");
+        assert_eq!(n.render(&event()).unwrap(), "42-true");
     }
 
     #[test]
     fn url_values_are_percent_encoded_as_one_component() {
         let t = Template::parse("http://h/x/{{event.user.email}}").unwrap();
-        assert_eq!(t.render(&event(), Escape::UrlComponent).unwrap(), "http://h/x/a%20b%2Fc%3Fd%23e%25f");
-        assert_eq!(t.render(&event(), Escape::None).unwrap(), "http://h/x/a b/c?d#e%f");
+        assert_eq!(t.render_url(&event()).unwrap(), "http://h/x/a%20b%2Fc%3Fd%23e%25f");
+        assert_eq!(t.render(&event()).unwrap(), "http://h/x/a b/c?d#e%f");
+    }
+
+    #[test]
+    fn a_value_that_makes_a_dot_segment_is_an_error() {
+        let event = |name: &str| json!({"user": {"username": name}});
+        let t = Template::parse("http://h/users/{{event.user.username}}/todos?q={{event.user.username}}").unwrap();
+        for hostile in [".", "..", "%2e", "%2E%2e"] {
+            let rendered = t.render_url(&event(hostile));
+            if hostile.starts_with('%') {
+                // `%` itself is encoded: the segment is `%252e`, not a dot.
+                assert!(rendered.unwrap().starts_with("http://h/users/%252"), "{hostile}");
+            } else {
+                let err = rendered.unwrap_err();
+                assert_eq!(err.path, "event.user.username", "{hostile}");
+            }
+        }
+        // A literal next to the value can complete a dot segment too.
+        let glued = Template::parse("http://h/users/.{{event.user.username}}/x").unwrap();
+        assert!(glued.render_url(&event(".")).is_err());
+        assert_eq!(glued.render_url(&event("a")).unwrap(), "http://h/users/.a/x");
+        let encoded = Template::parse("http://h/users/%2E{{event.user.username}}/x").unwrap();
+        assert!(encoded.render_url(&event(".")).is_err());
+        // Dots in the query are only text.
+        let query = Template::parse("http://h/users?name={{event.user.username}}").unwrap();
+        assert_eq!(query.render_url(&event("..")).unwrap(), "http://h/users?name=..");
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_any_spelling_the_parser_folds() {
+        for url in ["http://h/.", "http://h/a/../b", "http://h/%2E/b", "http://h/.%2e/b", "http://h/%2e./b", "http://h/%2E%2E?x", "/a/./b"]
+        {
+            assert!(dot_segment(url).is_some(), "{url}");
+        }
+        for url in [
+            "http://h/",
+            "http://h/a.b/c",
+            "http://h/...",
+            "http://h/a?x=/../",
+            "http://h/a#/../",
+            "http://h.example/x",
+            "http://h/%2e%2e%2e",
+        ] {
+            assert_eq!(dot_segment(url), None, "{url}");
+        }
     }
 
     #[test]
@@ -205,7 +288,7 @@ mod tests {
             ("event.type.deeper", "is missing from the event"),
         ] {
             let t = Template::parse(&format!("/u/{{{{{path}}}}}/todos")).unwrap();
-            let err = t.render(&event(), Escape::UrlComponent).unwrap_err();
+            let err = t.render_url(&event()).unwrap_err();
             assert_eq!(err.problem, problem, "{path}");
             assert_eq!(err.to_string(), format!("placeholder {{{{{path}}}}} {problem}"));
         }
@@ -219,6 +302,6 @@ mod tests {
         assert!(Template::parse("{{event.}}").is_err());
         assert!(Template::parse("{{event.a..b}}").is_err());
         assert!(!Template::parse("plain").unwrap().has_placeholders());
-        assert_eq!(Template::parse("").unwrap().render(&event(), Escape::None).unwrap(), "");
+        assert_eq!(Template::parse("").unwrap().render(&event()).unwrap(), "");
     }
 }

@@ -1,19 +1,21 @@
 //! Authentication of FusionAuth's POST: the `Authorization` value or Basic
-//! credentials, then the signature over the raw body. Every failure answers
-//! the same 401; the reason goes to metrics and logs only.
+//! credentials and the signature token, all from the headers before the
+//! body is read; then the body against the signed hash. Every failure
+//! answers the same 401; the reason goes to metrics and logs only.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use fusionhook_fusionauth::jwks::{HttpJwksSource, JwksCache, JwksError};
 use fusionhook_fusionauth::signature::DecodingKey;
-use fusionhook_fusionauth::signature::{self, SIGNATURE_HEADER, SignatureError, is_hmac};
+use fusionhook_fusionauth::signature::{self, SIGNATURE_HEADER, SignatureError, SignedBodyHash, is_hmac};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::config::{AuthConfig, SignatureConfig};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretValue};
 
 /// Why a request was not authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -64,23 +66,62 @@ pub enum VerifyError {
 struct SignatureVerifier {
     config: SignatureConfig,
     jwks: Option<JwksCache<HttpJwksSource>>,
+    /// How long a request waits for a JWKS fetch its unknown `kid` needs.
+    key_wait: Duration,
 }
 
-/// The authentication stage.
+/// The total time a JWKS fetch may take (it runs on its own; requests wait
+/// for it at most their key wait).
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The authentication stage. It runs in two steps: [`Verifier::check_headers`]
+/// before a byte of the body is read (the `Authorization` value, Basic
+/// credentials and the signature token all travel in headers), then
+/// [`Authenticated::check_body`] holds the body against the signed hash.
 pub struct Verifier {
     authorization: Option<Arc<Secret>>,
     previous_authorization: Option<Arc<Secret>>,
     basic: Option<(Arc<Secret>, Arc<Secret>)>,
     signature: Option<SignatureVerifier>,
-    grace: std::time::Duration,
+    grace: Duration,
+}
+
+/// What the headers proved; the body is checked against it once read.
+#[derive(Debug)]
+#[must_use = "the body must still be checked against the signature"]
+pub struct Authenticated {
+    by_credential: bool,
+    body_hash: Option<SignedBodyHash>,
+}
+
+impl Authenticated {
+    /// Whether a header credential (`Authorization` or Basic) matched. When
+    /// none did, the body comes from someone unproven (a signature token can
+    /// be captured and replayed), so its bytes count against the receiver's
+    /// budget for unauthenticated bodies.
+    pub fn by_credential(&self) -> bool {
+        self.by_credential
+    }
+
+    /// Holds the body against the signed hash, when the request was signed.
+    pub fn check_body(&self, body: &[u8]) -> Result<(), AuthFailure> {
+        match &self.body_hash {
+            Some(hash) => hash.check(body).map_err(AuthFailure::from),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Verifier {
-    /// Builds the stage; `client` fetches the JWKS when one is configured.
-    pub fn new(auth: AuthConfig, client: &reqwest::Client) -> Self {
+    /// Builds the stage; `client` fetches the JWKS when one is configured,
+    /// and a request waits at most `key_wait` for such a fetch.
+    pub fn new(auth: AuthConfig, client: &reqwest::Client, key_wait: Duration) -> Self {
         let signature = auth.signature.map(|config| {
-            let jwks = config.jwks_url.clone().map(|url| JwksCache::new(HttpJwksSource::new(client.clone(), url), config.jwks_min_refetch));
-            SignatureVerifier { config, jwks }
+            let jwks = config
+                .jwks_url
+                .clone()
+                .map(|url| JwksCache::new(HttpJwksSource::new(client.clone(), url, JWKS_FETCH_TIMEOUT), config.jwks_min_refetch));
+            SignatureVerifier { config, jwks, key_wait }
         });
         Self {
             authorization: auth.authorization,
@@ -91,8 +132,10 @@ impl Verifier {
         }
     }
 
-    /// Fetches the JWKS once at start, so the first signed event does not
-    /// wait for it. Failure is logged, not fatal: FusionAuth may start later.
+    /// Fetches the JWKS once, so the first signed event does not wait for
+    /// it. Run it beside serving, never before: failure is logged, not
+    /// fatal (FusionAuth may start later), and a hung JWKS endpoint must
+    /// not keep the receiver from listening.
     pub async fn warm_up(&self) {
         if let Some(jwks) = self.signature.as_ref().and_then(|s| s.jwks.as_ref()) {
             match jwks.refresh().await {
@@ -102,26 +145,32 @@ impl Verifier {
         }
     }
 
-    /// Checks one request.
-    pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+    /// Checks everything the headers carry: the `Authorization` value or
+    /// Basic credentials, and the signature token (its signature and
+    /// algorithm; the body hash it vouches for is checked later).
+    pub async fn check_headers(&self, headers: &HeaderMap) -> Result<Authenticated, VerifyError> {
+        let mut by_credential = false;
         if let Some(expected) = &self.authorization {
             let given = headers.get(AUTHORIZATION).ok_or(AuthFailure::MissingAuthorization)?;
             let previous = self.previous_authorization.as_ref().is_some_and(|p| p.accepts(given.as_bytes(), self.grace));
             if !(expected.accepts(given.as_bytes(), self.grace) | previous) {
                 return Err(AuthFailure::WrongAuthorization.into());
             }
+            by_credential = true;
         }
         if let Some((user, pass)) = &self.basic {
             check_basic(headers, user, pass, self.grace)?;
+            by_credential = true;
         }
-        if let Some(sig) = &self.signature {
-            sig.verify(headers, body).await?;
-        }
-        Ok(())
+        let body_hash = match &self.signature {
+            Some(sig) => sig.check_token(headers, self.grace).await?,
+            None => None,
+        };
+        Ok(Authenticated { by_credential, body_hash })
     }
 }
 
-fn check_basic(headers: &HeaderMap, user: &Secret, pass: &Secret, grace: std::time::Duration) -> Result<(), AuthFailure> {
+fn check_basic(headers: &HeaderMap, user: &Secret, pass: &Secret, grace: Duration) -> Result<(), AuthFailure> {
     let given = headers.get(AUTHORIZATION).ok_or(AuthFailure::WrongBasic)?.as_bytes();
     let encoded = given
         .get(..6)
@@ -137,14 +186,16 @@ fn check_basic(headers: &HeaderMap, user: &Secret, pass: &Secret, grace: std::ti
 }
 
 impl SignatureVerifier {
-    async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+    /// The token's signature, checked with the token's own algorithm once
+    /// it passed the allow-list. `None` when the token is absent and not
+    /// required.
+    async fn check_token(&self, headers: &HeaderMap, grace: Duration) -> Result<Option<SignedBodyHash>, VerifyError> {
         let token = match headers.get(SIGNATURE_HEADER) {
             Some(value) => value.to_str().map_err(|_| AuthFailure::Signature(SignatureError::Malformed("not text".into())))?,
             None if self.config.required => return Err(AuthFailure::Signature(SignatureError::Missing).into()),
-            None => return Ok(()),
+            None => return Ok(None),
         };
-        let allowed = &self.config.algorithms;
-        let header = signature::inspect(token, allowed).map_err(AuthFailure::from)?;
+        let header = signature::inspect(token, &self.config.algorithms).map_err(AuthFailure::from)?;
         if !self.config.key_ids.is_empty() && !header.kid.as_ref().is_some_and(|kid| self.config.key_ids.contains(kid)) {
             return Err(AuthFailure::Signature(SignatureError::UnknownKid).into());
         }
@@ -154,21 +205,29 @@ impl SignatureVerifier {
                 return Err(AuthFailure::Signature(SignatureError::UnknownKid).into());
             };
             // FusionAuth's HMAC signer uses the UTF-8 bytes of the key's secret.
-            let key = DecodingKey::from_secret(secret.get().expose().as_bytes());
-            signature::verify(token, body, &key, allowed).map_err(AuthFailure::from)?;
-            return Ok(());
+            let verify =
+                |value: &SecretValue| signature::verify_token(token, &DecodingKey::from_secret(value.expose().as_bytes()), header.alg);
+            let hash = match verify(&secret.get()) {
+                // FusionAuth may sign with the secret a file change replaced
+                // until it is switched to the new one (auth.rotationGraceMs).
+                Err(SignatureError::BadSignature) => match secret.replaced_within(grace) {
+                    Some(previous) => verify(&previous),
+                    None => Err(SignatureError::BadSignature),
+                },
+                other => other,
+            };
+            return Ok(Some(hash.map_err(AuthFailure::from)?));
         }
         let (Some(jwks), Some(kid)) = (&self.jwks, header.kid.as_deref()) else {
             return Err(AuthFailure::Signature(SignatureError::UnknownKid).into());
         };
-        let published = match jwks.key(kid, header.alg).await {
+        let published = match jwks.key(kid, header.alg, self.key_wait).await {
             Ok(key) => key,
             Err(JwksError::UnknownKid | JwksError::AlgorithmMismatch) => {
                 return Err(AuthFailure::Signature(SignatureError::UnknownKid).into());
             }
             Err(e @ (JwksError::Fetch(_) | JwksError::Parse(_))) => return Err(KeysUnavailable(e.to_string()).into()),
         };
-        signature::verify(token, body, &published.key, allowed).map_err(AuthFailure::from)?;
-        Ok(())
+        Ok(Some(signature::verify_token(token, &published.key, header.alg).map_err(AuthFailure::from)?))
     }
 }

@@ -1,11 +1,20 @@
 //! The `http` action: one request per event to a service, 2xx = success.
+//! The answer's body is read up to [`ANSWER_LIMIT`] (so the connection can
+//! be reused) and never further; a failure's log line carries at most
+//! [`ANSWER_EXCERPT`] bytes of it.
 
+use fusionhook_fusionauth::EventRequest;
+use fusionhook_fusionauth::limited::read_body;
 use http::{HeaderValue, Method};
 use serde_json::Value;
 
 use super::{ActionError, BodyMode, HeaderValueSource, HttpAction};
-use crate::template::Escape;
-use fusionhook_fusionauth::EventRequest;
+
+/// The most of a route's answer body that is read.
+pub const ANSWER_LIMIT: usize = 4096;
+
+/// The most of a failed route's answer body that is logged.
+pub const ANSWER_EXCERPT: usize = 200;
 
 impl HttpAction {
     fn needs_event_json(&self) -> bool {
@@ -20,17 +29,17 @@ impl HttpAction {
         static EMPTY: Value = Value::Null;
         let event = if self.needs_event_json() { request.event_json() } else { &EMPTY };
 
-        let method_text = self.method.render(event, Escape::None)?;
+        let method_text = self.method.render(event)?;
         let method = Method::from_bytes(method_text.as_bytes())
             .map_err(|_| ActionError::InvalidRequest(format!("`{method_text}` is not an HTTP method")))?;
-        let url_text = self.url.render(event, Escape::UrlComponent)?;
+        let url_text = self.url.render_url(event)?;
         let url = reqwest::Url::parse(&url_text).map_err(|e| ActionError::InvalidRequest(format!("the rendered URL is not valid: {e}")))?;
         let host = url.host_str().unwrap_or_default().to_owned();
 
         let mut builder = client.request(method.clone(), url).timeout(self.timeout);
         for (name, source) in &self.headers {
             let value = match source {
-                HeaderValueSource::Template(t) => HeaderValue::from_str(&t.render(event, Escape::None)?),
+                HeaderValueSource::Template(t) => HeaderValue::from_str(&t.render(event)?),
                 HeaderValueSource::Secret(secret) => HeaderValue::from_str(secret.get().expose()).map(|mut v| {
                     v.set_sensitive(true);
                     v
@@ -43,16 +52,22 @@ impl HttpAction {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json").body(request.body().clone());
         }
 
-        let method = method.to_string();
-        let response = builder.send().await.map_err(|e| {
+        let failed = |e: reqwest::Error| {
             if e.is_timeout() {
-                ActionError::Timeout { method: method.clone(), host: host.clone(), timeout_ms: self.timeout.as_millis() }
+                ActionError::Timeout { method: method.to_string(), host: host.clone(), timeout_ms: self.timeout.as_millis() }
             } else {
                 let reason = if e.is_connect() { "connection failed".to_owned() } else { e.without_url().to_string() };
-                ActionError::Unreachable { method: method.clone(), host: host.clone(), reason }
+                ActionError::Unreachable { method: method.to_string(), host: host.clone(), reason }
             }
-        })?;
+        };
+        let response = builder.send().await.map_err(failed)?;
         let status = response.status();
-        if status.is_success() { Ok(()) } else { Err(ActionError::Status { method, host, status }) }
+        // Within the same timeout: the request's timeout covers the body too.
+        let answer = read_body(response, ANSWER_LIMIT).await.map_err(failed)?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let excerpt = &answer.bytes[..answer.bytes.len().min(ANSWER_EXCERPT)];
+        Err(ActionError::Status { method: method.to_string(), host, status, excerpt: String::from_utf8_lossy(excerpt).into_owned() })
     }
 }

@@ -1,6 +1,7 @@
 //! What a route does with an event. Each action reports success or a
-//! failure with a message that is safe to send back to FusionAuth (no
-//! secrets, no event data beyond the route and target host).
+//! failure: in full for the receiver's log, and as a short public message
+//! for the answer FusionAuth stores in its event log, where more people can
+//! read it (no host names, no library error text, no event data).
 
 mod http;
 mod log;
@@ -77,13 +78,15 @@ pub struct ActionContext {
     pub log: LogSink,
 }
 
-/// Why an action failed. Display is the message sent back in the 500 answer.
+/// Why an action failed. Display is the full story, for the log;
+/// [`ActionError::public`] is what the 500 answer says.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     /// A placeholder had no value in this event.
     #[error(transparent)]
     Render(#[from] RenderError),
-    /// The rendered request is unusable (bad method, URL or header value).
+    /// The rendered request is unusable (bad method, URL or header value);
+    /// the message may quote rendered event data, so it stays in the log.
     #[error("{0}")]
     InvalidRequest(String),
     /// No answer within the route's timeout.
@@ -107,7 +110,7 @@ pub enum ActionError {
         reason: String,
     },
     /// The service answered something other than 2xx.
-    #[error("{method} {host}: answered {status}")]
+    #[error("{method} {host}: answered {status}: {excerpt:?}")]
     Status {
         /// Method used.
         method: String,
@@ -115,7 +118,25 @@ pub enum ActionError {
         host: String,
         /// The status.
         status: ::http::StatusCode,
+        /// The start of the answer's body (at most 200 bytes), for the log.
+        excerpt: String,
     },
+}
+
+impl ActionError {
+    /// The message for the answer to FusionAuth: the method and what went
+    /// wrong (HTTP status, timeout), never the host, a library's error text
+    /// or event data.
+    pub fn public(&self) -> String {
+        match self {
+            // Names the placeholder (`event.user.id`), never its value.
+            Self::Render(e) => e.to_string(),
+            Self::InvalidRequest(_) => "the rendered request is not valid (the receiver's log says why)".to_owned(),
+            Self::Timeout { method, timeout_ms, .. } => format!("{method}: no answer within {timeout_ms} ms"),
+            Self::Unreachable { method, .. } => format!("{method}: the service could not be reached"),
+            Self::Status { method, status, .. } => format!("{method}: answered {status}"),
+        }
+    }
 }
 
 impl Action {
