@@ -290,6 +290,7 @@ async fn a_failed_action_answers_500_and_a_retry_after_recovery_succeeds() {
     let message = answer["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("DELETE") && message.contains("503"), "{message}");
     assert!(!message.contains(BOB), "no event data in the answer: {message}");
+    assert!(!message.contains("127.0.0.1"), "no internal host names in the answer (FusionAuth's event log shows it): {message}");
     assert_eq!(h.todos.todos(BOB).len(), 1);
 
     h.todos.fail_with(None);
@@ -499,4 +500,80 @@ async fn during_a_rotation_the_previous_authorization_value_is_also_accepted() {
     assert_eq!(h.send(send("old-value", 2)).await.0, StatusCode::OK);
     assert_eq!(h.send(send("other-value", 3)).await.0, StatusCode::UNAUTHORIZED);
     assert!(Config::from_yaml("auth: {previousAuthorization: x}").unwrap_err().to_string().contains("auth.previousAuthorization"));
+}
+
+#[tokio::test]
+async fn a_placeholder_value_never_leaves_its_path_segment() {
+    let yaml = r#"
+auth: {authorization: API-KEY}
+routes:
+  - name: todo-cleanup
+    events: ["user.delete"]
+    http:
+      method: DELETE
+      url: "TODO/users/{{event.user.username}}/todos"
+"#;
+    let h = Harness::new(yaml).await;
+    // (username, the request line the service must see, or None: no request is sent and FusionAuth hears 500)
+    let cases: [(&str, Option<&str>); 12] = [
+        ("..", None),
+        (".", None),
+        ("", None),
+        ("%2e%2e", Some("/users/%252e%252e/todos")),
+        ("%2E.", Some("/users/%252E./todos")),
+        ("a/../b", Some("/users/a%2F..%2Fb/todos")),
+        ("\\..\\", Some("/users/%5C..%5C/todos")),
+        ("\t..", Some("/users/%09../todos")),
+        ("\u{FF0E}\u{FF0E}", Some("/users/%EF%BC%8E%EF%BC%8E/todos")),
+        ("\u{3002}", Some("/users/%E3%80%82/todos")),
+        ("...", Some("/users/.../todos")),
+        ("alice.smith", Some("/users/alice.smith/todos")),
+    ];
+    for (n, (username, expected)) in cases.into_iter().enumerate() {
+        let before = h.todos.received().len();
+        let body =
+            events::event("user.delete", &format!("00000000-0000-4000-8000-{n:012}"), json!({"user": {"id": ALICE, "username": username}}));
+        let (status, answer) = h.send(Post::fusionauth(body).without(SIG)).await;
+        let sent: Vec<String> = h.todos.received()[before..].iter().map(|r| format!("{} {}", r.method, r.uri)).collect();
+        match expected {
+            Some(path) => {
+                assert_eq!(status, StatusCode::OK, "{username:?}: {answer}");
+                assert_eq!(sent, vec![format!("DELETE {path}")], "{username:?}");
+            }
+            None => {
+                assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{username:?}");
+                assert!(sent.is_empty(), "{username:?} sent {sent:?}");
+                let message = answer["errors"][0]["message"].as_str().unwrap();
+                assert!(message.starts_with("route todo-cleanup: placeholder {{event.user.username}} "), "{message}");
+            }
+        }
+    }
+    assert_eq!(h.todos.todos(ALICE).len(), 2, "no request reached /todos or /users/todos");
+}
+
+#[tokio::test]
+async fn an_allow_list_that_mixes_key_families_accepts_each_of_them() {
+    let (url, _) = jwks_server(read_key("jwks.json")).await;
+    let yaml = format!(
+        "auth:\n  signature: {{algorithms: [HS256, RS256, ES256], hmacSecret: {HMAC}, jwksUrl: '{url}'}}\nroutes: [{{name: l, events: ['*'], log: {{}}}}]"
+    );
+    let h = Harness::new(&yaml).await;
+    let body = |n: u8| events::user_delete(&format!("eeeeeeee-eeee-4eee-8eee-eeeeeeeeee{n:02x}"), ALICE);
+    let rsa = EncodingKey::from_rsa_pem(read_key("rsa-private.pem").as_bytes()).unwrap();
+    let ec = EncodingKey::from_ec_pem(read_key("ec-private.pem").as_bytes()).unwrap();
+    let tokens: [(&str, Box<dyn Fn(&[u8]) -> String>); 3] = [
+        ("HS256", Box::new(|b: &[u8]| sign_hmac(b, Algorithm::HS256, "hmac-1", HMAC))),
+        ("RS256", Box::new(|b: &[u8]| signature::sign(b, Algorithm::RS256, Some("rsa-1"), &rsa).unwrap())),
+        ("ES256", Box::new(|b: &[u8]| signature::sign(b, Algorithm::ES256, Some("ec-1"), &ec).unwrap())),
+    ];
+    for (n, (name, sign)) in tokens.iter().enumerate() {
+        let body = body(n as u8);
+        let post = Post::fusionauth(body.clone()).without("authorization").set(SIG, sign(&body));
+        let (status, answer) = h.send(post).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+    }
+    // Still pinned: an algorithm outside the list is refused.
+    let other = body(9);
+    let post = Post::fusionauth(other.clone()).without("authorization").set(SIG, sign_hmac(&other, Algorithm::HS512, "hmac-1", HMAC));
+    assert_eq!(h.send(post).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -1,0 +1,253 @@
+//! The real receiver binary against what a hostile tester tried (issue 10):
+//! memory exhaustion before authentication, a JWKS endpoint that hangs, and
+//! an HMAC secret rotated under load. Each fails on the code before the fix.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fusionhook_fusionauth::signature::{self, Algorithm, EncodingKey};
+use fusionhook_tests::events::{self, sign_hmac};
+use http::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+mod common;
+
+use common::Receiver;
+
+const ALICE: &str = "00000000-0000-0001-0000-00000000a11c";
+const ATTACKERS: usize = 150;
+const MIB: usize = 1024 * 1024;
+/// The README's bound on the receiver's resident memory under the attack
+/// (and its peak), with the default limits: far below the 128 MiB pod limit.
+const RSS_BOUND_KIB: u64 = 48 * 1024;
+
+/// One attacker: headers for a body of `MIB` bytes, then `MIB - 1` of them,
+/// then silence while holding the connection. Returns what the receiver
+/// answered (empty when it answered nothing before `hold` ended).
+async fn attacker(addr: std::net::SocketAddr, extra_headers: String, hold: Duration) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr).await else { return "connect failed".into() };
+    let head =
+        format!("POST /events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {MIB}\r\n{extra_headers}\r\n");
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let body = vec![b' '; MIB - 1];
+    // The receiver may refuse long before the body is sent: stop writing then.
+    let _ = tokio::time::timeout(hold, stream.write_all(&body)).await;
+    let mut answer = vec![0; 512];
+    match tokio::time::timeout(hold, stream.read(&mut answer)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&answer[..n]).into_owned(),
+        _ => String::new(),
+    }
+}
+
+async fn deliver(client: &reqwest::Client, receiver: &Receiver, headers: &[(&str, String)], body: Vec<u8>) -> (StatusCode, Value) {
+    let mut request = client.post(receiver.url("/events")).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.body(body).send().await.unwrap();
+    let status = response.status();
+    (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_megabyte_bodies_are_refused_before_they_are_read() {
+    let receiver = Receiver::start("auth: {authorization: API-KEY}\nbodyTimeoutMs: 5000\nroutes: [{name: l, events: ['*'], log: {}}]");
+    let (idle, _) = receiver.memory_kib();
+    let hold = Duration::from_secs(3);
+    let attack: Vec<_> =
+        (0..ATTACKERS).map(|i| tokio::spawn(attacker(receiver.addr, format!("authorization: WRONG-{i}\r\n"), hold))).collect();
+
+    // During the attack, FusionAuth's delivery is handled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    let (status, _) = deliver(
+        &client,
+        &receiver,
+        &[("authorization", "API-KEY".into())],
+        events::user_delete("0b9a3a5e-1000-4000-8000-000000000001", ALICE),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut refused = 0;
+    for task in attack {
+        let answer = task.await.unwrap();
+        if status_line(&answer) == "HTTP/1.1 401 Unauthorized" {
+            refused += 1;
+        }
+    }
+    let (now, peak) = receiver.memory_kib();
+    eprintln!(
+        "receiver RSS: idle {idle} KiB, after the attack {now} KiB, peak {peak} KiB; {refused}/{ATTACKERS} attackers refused with 401"
+    );
+    assert_eq!(refused, ATTACKERS, "every attacker hears 401 without sending its whole body");
+    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB is over the bound {RSS_BOUND_KIB} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_signature_only_replayed_bodies_are_bounded_by_the_budget() {
+    // A signature-only setup must read the body to check its hash. An
+    // attacker who captured one signed request can replay its token with a
+    // body of the same length; those bytes come out of the budget (16 MiB),
+    // and beyond it the answer is 503 [overloaded], not more memory.
+    let receiver = Receiver::start(
+        "auth: {signature: {algorithms: [HS256], hmacSecret: hmac-secret}}\nbodyTimeoutMs: 2000\nroutes: [{name: l, events: ['*'], log: {}}]",
+    );
+    let captured = vec![b' '; MIB];
+    let token = sign_hmac(&captured, Algorithm::HS256, "k", "hmac-secret");
+    let hold = Duration::from_secs(4);
+    let attack: Vec<_> =
+        (0..ATTACKERS).map(|_| tokio::spawn(attacker(receiver.addr, format!("x-fusionauth-signature-jwt: {token}\r\n"), hold))).collect();
+    let mut overloaded = 0;
+    let mut timed_out = 0;
+    for task in attack {
+        match status_line(&task.await.unwrap()) {
+            "HTTP/1.1 503 Service Unavailable" => overloaded += 1,
+            "HTTP/1.1 408 Request Timeout" => timed_out += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    let (now, peak) = receiver.memory_kib();
+    eprintln!(
+        "receiver RSS after the replay attack {now} KiB, peak {peak} KiB; {overloaded} answered 503, {timed_out} read into the budget then cut off (408)"
+    );
+    assert_eq!(timed_out, 16, "the 16 MiB budget holds 16 bodies of 1 MiB");
+    assert_eq!(overloaded, ATTACKERS - 16);
+    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB is over the bound {RSS_BOUND_KIB} KiB");
+
+    // The budget is returned: a real delivery goes through.
+    let body = events::user_delete("0b9a3a5e-1000-4000-8000-000000000002", ALICE);
+    let sig = sign_hmac(&body, Algorithm::HS256, "k", "hmac-secret");
+    let (status, _) = deliver(&reqwest::Client::new(), &receiver, &[("x-fusionauth-signature-jwt", sig)], body).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_jwks_endpoint_neither_delays_listening_nor_queues_requests() {
+    // Accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks = format!("http://{}/.well-known/jwks.json", hung.local_addr().unwrap());
+    let held = Arc::new(AtomicUsize::new(0));
+    let counter = held.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            open.push(stream);
+        }
+    });
+    // Receiver::start waits for the "listening" line: before the fix, the
+    // warm-up fetch kept the receiver from listening at all.
+    let receiver = Receiver::start(&format!(
+        "auth: {{signature: {{algorithms: [RS256], jwksUrl: '{jwks}'}}}}\nreadTimeoutMs: 2000\nroutes: [{{name: l, events: ['*'], log: {{}}}}]"
+    ));
+    let rsa = EncodingKey::from_rsa_pem(
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fusionauth/tests/fixtures/keys/rsa-private.pem")).unwrap().as_slice(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let requests: Vec<_> = (0..4)
+        .map(|i| {
+            let body = events::user_delete(&format!("0b9a3a5e-2000-4000-8000-00000000000{i}"), ALICE);
+            let sig = signature::sign(&body, Algorithm::RS256, Some(&format!("new-kid-{i}")), &rsa).unwrap();
+            let (client, url) = (client.clone(), receiver.url("/events"));
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("x-fusionauth-signature-jwt", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status(), response.json::<Value>().await.unwrap(), started.elapsed())
+            })
+        })
+        .collect();
+    for request in requests {
+        let (status, answer, took) = request.await.unwrap();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+        assert_eq!(answer["errors"][0]["code"], "[signatureKeysUnavailable]");
+        // FusionAuth's read timeout is 2 s: each answer must come before it.
+        assert!(took < Duration::from_millis(2000), "answered after {took:?}: FusionAuth would have given up");
+    }
+    assert!(held.load(Ordering::SeqCst) >= 1, "the JWKS endpoint was asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hmac_secret_rotated_under_load_refuses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hmac");
+    std::fs::write(&secret_file, "old-hmac-secret\n").unwrap();
+    let yaml = format!(
+        "auth: {{signature: {{algorithms: [HS256], hmacSecretFile: {}}}, rotationGraceMs: 60000}}\nsecretRefreshMs: 50\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
+        secret_file.display()
+    );
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+    // FusionAuth signs with the old secret until it is switched (the
+    // operator imports the new key only after the receivers have it).
+    let current = Arc::new(std::sync::Mutex::new("old-hmac-secret".to_owned()));
+    let mut refused = 0;
+    let mut sent = 0;
+    for n in 0..300u32 {
+        if n == 100 {
+            std::fs::write(&secret_file, "new-hmac-secret\n").unwrap();
+        }
+        if n == 200 {
+            *current.lock().unwrap() = "new-hmac-secret".to_owned();
+        }
+        let body = events::user_delete(&format!("0b9a3a5e-3000-4000-8000-{n:012}"), ALICE);
+        let secret = current.lock().unwrap().clone();
+        let sig = sign_hmac(&body, Algorithm::HS256, "k", &secret);
+        let (status, _) = deliver(&client, &receiver, &[("x-fusionauth-signature-jwt", sig)], body).await;
+        sent += 1;
+        if status != StatusCode::OK {
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    assert_eq!((refused, sent), (0, 300), "deliveries signed with the old secret during the rotation are accepted");
+    // A secret that was never in force is still refused.
+    let body = events::user_delete("0b9a3a5e-3000-4000-8000-999999999999", ALICE);
+    let sig = sign_hmac(&body, Algorithm::HS256, "k", "guessed-secret");
+    assert_eq!(deliver(&client, &receiver, &[("x-fusionauth-signature-jwt", sig)], body).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_and_idle_ones_do_not_hold_a_slot_forever() {
+    let receiver = Receiver::start(
+        "auth: {authorization: API-KEY}\nmaxConnections: 2\nbodyTimeoutMs: 1000\nroutes: [{name: l, events: ['*'], log: {}}]",
+    );
+    // Two connections that never send a byte take both slots...
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(TcpStream::connect(receiver.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so a third waits in the backlog: no answer while they hold on.
+    let mut third = TcpStream::connect(receiver.addr).await.unwrap();
+    third.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut answer = vec![0; 256];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut answer)).await;
+    assert!(early.is_err(), "a third connection was served beside two others with maxConnections: 2");
+    // The header-read timeout closes the silent ones, and the third is served.
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer)).await.expect("served once a slot is free").unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    for mut stream in idle {
+        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await.unwrap();
+        assert!(matches!(closed, Ok(0) | Err(_)), "an idle connection is closed by the header-read timeout");
+    }
+}
