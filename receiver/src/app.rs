@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -113,9 +113,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
 }
 
-async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let _in_flight = state.metrics.in_flight();
-    match handle(&state, &headers, body).await {
+    // The request taken apart, not its headers extracted: that would copy them.
+    let (parts, body) = request.into_parts();
+    match handle(&state, &parts.headers, body).await {
         Ok(handled) => {
             state.metrics.request(handled.outcome());
             handled.into_response()

@@ -12,6 +12,7 @@
 //! Memory is bounded by `max_entries`; the oldest finished ids go first.
 //! No I/O; time is passed in so tests control it.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -46,9 +47,10 @@ fn mask(routes: &[usize]) -> u64 {
 }
 
 enum State {
-    /// A delivery is running it; the sender is dropped when it finishes,
-    /// which wakes every waiting duplicate.
-    Running(watch::Sender<()>),
+    /// A delivery is running it. The sender exists once a duplicate waits
+    /// (most events never see one, and then cost no channel); it is dropped
+    /// when the delivery finishes, which wakes every waiting duplicate.
+    Running(Option<watch::Sender<()>>),
     /// Handled: later deliveries are duplicates.
     Handled,
     /// Failed; the `completed` routes succeeded and are not run again.
@@ -131,15 +133,25 @@ impl Dedupe {
         let key = key(id);
         let now = self.millis(now);
         let mut inner = self.lock();
-        let completed = match inner.entries.get(&key) {
-            Some(Entry { state: State::Running(done), .. }) => return Claim::Running(done.subscribe()),
-            Some(entry) if now.saturating_sub(entry.at) >= self.window_ms => 0,
-            Some(Entry { state: State::Handled, .. }) => return Claim::Duplicate,
-            Some(Entry { state: State::Failed, completed, .. }) => *completed,
-            None => 0,
+        // One hash lookup per claim: the map is large and mostly out of cache.
+        let running = Entry { state: State::Running(None), at: now, completed: 0 };
+        let completed = match inner.entries.entry(key) {
+            Slot::Vacant(slot) => {
+                slot.insert(running);
+                0
+            }
+            Slot::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                let completed = match &mut entry.state {
+                    State::Running(waker) => return Claim::Running(waker.get_or_insert_with(|| watch::channel(()).0).subscribe()),
+                    _ if now.saturating_sub(entry.at) >= self.window_ms => 0,
+                    State::Handled => return Claim::Duplicate,
+                    State::Failed => entry.completed,
+                };
+                *entry = Entry { completed, ..running };
+                completed
+            }
         };
-        let (done, _) = watch::channel(());
-        inner.entries.insert(key, Entry { state: State::Running(done), at: now, completed });
         Claim::Run(Ticket { store: self, key: Some(key), completed, finished: false })
     }
 
@@ -160,8 +172,11 @@ impl Dedupe {
             inner.order.pop_front();
             // The queue may hold stale positions of ids that ran again since;
             // only remove the entry this position describes.
-            if inner.entries.get(&key).is_some_and(|e| !matches!(e.state, State::Running(_)) && e.at == at) {
-                inner.entries.remove(&key);
+            if let Slot::Occupied(slot) = inner.entries.entry(key)
+                && !matches!(slot.get().state, State::Running(_))
+                && slot.get().at == at
+            {
+                slot.remove();
             }
         }
     }

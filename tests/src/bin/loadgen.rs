@@ -1,8 +1,10 @@
 //! Closed-loop HTTP/1.1 load generator for the receiver benchmark.
 //!
 //! Every request is a FusionAuth-shaped event with a fresh `event.id`
-//! (so deduplication sees new ids, as in production), the `Authorization`
-//! value, and an HS256 `X-FusionAuth-Signature-JWT` over the exact body.
+//! (so deduplication sees new ids, as in production; `--repeat-id` sends
+//! one event over and over instead, FusionAuth's retry: the duplicate
+//! path), the `Authorization` value, and an HS256
+//! `X-FusionAuth-Signature-JWT` over the exact body.
 //! Each connection sends its next request when the previous answer arrives.
 //! Prints one JSON line: requests/s, p50/p99 latency (µs), status counts.
 
@@ -42,6 +44,9 @@ struct Args {
     /// Event type to send.
     #[arg(long, default_value = "user.create.complete")]
     event_type: String,
+    /// Send the same event (same id, same bytes) every time.
+    #[arg(long)]
+    repeat_id: bool,
     /// Worker threads for the generator itself.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -80,13 +85,20 @@ async fn connection(args: &Args, uri: &hyper::Uri, start: Instant, measure_from:
     tokio::spawn(conn);
     let mut out = Outcome { histogram: Histogram::new(3)?, statuses: BTreeMap::new(), errors: 0 };
     let _ = start;
+    let repeated = body(&args.event_type);
+    let repeated_signature = sign_hmac(&repeated, Algorithm::HS256, "bench", &args.hmac_secret);
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
-        let body = body(&args.event_type);
-        let signature = sign_hmac(&body, Algorithm::HS256, "bench", &args.hmac_secret);
+        let (body, signature) = if args.repeat_id {
+            (repeated.clone(), repeated_signature.clone())
+        } else {
+            let body = body(&args.event_type);
+            let signature = sign_hmac(&body, Algorithm::HS256, "bench", &args.hmac_secret);
+            (body, signature)
+        };
         let request = hyper::Request::post(uri.clone())
             .header("host", authority.as_str())
             .header("content-type", "application/json")
