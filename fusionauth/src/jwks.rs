@@ -153,12 +153,17 @@ impl<S: JwksSource> Inner<S> {
             }),
             Err(e) => Err(e),
         };
+        self.finished(&outcome);
+        outcome
+    }
+
+    /// Records how the running fetch ended, so the next miss may start another.
+    fn finished(&self, outcome: &Result<usize, JwksError>) {
         let mut fetches = self.fetches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         fetches.running = None;
         if let Some((_, result)) = &mut fetches.last {
             *result = Some(outcome.clone());
         }
-        outcome
     }
 }
 
@@ -193,8 +198,18 @@ impl<S: JwksSource> JwksCache<S> {
             });
         }
         let task = tokio::spawn(self.inner.clone().fetch());
-        let fetch =
-            async move { task.await.unwrap_or_else(|e| Err(JwksError::Fetch(format!("the fetch task ended: {e}")))) }.boxed().shared();
+        let inner = self.inner.clone();
+        let fetch = async move {
+            task.await.unwrap_or_else(|e| {
+                // The task panicked: it recorded nothing, so record it here,
+                // or every later miss would join this finished fetch forever.
+                let outcome = Err(JwksError::Fetch(format!("the fetch task ended: {e}")));
+                inner.finished(&outcome);
+                outcome
+            })
+        }
+        .boxed()
+        .shared();
         fetches.last = Some((Instant::now(), None));
         fetches.running = Some(fetch.clone());
         Ok(fetch)
@@ -212,11 +227,15 @@ impl<S: JwksSource> JwksCache<S> {
         let found = match self.cached(kid) {
             Some(key) => key,
             None => {
-                let fetch = self.join_or_start(false)?;
-                match tokio::time::timeout(wait, fetch).await {
-                    Err(_) => return Err(JwksError::Fetch(format!("no JWKS within {} ms", wait.as_millis()))),
-                    Ok(result) => result?,
-                };
+                match self.join_or_start(false) {
+                    Ok(fetch) => match tokio::time::timeout(wait, fetch).await {
+                        Err(_) => return Err(JwksError::Fetch(format!("no JWKS within {} ms", wait.as_millis()))),
+                        Ok(result) => drop(result?),
+                    },
+                    // A fetch finished since our miss: it may have brought the key.
+                    Err(JwksError::UnknownKid) => {}
+                    Err(e) => return Err(e),
+                }
                 self.cached(kid).ok_or(JwksError::UnknownKid)?
             }
         };
@@ -316,6 +335,26 @@ mod tests {
         // A later call joins the same hung fetch rather than starting another.
         assert!(matches!(cache.key("kid-x", Algorithm::RS256, WAIT).await, Err(JwksError::Fetch(_))));
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_that_panics_does_not_block_later_fetches() {
+        struct Panics(Arc<AtomicUsize>);
+        impl JwksSource for Panics {
+            async fn fetch(&self) -> Result<Vec<u8>, JwksError> {
+                if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("a bug in the fetch");
+                }
+                Ok(JWKS.as_bytes().to_vec())
+            }
+        }
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let cache = JwksCache::new(Panics(fetches.clone()), Duration::from_secs(30));
+        assert!(matches!(cache.key("rsa-1", Algorithm::RS256, WAIT).await, Err(JwksError::Fetch(_))));
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let second = cache.key("rsa-1", Algorithm::RS256, WAIT).await;
+        assert!(second.is_ok(), "a new fetch started and brought the key: {second:?}");
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

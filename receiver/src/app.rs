@@ -209,10 +209,12 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ReceiverError> {
 }
 
 /// Reads the body within the size limit and the body timeout. A body not
-/// vouched for by a header credential first reserves its declared size (or
-/// the limit, when streamed) from the shared budget for unauthenticated
-/// bytes; the reservation is returned to the caller to hold until the body
-/// is authenticated. An exhausted budget answers 503 at once.
+/// vouched for by a header credential is charged to the shared budget for
+/// unauthenticated bytes as its bytes arrive (a stalled connection that sent
+/// nothing holds nothing), must arrive within FusionAuth's read timeout
+/// (FusionAuth itself has given up after it), and answers 503 at once when
+/// the budget is spent. The charge is returned to the caller to hold until
+/// the body is authenticated.
 async fn read_body<'s>(
     state: &'s AppState,
     headers: &HeaderMap,
@@ -224,18 +226,36 @@ async fn read_body<'s>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ReceiverError::TooLarge { limit });
     }
-    let budget = if budgeted {
-        // The config keeps the limit (and so `reserve`) below 4 GiB.
-        let reserve = declared.map_or(limit, |n| n as usize);
-        let reserve = u32::try_from(reserve).map_err(|_| ReceiverError::TooLarge { limit })?;
-        Some(state.unauthenticated_bodies.try_acquire_many(reserve).map_err(|_| ReceiverError::Overloaded)?)
-    } else {
-        None
+    let timeout = if budgeted { state.body_timeout.min(state.read_timeout) } else { state.body_timeout };
+    let mut charge: Option<SemaphorePermit<'s>> = None;
+    let read = async {
+        let mut body = Limited::new(body, limit);
+        let mut chunks = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() { ReceiverError::TooLarge { limit } } else { ReceiverError::BodyRead }
+            })?;
+            let Ok(data) = frame.into_data() else { continue };
+            if budgeted {
+                // The limit keeps a chunk below 4 GiB (the config caps it).
+                let n = u32::try_from(data.len()).map_err(|_| ReceiverError::TooLarge { limit })?;
+                let more = state.unauthenticated_bodies.try_acquire_many(n).map_err(|_| ReceiverError::Overloaded)?;
+                match &mut charge {
+                    Some(held) => held.merge(more),
+                    None => charge = Some(more),
+                }
+            }
+            chunks.push(data);
+        }
+        Ok(match chunks.len() {
+            // FusionAuth's body usually arrives in one piece: no copy.
+            1 => chunks.swap_remove(0),
+            _ => chunks.concat().into(),
+        })
     };
-    match tokio::time::timeout(state.body_timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ReceiverError::BodyTimeout { timeout_ms: state.body_timeout.as_millis() }),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ReceiverError::TooLarge { limit }),
-        Ok(Err(_)) => Err(ReceiverError::BodyRead),
-        Ok(Ok(collected)) => Ok((collected.to_bytes(), budget)),
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(ReceiverError::BodyTimeout { timeout_ms: timeout.as_millis() }),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(bytes)) => Ok((bytes, charge)),
     }
 }

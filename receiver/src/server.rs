@@ -16,6 +16,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The most a connection buffers while reading (hyper's default is about
+/// 400 KiB): a request head must fit (FusionAuth's, a signature token
+/// included, take under 2 KiB), so a client that sends an endless head gets
+/// 431 rather than making every connection slot hold 400 KiB before any
+/// credential is seen. Memory for heads is at most `max_connections` times this.
+pub const MAX_BUFFER_BYTES: usize = 32 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -50,6 +57,7 @@ pub async fn serve(
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
+                    .max_buf_size(MAX_BUFFER_BYTES)
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

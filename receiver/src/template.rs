@@ -190,13 +190,15 @@ impl Template {
 /// The byte range of the first path segment of `url` that a URL parser
 /// folds to `.` or `..` (also when written `%2e`, as WHATWG and the `url`
 /// crate read it), if any. The path runs from the first `/` after `://` to
-/// the first `?` or `#`.
+/// the first `?` or `#`; segments end at `/` or at `\\`, which WHATWG
+/// reads as `/` in http(s) URLs (a value's `\\` is percent-encoded, but a
+/// template's own may not be).
 pub fn dot_segment(url: &str) -> Option<std::ops::Range<usize>> {
     let authority = url.find("://").map_or(0, |i| i + 3);
-    let path_start = url[authority..].find('/').map_or(url.len(), |i| authority + i);
+    let path_start = url[authority..].find(['/', '\\']).map_or(url.len(), |i| authority + i);
     let path_end = url[path_start..].find(['?', '#']).map_or(url.len(), |i| path_start + i);
     let mut start = path_start;
-    for segment in url[path_start..path_end].split('/') {
+    for segment in url[path_start..path_end].split(['/', '\\']) {
         let end = start + segment.len();
         let lower = segment.to_ascii_lowercase();
         if matches!(lower.as_str(), "." | "%2e" | ".." | ".%2e" | "%2e." | "%2e%2e") {
@@ -259,8 +261,18 @@ mod tests {
 
     #[test]
     fn dot_segments_are_found_in_any_spelling_the_parser_folds() {
-        for url in ["http://h/.", "http://h/a/../b", "http://h/%2E/b", "http://h/.%2e/b", "http://h/%2e./b", "http://h/%2E%2E?x", "/a/./b"]
-        {
+        for url in [
+            "http://h/.",
+            "http://h/a/../b",
+            "http://h/a/..\\b",
+            "http://h/a\\.",
+            "http://h\\..\\x",
+            "http://h/%2E/b",
+            "http://h/.%2e/b",
+            "http://h/%2e./b",
+            "http://h/%2E%2E?x",
+            "/a/./b",
+        ] {
             assert!(dot_segment(url).is_some(), "{url}");
         }
         for url in [

@@ -62,12 +62,15 @@ impl HttpAction {
         };
         let response = builder.send().await.map_err(failed)?;
         let status = response.status();
-        // Within the same timeout: the request's timeout covers the body too.
-        let answer = read_body(response, ANSWER_LIMIT).await.map_err(failed)?;
+        // Read so the connection can be reused (within the request's
+        // timeout). The status decides: a 2xx whose body then breaks off is
+        // still a success, or the action would run again on FusionAuth's retry.
+        let answer = read_body(response, ANSWER_LIMIT).await;
         if status.is_success() {
             return Ok(());
         }
-        let excerpt = &answer.bytes[..answer.bytes.len().min(ANSWER_EXCERPT)];
-        Err(ActionError::Status { method: method.to_string(), host, status, excerpt: String::from_utf8_lossy(excerpt).into_owned() })
+        let bytes = answer.map(|a| a.bytes).unwrap_or_default();
+        let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(ANSWER_EXCERPT)]).into_owned();
+        Err(ActionError::Status { method: method.to_string(), host, status, excerpt })
     }
 }
