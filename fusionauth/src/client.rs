@@ -200,6 +200,21 @@ pub enum ClientError {
     Config(String),
 }
 
+/// FusionAuth behind a path prefix (`https://h/fusionauth`) keeps it: API
+/// paths are joined relative to the base, and `Url::join` replaces the last
+/// segment of a base without a trailing slash.
+fn with_trailing_slash(mut base: Url) -> Url {
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base
+}
+
+/// The largest answer read from FusionAuth. The biggest is the list of all
+/// webhooks (about 1 KiB each), so this leaves room for tens of thousands.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
 impl ClientError {
     /// Worth retrying later (the same call may succeed).
     pub fn is_transient(&self) -> bool {
@@ -282,7 +297,7 @@ impl FusionAuthClient {
         if !matches!(config.base_url.scheme(), "http" | "https") {
             return Err(ClientError::Config(format!("base URL {} is not http(s)", config.base_url)));
         }
-        Ok(Self { http, base: config.base_url, api_key, retry: config.retry, observer: config.observer })
+        Ok(Self { http, base: with_trailing_slash(config.base_url), api_key, retry: config.retry, observer: config.observer })
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -307,8 +322,12 @@ impl FusionAuthClient {
         match request.send().await {
             Ok(response) => {
                 let status = response.status();
-                match response.bytes().await {
-                    Ok(bytes) => Answer::Status(status, bytes),
+                match crate::limited::read_body(response, MAX_ANSWER_BYTES).await {
+                    Ok(body) if body.truncated => Answer::Failed(ClientError::Decode {
+                        operation,
+                        reason: format!("the answer is larger than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)),
+                    }),
+                    Ok(body) => Answer::Status(status, body.bytes),
                     Err(e) if e.is_timeout() => Answer::Failed(ClientError::Timeout { operation }),
                     Err(e) => Answer::Failed(ClientError::Connect { operation, reason: e.without_url().to_string() }),
                 }
@@ -572,5 +591,15 @@ mod tests {
         let mut config = ClientConfig::new(Url::parse("http://fa.example").unwrap(), ApiKey::new("k"));
         config.ca_pem = Some(b"not a certificate".to_vec());
         assert!(matches!(FusionAuthClient::new(config), Err(ClientError::Config(_))));
+    }
+
+    #[test]
+    fn a_base_url_with_a_path_prefix_keeps_it() {
+        for base in ["https://h.example/fusionauth", "https://h.example/fusionauth/"] {
+            let client = FusionAuthClient::new(ClientConfig::new(Url::parse(base).unwrap(), ApiKey::new("k"))).unwrap();
+            assert_eq!(client.url("api/webhook").unwrap().as_str(), "https://h.example/fusionauth/api/webhook", "{base}");
+        }
+        let root = FusionAuthClient::new(ClientConfig::new(Url::parse("https://h.example").unwrap(), ApiKey::new("k"))).unwrap();
+        assert_eq!(root.url("api/webhook").unwrap().as_str(), "https://h.example/api/webhook");
     }
 }

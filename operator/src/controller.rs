@@ -6,6 +6,10 @@
 //!
 //! ConfigMaps, Services and Secrets are watched by metadata only: the operator never caches Secret
 //! data; it reads the few Secrets a resource references when reconciling it.
+//! Of every Secret in the watched namespaces it keeps only what the mapping
+//! and its own apply need ([`keep_only_what_is_needed`]): a Secret's
+//! annotations can hold its data (`kubectl apply` writes
+//! `last-applied-configuration`), and any tenant can make them large.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,13 +17,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::apply::kubernetes::referenced_secrets;
+use crate::apply::kubernetes::{APPLIED_HASH_ANNOTATION, referenced_secrets};
 use crate::context::{Caches, Context, Settings};
 use crate::metrics::Metrics;
 use crate::names;
@@ -48,6 +53,24 @@ impl Scope {
     }
 }
 
+/// Strips a watched Secret's metadata down to what the operator uses: its
+/// name and namespace (to find the resources that reference it), uid and
+/// resourceVersion, and the applied-hash annotation of the Secrets the
+/// operator writes itself. Everything else (other annotations, labels,
+/// managedFields, owner references) is dropped before it is cached.
+pub fn keep_only_what_is_needed(secret: &mut PartialObjectMeta<Secret>) {
+    let meta = std::mem::take(&mut secret.metadata);
+    let applied_hash = meta.annotations.and_then(|mut a| a.remove(APPLIED_HASH_ANNOTATION));
+    secret.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        annotations: applied_hash.map(|hash| [(APPLIED_HASH_ANNOTATION.to_owned(), hash)].into()),
+        ..ObjectMeta::default()
+    };
+}
+
 /// Runs the controller for one scope until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -66,9 +89,8 @@ pub async fn run(
         .touched_objects();
     let services =
         reflector(writers.services, watcher(scope.api::<PartialObjectMeta<Service>>(&client), managed)).default_backoff().touched_objects();
-    let secrets = reflector(writers.secrets, watcher(scope.api::<PartialObjectMeta<Secret>>(&client), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), watcher::Config::default()).modify(keep_only_what_is_needed);
+    let secrets = reflector(writers.secrets, secrets).default_backoff().touched_objects();
 
     let controller = Controller::new(scope.api::<FusionAuthWebhook>(&client), watcher::Config::default());
     let resources = controller.store();
@@ -100,4 +122,38 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_secret_keeps_only_its_identity_and_our_applied_hash() {
+        let mut secret: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": "fusionauth-api-key", "namespace": "team-a", "uid": "u-1", "resourceVersion": "42",
+                "labels": {"team": "a"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"key\":\"c2VjcmV0\"}}",
+                    APPLIED_HASH_ANNOTATION: "abc",
+                    "padding": "x".repeat(100_000),
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:data": {}}}],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u-2"}],
+            },
+        }))
+        .unwrap();
+        keep_only_what_is_needed(&mut secret);
+        let kept = serde_json::to_value(&secret.metadata).unwrap();
+        assert_eq!(
+            kept,
+            serde_json::json!({"name": "fusionauth-api-key", "namespace": "team-a", "uid": "u-1", "resourceVersion": "42", "annotations": {APPLIED_HASH_ANNOTATION: "abc"}})
+        );
+        let mut plain: PartialObjectMeta<Secret> =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "s", "annotations": {"a": "b"}}})).unwrap();
+        keep_only_what_is_needed(&mut plain);
+        assert_eq!(serde_json::to_value(&plain.metadata).unwrap(), serde_json::json!({"name": "s"}));
+    }
 }

@@ -7,7 +7,10 @@
 //!
 //! Only the leader reconciles and writes to FusionAuth. A leader that cannot
 //! renew within the lease duration steps down (its controller stops and the
-//! process exits so Kubernetes restarts it as a standby).
+//! process exits so Kubernetes restarts it as a standby). Every Lease call is
+//! bounded by the time left before a standby could take over: an API server
+//! that stops answering (a half-open connection) makes the leader step down
+//! in time instead of leaving two leaders.
 
 use std::time::{Duration, Instant};
 
@@ -71,8 +74,16 @@ pub async fn run(client: Client, settings: LeaseSettings, leader: watch::Sender<
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
     let mut observed: Option<(String, Instant)> = None;
     let mut last_renewal: Option<Instant> = None;
+    // Keep leading only while the Lease we last renewed is surely still
+    // ours: step down one renew period before a standby may take over.
+    let keep_for = settings.lease_duration.saturating_sub(settings.renew_every);
     loop {
-        match attempt(&api, &settings, &mut observed).await {
+        let budget = last_renewal.map_or(settings.renew_every, |t| keep_for.saturating_sub(t.elapsed()));
+        let outcome = match tokio::time::timeout(budget, attempt(&api, &settings, &mut observed)).await {
+            Ok(outcome) => outcome.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+        };
+        match outcome {
             Ok(true) => {
                 last_renewal = Some(Instant::now());
                 leader.send_if_modified(|l| !std::mem::replace(l, true));
@@ -83,11 +94,7 @@ pub async fn run(client: Client, settings: LeaseSettings, leader: watch::Sender<
             }
             Err(e) => {
                 tracing::warn!(error = %e, lease = settings.name, "cannot read or write the Lease");
-                // Keep leading only while the Lease we last renewed is surely
-                // still ours: step down one renew period before a standby may
-                // take over.
-                let deadline = settings.lease_duration.saturating_sub(settings.renew_every);
-                if last_renewal.is_none_or(|t| t.elapsed() >= deadline) {
+                if last_renewal.is_none_or(|t| t.elapsed() >= keep_for) {
                     leader.send_if_modified(|l| std::mem::replace(l, false));
                 }
             }
@@ -98,8 +105,10 @@ pub async fn run(client: Client, settings: LeaseSettings, leader: watch::Sender<
         }
     }
     if *leader.borrow() {
-        if let Err(e) = release(&api, &settings).await {
-            tracing::warn!(error = %e, "cannot release the Lease; a standby takes over when it expires");
+        match tokio::time::timeout(settings.renew_every, release(&api, &settings)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the Lease; a standby takes over when it expires"),
+            Err(_) => tracing::warn!("no answer releasing the Lease; a standby takes over when it expires"),
         }
         leader.send_replace(false);
     }

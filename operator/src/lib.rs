@@ -2,16 +2,13 @@
 //! registered receivers, as a pipeline: dereference -> validate -> build ->
 //! apply -> status.
 //!
-//! Built so far, all pure and tested: the resource and its CRD
-//! ([`resource`]), derived names and ids ([`names`]), [`validate`], [`build`]
-//! (the desired FusionAuth webhook with drift detection, and the receiver's
-//! ConfigMap, Secret, Deployment and Service), [`status`] (conditions) and
-//! [`apply`]: dereference of the Secrets, server-side apply of the receiver
-//! objects and the status patch (tested against a mock API server), and the
-//! FusionAuth side (signing key, webhook with drift repair, tenant switches,
-//! clean-up; tested against the FusionAuth emulator). The controller that
-//! runs these in order with its finalizer and watches, leader election,
-//! Events and metrics come next (issue #4).
+//! [`resource`] is the custom resource and its CRD; [`names`] the derived
+//! names and ids; [`validate`], [`build`] and [`status`] are pure stages;
+//! [`apply`] talks to Kubernetes and FusionAuth; [`reconcile`] runs the
+//! stages behind the finalizer; [`controller`] watches the resources and
+//! what they own; [`leader`] elects the one replica that writes; [`health`]
+//! and [`metrics`] serve operations; [`rbac`] lists every call the operator
+//! makes, for the chart's roles.
 
 pub mod apply;
 pub mod build;

@@ -21,11 +21,18 @@ struct LeaseServer {
     version: u64,
     /// Answer the next write with 409 (another replica won the race).
     conflict_next_write: bool,
+    /// Stop answering (a half-open connection): requests are held, never answered.
+    hang: bool,
     writes: Vec<String>,
 }
 
 async fn serve(mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>, server: Arc<Mutex<LeaseServer>>) {
+    let mut unanswered = Vec::new();
     while let Some((request, send)) = handle.next_request().await {
+        if server.lock().unwrap().hang {
+            unanswered.push(send);
+            continue;
+        }
         let method = request.method().to_string();
         let (path, query) = (request.uri().path().to_owned(), request.uri().query().unwrap_or_default().to_owned());
         assert!(fusionhook_operator::rbac::granted(&method, &path, &query), "not granted by rbac::PERMISSIONS: {method} {path}");
@@ -126,4 +133,20 @@ async fn a_live_holder_is_left_alone_and_a_silent_one_is_taken_over() {
     let s = server.lock().unwrap();
     assert_eq!(s.writes.first().unwrap(), "PUT \"pod-a\"", "{:?}", s.writes);
     assert_eq!(s.lease.as_ref().unwrap()["spec"]["leaseTransitions"], 1);
+}
+
+#[tokio::test]
+async fn a_leader_whose_api_server_stops_answering_steps_down_before_a_standby_may_take_over() {
+    let server = Arc::new(Mutex::new(LeaseServer::default()));
+    let (mut leader, stop, task) = start("pod-a", &server);
+    becomes(&mut leader, true).await;
+    let hung_at = std::time::Instant::now();
+    server.lock().unwrap().hang = true;
+    becomes(&mut leader, false).await;
+    // A standby takes over once the record stayed unchanged for the lease
+    // duration (400 ms) after the last renewal, which was before `hung_at`.
+    let took = hung_at.elapsed();
+    assert!(took < Duration::from_millis(400), "still leading {took:?} after the API server went silent");
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(2), task).await.expect("shutdown does not wait for the silent API server").unwrap();
 }

@@ -250,6 +250,49 @@ fn a_typo_in_values_is_refused_naming_the_key() {
 }
 
 #[test]
+fn the_fusionauth_url_allow_list_is_an_admission_policy_off_by_default() {
+    let default = documents(&helm_template(&chart().join("ci/default-values.yaml"), &[]));
+    assert!(of_kind(&default, "ValidatingAdmissionPolicy").is_empty());
+    let docs = documents(&helm_template(&chart().join("ci/url-policy-values.yaml"), &[]));
+    let policy = of_kind(&docs, "ValidatingAdmissionPolicy")[0];
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"][0], "fusionauthwebhooks");
+    // The list reaches CEL as a list literal of exactly the configured URLs.
+    let allowed: Vec<String> = serde_json::from_str(policy["spec"]["variables"][0]["expression"].as_str().unwrap()).unwrap();
+    assert_eq!(allowed, ["https://auth.example.com", "http://fusionauth.identity.svc:9011"]);
+    let check = policy["spec"]["validations"][0]["expression"].as_str().unwrap();
+    assert!(
+        check.contains("== base || object.spec.fusionAuth.url.startsWith(base + '/')"),
+        "a prefix alone would admit https://auth.example.com.evil.test: {check}"
+    );
+    let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding")[0];
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+
+    let output =
+        run(Command::new(&tools().helm).args(["template", RELEASE]).arg(chart()).args(["--set", "fusionAuthUrlPolicy.enabled=true"]));
+    assert!(!output.status.success(), "on without a list would refuse every resource");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("allowedUrls"));
+}
+
+#[test]
+fn two_operator_replicas_need_leader_election() {
+    let template = |sets: &[&str]| {
+        let mut command = Command::new(&tools().helm);
+        command.args(["template", RELEASE]).arg(chart());
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        run(&mut command)
+    };
+    let output = template(&["operator.replicas=2", "operator.leaderElection.enabled=false"]);
+    assert!(!output.status.success(), "two replicas without leader election would both write to FusionAuth");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("replicas"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(template(&["operator.replicas=1", "operator.leaderElection.enabled=false"]).status.success());
+    assert!(template(&["operator.replicas=2"]).status.success());
+}
+
+#[test]
 fn install_notes_tell_the_user_what_to_apply_next() {
     let output = run(Command::new(&tools().helm).args(["install", RELEASE]).arg(chart()).args([
         "--namespace",
