@@ -318,7 +318,7 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         return Err(invalid(format!("receiver.externalUrl: `{external}` is not an http(s) URL")));
     }
 
-    Ok(Validated {
+    let validated = Validated {
         namespace,
         webhook_id: names::webhook_id(&uid),
         name,
@@ -344,7 +344,20 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         replicas: spec.receiver.replicas,
         external_url: spec.receiver.external_url.clone(),
         deletion_policy: spec.deletion_policy,
-    })
+    };
+    receiver_accepts(&validated)?;
+    Ok(validated)
+}
+
+/// The receiver's own parser on the config the operator would render: what
+/// it refuses (a placeholder without `event.`, a method that is none, a log
+/// field outside the event, two headers that differ only in case, …) is
+/// InvalidSpec naming the field, before anything is written. Otherwise new
+/// receiver pods would crash at start while old ones kept serving. The
+/// receiver's field paths under `routes` are the spec's.
+fn receiver_accepts(v: &Validated) -> Result<(), ValidationError> {
+    let config = crate::build::receiver::receiver_config(v);
+    fusionhook_receiver::Config::check_without_files(&config).map_err(|e| invalid(format!("{e} (the receiver refuses this)")))
 }
 
 /// Minimal absolute http(s) URL check without pulling a URL parser into the pure stage.

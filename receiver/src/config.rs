@@ -272,7 +272,17 @@ impl Config {
     /// Parses and checks YAML text.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
-        check(raw)
+        check(raw, Files::Read)
+    }
+
+    /// Checks YAML text exactly as [`Config::from_yaml`] does, except that
+    /// secret files are not read (they need not exist yet): the operator
+    /// runs this on the config it renders before it writes anything, so a
+    /// route the receiver would refuse becomes a condition on the resource
+    /// instead of receiver pods that crash at start.
+    pub fn check_without_files(text: &str) -> Result<(), ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        check(raw, Files::Assume).map(drop)
     }
 
     /// Every secret the config loaded, for the reload loop.
@@ -299,7 +309,29 @@ impl Config {
     }
 }
 
-fn secret(field: &str, inline: Option<String>, file: Option<PathBuf>, file_field: &str) -> Result<Option<Arc<Secret>>, ConfigError> {
+/// Whether secret files are read, or assumed to hold a usable value.
+#[derive(Clone, Copy)]
+enum Files {
+    Read,
+    Assume,
+}
+
+impl Files {
+    fn load(self, source: SecretSource) -> Result<Arc<Secret>, crate::secret::SecretError> {
+        match (self, source) {
+            (Files::Assume, SecretSource::File(path)) => Ok(Secret::load_assumed(path)),
+            (_, source) => Secret::load(source),
+        }
+    }
+}
+
+fn secret(
+    files: Files,
+    field: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    file_field: &str,
+) -> Result<Option<Arc<Secret>>, ConfigError> {
     let source = match (inline, file) {
         (Some(_), Some(_)) => return Err(err(field, format!("give either {field} or {file_field}, not both"))),
         (Some(value), None) => SecretSource::Inline(value),
@@ -307,7 +339,7 @@ fn secret(field: &str, inline: Option<String>, file: Option<PathBuf>, file_field
         (None, None) => return Ok(None),
     };
     let shown = if matches!(source, SecretSource::File(_)) { file_field } else { field };
-    Secret::load(source).map(Some).map_err(|e| err(shown, e))
+    files.load(source).map(Some).map_err(|e| err(shown, e))
 }
 
 fn positive_ms(field: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
@@ -317,7 +349,7 @@ fn positive_ms(field: &str, value: Option<u64>, default: u64) -> Result<Duration
     }
 }
 
-fn check(raw: RawConfig) -> Result<Config, ConfigError> {
+fn check(raw: RawConfig, files: Files) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
     let listen_text = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
     let listen = listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
@@ -330,7 +362,7 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(err("path", format!("`{path}` is taken by the receiver's own endpoints")));
     }
 
-    let auth = check_auth(raw.auth)?;
+    let auth = check_auth(raw.auth, files)?;
 
     let read_timeout = positive_ms("readTimeoutMs", raw.read_timeout_ms, DEFAULT_READ_TIMEOUT_MS)?;
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -376,7 +408,7 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
             filters.push(filter);
         }
         let action = match (route.http, route.log) {
-            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout)?),
+            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout, files)?),
             (None, Some(log)) => Action::Log(check_log(&format!("{field}.log"), log)?),
             _ => return Err(err(&field, "give exactly one action: `http` or `log`")),
         };
@@ -411,9 +443,10 @@ fn check(raw: RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
-    let authorization = secret("auth.authorization", raw.authorization, raw.authorization_file, "auth.authorizationFile")?;
+fn check_auth(raw: RawAuth, files: Files) -> Result<AuthConfig, ConfigError> {
+    let authorization = secret(files, "auth.authorization", raw.authorization, raw.authorization_file, "auth.authorizationFile")?;
     let previous_authorization = secret(
+        files,
         "auth.previousAuthorization",
         raw.previous_authorization,
         raw.previous_authorization_file,
@@ -425,9 +458,9 @@ fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     let basic = match raw.basic {
         None => None,
         Some(b) => {
-            let user = secret("auth.basic.username", b.username, b.username_file, "auth.basic.usernameFile")?
+            let user = secret(files, "auth.basic.username", b.username, b.username_file, "auth.basic.usernameFile")?
                 .ok_or_else(|| err("auth.basic.username", "is required (or usernameFile)"))?;
-            let pass = secret("auth.basic.password", b.password, b.password_file, "auth.basic.passwordFile")?
+            let pass = secret(files, "auth.basic.password", b.password, b.password_file, "auth.basic.passwordFile")?
                 .ok_or_else(|| err("auth.basic.password", "is required (or passwordFile)"))?;
             Some((user, pass))
         }
@@ -437,7 +470,7 @@ fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
         // header replaces its Basic header (FACTS.md §c.1, inferred).
         return Err(err("auth.basic", "cannot be combined with auth.authorization: FusionAuth sends only one Authorization header"));
     }
-    let signature = raw.signature.map(check_signature).transpose()?;
+    let signature = raw.signature.map(|raw| check_signature(raw, files)).transpose()?;
     if authorization.is_none() && basic.is_none() && signature.as_ref().is_none_or(|s| !s.required) && !raw.allow_unauthenticated {
         return Err(err(
             "auth",
@@ -451,7 +484,7 @@ fn check_auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     Ok(AuthConfig { authorization, previous_authorization, rotation_grace, basic, signature })
 }
 
-fn check_signature(raw: RawSignature) -> Result<SignatureConfig, ConfigError> {
+fn check_signature(raw: RawSignature, files: Files) -> Result<SignatureConfig, ConfigError> {
     const FIELD: &str = "auth.signature";
     if raw.algorithms.is_empty() {
         return Err(err(format!("{FIELD}.algorithms"), "list the algorithm(s) of FusionAuth's signing key, e.g. [HS256] or [RS256]"));
@@ -469,7 +502,8 @@ fn check_signature(raw: RawSignature) -> Result<SignatureConfig, ConfigError> {
         }
         algorithms.push(alg);
     }
-    let hmac_secret = secret(&format!("{FIELD}.hmacSecret"), raw.hmac_secret, raw.hmac_secret_file, &format!("{FIELD}.hmacSecretFile"))?;
+    let hmac_secret =
+        secret(files, &format!("{FIELD}.hmacSecret"), raw.hmac_secret, raw.hmac_secret_file, &format!("{FIELD}.hmacSecretFile"))?;
     let jwks_url = raw
         .jwks_url
         .map(|u| {
@@ -495,7 +529,7 @@ fn check_signature(raw: RawSignature) -> Result<SignatureConfig, ConfigError> {
     })
 }
 
-fn check_http(field: &str, raw: RawHttp, read_timeout: Duration) -> Result<HttpAction, ConfigError> {
+fn check_http(field: &str, raw: RawHttp, read_timeout: Duration, files: Files) -> Result<HttpAction, ConfigError> {
     let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
     let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
     if !method.has_placeholders() {
@@ -538,10 +572,13 @@ fn check_http(field: &str, raw: RawHttp, read_timeout: Duration) -> Result<HttpA
     for (name, value) in raw.headers {
         let header_field = format!("{field}.headers.{name}");
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| err(&header_field, "is not a valid header name"))?;
+        if headers.iter().any(|(seen, _): &(HeaderName, HeaderValueSource)| *seen == header) {
+            return Err(err(&header_field, "is given twice: header names ignore case"));
+        }
         let value = match value {
             RawHeaderValue::Text(text) => HeaderValueSource::Template(Template::parse(&text).map_err(|e| err(&header_field, e))?),
             RawHeaderValue::File { value_file } => HeaderValueSource::Secret(
-                Secret::load(SecretSource::File(value_file)).map_err(|e| err(format!("{header_field}.valueFile"), e))?,
+                files.load(SecretSource::File(value_file)).map_err(|e| err(format!("{header_field}.valueFile"), e))?,
             ),
         };
         headers.push((header, value));
@@ -650,6 +687,10 @@ routes:
             (
                 "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {'bad header': x}}}]",
                 "routes[0].http.headers.bad header:",
+            ),
+            (
+                "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {X-Key: a, x-key: b}}}]",
+                "routes[0].http.headers.x-key: is given twice",
             ),
             (
                 "auth: {authorization: k}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', headers: {X-Key: {valueFile: /nope}}}}]",

@@ -137,6 +137,13 @@ impl Secret {
         Ok(Arc::new(Self { source, current: ArcSwap::from_pointee(value), replaced: ArcSwapOption::empty() }))
     }
 
+    /// A file-backed secret that is not read: for checking a config whose
+    /// files do not exist here (see `Config::check_without_files`).
+    pub fn load_assumed(path: PathBuf) -> Arc<Self> {
+        let value = SecretValue::new("assumed".to_owned());
+        Arc::new(Self { source: SecretSource::File(path), current: ArcSwap::from_pointee(value), replaced: ArcSwapOption::empty() })
+    }
+
     /// The current value.
     pub fn get(&self) -> arc_swap::Guard<Arc<SecretValue>> {
         self.current.load()

@@ -396,6 +396,34 @@ mod tests {
         data
     }
 
+    #[test]
+    fn routes_the_receiver_would_refuse_are_invalid_before_anything_is_written() {
+        let route = |http: Value| json!({"routes": [{"name": "r", "events": ["user.delete"], "http": http}]});
+        let cases = [
+            (
+                route(json!({"url": "http://todo/users/{{user.id}}"})),
+                "routes[0].http.url: placeholder {{user.id}} must start with `event.`",
+            ),
+            (route(json!({"url": "http://todo/", "method": "GE T"})), "routes[0].http.method"),
+            (route(json!({"url": "http://todo/a/../{{event.user.id}}"})), "routes[0].http.url: has a `.` or `..` path segment"),
+            (
+                route(json!({"url": "http://todo/", "headers": {"X-Source": {"value": "a"}, "x-source": {"value": "b"}}})),
+                "routes[0].http.headers.x-source: is given twice",
+            ),
+            (json!({"routes": [{"name": "r", "events": ["user.delete"], "log": {"fields": ["user.email"]}}]}), "routes[0].log.fields[0]"),
+        ];
+        for (extra, expected) in cases {
+            match validate(&resource(extra.clone()), &secrets()) {
+                Err(crate::validate::ValidationError::InvalidSpec(message)) => {
+                    assert!(message.contains(expected), "{extra}: expected {expected:?} in {message:?}");
+                }
+                other => panic!("{extra}: expected InvalidSpec, got {other:?}"),
+            }
+        }
+        // Secret files do not exist where the operator runs: the check does not read them.
+        assert!(validate(&resource(json!({})), &secrets()).is_ok());
+    }
+
     fn validated(extra: Value) -> (Validated, OwnerReference) {
         let r = resource(extra);
         (validate(&r, &secrets()).unwrap(), owner_reference(&r).unwrap())
