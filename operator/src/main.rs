@@ -13,8 +13,8 @@ use fusionhook_operator::controller::{self, Scope};
 use fusionhook_operator::health::{self, Health};
 use fusionhook_operator::leader::{self, LeaseSettings};
 use fusionhook_operator::metrics::Metrics;
+use fusionhook_receiver::process::{init_logging, termination};
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 /// The fusionhook operator.
 #[derive(Debug, Parser)]
@@ -114,16 +114,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_env("FUSIONHOOK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    if format == "text" {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).with_current_span(false).init();
-    }
-}
-
 /// The namespace the pod runs in, from the service account mount.
 fn own_namespace() -> Option<String> {
     std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|s| s.trim().to_owned())
@@ -146,7 +136,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Stop on SIGTERM / Ctrl-C.
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        termination().await;
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
     });
@@ -242,25 +232,4 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("lost the Lease; exiting so that this replica restarts as a standby");
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

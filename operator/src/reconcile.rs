@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::apply::fusionauth::{
     ApplyError, WebhookChange, apply_signing_key, apply_tenant_events, apply_webhook_over, cleanup, disable_tenant_events,
 };
-use crate::apply::kubernetes::{apply_receiver, dereference, generated_authorization, patch_status, receiver_available, rolled_out};
+use crate::apply::kubernetes::{Rollout, apply_receiver, dereference, generated_authorization, patch_status, rolled_out, rollout};
 use crate::build::{fusionauth_webhook, owner_reference, receiver_url};
 use crate::context::Context;
 use crate::names::{self, FINALIZER};
@@ -201,18 +201,22 @@ async fn apply(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook
     let owner = owner_reference(r).ok_or(Error::Incomplete("uid"))?;
     let applied = apply_receiver_counted(ctx, &v, &owner, generated.as_deref()).await?;
     let receiver = names::receiver_name(&v.name);
-    if !receiver_available(applied.deployment.as_ref()) {
-        let message = if v.replicas == 0 {
-            format!("Deployment {receiver} is scaled to 0 replicas; FusionAuth is not told about a receiver that cannot answer")
-        } else {
-            format!("waiting for Deployment {receiver} to have an available replica")
-        };
-        let steps = stopped(r, steps, Step::failed(RECEIVER_AVAILABLE, "Progressing", message));
+    let not_available = match (v.replicas, rollout(applied.deployment.as_ref(), &receiver)) {
+        (0, _) => Some((
+            "ScaledToZero",
+            format!("Deployment {receiver} is scaled to 0 replicas; FusionAuth is not told about a receiver that cannot answer"),
+        )),
+        (_, Rollout::Done) => None,
+        (_, Rollout::Waiting(message)) => Some(("Progressing", message)),
+        (_, Rollout::Stuck(message)) => Some(("RolloutStuck", message)),
+    };
+    if let Some((reason, message)) = not_available {
+        let steps = stopped(r, steps, Step::failed(RECEIVER_AVAILABLE, reason, message));
         finish(r, ctx, api, status, &steps, Vec::new()).await?;
         // The Deployment watch triggers sooner when its status changes.
         return Ok((Action::requeue(ctx.jittered(ctx.settings.waiting_requeue)), "waiting"));
     }
-    steps.push(Step::ok(RECEIVER_AVAILABLE, "Available", format!("Deployment {receiver} has available replicas")));
+    steps.push(Step::ok(RECEIVER_AVAILABLE, "Available", format!("Deployment {receiver} is rolled out and available")));
 
     // FusionAuth: one read of the webhook (all a steady state costs)...
     let read = match ctx.fusionauth(&v.connection()) {

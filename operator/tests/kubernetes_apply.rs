@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fusionhook_operator::FusionAuthWebhook;
 use fusionhook_operator::apply::kubernetes::{
-    Observed, apply_receiver, dereference, generated_authorization, patch_status, receiver_available,
+    Observed, Rollout, apply_receiver, dereference, generated_authorization, patch_status, rollout,
 };
 use fusionhook_operator::build::owner_reference;
 use fusionhook_operator::resource::FusionAuthWebhookStatus;
@@ -119,7 +119,7 @@ async fn receiver_objects_are_server_side_applied_once() {
     let server = tokio::spawn(serve(handle, 4, |_, body| {
         let mut object = body.clone();
         if object["kind"] == "Deployment" {
-            object["status"] = json!({"availableReplicas": 2, "replicas": 2});
+            object["status"] = json!({"availableReplicas": 2, "updatedReplicas": 2, "replicas": 2});
         }
         (200, object)
     }));
@@ -142,7 +142,7 @@ async fn receiver_objects_are_server_side_applied_once() {
         assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "FusionAuthWebhook");
         assert!(body["metadata"]["annotations"]["fusionhook.dev/applied-hash"].is_string());
     }
-    assert!(receiver_available(applied.deployment.as_ref()));
+    assert_eq!(rollout(applied.deployment.as_ref(), "todo-cleanup-receiver"), Rollout::Done);
 
     // Second pass: the caches hold what was applied; nothing is written.
     let as_applied = |i: usize| seen[i].3.clone();

@@ -88,7 +88,8 @@ impl Objects {
                 if object["kind"] == "Deployment" {
                     let replicas = object["spec"]["replicas"].clone();
                     object["status"] =
-                        if self.available { json!({"replicas": replicas, "availableReplicas": replicas}) } else { json!({}) };
+                        // What a Deployment controller reports once the template is rolled out.
+                        if self.available { json!({"replicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas}) } else { json!({}) };
                 }
                 self.by_path.insert(path, object.clone());
                 (200, object)
@@ -320,7 +321,7 @@ async fn first_reconcile_deploys_then_registers_and_the_steady_state_writes_noth
     // Pass 2: the Deployment became available; the webhook is registered.
     world.objects.lock().unwrap().available = true;
     let mut deployment = world.get("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver").unwrap();
-    deployment["status"] = json!({"replicas": 2, "availableReplicas": 2});
+    deployment["status"] = json!({"replicas": 2, "updatedReplicas": 2, "availableReplicas": 2});
     world.put("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver", deployment);
     world.reconcile().await.unwrap();
     let calls = world.take_calls();

@@ -23,7 +23,7 @@ fn main() -> std::io::Result<()> {
             Duration::from_secs(10),
             fusionhook_receiver::config::DEFAULT_MAX_CONNECTIONS,
             Duration::from_secs(1),
-            fusionhook_receiver::server::termination(),
+            fusionhook_receiver::process::termination(),
         )
         .await;
         Ok(())

@@ -3,7 +3,8 @@
 //! Stages, each in its own module: [`verify`] (who sent it), [`dedupe`]
 //! (did we handle it already), [`route`] (who wants it), [`action`] (do it),
 //! [`answer`] (what FusionAuth hears). [`app`] wires them; [`config`] reads
-//! the config file; [`server`] serves and shuts down gracefully.
+//! the config file; [`server`] serves and shuts down gracefully; [`process`]
+//! sets up logging and waits for the shutdown signal (both binaries use it).
 
 pub mod action;
 pub mod answer;
@@ -11,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod dedupe;
 pub mod metrics;
+pub mod process;
 pub mod route;
 pub mod secret;
 pub mod server;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fusionhook_receiver::action::stdout_sink;
+use fusionhook_receiver::process::{init_logging, termination};
 use fusionhook_receiver::{AppState, Config, app, secret, server};
-use tracing_subscriber::EnvFilter;
 
 /// Receives FusionAuth webhook events and routes them to services.
 #[derive(Debug, Parser)]
@@ -59,16 +59,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_env("FUSIONHOOK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    if format == "text" {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).with_current_span(false).init();
-    }
-}
-
 async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let header_timeout = config.body_timeout;
@@ -87,7 +77,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let signal_state = state.clone();
     let on_signal = async move {
-        server::termination().await;
+        termination().await;
         tracing::info!(delay_ms = shutdown.delay.as_millis() as u64, "shutdown requested; no longer ready");
         signal_state.set_ready(false);
         tokio::time::sleep(shutdown.delay).await;

@@ -191,9 +191,41 @@ pub fn rolled_out(deployment: Option<&Deployment>) -> bool {
         && status.available_replicas.unwrap_or(0) >= wanted
 }
 
-/// Whether the receiver can take deliveries: at least one available replica.
-pub fn receiver_available(deployment: Option<&Deployment>) -> bool {
-    deployment.and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).is_some_and(|n| n > 0)
+/// Where the receiver's Deployment stands, for `ReceiverAvailable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// The current template is rolled out: every replica updated and available.
+    Done,
+    /// Still rolling out (or nothing available yet); says how far.
+    Waiting(String),
+    /// The Deployment controller gave up (`ProgressDeadlineExceeded`): new
+    /// pods do not become ready, while old ones may still serve.
+    Stuck(String),
+}
+
+/// Pure: the rollout of `deployment`, the receiver of `name`. An old
+/// replica still answering is not enough: new pods that cannot start (a bad
+/// image, a config they refuse) must show, not hide behind it.
+pub fn rollout(deployment: Option<&Deployment>, name: &str) -> Rollout {
+    let Some(d) = deployment else { return Rollout::Waiting(format!("Deployment {name} does not exist yet")) };
+    let status = d.status.clone().unwrap_or_default();
+    let stuck = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing" && c.status == "False");
+    if let Some(condition) = stuck {
+        let reason = condition.reason.as_deref().unwrap_or("NotProgressing");
+        let message = condition.message.as_deref().unwrap_or("");
+        return Rollout::Stuck(format!(
+            "Deployment {name} is not progressing ({reason}): {message}; `kubectl describe` its newest pods for the cause"
+        ));
+    }
+    if rolled_out(Some(d)) {
+        return Rollout::Done;
+    }
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    Rollout::Waiting(format!(
+        "Deployment {name} is rolling out: {} of {wanted} replicas updated, {} available",
+        status.updated_replicas.unwrap_or(0),
+        status.available_replicas.unwrap_or(0)
+    ))
 }
 
 /// One merge patch of the status subresource; skipped when unchanged.
@@ -217,4 +249,37 @@ pub async fn patch_status(
     let patch = serde_json::json!({ "status": body });
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(generation: i64, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "r", "generation": generation}, "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status}))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_old_replica_serving_is_not_a_rolled_out_receiver() {
+        let done = deployment(3, serde_json::json!({"observedGeneration": 3, "updatedReplicas": 2, "availableReplicas": 2}));
+        assert_eq!(rollout(Some(&done), "r"), Rollout::Done);
+        // A new template: the old pods still answer, the new ones are not there yet.
+        let rolling = deployment(4, serde_json::json!({"observedGeneration": 4, "updatedReplicas": 1, "availableReplicas": 2}));
+        assert_eq!(
+            rollout(Some(&rolling), "r"),
+            Rollout::Waiting("Deployment r is rolling out: 1 of 2 replicas updated, 2 available".into())
+        );
+        let unseen = deployment(5, serde_json::json!({"observedGeneration": 4, "updatedReplicas": 2, "availableReplicas": 2}));
+        assert!(matches!(rollout(Some(&unseen), "r"), Rollout::Waiting(_)), "the controller has not seen the new template yet");
+        let stuck = deployment(
+            4,
+            serde_json::json!({"observedGeneration": 4, "updatedReplicas": 1, "availableReplicas": 2, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"r-7d\" has timed out progressing."}
+            ]}),
+        );
+        let Rollout::Stuck(message) = rollout(Some(&stuck), "r") else { panic!("stuck") };
+        assert!(message.contains("ProgressDeadlineExceeded") && message.contains("timed out progressing"), "{message}");
+        assert!(matches!(rollout(None, "r"), Rollout::Waiting(_)));
+    }
 }
