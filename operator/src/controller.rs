@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{ObjectRef, reflector};
+use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
@@ -71,6 +71,27 @@ pub fn keep_only_what_is_needed(secret: &mut PartialObjectMeta<Secret>) {
     };
 }
 
+/// Drops what the API server keeps for its own bookkeeping and the operator
+/// never reads: managedFields and `kubectl apply`'s copy of the object in an
+/// annotation. At thousands of resources they are most of the cache.
+pub fn drop_bookkeeping(resource: &mut FusionAuthWebhook) {
+    resource.metadata.managed_fields = None;
+    if let Some(annotations) = &mut resource.metadata.annotations {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// What the operator keeps of a receiver Deployment it watches: metadata
+/// (its applied-hash annotation says whether a re-apply is needed),
+/// `spec.replicas` and the status (the rollout). The pod template, most of
+/// the object, is only ever written, never read from the cache.
+pub fn keep_rollout_state(deployment: &mut Deployment) {
+    deployment.metadata.managed_fields = None;
+    if let Some(spec) = &mut deployment.spec {
+        spec.template = Default::default();
+    }
+}
+
 /// Runs the controller for one scope until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -82,18 +103,19 @@ pub async fn run(
 ) {
     let (caches, writers) = Caches::new();
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", names::FIELD_MANAGER));
-    let deployments =
-        reflector(writers.deployments, watcher(scope.api::<Deployment>(&client), managed.clone())).default_backoff().touched_objects();
-    let config_maps = reflector(writers.config_maps, watcher(scope.api::<PartialObjectMeta<ConfigMap>>(&client), managed.clone()))
-        .default_backoff()
-        .touched_objects();
-    let services =
-        reflector(writers.services, watcher(scope.api::<PartialObjectMeta<Service>>(&client), managed)).default_backoff().touched_objects();
+    let deployments = watcher(scope.api::<Deployment>(&client), managed.clone()).modify(keep_rollout_state);
+    let deployments = reflector(writers.deployments, deployments).default_backoff().touched_objects();
+    let config_maps =
+        watcher(scope.api::<PartialObjectMeta<ConfigMap>>(&client), managed.clone()).modify(|m| m.metadata.managed_fields = None);
+    let config_maps = reflector(writers.config_maps, config_maps).default_backoff().touched_objects();
+    let services = watcher(scope.api::<PartialObjectMeta<Service>>(&client), managed).modify(|m| m.metadata.managed_fields = None);
+    let services = reflector(writers.services, services).default_backoff().touched_objects();
     let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), watcher::Config::default()).modify(keep_only_what_is_needed);
     let secrets = reflector(writers.secrets, secrets).default_backoff().touched_objects();
 
-    let controller = Controller::new(scope.api::<FusionAuthWebhook>(&client), watcher::Config::default());
-    let resources = controller.store();
+    let (resources, writer) = reflector::store();
+    let watched = watcher(scope.api::<FusionAuthWebhook>(&client), watcher::Config::default()).modify(drop_bookkeeping);
+    let controller = Controller::for_stream(reflector(writer, watched).default_backoff().applied_objects(), resources.clone());
     let referencing = resources.clone();
     let ctx = Arc::new(Context::new(client, settings, caches, resources, metrics));
     controller
@@ -155,5 +177,22 @@ mod tests {
             serde_json::from_value(serde_json::json!({"metadata": {"name": "s", "annotations": {"a": "b"}}})).unwrap();
         keep_only_what_is_needed(&mut plain);
         assert_eq!(serde_json::to_value(&plain.metadata).unwrap(), serde_json::json!({"name": "s"}));
+    }
+
+    #[test]
+    fn a_cached_deployment_keeps_what_the_rollout_needs_and_not_its_template() {
+        let mut deployment: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "r", "generation": 3, "annotations": {APPLIED_HASH_ANNOTATION: "h"},
+                         "managedFields": [{"manager": "fusionhook-operator", "operation": "Apply"}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "receiver", "image": "x", "args": ["y".repeat(10_000)]}]}}},
+            "status": {"observedGeneration": 3, "updatedReplicas": 2, "availableReplicas": 2},
+        }))
+        .unwrap();
+        keep_rollout_state(&mut deployment);
+        assert_eq!(crate::apply::kubernetes::rollout(Some(&deployment), "r"), crate::apply::kubernetes::Rollout::Done);
+        assert!(serde_json::to_string(&deployment).unwrap().len() < 600, "the pod template is gone");
+        assert!(deployment.metadata.managed_fields.is_none());
+        assert_eq!(deployment.metadata.annotations.unwrap()[APPLIED_HASH_ANNOTATION], "h");
     }
 }
