@@ -14,6 +14,14 @@ cd "$(dirname "$0")/.."
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1000 5000)
 cargo test --release --locked -p fusionhook-tests --test e2e --no-run --quiet
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for n in "${counts[@]}"; do
-  FUSIONHOOK_SCALE_RESOURCES=$n cargo test --release --locked --quiet -p fusionhook-tests --test e2e scenario_7 -- --nocapture 2>&1 | grep -E "^scenario 7|panicked|FAILED|assert" || true
+  if FUSIONHOOK_SCALE_RESOURCES=$n cargo test --release --locked --quiet -p fusionhook-tests --test e2e scenario_7 -- --nocapture >"$log" 2>&1; then
+    grep -E "^scenario 7" "$log"
+  else
+    echo "scenario 7 with $n resources failed:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
 done
