@@ -47,13 +47,7 @@ async fn attacker(addr: std::net::SocketAddr, extra_headers: String, hold: Durat
 }
 
 async fn deliver(client: &reqwest::Client, receiver: &Receiver, headers: &[(&str, String)], body: Vec<u8>) -> (StatusCode, Value) {
-    let mut request = client.post(receiver.url("/events")).header("content-type", "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    let response = request.body(body).send().await.unwrap();
-    let status = response.status();
-    (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null))
+    receiver.post(client, headers, body).await
 }
 
 fn status_line(answer: &str) -> &str {

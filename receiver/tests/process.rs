@@ -23,17 +23,7 @@ const BOB: &str = "00000000-0000-0001-0000-000000000b0b";
 const CAROL: &str = "00000000-0000-0001-0000-0000000ca201";
 
 async fn deliver(client: &reqwest::Client, receiver: &Receiver, key: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let response = client
-        .post(receiver.url("/events"))
-        .header("content-type", "application/json")
-        .header("authorization", key)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    receiver.post(client, &[("authorization", key.to_owned())], body).await
 }
 
 fn seed_config(todo: SocketAddr) -> String {

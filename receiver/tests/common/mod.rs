@@ -37,6 +37,18 @@ impl Receiver {
         format!("http://{}{path}", self.addr)
     }
 
+    /// POSTs `body` as JSON to `/events` with `headers`; the status and the
+    /// answer's JSON (null when it has none).
+    pub async fn post(&self, client: &reqwest::Client, headers: &[(&str, String)], body: Vec<u8>) -> (http::StatusCode, serde_json::Value) {
+        let mut request = client.post(self.url("/events")).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.body(body).send().await.unwrap();
+        let status = response.status();
+        (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null))
+    }
+
     /// Resident memory now and at its peak, in KiB (Linux `/proc`).
     pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
