@@ -178,10 +178,7 @@ impl Secret {
         // One digest of the candidate for both comparisons.
         let digest: [u8; 32] = Sha256::digest(candidate).into();
         let current = self.current.load().matches_digest(&digest);
-        let recent = match self.replaced.load().as_deref() {
-            Some(replaced) => replaced.value.matches_digest(&digest) & (replaced.at.elapsed() < grace),
-            None => false,
-        };
+        let recent = self.replaced_within(grace).is_some_and(|previous| previous.matches_digest(&digest));
         current | recent
     }
 

@@ -247,7 +247,7 @@ async fn an_hmac_secret_rotated_under_load_refuses_nothing() {
     let client = reqwest::Client::new();
     // FusionAuth signs with the old secret until it is switched (the
     // operator imports the new key only after the receivers have it).
-    let current = Arc::new(std::sync::Mutex::new("old-hmac-secret".to_owned()));
+    let mut current = "old-hmac-secret";
     let mut refused = 0;
     let mut sent = 0;
     for n in 0..300u32 {
@@ -255,11 +255,10 @@ async fn an_hmac_secret_rotated_under_load_refuses_nothing() {
             std::fs::write(&secret_file, "new-hmac-secret\n").unwrap();
         }
         if n == 200 {
-            *current.lock().unwrap() = "new-hmac-secret".to_owned();
+            current = "new-hmac-secret";
         }
         let body = events::user_delete(&format!("0b9a3a5e-3000-4000-8000-{n:012}"), ALICE);
-        let secret = current.lock().unwrap().clone();
-        let sig = sign_hmac(&body, Algorithm::HS256, "k", &secret);
+        let sig = sign_hmac(&body, Algorithm::HS256, "k", current);
         let (status, _) = deliver(&client, &receiver, &[("x-fusionauth-signature-jwt", sig)], body).await;
         sent += 1;
         if status != StatusCode::OK {
