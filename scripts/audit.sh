@@ -15,6 +15,10 @@ if [[ ! -x "$deny" ]]; then
   cargo install --quiet --locked cargo-deny --version 0.20.2 --root "$tools/cargo"
 fi
 "$deny" --version
+# cargo-deny reads the whole dependency graph, every target platform's
+# crates included; a build fetches only this platform's. Fetch them all
+# (crates.io is reachable) so the offline checks below have what they read.
+cargo fetch --locked
 "$deny" --offline check licenses bans sources
 if timeout 120 "$deny" fetch db >/dev/null 2>&1; then
   "$deny" check advisories
