@@ -215,29 +215,6 @@ fn with_trailing_slash(mut base: Url) -> Url {
 /// webhooks (about 1 KiB each), so this leaves room for tens of thousands.
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
-impl ClientError {
-    /// Worth retrying later (the same call may succeed).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Timeout { .. } | Self::Connect { .. })
-    }
-
-    /// Short label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Unauthorized { .. } => "unauthorized",
-            Self::NotFound { .. } => "not_found",
-            Self::Invalid { .. } => "invalid",
-            Self::Server { .. } => "server_error",
-            Self::Unexpected { .. } => "unexpected_status",
-            Self::Timeout { .. } => "timeout",
-            Self::Connect { .. } => "unreachable",
-            Self::Tls { .. } => "tls",
-            Self::Decode { .. } => "decode",
-            Self::Config(_) => "config",
-        }
-    }
-}
-
 /// What one HTTP exchange produced, before interpretation.
 enum Answer {
     Status(StatusCode, bytes::Bytes),

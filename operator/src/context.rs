@@ -16,11 +16,11 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::apply::kubernetes::Observed;
 use crate::metrics::Metrics;
 use crate::names;
+use crate::reconcile::apply::kubernetes::Observed;
+use crate::reconcile::validate::Connection;
 use crate::resource::FusionAuthWebhook;
-use crate::validate::Connection;
 
 /// Tunables, from the command line.
 #[derive(Debug, Clone)]

@@ -24,10 +24,11 @@ use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::apply::kubernetes::{APPLIED_HASH_ANNOTATION, referenced_secrets};
 use crate::context::{Caches, Context, Settings};
 use crate::metrics::Metrics;
 use crate::names;
+use crate::reconcile::apply::kubernetes::APPLIED_HASH_ANNOTATION;
+use crate::reconcile::dereference::referenced_secrets;
 use crate::reconcile::{error_policy, reconcile};
 use crate::resource::FusionAuthWebhook;
 
@@ -190,7 +191,10 @@ mod tests {
         }))
         .unwrap();
         keep_rollout_state(&mut deployment);
-        assert_eq!(crate::apply::kubernetes::rollout(Some(&deployment), "r"), crate::apply::kubernetes::Rollout::Done);
+        assert_eq!(
+            crate::reconcile::apply::kubernetes::rollout(Some(&deployment), "r"),
+            crate::reconcile::apply::kubernetes::Rollout::Done
+        );
         assert!(serde_json::to_string(&deployment).unwrap().len() < 600, "the pod template is gone");
         assert!(deployment.metadata.managed_fields.is_none());
         assert_eq!(deployment.metadata.annotations.unwrap()[APPLIED_HASH_ANNOTATION], "h");

@@ -10,8 +10,6 @@
 //! and [`metrics`] serve operations; [`rbac`] lists every call the operator
 //! makes, for the chart's roles.
 
-pub mod apply;
-pub mod build;
 pub mod context;
 pub mod controller;
 pub mod health;
@@ -21,8 +19,6 @@ pub mod names;
 pub mod rbac;
 pub mod reconcile;
 pub mod resource;
-pub mod status;
-pub mod validate;
 
 pub use resource::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus};
 

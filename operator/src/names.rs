@@ -2,6 +2,7 @@
 //! manager, one finalizer, the deterministic FusionAuth ids, the names of the
 //! objects it owns.
 
+use sha2::Digest;
 use uuid::Uuid;
 
 /// Server-side apply field manager for every object the operator writes.
@@ -12,6 +13,10 @@ pub const FINALIZER: &str = "fusionhook.dev/cleanup";
 pub const OWNER_DATA_KEY: &str = "fusionhook.dev/owner";
 /// `data` key with the owning resource's uid.
 pub const OWNER_UID_DATA_KEY: &str = "fusionhook.dev/uid";
+/// `data` key listing the tenant switches (`tenantId/event`) this webhook's
+/// resource turned on because they were off: kept in FusionAuth, where every
+/// operator (any namespace, any cluster) and every clean-up sees it.
+pub const TENANT_SWITCHES_DATA_KEY: &str = "fusionhook.dev/tenant-switches";
 
 /// Namespace for the operator's UUIDv5 ids (a fixed random UUID).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_2c43_9b7e_4f0a_8c55_0e3a_7b91_d204);
@@ -22,8 +27,25 @@ pub fn webhook_id(resource_uid: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("webhook/{resource_uid}").as_bytes())
 }
 
-/// The Key Master id under which the resource's HMAC secret is imported.
-pub fn signing_key_id(resource_uid: &str) -> Uuid {
+/// The Key Master id under which an HMAC secret of the resource is
+/// imported: derived from the uid, the algorithm and a SHA-256 of the
+/// secret, so a changed secret or algorithm is a new key. The id says no
+/// more about the secret than any webhook signed with it already does.
+pub fn signing_key_id(resource_uid: &str, algorithm: &str, secret: &str) -> Uuid {
+    let digest = sha2::Sha256::new()
+        .chain_update(resource_uid)
+        .chain_update([0])
+        .chain_update(algorithm)
+        .chain_update([0])
+        .chain_update(secret)
+        .finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Uuid::new_v5(&ID_NAMESPACE, format!("signing-key/{resource_uid}/{hex}").as_bytes())
+}
+
+/// The Key Master id versions before 0.2 imported every HMAC secret under
+/// (the uid alone): kept so an upgraded operator can delete that key.
+pub fn legacy_signing_key_id(resource_uid: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("signing-key/{resource_uid}").as_bytes())
 }
 
@@ -32,9 +54,19 @@ pub fn receiver_name(resource_name: &str) -> String {
     format!("{resource_name}-receiver")
 }
 
-/// Key, in the operator's own Secret, of the `Authorization` value FusionAuth
-/// still sends while a rotation is under way.
-pub const PREVIOUS_AUTHORIZATION_KEY: &str = "previous-authorization";
+/// Keys of the operator's own Secret ([`authorization_secret_name`]).
+pub mod kept {
+    /// The generated `Authorization` value.
+    pub const AUTHORIZATION: &str = "authorization";
+    /// The `Authorization` value FusionAuth still sends while a rotation is under way.
+    pub const PREVIOUS_AUTHORIZATION: &str = "previous-authorization";
+    /// The HMAC secret FusionAuth signs with (a copy: after the user's
+    /// Secret changed, receivers still need the old one until FusionAuth is
+    /// switched to the new key).
+    pub const HMAC_SECRET: &str = "hmac-secret";
+    /// Its algorithm.
+    pub const HMAC_ALGORITHM: &str = "hmac-algorithm";
+}
 
 /// Name of the operator's own Secret: the generated `Authorization` value,
 /// and the previous value during a rotation.
@@ -51,7 +83,11 @@ mod tests {
         let uid = "0b1e9b4e-6a3e-4c1a-9d9f-1f2e3d4c5b6a";
         assert_eq!(webhook_id(uid), webhook_id(uid));
         assert_ne!(webhook_id(uid), webhook_id("another-uid"));
-        assert_ne!(webhook_id(uid), signing_key_id(uid));
+        assert_ne!(webhook_id(uid), signing_key_id(uid, "HS256", "s"));
+        assert_eq!(signing_key_id(uid, "HS256", "s"), signing_key_id(uid, "HS256", "s"));
+        assert_ne!(signing_key_id(uid, "HS256", "s"), signing_key_id(uid, "HS256", "t"), "a new secret is a new key");
+        assert_ne!(signing_key_id(uid, "HS256", "s"), signing_key_id(uid, "HS512", "s"), "a new algorithm is a new key");
+        assert_ne!(signing_key_id(uid, "HS256", "s"), signing_key_id("another-uid", "HS256", "s"));
         assert_eq!(webhook_id(uid).get_version_num(), 5);
     }
 }

@@ -330,13 +330,23 @@ pub struct FusionAuthWebhookStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The FusionAuth this resource registered with (its base URL): when
+    /// `spec.fusionAuth.url` changes, what is left there is removed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion_auth_url: Option<String>,
     /// The FusionAuth webhook id (UUIDv5 of this resource's uid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_id: Option<String>,
     /// The URL registered with FusionAuth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Tenant switches this resource turned on (`tenantId/event`), to turn off on delete.
+    /// The Key Master id of the HMAC key imported for this resource, to
+    /// delete when the key is rotated or the signature removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
+    /// Tenant switches this resource turned on (`tenantId/event`; they were
+    /// off before). The record FusionAuth keeps, in the webhook's `data`, is
+    /// the one clean-up reads; this copy is for people.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enabled_tenant_events: Vec<String>,
     /// `Ready` and one condition per step.

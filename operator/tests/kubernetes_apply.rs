@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use fusionhook_operator::FusionAuthWebhook;
-use fusionhook_operator::apply::kubernetes::{
-    Observed, Rollout, apply_receiver, dereference, generated_authorization, patch_status, rollout,
-};
-use fusionhook_operator::build::owner_reference;
+use fusionhook_operator::reconcile::apply::kubernetes::{Observed, Rollout, apply_receiver, patch_status, rollout};
+use fusionhook_operator::reconcile::build::{ReceiverObjects, desired, owner_reference};
+use fusionhook_operator::reconcile::dereference;
+use fusionhook_operator::reconcile::rotation::{Kept, Seen, credentials};
+use fusionhook_operator::reconcile::validate::{SecretData, Validated, validate};
 use fusionhook_operator::resource::FusionAuthWebhookStatus;
-use fusionhook_operator::validate::validate;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -84,7 +84,7 @@ async fn dereference_reads_exactly_the_referenced_secrets() {
             (404, not_found())
         }
     }));
-    let data = dereference(&client, &resource()).await.unwrap();
+    let data = dereference::secrets(&client, &resource()).await.unwrap();
     let seen = server.await.unwrap();
     let paths: Vec<&str> = seen
         .iter()
@@ -98,21 +98,26 @@ async fn dereference_reads_exactly_the_referenced_secrets() {
     assert!(!data.contains_key("todo-cleanup-receiver-auth"), "not generated yet");
 
     let v = validate(&resource(), &data).unwrap();
-    let first = generated_authorization(&v, &data).unwrap();
+    let generated = |data: &SecretData| credentials(&v, &Kept::read(&v, data), Seen::Unknown, false).authorization;
+    let first = generated(&data);
     assert_eq!(first.len(), 43, "32 random bytes, base64url");
-    assert_ne!(first, generated_authorization(&v, &data).unwrap(), "fresh each time until stored");
+    assert_ne!(first, generated(&data), "fresh each time until stored");
     let mut stored = data.clone();
     stored.entry("todo-cleanup-receiver-auth".into()).or_default().insert("authorization".into(), first.clone().into_bytes());
-    assert_eq!(generated_authorization(&v, &stored).unwrap(), first, "kept across reconciles");
+    assert_eq!(generated(&stored), first, "kept across reconciles");
 }
 
 #[tokio::test]
 async fn receiver_objects_are_server_side_applied_once() {
     let r = resource();
-    let mut secrets = fusionhook_operator::validate::SecretData::new();
+    let mut secrets = SecretData::new();
     secrets.entry("fa".into()).or_default().insert("api-key".into(), b"k".to_vec());
     let v = validate(&r, &secrets).unwrap();
     let owner = owner_reference(&r).unwrap();
+    let objects = |v: &Validated, image: &str| -> ReceiverObjects {
+        let kept = Kept { generated: Some(fusionhook_operator::reconcile::validate::SecretString("generated".into())), ..Kept::default() };
+        desired(v, &credentials(v, &kept, Seen::Webhook(None), false), image, &owner).receiver
+    };
 
     let (client, handle) = mock();
     // The API server answers an apply with the object, plus a status for the Deployment.
@@ -123,7 +128,7 @@ async fn receiver_objects_are_server_side_applied_once() {
         }
         (200, object)
     }));
-    let applied = apply_receiver(&client, &v, &owner, "fusionhook:test", Some("generated"), &Observed::default()).await.unwrap();
+    let applied = apply_receiver(&client, "todo", &objects(&v, "fusionhook:test"), &Observed::default()).await.unwrap();
     assert_eq!(applied.written, ["Secret", "ConfigMap", "Service", "Deployment"]);
     let seen = server.await.unwrap();
     let calls: Vec<String> = seen.iter().map(|(m, u, _, _)| format!("{m} {}", u.split('?').next().unwrap())).collect();
@@ -153,14 +158,14 @@ async fn receiver_objects_are_server_side_applied_once() {
         deployment: Some(serde_json::from_value::<Deployment>(as_applied(3)).unwrap()),
     };
     let (client, mut handle) = mock();
-    let again = apply_receiver(&client, &v, &owner, "fusionhook:test", Some("generated"), &observed).await.unwrap();
+    let again = apply_receiver(&client, "todo", &objects(&v, "fusionhook:test"), &observed).await.unwrap();
     assert!(again.deployment.is_some() && again.written.is_empty());
     assert!(tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await.is_err(), "steady state: no Kubernetes write");
 
     // A spec change (new image) re-applies only the Deployment.
     let (client, handle) = mock();
     let server = tokio::spawn(serve(handle, 1, |_, body| (200, body.clone())));
-    let newer = apply_receiver(&client, &v, &owner, "fusionhook:newer", Some("generated"), &observed).await.unwrap();
+    let newer = apply_receiver(&client, "todo", &objects(&v, "fusionhook:newer"), &observed).await.unwrap();
     assert_eq!(newer.written, ["Deployment"]);
     let seen = server.await.unwrap();
     assert!(seen[0].1.starts_with("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver?"));

@@ -22,9 +22,10 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::action::{ActionContext, LogSink};
 use crate::answer::{Handled, ReceiverError};
-use crate::config::{Config, Unmatched};
+use crate::config::Config;
 use crate::dedupe::{Claim, Dedupe};
 use crate::metrics::Metrics;
+use crate::route::Unmatched;
 use crate::route::{self, Route};
 use crate::verify::Verifier;
 

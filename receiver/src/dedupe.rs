@@ -15,12 +15,20 @@
 use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::config::DedupeConfig;
+/// Event-id deduplication settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DedupeConfig {
+    /// How long a handled event id is remembered. Zero: only concurrent
+    /// duplicates are caught.
+    pub window: Duration,
+    /// Upper bound on remembered ids; the oldest are forgotten first.
+    pub max_entries: usize,
+}
 
 /// Ids are stored as 16 bytes: FusionAuth ids are UUIDs; anything else is
 /// reduced to the first 16 bytes of its SHA-256 (a collision needs about

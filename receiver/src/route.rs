@@ -94,3 +94,15 @@ mod tests {
         }
     }
 }
+
+/// What to answer when no route takes an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Unmatched {
+    /// 200: nothing to do is a success (default).
+    #[default]
+    Accept,
+    /// 500: FusionAuth should record a failure (and, for a transactional
+    /// event under a strict transaction level, veto the action).
+    Reject,
+}

@@ -23,6 +23,16 @@ use tokio::sync::Semaphore;
 /// credential is seen. Memory for heads is at most `max_connections` times this.
 pub const MAX_BUFFER_BYTES: usize = 32 * 1024;
 
+/// Shutdown timing.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, keep serving (with `/readyz` failing) this long so load
+    /// balancers stop sending first.
+    pub delay: Duration,
+    /// Then wait at most this long for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,

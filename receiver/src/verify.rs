@@ -14,8 +14,46 @@ use fusionhook_fusionauth::signature::{self, SIGNATURE_HEADER, SignatureError, S
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::config::{AuthConfig, SignatureConfig};
 use crate::secret::{Secret, SecretValue};
+use fusionhook_fusionauth::signature::Algorithm;
+
+/// How FusionAuth must authenticate. At least one mechanism, unless
+/// `allowUnauthenticated` says otherwise.
+#[derive(Debug, Default)]
+pub struct AuthConfig {
+    /// Exact value of the `Authorization` header.
+    pub authorization: Option<Arc<Secret>>,
+    /// A second accepted value, while a rotation is under way (the operator
+    /// sets it to what FusionAuth still sends until FusionAuth is switched).
+    pub previous_authorization: Option<Arc<Secret>>,
+    /// How long a secret file's replaced value is still accepted (default 5 min).
+    pub rotation_grace: Duration,
+    /// HTTP Basic credentials (username, password).
+    pub basic: Option<(Arc<Secret>, Arc<Secret>)>,
+    /// `X-FusionAuth-Signature-JWT` checks.
+    pub signature: Option<SignatureConfig>,
+}
+
+/// Signature settings.
+#[derive(Debug)]
+pub struct SignatureConfig {
+    /// The only algorithms accepted; the token's `alg` must be one of them.
+    pub algorithms: Vec<Algorithm>,
+    /// Shared secret for HS256/384/512 (FusionAuth's HMAC key secret).
+    pub hmac_secret: Option<Arc<Secret>>,
+    /// A second accepted HMAC secret, while a rotation is under way (the
+    /// operator sets it to the secret FusionAuth still signs with until
+    /// FusionAuth is switched to the new key).
+    pub previous_hmac_secret: Option<Arc<Secret>>,
+    /// FusionAuth's JWKS, for RS/ES/EdDSA keys.
+    pub jwks_url: Option<reqwest::Url>,
+    /// When not empty, only these `kid`s are accepted.
+    pub key_ids: Vec<String>,
+    /// Minimum time between two JWKS fetches caused by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
+    /// Reject requests without a signature (default true).
+    pub required: bool,
+}
 
 /// Why a request was not authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -207,15 +245,21 @@ impl SignatureVerifier {
             // FusionAuth's HMAC signer uses the UTF-8 bytes of the key's secret.
             let verify =
                 |value: &SecretValue| signature::verify_token(token, &DecodingKey::from_secret(value.expose().as_bytes()), header.alg);
-            let hash = match verify(&secret.get()) {
-                // FusionAuth may sign with the secret a file change replaced
-                // until it is switched to the new one (auth.rotationGraceMs).
-                Err(SignatureError::BadSignature) => match secret.replaced_within(grace) {
-                    Some(previous) => verify(&previous),
-                    None => Err(SignatureError::BadSignature),
-                },
-                other => other,
-            };
+            // FusionAuth may still sign with the secret a file change
+            // replaced (auth.rotationGraceMs), or with the previous secret
+            // the operator keeps until FusionAuth is switched to the new key.
+            let bad = |hash: &Result<SignedBodyHash, SignatureError>| matches!(hash, Err(SignatureError::BadSignature));
+            let mut hash = verify(&secret.get());
+            if bad(&hash)
+                && let Some(replaced) = secret.replaced_within(grace)
+            {
+                hash = verify(&replaced);
+            }
+            if bad(&hash)
+                && let Some(previous) = &self.config.previous_hmac_secret
+            {
+                hash = verify(&previous.get());
+            }
             return Ok(Some(hash.map_err(AuthFailure::from)?));
         }
         let (Some(jwks), Some(kid)) = (&self.jwks, header.kid.as_deref()) else {

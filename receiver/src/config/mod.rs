@@ -5,7 +5,6 @@
 //! `routes[0].http.url: ...`. Secret files are read here too, so a missing
 //! mounted Secret fails the start with the field that names it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,12 +13,18 @@ use std::time::Duration;
 use fusionhook_fusionauth::event_types;
 use fusionhook_fusionauth::signature::{Algorithm, is_hmac};
 use http::{HeaderName, Method};
-use serde::Deserialize;
 
 use crate::action::{Action, BodyMode, HeaderValueSource, HttpAction, LogAction};
-use crate::route::{EventFilter, Route};
+use crate::dedupe::DedupeConfig;
+use crate::route::{EventFilter, Route, Unmatched};
 use crate::secret::{Secret, SecretSource};
+use crate::server::ShutdownConfig;
 use crate::template::{FieldPath, Template};
+use crate::verify::{AuthConfig, SignatureConfig};
+
+pub mod file;
+
+pub use file::{AuthFile, BasicFile, ConfigFile, DedupeFile, HeaderValueFile, HttpFile, LogFile, RouteFile, ShutdownFile, SignatureFile};
 
 /// FusionAuth's admin-UI default webhook read timeout, ms (FACTS.md §a.3).
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 2000;
@@ -44,187 +49,6 @@ pub struct ConfigError(pub String);
 
 fn err(field: impl std::fmt::Display, message: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("{field}: {message}"))
-}
-
-// ---- the file as written -------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawConfig {
-    listen: Option<String>,
-    path: Option<String>,
-    #[serde(default)]
-    auth: RawAuth,
-    #[serde(default)]
-    routes: Vec<RawRoute>,
-    max_body_bytes: Option<usize>,
-    unauthenticated_body_budget_bytes: Option<usize>,
-    max_connections: Option<usize>,
-    body_timeout_ms: Option<u64>,
-    read_timeout_ms: Option<u64>,
-    #[serde(default)]
-    dedupe: RawDedupe,
-    #[serde(default)]
-    unmatched: Unmatched,
-    secret_refresh_ms: Option<u64>,
-    #[serde(default)]
-    shutdown: RawShutdown,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawAuth {
-    authorization: Option<String>,
-    authorization_file: Option<PathBuf>,
-    previous_authorization: Option<String>,
-    previous_authorization_file: Option<PathBuf>,
-    rotation_grace_ms: Option<u64>,
-    basic: Option<RawBasic>,
-    signature: Option<RawSignature>,
-    #[serde(default)]
-    allow_unauthenticated: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawBasic {
-    username: Option<String>,
-    username_file: Option<PathBuf>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawSignature {
-    #[serde(default)]
-    algorithms: Vec<String>,
-    hmac_secret: Option<String>,
-    hmac_secret_file: Option<PathBuf>,
-    jwks_url: Option<String>,
-    #[serde(default)]
-    key_ids: Vec<String>,
-    jwks_min_refetch_seconds: Option<u64>,
-    required: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawDedupe {
-    window_seconds: Option<u64>,
-    max_entries: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawShutdown {
-    delay_ms: Option<u64>,
-    drain_timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawRoute {
-    name: String,
-    events: Vec<String>,
-    http: Option<RawHttp>,
-    log: Option<RawLog>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawHttp {
-    method: Option<String>,
-    url: String,
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    headers: BTreeMap<String, RawHeaderValue>,
-    body: Option<BodyMode>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawHeaderValue {
-    Text(String),
-    File {
-        #[serde(rename = "valueFile")]
-        value_file: PathBuf,
-    },
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawLog {
-    #[serde(default)]
-    fields: Vec<String>,
-}
-
-// ---- the checked config ---------------------------------------------------
-
-/// What to answer when no route takes an event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Unmatched {
-    /// 200: nothing to do is a success (default).
-    #[default]
-    Accept,
-    /// 500: FusionAuth should record a failure (and, for a transactional
-    /// event under a strict transaction level, veto the action).
-    Reject,
-}
-
-/// How FusionAuth must authenticate. At least one mechanism, unless
-/// `allowUnauthenticated` says otherwise.
-#[derive(Debug, Default)]
-pub struct AuthConfig {
-    /// Exact value of the `Authorization` header.
-    pub authorization: Option<Arc<Secret>>,
-    /// A second accepted value, while a rotation is under way (the operator
-    /// sets it to what FusionAuth still sends until FusionAuth is switched).
-    pub previous_authorization: Option<Arc<Secret>>,
-    /// How long a secret file's replaced value is still accepted (default 5 min).
-    pub rotation_grace: Duration,
-    /// HTTP Basic credentials (username, password).
-    pub basic: Option<(Arc<Secret>, Arc<Secret>)>,
-    /// `X-FusionAuth-Signature-JWT` checks.
-    pub signature: Option<SignatureConfig>,
-}
-
-/// Signature settings.
-#[derive(Debug)]
-pub struct SignatureConfig {
-    /// The only algorithms accepted; the token's `alg` must be one of them.
-    pub algorithms: Vec<Algorithm>,
-    /// Shared secret for HS256/384/512 (FusionAuth's HMAC key secret).
-    pub hmac_secret: Option<Arc<Secret>>,
-    /// FusionAuth's JWKS, for RS/ES/EdDSA keys.
-    pub jwks_url: Option<reqwest::Url>,
-    /// When not empty, only these `kid`s are accepted.
-    pub key_ids: Vec<String>,
-    /// Minimum time between two JWKS fetches caused by unknown `kid`s.
-    pub jwks_min_refetch: Duration,
-    /// Reject requests without a signature (default true).
-    pub required: bool,
-}
-
-/// Event-id deduplication settings.
-#[derive(Debug, Clone, Copy)]
-pub struct DedupeConfig {
-    /// How long a handled event id is remembered. Zero: only concurrent
-    /// duplicates are caught.
-    pub window: Duration,
-    /// Upper bound on remembered ids; the oldest are forgotten first.
-    pub max_entries: usize,
-}
-
-/// Shutdown timing.
-#[derive(Debug, Clone, Copy)]
-pub struct ShutdownConfig {
-    /// After SIGTERM, keep serving (with `/readyz` failing) this long so load
-    /// balancers stop sending first.
-    pub delay: Duration,
-    /// Then wait at most this long for in-flight requests.
-    pub drain_timeout: Duration,
 }
 
 /// The checked config.
@@ -271,7 +95,7 @@ impl Config {
 
     /// Parses and checks YAML text.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        let raw: ConfigFile = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
         check(raw, Files::Read)
     }
 
@@ -281,7 +105,7 @@ impl Config {
     /// route the receiver would refuse becomes a condition on the resource
     /// instead of receiver pods that crash at start.
     pub fn check_without_files(text: &str) -> Result<(), ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        let raw: ConfigFile = serde_yaml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
         check(raw, Files::Assume).map(drop)
     }
 
@@ -295,6 +119,7 @@ impl Config {
         }
         if let Some(sig) = &self.auth.signature {
             all.extend(sig.hmac_secret.iter().cloned());
+            all.extend(sig.previous_hmac_secret.iter().cloned());
         }
         for route in &self.routes {
             if let Action::Http(http) = &route.action {
@@ -349,7 +174,7 @@ fn positive_ms(field: &str, value: Option<u64>, default: u64) -> Result<Duration
     }
 }
 
-fn check(raw: RawConfig, files: Files) -> Result<Config, ConfigError> {
+fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
     let listen_text = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
     let listen = listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
@@ -443,7 +268,7 @@ fn check(raw: RawConfig, files: Files) -> Result<Config, ConfigError> {
     })
 }
 
-fn check_auth(raw: RawAuth, files: Files) -> Result<AuthConfig, ConfigError> {
+fn check_auth(raw: AuthFile, files: Files) -> Result<AuthConfig, ConfigError> {
     let authorization = secret(files, "auth.authorization", raw.authorization, raw.authorization_file, "auth.authorizationFile")?;
     let previous_authorization = secret(
         files,
@@ -484,7 +309,7 @@ fn check_auth(raw: RawAuth, files: Files) -> Result<AuthConfig, ConfigError> {
     Ok(AuthConfig { authorization, previous_authorization, rotation_grace, basic, signature })
 }
 
-fn check_signature(raw: RawSignature, files: Files) -> Result<SignatureConfig, ConfigError> {
+fn check_signature(raw: SignatureFile, files: Files) -> Result<SignatureConfig, ConfigError> {
     const FIELD: &str = "auth.signature";
     if raw.algorithms.is_empty() {
         return Err(err(format!("{FIELD}.algorithms"), "list the algorithm(s) of FusionAuth's signing key, e.g. [HS256] or [RS256]"));
@@ -513,6 +338,16 @@ fn check_signature(raw: RawSignature, files: Files) -> Result<SignatureConfig, C
                 .ok_or_else(|| err(format!("{FIELD}.jwksUrl"), format!("`{u}` is not an http(s) URL")))
         })
         .transpose()?;
+    let previous_hmac_secret = secret(
+        files,
+        &format!("{FIELD}.previousHmacSecret"),
+        raw.previous_hmac_secret,
+        raw.previous_hmac_secret_file,
+        &format!("{FIELD}.previousHmacSecretFile"),
+    )?;
+    if previous_hmac_secret.is_some() && hmac_secret.is_none() {
+        return Err(err(format!("{FIELD}.previousHmacSecret"), "needs hmacSecret: it is a second accepted secret during a rotation"));
+    }
     if algorithms.iter().any(|a| is_hmac(*a)) && hmac_secret.is_none() {
         return Err(err(format!("{FIELD}.hmacSecret"), "an HS* algorithm is listed, so the HMAC secret is required (or hmacSecretFile)"));
     }
@@ -522,6 +357,7 @@ fn check_signature(raw: RawSignature, files: Files) -> Result<SignatureConfig, C
     Ok(SignatureConfig {
         algorithms,
         hmac_secret,
+        previous_hmac_secret,
         jwks_url,
         key_ids: raw.key_ids,
         jwks_min_refetch: Duration::from_secs(raw.jwks_min_refetch_seconds.unwrap_or(30)),
@@ -529,7 +365,7 @@ fn check_signature(raw: RawSignature, files: Files) -> Result<SignatureConfig, C
     })
 }
 
-fn check_http(field: &str, raw: RawHttp, read_timeout: Duration, files: Files) -> Result<HttpAction, ConfigError> {
+fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, files: Files) -> Result<HttpAction, ConfigError> {
     let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
     let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
     if !method.has_placeholders() {
@@ -576,8 +412,8 @@ fn check_http(field: &str, raw: RawHttp, read_timeout: Duration, files: Files) -
             return Err(err(&header_field, "is given twice: header names ignore case"));
         }
         let value = match value {
-            RawHeaderValue::Text(text) => HeaderValueSource::Template(Template::parse(&text).map_err(|e| err(&header_field, e))?),
-            RawHeaderValue::File { value_file } => HeaderValueSource::Secret(
+            HeaderValueFile::Text(text) => HeaderValueSource::Template(Template::parse(&text).map_err(|e| err(&header_field, e))?),
+            HeaderValueFile::File { value_file } => HeaderValueSource::Secret(
                 files.load(SecretSource::File(value_file)).map_err(|e| err(format!("{header_field}.valueFile"), e))?,
             ),
         };
@@ -591,7 +427,7 @@ fn check_http(field: &str, raw: RawHttp, read_timeout: Duration, files: Files) -
     Ok(HttpAction { method, url, timeout, headers, body })
 }
 
-fn check_log(field: &str, raw: RawLog) -> Result<LogAction, ConfigError> {
+fn check_log(field: &str, raw: LogFile) -> Result<LogAction, ConfigError> {
     let fields = raw
         .fields
         .iter()

@@ -13,8 +13,10 @@ use fusionhook_fusionauth::event_types;
 use fusionhook_fusionauth::model::TransactionType;
 use uuid::Uuid;
 
-use crate::names;
 use k8s_openapi::api::core::v1::ResourceRequirements;
+
+use crate::names;
+use crate::reconcile::conditions::Reason;
 
 use crate::resource::{DeletionPolicy, FusionAuthWebhook, ReceiverAuth, Route, SecretKeyRef, TransactionLevel};
 
@@ -45,12 +47,12 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    /// Condition reason (PascalCase).
-    pub fn reason(&self) -> &'static str {
+    /// Condition reason.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::SecretNotFound { .. } => "SecretNotFound",
-            Self::SecretKeyMissing { .. } => "SecretKeyMissing",
-            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::SecretNotFound { .. } => Reason::SecretNotFound,
+            Self::SecretKeyMissing { .. } => Reason::SecretKeyMissing,
+            Self::InvalidSpec(_) => Reason::InvalidSpec,
         }
     }
 }
@@ -65,16 +67,32 @@ impl std::fmt::Debug for SecretString {
     }
 }
 
+/// An HMAC signing key: what FusionAuth signs with and receivers check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacKey {
+    /// HS256/384/512.
+    pub algorithm: String,
+    /// The shared secret.
+    pub secret: SecretString,
+}
+
+impl HmacKey {
+    /// The Key Master id this key is imported under for the resource `uid`:
+    /// derived from the algorithm and the secret, so a changed secret or
+    /// algorithm is a new key (FusionAuth never returns a secret to compare).
+    pub fn key_id(&self, uid: &str) -> Uuid {
+        names::signing_key_id(uid, &self.algorithm, &self.secret.0)
+    }
+}
+
 /// How the receiver checks the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signing {
     /// HMAC: the operator imports the secret under `key_id`.
     Hmac {
-        /// HS256/384/512.
-        algorithm: String,
-        /// The shared secret.
-        secret: SecretString,
-        /// Deterministic Key Master id.
+        /// The key.
+        key: HmacKey,
+        /// Its Key Master id.
         key_id: Uuid,
     },
     /// A FusionAuth key pair; the receiver uses the JWKS.
@@ -119,10 +137,6 @@ pub struct Validated {
     pub read_timeout_ms: u32,
     /// The `Authorization` value, when the user gave one (else the operator generates it).
     pub authorization: Option<SecretString>,
-    /// During a rotation of the `Authorization` value: what FusionAuth still
-    /// sends, kept by the operator in its own Secret so the receivers accept
-    /// both until FusionAuth is switched (see `reconcile`).
-    pub previous_authorization: Option<SecretString>,
     /// Basic credentials.
     pub basic: Option<(SecretString, SecretString)>,
     /// Signature settings.
@@ -175,7 +189,7 @@ fn invalid(message: impl Into<String>) -> ValidationError {
     ValidationError::InvalidSpec(message.into())
 }
 
-fn secret_value(secrets: &SecretData, reference: &SecretKeyRef) -> Result<SecretString, ValidationError> {
+pub(crate) fn secret_value(secrets: &SecretData, reference: &SecretKeyRef) -> Result<SecretString, ValidationError> {
     let data = secrets.get(&reference.name).ok_or_else(|| ValidationError::SecretNotFound { name: reference.name.clone() })?;
     let missing = || ValidationError::SecretKeyMissing { name: reference.name.clone(), key: reference.key.clone() };
     let bytes = data.get(&reference.key).ok_or_else(missing)?;
@@ -203,112 +217,16 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     let (Some(namespace), Some(name), Some(uid)) = (meta.namespace.clone(), meta.name.clone(), meta.uid.clone()) else {
         return Err(invalid("metadata: namespace, name and uid are required"));
     };
-
-    if spec.events.is_empty() {
-        return Err(invalid("events: list at least one FusionAuth event type"));
-    }
-    let mut events = Vec::with_capacity(spec.events.len());
-    for (i, event) in spec.events.iter().enumerate() {
-        // FusionAuth refuses unknown names with a 400 (FACTS.md §a.5): say so now.
-        if !event_types::accepted_as_event_key(event) || event == "test" {
-            return Err(invalid(format!("events[{i}]: `{event}` is not a FusionAuth event type")));
-        }
-        events.push(event.clone());
-    }
-    events.sort();
-    events.dedup();
-
-    let selection = spec.tenants.clone().unwrap_or_default();
-    let mut tenant_ids = Vec::with_capacity(selection.tenant_ids.len());
-    for (i, id) in selection.tenant_ids.iter().enumerate() {
-        tenant_ids.push(Uuid::parse_str(id).map_err(|_| invalid(format!("tenants.tenantIds[{i}]: `{id}` is not a tenant id (UUID)")))?);
-    }
-    let global = match (selection.global, tenant_ids.is_empty()) {
-        (Some(true), false) => return Err(invalid("tenants: set global: true or list tenantIds, not both")),
-        (Some(false), true) => return Err(invalid("tenants: global: false needs tenantIds, or the webhook never receives anything")),
-        (_, true) => true,
-        (_, false) => false,
-    };
-    let tenant_events = match &spec.tenant_events {
-        Some(_) if tenant_ids.is_empty() => {
-            return Err(invalid("tenantEvents: list tenants.tenantIds; the operator only changes the switches of tenants you list"));
-        }
-        Some(t) => Some(transaction(t.transaction_type)),
-        None => None,
-    };
-
+    let events = events(&spec.events)?;
+    let Tenants { global, tenant_ids, tenant_events } = tenants(resource)?;
     let delivery = &spec.delivery;
     if delivery.connect_timeout_ms == 0 || delivery.read_timeout_ms == 0 {
         return Err(invalid("delivery: connectTimeoutMs and readTimeoutMs must be greater than 0"));
     }
-    let mut names = std::collections::BTreeSet::new();
-    for (i, route) in spec.routes.iter().enumerate() {
-        if !names.insert(route.name.as_str()) {
-            return Err(invalid(format!("routes[{i}].name: `{}` is used by another route", route.name)));
-        }
-        if route.http.is_some() == route.log.is_some() {
-            return Err(invalid(format!("routes[{i}]: give exactly one action, http or log")));
-        }
-        if let Some(timeout) = route.http.as_ref().and_then(|h| h.timeout_ms)
-            && timeout >= delivery.read_timeout_ms
-        {
-            return Err(invalid(format!(
-                "routes[{i}].http.timeoutMs: {timeout} must be below delivery.readTimeoutMs ({}): FusionAuth would give up first",
-                delivery.read_timeout_ms
-            )));
-        }
-        for (name, header) in route.http.iter().flat_map(|h| h.headers.iter()) {
-            if header.value.is_some() == header.secret_key_ref.is_some() {
-                return Err(invalid(format!("routes[{i}].http.headers.{name}: give value or secretKeyRef, exactly one")));
-            }
-            if let Some(reference) = &header.secret_key_ref {
-                secret_value(secrets, reference)?;
-            }
-        }
-    }
-
-    let auth = &spec.auth;
-    let authorization = auth.authorization_secret_ref.as_ref().map(|r| secret_value(secrets, r)).transpose()?;
-    let basic = match &auth.basic {
-        Some(b) => Some((secret_value(secrets, &b.username_secret_ref)?, secret_value(secrets, &b.password_secret_ref)?)),
-        None => None,
-    };
-    if authorization.is_some() && basic.is_some() {
-        return Err(invalid("auth: authorizationSecretRef and basic both use the Authorization header; choose one"));
-    }
-    let signing = match &auth.signature {
-        None => None,
-        Some(sig) => {
-            let hmac = matches!(sig.algorithm.as_str(), "HS256" | "HS384" | "HS512");
-            match (&sig.hmac_secret_ref, &sig.signing_key_id) {
-                (Some(reference), None) if hmac => Some(Signing::Hmac {
-                    algorithm: sig.algorithm.clone(),
-                    secret: secret_value(secrets, reference)?,
-                    key_id: names::signing_key_id(&uid),
-                }),
-                (None, Some(key)) if !hmac => Some(Signing::KeyPair {
-                    algorithm: sig.algorithm.clone(),
-                    key_id: Uuid::parse_str(key)
-                        .map_err(|_| invalid(format!("auth.signature.signingKeyId: `{key}` is not a key id (UUID)")))?,
-                }),
-                _ => {
-                    return Err(invalid(format!(
-                        "auth.signature: {} needs {}",
-                        sig.algorithm,
-                        if hmac { "hmacSecretRef (and no signingKeyId)" } else { "signingKeyId (and no hmacSecretRef)" }
-                    )));
-                }
-            }
-        }
-    };
-
+    routes(&spec.routes, delivery.read_timeout_ms, secrets)?;
+    let Credentials { authorization, basic } = credentials(&spec.auth, secrets)?;
+    let signing = signing(&spec.auth, &uid, secrets)?;
     let Connection { url, api_key, ca_pem } = connection(resource, secrets)?;
-    let previous_authorization = if basic.is_some() {
-        None
-    } else {
-        let previous = SecretKeyRef { name: names::authorization_secret_name(&name), key: names::PREVIOUS_AUTHORIZATION_KEY.to_owned() };
-        secret_value(secrets, &previous).ok()
-    };
     if spec.receiver.replicas < 0 {
         return Err(invalid("receiver.replicas: must not be negative"));
     }
@@ -317,7 +235,6 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     {
         return Err(invalid(format!("receiver.externalUrl: `{external}` is not an http(s) URL")));
     }
-
     let validated = Validated {
         namespace,
         webhook_id: names::webhook_id(&uid),
@@ -333,7 +250,6 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         tenant_events,
         connect_timeout_ms: delivery.connect_timeout_ms,
         read_timeout_ms: delivery.read_timeout_ms,
-        previous_authorization,
         authorization,
         basic,
         signing,
@@ -349,6 +265,119 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     Ok(validated)
 }
 
+/// The events, as FusionAuth names them, sorted and deduplicated.
+fn events(listed: &[String]) -> Result<Vec<String>, ValidationError> {
+    if listed.is_empty() {
+        return Err(invalid("events: list at least one FusionAuth event type"));
+    }
+    for (i, event) in listed.iter().enumerate() {
+        // FusionAuth refuses unknown names with a 400 (FACTS.md §a.5): say so now.
+        if !event_types::accepted_as_event_key(event) || event == "test" {
+            return Err(invalid(format!("events[{i}]: `{event}` is not a FusionAuth event type")));
+        }
+    }
+    let mut events = listed.to_vec();
+    events.sort();
+    events.dedup();
+    Ok(events)
+}
+
+struct Tenants {
+    global: bool,
+    tenant_ids: Vec<Uuid>,
+    tenant_events: Option<TransactionType>,
+}
+
+fn tenants(resource: &FusionAuthWebhook) -> Result<Tenants, ValidationError> {
+    let selection = resource.spec.tenants.clone().unwrap_or_default();
+    let mut tenant_ids = Vec::with_capacity(selection.tenant_ids.len());
+    for (i, id) in selection.tenant_ids.iter().enumerate() {
+        tenant_ids.push(Uuid::parse_str(id).map_err(|_| invalid(format!("tenants.tenantIds[{i}]: `{id}` is not a tenant id (UUID)")))?);
+    }
+    let global = match (selection.global, tenant_ids.is_empty()) {
+        (Some(true), false) => return Err(invalid("tenants: set global: true or list tenantIds, not both")),
+        (Some(false), true) => return Err(invalid("tenants: global: false needs tenantIds, or the webhook never receives anything")),
+        (_, true) => true,
+        (_, false) => false,
+    };
+    let tenant_events = match &resource.spec.tenant_events {
+        Some(_) if tenant_ids.is_empty() => {
+            return Err(invalid("tenantEvents: list tenants.tenantIds; the operator only changes the switches of tenants you list"));
+        }
+        Some(t) => Some(transaction(t.transaction_type)),
+        None => None,
+    };
+    Ok(Tenants { global, tenant_ids, tenant_events })
+}
+
+/// What only the operator can check about routes (the receiver's own parser
+/// checks the rest, see [`receiver_accepts`]): unique names, one action, a
+/// timeout inside FusionAuth's, the Secrets of header values.
+fn routes(routes: &[Route], read_timeout_ms: u32, secrets: &SecretData) -> Result<(), ValidationError> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, route) in routes.iter().enumerate() {
+        if !names.insert(route.name.as_str()) {
+            return Err(invalid(format!("routes[{i}].name: `{}` is used by another route", route.name)));
+        }
+        if route.http.is_some() == route.log.is_some() {
+            return Err(invalid(format!("routes[{i}]: give exactly one action, http or log")));
+        }
+        if let Some(timeout) = route.http.as_ref().and_then(|h| h.timeout_ms)
+            && timeout >= read_timeout_ms
+        {
+            return Err(invalid(format!(
+                "routes[{i}].http.timeoutMs: {timeout} must be below delivery.readTimeoutMs ({read_timeout_ms}): FusionAuth would give up first"
+            )));
+        }
+        for (name, header) in route.http.iter().flat_map(|h| h.headers.iter()) {
+            if header.value.is_some() == header.secret_key_ref.is_some() {
+                return Err(invalid(format!("routes[{i}].http.headers.{name}: give value or secretKeyRef, exactly one")));
+            }
+            if let Some(reference) = &header.secret_key_ref {
+                secret_value(secrets, reference)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Credentials {
+    authorization: Option<SecretString>,
+    basic: Option<(SecretString, SecretString)>,
+}
+
+fn credentials(auth: &ReceiverAuth, secrets: &SecretData) -> Result<Credentials, ValidationError> {
+    let authorization = auth.authorization_secret_ref.as_ref().map(|r| secret_value(secrets, r)).transpose()?;
+    let basic = match &auth.basic {
+        Some(b) => Some((secret_value(secrets, &b.username_secret_ref)?, secret_value(secrets, &b.password_secret_ref)?)),
+        None => None,
+    };
+    if authorization.is_some() && basic.is_some() {
+        return Err(invalid("auth: authorizationSecretRef and basic both use the Authorization header; choose one"));
+    }
+    Ok(Credentials { authorization, basic })
+}
+
+fn signing(auth: &ReceiverAuth, uid: &str, secrets: &SecretData) -> Result<Option<Signing>, ValidationError> {
+    let Some(sig) = &auth.signature else { return Ok(None) };
+    let hmac = matches!(sig.algorithm.as_str(), "HS256" | "HS384" | "HS512");
+    match (&sig.hmac_secret_ref, &sig.signing_key_id) {
+        (Some(reference), None) if hmac => {
+            let key = HmacKey { algorithm: sig.algorithm.clone(), secret: secret_value(secrets, reference)? };
+            Ok(Some(Signing::Hmac { key_id: key.key_id(uid), key }))
+        }
+        (None, Some(key)) if !hmac => Ok(Some(Signing::KeyPair {
+            algorithm: sig.algorithm.clone(),
+            key_id: Uuid::parse_str(key).map_err(|_| invalid(format!("auth.signature.signingKeyId: `{key}` is not a key id (UUID)")))?,
+        })),
+        _ => Err(invalid(format!(
+            "auth.signature: {} needs {}",
+            sig.algorithm,
+            if hmac { "hmacSecretRef (and no signingKeyId)" } else { "signingKeyId (and no hmacSecretRef)" }
+        ))),
+    }
+}
+
 /// The receiver's own parser on the config the operator would render: what
 /// it refuses (a placeholder without `event.`, a method that is none, a log
 /// field outside the event, two headers that differ only in case, …) is
@@ -356,7 +385,7 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
 /// receiver pods would crash at start while old ones kept serving. The
 /// receiver's field paths under `routes` are the spec's.
 fn receiver_accepts(v: &Validated) -> Result<(), ValidationError> {
-    let config = crate::build::receiver::receiver_config(v);
+    let config = crate::reconcile::build::receiver_config::render(v, &crate::reconcile::rotation::Previous::default());
     fusionhook_receiver::Config::check_without_files(&config).map_err(|e| invalid(format!("{e} (the receiver refuses this)")))
 }
 
@@ -365,4 +394,40 @@ fn http_url(text: &str) -> Option<String> {
     let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"))?;
     let host = rest.split(['/', '?', '#']).next()?;
     (!host.is_empty() && !text.contains(char::is_whitespace)).then(|| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::reconcile::build::fixtures::{resource, secrets};
+
+    #[test]
+    fn routes_the_receiver_would_refuse_are_invalid_before_anything_is_written() {
+        let route = |http: Value| json!({"routes": [{"name": "r", "events": ["user.delete"], "http": http}]});
+        let cases = [
+            (
+                route(json!({"url": "http://todo/users/{{user.id}}"})),
+                "routes[0].http.url: placeholder {{user.id}} must start with `event.`",
+            ),
+            (route(json!({"url": "http://todo/", "method": "GE T"})), "routes[0].http.method"),
+            (route(json!({"url": "http://todo/a/../{{event.user.id}}"})), "routes[0].http.url: has a `.` or `..` path segment"),
+            (
+                route(json!({"url": "http://todo/", "headers": {"X-Source": {"value": "a"}, "x-source": {"value": "b"}}})),
+                "routes[0].http.headers.x-source: is given twice",
+            ),
+            (json!({"routes": [{"name": "r", "events": ["user.delete"], "log": {"fields": ["user.email"]}}]}), "routes[0].log.fields[0]"),
+        ];
+        for (extra, expected) in cases {
+            match validate(&resource(extra.clone()), &secrets()) {
+                Err(ValidationError::InvalidSpec(message)) => {
+                    assert!(message.contains(expected), "{extra}: expected {expected:?} in {message:?}");
+                }
+                other => panic!("{extra}: expected InvalidSpec, got {other:?}"),
+            }
+        }
+        // Secret files do not exist where the operator runs: the check does not read them.
+        assert!(validate(&resource(json!({})), &secrets()).is_ok());
+    }
 }

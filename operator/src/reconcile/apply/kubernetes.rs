@@ -1,89 +1,25 @@
-//! The Kubernetes half of apply: read the referenced Secrets (dereference),
-//! server-side apply the receiver objects with one field manager, and patch
-//! the status subresource.
+//! The Kubernetes half of apply: server-side apply the receiver objects
+//! with one field manager, tell where their rollout stands, and patch the
+//! status subresource.
 //!
 //! Each applied object carries a hash of what we applied; an object whose
 //! hash already matches is not applied again, so a resync over unchanged
 //! resources makes no Kubernetes write.
 
-use std::collections::BTreeSet;
-
-use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
-use rand::RngCore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::build::receiver::{self, AUTHORIZATION_KEY};
 use crate::names;
-use crate::resource::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus};
-use crate::validate::{SecretData, Validated};
+use crate::reconcile::build::ReceiverObjects;
+use crate::resource::{FusionAuthWebhook, FusionAuthWebhookStatus};
 
 /// Annotation with the hash of the object as last applied by us.
 pub const APPLIED_HASH_ANNOTATION: &str = "fusionhook.dev/applied-hash";
-
-/// Names of the Secrets a resource reads: every reference in the spec, and
-/// the generated `Authorization` Secret when the spec gives no credentials.
-pub fn referenced_secrets(name: &str, spec: &FusionAuthWebhookSpec) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    names.insert(spec.fusion_auth.api_key_secret_ref.name.clone());
-    names.extend(spec.fusion_auth.ca_secret_ref.iter().map(|r| r.name.clone()));
-    let auth = &spec.auth;
-    names.extend(auth.authorization_secret_ref.iter().map(|r| r.name.clone()));
-    if let Some(basic) = &auth.basic {
-        names.insert(basic.username_secret_ref.name.clone());
-        names.insert(basic.password_secret_ref.name.clone());
-    }
-    names.extend(auth.signature.iter().flat_map(|s| s.hmac_secret_ref.iter()).map(|r| r.name.clone()));
-    for route in &spec.routes {
-        names.extend(route.http.iter().flat_map(|h| h.headers.values()).filter_map(|v| v.secret_key_ref.as_ref()).map(|r| r.name.clone()));
-    }
-    if auth.basic.is_none() {
-        // The operator's own Secret: the generated value, or the previous one during a rotation.
-        names.insert(names::authorization_secret_name(name));
-    }
-    names
-}
-
-/// dereference: reads the Secrets the resource references (the only reads
-/// besides the resource itself). A missing Secret is simply absent; validate
-/// turns that into `SecretNotFound`.
-pub async fn dereference(client: &Client, resource: &FusionAuthWebhook) -> Result<SecretData, kube::Error> {
-    let namespace = resource.metadata.namespace.clone().unwrap_or_default();
-    let name = resource.metadata.name.clone().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut data = SecretData::new();
-    for secret_name in referenced_secrets(&name, &resource.spec) {
-        if let Some(secret) = api.get_opt(&secret_name).await? {
-            let values = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            data.insert(secret_name, values);
-        }
-    }
-    Ok(data)
-}
-
-/// The `Authorization` value FusionAuth must send when the spec gives none:
-/// the one already in the generated Secret, or a fresh CSPRNG value (32
-/// bytes, base64url) the first time. Kept across reconciles.
-pub fn generated_authorization(v: &Validated, secrets: &SecretData) -> Option<String> {
-    if v.auth_refs.authorization_secret_ref.is_some() || v.auth_refs.basic.is_some() {
-        return None;
-    }
-    let existing = secrets
-        .get(&names::authorization_secret_name(&v.name))
-        .and_then(|d| d.get(AUTHORIZATION_KEY))
-        .and_then(|b| String::from_utf8(b.clone()).ok())
-        .filter(|s| !s.is_empty());
-    Some(existing.unwrap_or_else(|| {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    }))
-}
 
 fn hash_of<T: Serialize>(object: &T) -> String {
     let bytes = serde_json::to_vec(object).unwrap_or_default();
@@ -133,47 +69,32 @@ pub struct ReceiverApplied {
     pub written: Vec<&'static str>,
 }
 
-/// Applies the receiver objects: the generated Secret (when `authorization`
-/// is given), ConfigMap, Service, Deployment.
+/// Applies the receiver objects: the operator's Secret (when it holds
+/// anything or exists), ConfigMap, Service, Deployment.
 pub async fn apply_receiver(
     client: &Client,
-    v: &Validated,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    default_image: &str,
-    authorization: Option<&str>,
+    namespace: &str,
+    desired: &ReceiverObjects,
     observed: &Observed,
 ) -> Result<ReceiverApplied, kube::Error> {
-    let ns = &v.namespace;
     let mut written = Vec::new();
-    // The operator's own Secret: the generated value and/or the previous
-    // value during a rotation (applied empty to clear the latter).
-    let mut secrets_version = None;
-    if authorization.is_some() || v.previous_authorization.is_some() || observed.secret.is_some() {
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let applied = apply_one(&api, receiver::authorization_secret(v, authorization, owner), observed.secret.as_ref()).await?;
-        if applied.is_some() {
+    let holds_anything = desired.kept_secret.data.as_ref().is_some_and(|d| !d.is_empty());
+    if holds_anything || observed.secret.is_some() {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        if apply_one(&api, desired.kept_secret.clone(), observed.secret.as_ref()).await?.is_some() {
             written.push("Secret");
         }
-        secrets_version = applied.as_ref().or(observed.secret.as_ref()).and_then(|s| s.metadata.resource_version.clone());
     }
-    let config = receiver::receiver_config(v);
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    if apply_one(&api, receiver::config_map(v, &config, owner), observed.config_map.as_ref()).await?.is_some() {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    if apply_one(&api, desired.config_map.clone(), observed.config_map.as_ref()).await?.is_some() {
         written.push("ConfigMap");
     }
-    let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    if apply_one(&api, receiver::service(v, owner), observed.service.as_ref()).await?.is_some() {
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    if apply_one(&api, desired.service.clone(), observed.service.as_ref()).await?.is_some() {
         written.push("Service");
     }
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    // During a rotation the pods must start with the previous value that
-    // Secret holds now: its version joins the checksum, so a change rolls them.
-    let checksum = match (&v.previous_authorization, &secrets_version) {
-        (Some(_), Some(version)) => receiver::config_checksum(&format!("{config}\n# {}: {version}", names::PREVIOUS_AUTHORIZATION_KEY)),
-        _ => receiver::config_checksum(&config),
-    };
-    let deployment = receiver::deployment(v, default_image, &checksum, owner);
-    let applied = apply_one(&api, deployment, observed.deployment.as_ref()).await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let applied = apply_one(&api, desired.deployment.clone(), observed.deployment.as_ref()).await?;
     if applied.is_some() {
         written.push("Deployment");
     }
@@ -242,7 +163,7 @@ pub async fn patch_status(
     // null so that, e.g., tenant switches turned off leave the status too.
     let mut body = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
     if let Some(fields) = body.as_object_mut() {
-        for key in ["observedGeneration", "webhookId", "url", "enabledTenantEvents", "conditions"] {
+        for key in ["observedGeneration", "fusionAuthUrl", "webhookId", "url", "signingKeyId", "enabledTenantEvents", "conditions"] {
             fields.entry(key).or_insert(serde_json::Value::Null);
         }
     }

@@ -7,7 +7,7 @@ use fusionhook_fusionauth::model::{SignatureConfiguration, Webhook};
 use serde_json::{Map, Value};
 
 use crate::names;
-use crate::validate::{Signing, Validated};
+use crate::reconcile::validate::{Signing, Validated};
 
 /// Port the receiver listens on inside the pod and behind its Service.
 pub const RECEIVER_PORT: u16 = 8080;
@@ -83,6 +83,7 @@ struct Owned<'a> {
     description: Option<&'a str>,
     owner: Option<&'a Value>,
     owner_uid: Option<&'a Value>,
+    tenant_switches: Option<&'a Value>,
 }
 
 fn owned(w: &Webhook) -> Owned<'_> {
@@ -100,6 +101,7 @@ fn owned(w: &Webhook) -> Owned<'_> {
         description: w.description.as_deref(),
         owner: w.data.get(names::OWNER_DATA_KEY),
         owner_uid: w.data.get(names::OWNER_UID_DATA_KEY),
+        tenant_switches: w.data.get(names::TENANT_SWITCHES_DATA_KEY).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())),
     }
 }
 
@@ -129,15 +131,15 @@ pub fn drifted_fields(observed: &Webhook, desired: &Webhook) -> Vec<&'static str
     check(o.username != d.username || o.password != d.password, "httpAuthentication");
     check(o.signing_key != d.signing_key, "signatureConfiguration");
     check(o.description != d.description, "description");
-    check(o.owner != d.owner || o.owner_uid != d.owner_uid, "data");
+    check(o.owner != d.owner || o.owner_uid != d.owner_uid || o.tenant_switches != d.tenant_switches, "data");
     fields
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::validate::{SecretData, ValidationError, validate};
     use crate::resource::FusionAuthWebhook;
-    use crate::validate::{SecretData, ValidationError, validate};
 
     const UID: &str = "6a1f8a52-3c3e-4a7e-9a57-2d9c4f6b1e01";
     const TENANT_A: &str = "11111111-1111-4111-8111-111111111111";
@@ -223,7 +225,7 @@ mod tests {
         assert_eq!(w.http_authentication_password.as_deref(), Some("fa-pass"));
         let sig = w.signature_configuration.unwrap();
         assert!(sig.enabled);
-        assert_eq!(sig.signing_key_id, Some(names::signing_key_id(UID)));
+        assert_eq!(sig.signing_key_id, Some(names::signing_key_id(UID, "HS512", "hmac-secret")));
 
         let keypair = serde_json::json!({"auth": {"signature": {"algorithm": "RS256", "signingKeyId": TENANT_A}}});
         let v = validate(&resource(keypair), &base_secrets()).unwrap();
@@ -284,7 +286,7 @@ mod tests {
         ];
         for (spec, secrets, reason, message) in cases {
             let err: ValidationError = validate(&resource(spec.clone()), &secrets).unwrap_err();
-            assert_eq!(err.reason(), reason, "{spec}");
+            assert_eq!(err.reason().as_str(), reason, "{spec}");
             assert!(err.to_string().contains(message), "{spec}: {err}");
             assert!(!err.to_string().contains("global-key"));
         }

@@ -1,0 +1,72 @@
+//! build: validated resource + this pass's credentials -> the desired state,
+//! one value that apply consumes. Pure: no I/O, no clock, no randomness (a
+//! generated `Authorization` value is an input).
+//!
+//! - [`receiver_config`]: the receiver's config file and the Secret files it reads;
+//! - [`receiver`]: the receiver's Secret, ConfigMap, Deployment and Service;
+//! - [`fusionauth`]: the FusionAuth webhook and drift detection over the fields we own.
+
+pub mod fusionauth;
+pub mod receiver;
+pub mod receiver_config;
+
+pub use fusionauth::{drifted, drifted_fields, fusionauth_webhook, receiver_url};
+
+use fusionhook_fusionauth::model::Webhook;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
+use crate::reconcile::rotation::Credentials;
+use crate::reconcile::validate::Validated;
+use crate::resource::FusionAuthWebhook;
+
+/// The controller owner reference every receiver object carries, so deleting
+/// the resource garbage-collects them. `None` for a resource without uid
+/// (never stored by an API server).
+pub fn owner_reference(resource: &FusionAuthWebhook) -> Option<OwnerReference> {
+    resource.controller_owner_ref(&())
+}
+
+/// The receiver's Kubernetes objects.
+#[derive(Debug, Clone)]
+pub struct ReceiverObjects {
+    /// The operator's own Secret ([`crate::names::kept`]); applied when it
+    /// holds anything or exists already (so emptied keys are removed).
+    pub kept_secret: Secret,
+    /// The config.
+    pub config_map: ConfigMap,
+    /// The Service.
+    pub service: Service,
+    /// The Deployment.
+    pub deployment: Deployment,
+}
+
+/// Everything this resource wants to exist.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// In Kubernetes.
+    pub receiver: ReceiverObjects,
+    /// In FusionAuth.
+    pub webhook: Webhook,
+}
+
+/// The desired state of `v` with `credentials`.
+pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, owner: &OwnerReference) -> Desired {
+    let previous = &credentials.previous;
+    let config = receiver_config::render(v, previous);
+    let checksum = receiver::config_checksum(&config, previous);
+    Desired {
+        receiver: ReceiverObjects {
+            kept_secret: receiver::kept_secret(v, credentials, owner),
+            config_map: receiver::config_map(v, &config, owner),
+            service: receiver::service(v, owner),
+            deployment: receiver::deployment(v, previous, default_image, &checksum, owner),
+        },
+        webhook: fusionauth_webhook(v, &credentials.authorization),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -1,0 +1,124 @@
+//! cleanup: remove what a resource put into a FusionAuth: the tenant
+//! switches it turned on (unless another webhook listens), the webhook, and
+//! the HMAC keys it imported. Runs on delete (behind the finalizer) and when
+//! `spec.fusionAuth.url` moves the resource to another FusionAuth (before
+//! anything is registered there). When FusionAuth cannot be reached, the
+//! finalizer stays (or the move waits) and a condition says what to do;
+//! `deletionPolicy: Orphan` leaves everything in place.
+
+use std::collections::BTreeSet;
+
+use fusionhook_fusionauth::client::FusionAuthClient;
+use kube::Api;
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::names;
+use crate::reconcile::apply::fusionauth::{ApplyError, delete_keys};
+use crate::reconcile::conditions::{Kind, Step};
+use crate::reconcile::status::{self, Report, normal, warning};
+use crate::reconcile::validate::{self, Connection, Signing, Validated};
+use crate::reconcile::{Error, Stopped, Then, dereference, tenant_switches};
+use crate::resource::{DeletionPolicy, FusionAuthWebhook};
+
+/// Removes everything of webhook `webhook_id` from `fa`: first the tenant
+/// switches its record claims (read from the webhook itself), then the
+/// webhook (404 is success), then `keys`.
+pub async fn remove_from(fa: &FusionAuthClient, webhook_id: Uuid, keys: BTreeSet<Uuid>) -> Result<(), ApplyError> {
+    let webhook = fa.retrieve_webhook(webhook_id).await?;
+    tenant_switches::release(fa, webhook_id, &tenant_switches::claims_of(webhook.as_ref())).await?;
+    fa.delete_webhook(webhook_id).await?;
+    delete_keys(fa, keys).await
+}
+
+/// The HMAC keys the resource may have imported: the one status records,
+/// `current` (the spec's), and the uid-only id of versions before 0.2.
+fn keys(r: &FusionAuthWebhook, uid: &str, current: Option<Uuid>) -> BTreeSet<Uuid> {
+    let recorded = r.status.as_ref().and_then(|s| s.signing_key_id.as_deref()).and_then(|k| Uuid::parse_str(k).ok());
+    let signed = r.spec.auth.signature.as_ref().is_some_and(|s| s.hmac_secret_ref.is_some());
+    let legacy = (signed || recorded.is_some()).then(|| names::legacy_signing_key_id(uid));
+    [recorded, current, legacy].into_iter().flatten().collect()
+}
+
+/// Clean-up before the finalizer goes.
+pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>) -> Result<(), Error> {
+    let uid = r.metadata.uid.clone().ok_or(Error::Incomplete("uid"))?;
+    let webhook_id = names::webhook_id(&uid);
+    if r.spec.deletion_policy == DeletionPolicy::Orphan {
+        let note = format!("deletionPolicy is Orphan: FusionAuth webhook {webhook_id} is left in place");
+        status::publish(r, ctx, &[normal("WebhookOrphaned", "Delete", note)]).await;
+        return Ok(());
+    }
+    let secrets = dereference::secrets(&ctx.client, r).await.map_err(Error::Dereference)?;
+    let current = match validate::validate(r, &secrets).map(|v| v.signing) {
+        Ok(Some(Signing::Hmac { key_id, .. })) => Some(key_id),
+        _ => None,
+    };
+    let result = match validate::connection(r, &secrets) {
+        Ok(connection) => match ctx.fusionauth(&connection) {
+            Ok(fa) => remove_from(&fa, webhook_id, keys(r, &uid, current)).await.map_err(Error::FusionAuth),
+            Err(e) => Err(Error::FusionAuth(e.into())),
+        },
+        Err(e) => Err(Error::CleanupBlocked(e)),
+    };
+    if let Err(e) = result {
+        let reason = match &e {
+            Error::FusionAuth(e) => e.reason(),
+            Error::CleanupBlocked(e) => e.reason(),
+            _ => crate::reconcile::conditions::Reason::FusionAuthUnreachable,
+        };
+        let message = format!(
+            "cannot remove FusionAuth webhook {webhook_id}: {e}; the finalizer stays until the webhook is removed (or set deletionPolicy: Orphan)"
+        );
+        status::write(r, ctx, api, Report::new(r), Some(&Step::failed(Kind::Ready, reason, message))).await?;
+        return Err(e);
+    }
+    let note = format!("FusionAuth webhook {webhook_id} deleted");
+    status::publish(r, ctx, &[normal("WebhookDeleted", "Delete", note)]).await;
+    Ok(())
+}
+
+/// When `spec.fusionAuth.url` changed since the resource registered: clean
+/// the previous FusionAuth first (with the current API key and CA). Returns
+/// whether the resource moved, so the generated `Authorization` value is
+/// replaced: the old instance must not be able to reach the receiver.
+pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Validated, report: &mut Report) -> Result<bool, Stopped> {
+    let Some(previous) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()).filter(|u| *u != v.fusionauth_url) else {
+        return Ok(false);
+    };
+    if v.deletion_policy == DeletionPolicy::Orphan {
+        let note = format!("moved from FusionAuth {previous}; deletionPolicy is Orphan, so webhook {} is left there", v.webhook_id);
+        report.event(normal("WebhookOrphaned", "Move", note));
+    } else {
+        let connection = Connection { url: previous.clone(), ..v.connection() };
+        let current = match &v.signing {
+            Some(Signing::Hmac { key_id, .. }) => Some(*key_id),
+            _ => None,
+        };
+        let removed = match ctx.fusionauth(&connection) {
+            Ok(fa) => remove_from(&fa, v.webhook_id, keys(r, &v.uid, current)).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = removed {
+            let message = format!(
+                "cannot remove webhook {} from the previous FusionAuth {previous}: {e}; retrying (set deletionPolicy: Orphan to leave it there)",
+                v.webhook_id
+            );
+            return Err(Stopped {
+                step: Step::failed(Kind::WebhookRegistered, e.reason(), message),
+                then: Then::Retry(Error::FusionAuth(e)),
+            });
+        }
+        report.event(normal("WebhookMoved", "Move", format!("webhook {} removed from the previous FusionAuth {previous}", v.webhook_id)));
+    }
+    if v.authorization.is_some() || v.basic.is_some() {
+        let note = format!(
+            "moved from FusionAuth {previous}: the Authorization value is yours, so rotate it or {previous} can still call the receiver"
+        );
+        report.event(warning("RotateAuthorization", "Move", note));
+    }
+    report.status.fusion_auth_url = None;
+    report.status.signing_key_id = None;
+    report.status.enabled_tenant_events.clear();
+    Ok(true)
+}

@@ -1,0 +1,316 @@
+//! reconcile: one resource through the pipeline of DESIGN.md, behind the
+//! finalizer. Each stage is a module:
+//!
+//! - [`dereference`]: read the referenced Secrets;
+//! - [`validate`]: pure, resource + Secrets -> a checked value or a condition;
+//! - [`rotation`]: pure, which credentials receivers accept this pass;
+//! - [`build`]: pure, the desired state (receiver objects, FusionAuth webhook);
+//! - [`apply`]: make Kubernetes and FusionAuth match it;
+//! - [`tenant_switches`]: the protocol for FusionAuth's tenant event switches;
+//! - [`cleanup`]: remove what the resource put in FusionAuth (on delete, or
+//!   when it moves to another FusionAuth);
+//! - [`status`] and [`conditions`]: one status patch at the end, and Events.
+//!
+//! Each stage returns `Result<_, Stopped>`: the step that stopped the pass,
+//! why, and what to do next. Errors never crash the operator: a bad
+//! resource (invalid spec, missing Secret) becomes a condition and a slow
+//! re-check (a change to the resource or the Secret triggers one sooner); a
+//! failing call to Kubernetes or FusionAuth becomes a condition and an
+//! error, which [`error_policy`] turns into an exponential backoff with jitter.
+
+pub mod apply;
+pub mod build;
+pub mod cleanup;
+pub mod conditions;
+pub mod dereference;
+pub mod finalizer;
+pub mod rotation;
+pub mod status;
+pub mod tenant_switches;
+pub mod validate;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fusionhook_fusionauth::client::FusionAuthClient;
+use fusionhook_fusionauth::model::Webhook;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::names;
+use crate::resource::FusionAuthWebhook;
+use apply::fusionauth::{ApplyError, WebhookChange, apply_signing_key, apply_webhook, delete_keys};
+use apply::kubernetes::{Rollout, apply_receiver, rollout};
+use build::{Desired, owner_reference, receiver_url};
+use conditions::{Kind, Reason, Step};
+use rotation::{Credentials, Kept, Seen};
+use status::Report;
+use validate::{Signing, Validated, ValidationError, validate};
+
+/// A reconcile that failed; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the referenced Secrets failed.
+    #[error("reading the referenced Secrets: {0}")]
+    Dereference(#[source] kube::Error),
+    /// Server-side apply of a receiver object failed.
+    #[error("applying the receiver objects: {0}")]
+    ApplyReceiver(#[source] kube::Error),
+    /// The status patch failed.
+    #[error("patching the status: {0}")]
+    Status(#[source] kube::Error),
+    /// Adding or removing the finalizer failed.
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+    /// A FusionAuth call failed.
+    #[error(transparent)]
+    FusionAuth(#[from] ApplyError),
+    /// Clean-up cannot reach FusionAuth: the connection Secret is gone or bad.
+    #[error("cannot clean up: {0}")]
+    CleanupBlocked(#[source] ValidationError),
+    /// The resource lacks metadata an API server always sets.
+    #[error("the resource has no {0}")]
+    Incomplete(&'static str),
+}
+
+/// Where a pass stopped, and what the controller does next.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The step that stopped (a `Ready` step: before any step, e.g. an invalid spec).
+    pub step: Step,
+    /// What next.
+    pub then: Then,
+}
+
+/// What the controller does after a stopped pass.
+#[derive(Debug)]
+pub enum Then {
+    /// Nothing will change by itself: re-check at the slow interval (a
+    /// change to the resource or a Secret triggers one sooner).
+    Recheck,
+    /// Something is under way (a rollout): look again soon.
+    Wait,
+    /// A call failed: back off and retry.
+    Retry(Error),
+}
+
+impl Stopped {
+    fn wait(kind: Kind, reason: Reason, message: impl Into<String>) -> Self {
+        Self { step: Step::failed(kind, reason, message), then: Then::Wait }
+    }
+
+    /// A stop at `kind` because a FusionAuth call failed.
+    fn fusionauth(kind: Kind) -> impl FnOnce(ApplyError) -> Self {
+        move |e| Self { step: Step::failed(kind, e.reason(), e.to_string()), then: Then::Retry(Error::FusionAuth(e)) }
+    }
+
+    /// A stop at `kind` because a Kubernetes call failed.
+    fn kubernetes(kind: Kind, error: impl FnOnce(kube::Error) -> Error) -> impl FnOnce(kube::Error) -> Self {
+        move |e| Self { step: Step::failed(kind, Reason::KubernetesApiFailed, e.to_string()), then: Then::Retry(error(e)) }
+    }
+}
+
+impl From<ValidationError> for Stopped {
+    fn from(e: ValidationError) -> Self {
+        let kind = if matches!(e, ValidationError::InvalidSpec(_)) { Kind::Ready } else { Kind::SecretsResolved };
+        Self { step: Step::failed(kind, e.reason(), e.to_string()), then: Then::Recheck }
+    }
+}
+
+/// A pass that went through; `soon`: a rotation is under way, look again soon.
+struct Pass {
+    soon: bool,
+}
+
+/// Reconciles one resource; the controller's entry point.
+pub async fn reconcile(resource: Arc<FusionAuthWebhook>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = run(&resource, &ctx).await;
+    let label = match &result {
+        Ok((_, label)) => label,
+        Err(_) => "error",
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    let (action, _) = result?;
+    ctx.succeeded(&resource);
+    Ok(action)
+}
+
+/// After a failed reconcile: exponential backoff with jitter per resource.
+pub fn error_policy(resource: Arc<FusionAuthWebhook>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.failed(&resource);
+    tracing::warn!(
+        namespace = resource.namespace().unwrap_or_default(),
+        name = resource.name_any(),
+        error = %error,
+        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static str), Error> {
+    let namespace = r.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<FusionAuthWebhook> = Api::namespaced(ctx.client.clone(), &namespace);
+    if r.metadata.deletion_timestamp.is_some() {
+        if finalizer::present(r) {
+            cleanup::on_delete(r, ctx, &api).await?;
+            finalizer::remove(r, ctx, &api).await?;
+        }
+        return Ok((Action::await_change(), "deleted"));
+    }
+    if !finalizer::present(r) {
+        finalizer::add(r, ctx, &api).await?;
+    }
+    let mut report = Report::new(r);
+    let outcome = pipeline(r, ctx, &mut report).await;
+    status::write(r, ctx, &api, report, outcome.as_ref().err().map(|s| &s.step)).await?;
+    let (slow, soon) = (ctx.jittered(ctx.settings.requeue), ctx.jittered(ctx.settings.waiting_requeue));
+    match outcome {
+        Ok(Pass { soon: false }) => Ok((Action::requeue(slow), "ok")),
+        Ok(Pass { soon: true }) => Ok((Action::requeue(soon), "ok")),
+        Err(Stopped { then: Then::Recheck, .. }) => Ok((Action::requeue(slow), "invalid")),
+        Err(Stopped { then: Then::Wait, .. }) => Ok((Action::requeue(soon), "waiting")),
+        Err(Stopped { then: Then::Retry(e), .. }) => Err(e),
+    }
+}
+
+/// The plan: each line a stage.
+async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> Result<Pass, Stopped> {
+    let secrets = dereference::secrets(&ctx.client, r).await.map_err(Stopped::kubernetes(Kind::SecretsResolved, Error::Dereference))?;
+    let v = validate(r, &secrets)?;
+    report.done(Kind::SecretsResolved, Reason::Resolved, "every referenced Secret and key is present");
+    let moved = cleanup::previous_fusionauth(r, ctx, &v, report).await?;
+    let fusionauth = observe(ctx, &v).await;
+    let seen = fusionauth.as_ref().map_or(Seen::Unknown, |(_, webhook)| Seen::Webhook(webhook.as_ref()));
+    let credentials = rotation::credentials(&v, &Kept::read(&v, &secrets), seen, moved);
+    let owner = owner_reference(r).ok_or(ValidationError::InvalidSpec("metadata.uid: missing".into()))?;
+    let desired = build::desired(&v, &credentials, &ctx.settings.receiver_image, &owner);
+    receiver(ctx, &v, &desired, &credentials, report).await?;
+    let (fa, observed) = fusionauth.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
+    register(&fa, &v, desired.webhook, observed, &credentials, report).await
+}
+
+/// One read of FusionAuth's webhook: all a steady state costs.
+async fn observe(ctx: &Context, v: &Validated) -> Result<(FusionAuthClient, Option<Webhook>), ApplyError> {
+    let fa = ctx.fusionauth(&v.connection())?;
+    let webhook = fa.retrieve_webhook(v.webhook_id).await?;
+    Ok((fa, webhook))
+}
+
+/// Applies the receiver objects; FusionAuth is told about a receiver only
+/// once its current template is rolled out (during a rotation: once every
+/// pod accepts both the old and the new credential).
+async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: &Credentials, report: &mut Report) -> Result<(), Stopped> {
+    let observed = ctx.caches.observed(&v.namespace, &v.name);
+    let applied = apply_receiver(&ctx.client, &v.namespace, &desired.receiver, &observed)
+        .await
+        .map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
+    for _ in &applied.written {
+        ctx.metrics.kubernetes_write("apply");
+    }
+    let name = names::receiver_name(&v.name);
+    let rotating = credentials.previous != rotation::Previous::default();
+    let note = if rotating { "; they accept the old and the new credential before FusionAuth is switched" } else { "" };
+    match (v.replicas, rollout(applied.deployment.as_ref(), &name)) {
+        (0, _) => Err(Stopped::wait(
+            Kind::ReceiverAvailable,
+            Reason::ScaledToZero,
+            format!("Deployment {name} is scaled to 0 replicas; FusionAuth is not told about a receiver that cannot answer"),
+        )),
+        (_, Rollout::Done) => {
+            report.done(Kind::ReceiverAvailable, Reason::Available, format!("Deployment {name} is rolled out and available"));
+            Ok(())
+        }
+        (_, Rollout::Waiting(message)) => Err(Stopped::wait(Kind::ReceiverAvailable, Reason::Progressing, format!("{message}{note}"))),
+        (_, Rollout::Stuck(message)) => Err(Stopped::wait(Kind::ReceiverAvailable, Reason::RolloutStuck, message)),
+    }
+}
+
+/// FusionAuth: the signing key, the webhook with the tenant-switch claims,
+/// the switches, then keys no longer used.
+async fn register(
+    fa: &FusionAuthClient,
+    v: &Validated,
+    mut webhook: Webhook,
+    observed: Option<Webhook>,
+    credentials: &Credentials,
+    report: &mut Report,
+) -> Result<Pass, Stopped> {
+    let in_use = rotation::signing_key_of(observed.as_ref());
+    apply_signing_key(fa, v, in_use).await.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
+    let (claims, plan) = switches(fa, v, observed.as_ref(), &mut webhook).await?;
+    let change =
+        apply_webhook(fa, v.webhook_id, &webhook, observed.as_ref()).await.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
+    registered(v, &change, report);
+    tenant_switches::turn_on(fa, &plan).await.map_err(Stopped::fusionauth(Kind::TenantEventsEnabled))?;
+    report.status.enabled_tenant_events = claims.into_iter().collect();
+    if v.tenant_events.is_some() {
+        let message = format!("{} event(s) switched on in {} tenant(s)", v.events.len(), v.tenant_ids.len());
+        report.done(Kind::TenantEventsEnabled, Reason::Enabled, message);
+    }
+    retire_keys(fa, v, in_use, credentials, report).await.map_err(Stopped::fusionauth(Kind::InSync))?;
+    report.done(Kind::InSync, Reason::InSync, "FusionAuth's webhook matches the spec");
+    Ok(Pass { soon: credentials.previous != rotation::Previous::default() })
+}
+
+/// The tenant switches (see [`tenant_switches`]): reads the tenants,
+/// turns off those no longer wanted (unless another webhook listens), and
+/// records in `webhook`'s data the claims to hold: those we hold and still
+/// want, plus the wanted switches that are off now. Returns the claims and
+/// what to turn on once the webhook with them is written.
+async fn switches(
+    fa: &FusionAuthClient,
+    v: &Validated,
+    observed: Option<&Webhook>,
+    webhook: &mut Webhook,
+) -> Result<(BTreeSet<String>, tenant_switches::Plan), Stopped> {
+    let plan = tenant_switches::plan(fa, v).await.map_err(Stopped::fusionauth(Kind::TenantEventsEnabled))?;
+    let held = tenant_switches::claims_of(observed);
+    let wanted = tenant_switches::wanted(v);
+    let released: BTreeSet<String> = held.difference(&wanted).cloned().collect();
+    tenant_switches::release(fa, v.webhook_id, &released).await.map_err(Stopped::fusionauth(Kind::TenantEventsEnabled))?;
+    let claims: BTreeSet<String> = held.intersection(&wanted).cloned().chain(plan.off.iter().cloned()).collect();
+    tenant_switches::record(webhook, &claims);
+    Ok((claims, plan))
+}
+
+fn registered(v: &Validated, change: &WebhookChange, report: &mut Report) {
+    let url = receiver_url(v);
+    report.status.fusion_auth_url = Some(v.fusionauth_url.clone());
+    report.status.webhook_id = Some(v.webhook_id.to_string());
+    report.status.url = Some(url.clone());
+    report.done(Kind::WebhookRegistered, Reason::Registered, format!("FusionAuth webhook {} calls {url}", v.webhook_id));
+    if let WebhookChange::Updated { fields } = change {
+        let note = format!("FusionAuth's webhook differed from the spec in {}; updated", fields.join(", "));
+        report.event(status::normal("WebhookRepaired", "Update", note));
+    }
+}
+
+/// Deletes the HMAC keys of this resource FusionAuth no longer signs with:
+/// the one recorded in status, and the one the webhook used before this
+/// pass when it was ours (the kept copy's, or a pre-0.2 uid-only key).
+async fn retire_keys(
+    fa: &FusionAuthClient,
+    v: &Validated,
+    in_use: Option<Uuid>,
+    credentials: &Credentials,
+    report: &mut Report,
+) -> Result<(), ApplyError> {
+    let desired = match &v.signing {
+        Some(Signing::Hmac { key_id, .. }) => Some(*key_id),
+        _ => None,
+    };
+    let recorded = report.status.signing_key_id.as_deref().and_then(|k| Uuid::parse_str(k).ok());
+    let kept = credentials.hmac_in_use.as_ref().map(|k| k.key_id(&v.uid));
+    let ours = [recorded, kept, Some(names::legacy_signing_key_id(&v.uid))];
+    let mut stale: BTreeSet<Uuid> = recorded.into_iter().collect();
+    stale.extend(in_use.filter(|u| ours.contains(&Some(*u))));
+    stale.retain(|k| Some(*k) != desired);
+    delete_keys(fa, stale).await?;
+    report.status.signing_key_id = desired.map(|k| k.to_string());
+    Ok(())
+}

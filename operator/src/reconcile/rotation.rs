@@ -1,0 +1,238 @@
+//! rotation: changing a credential FusionAuth uses without refusing one
+//! delivery. Pure.
+//!
+//! When the `Authorization` value or the HMAC signing secret (or its
+//! algorithm) changes, switching FusionAuth at once would fail every
+//! delivery until each receiver reads the new value. So, for both:
+//! 1. the receivers are rolled out accepting the value FusionAuth uses now
+//!    *and* the new one (`previous*` in their config);
+//! 2. once that rollout is done (the pipeline reaches FusionAuth only when
+//!    `ReceiverAvailable` is true), FusionAuth is switched: the new header,
+//!    or a new key imported and the webhook pointed at it;
+//! 3. the next pass sees FusionAuth on the new value, stops keeping the old
+//!    one (receivers roll again, harmlessly), and deletes the old key.
+//!
+//! What FusionAuth uses now is read from FusionAuth each pass (its webhook's
+//! header and signing key id). FusionAuth never returns a key's secret, so
+//! the operator keeps a copy of the HMAC secret FusionAuth signs with in its
+//! own Secret ([`names::kept`]): after the user's Secret changed, that copy
+//! is the only place the old secret still exists.
+
+use base64::Engine;
+use fusionhook_fusionauth::model::Webhook;
+use rand::RngCore;
+use uuid::Uuid;
+
+use crate::names::{self, kept};
+use crate::reconcile::validate::{HmacKey, SecretData, SecretString, Signing, Validated};
+
+/// What the operator's own Secret holds from earlier passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// The generated `Authorization` value.
+    pub generated: Option<SecretString>,
+    /// The `Authorization` value receivers also accept during a rotation.
+    pub previous_authorization: Option<SecretString>,
+    /// The HMAC key FusionAuth was last known to sign with.
+    pub hmac: Option<HmacKey>,
+}
+
+impl Kept {
+    /// Reads the operator's Secret from what dereference read.
+    pub fn read(v: &Validated, secrets: &SecretData) -> Self {
+        let data = secrets.get(&names::authorization_secret_name(&v.name));
+        let value = |key: &str| {
+            data.and_then(|d| d.get(key)).and_then(|b| String::from_utf8(b.clone()).ok()).filter(|s| !s.is_empty()).map(SecretString)
+        };
+        let hmac = match (value(kept::HMAC_ALGORITHM), value(kept::HMAC_SECRET)) {
+            (Some(algorithm), Some(secret)) => Some(HmacKey { algorithm: algorithm.0, secret }),
+            _ => None,
+        };
+        Self { generated: value(kept::AUTHORIZATION), previous_authorization: value(kept::PREVIOUS_AUTHORIZATION), hmac }
+    }
+}
+
+/// What FusionAuth was seen to use this pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'a> {
+    /// FusionAuth could not be read: keep whatever is kept.
+    Unknown,
+    /// Its webhook (`None`: there is none yet).
+    Webhook(Option<&'a Webhook>),
+}
+
+/// Credentials the receivers accept besides the spec's current ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Previous {
+    /// A second `Authorization` value.
+    pub authorization: Option<SecretString>,
+    /// A second HMAC key (used only while the spec signs with HMAC).
+    pub hmac: Option<HmacKey>,
+}
+
+/// The credentials of one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The `Authorization` value FusionAuth must send (empty with Basic).
+    pub authorization: String,
+    /// The generated value to keep (when the spec gives no credential).
+    pub generated: Option<SecretString>,
+    /// What receivers also accept while FusionAuth is being switched.
+    pub previous: Previous,
+    /// The HMAC key to keep as "what FusionAuth signs with".
+    pub hmac_in_use: Option<HmacKey>,
+}
+
+/// The credentials for this pass. `fresh_generated`: make a new generated
+/// `Authorization` value even if one is kept (the resource moved to another
+/// FusionAuth, which must not share the old instance's value).
+pub fn credentials(v: &Validated, kept: &Kept, seen: Seen<'_>, fresh_generated: bool) -> Credentials {
+    let generated = (v.authorization.is_none() && v.basic.is_none())
+        .then(|| kept.generated.clone().filter(|_| !fresh_generated).unwrap_or_else(generate));
+    let authorization = match (&v.basic, &v.authorization, &generated) {
+        (Some(_), _, _) => String::new(),
+        (None, Some(given), _) | (None, None, Some(given)) => given.0.clone(),
+        (None, None, None) => String::new(),
+    };
+    let previous_authorization = match (&v.basic, seen) {
+        (Some(_), _) => None,
+        (None, Seen::Unknown) => kept.previous_authorization.clone(),
+        (None, Seen::Webhook(webhook)) => webhook
+            .and_then(|w| w.headers.get("Authorization"))
+            .filter(|sent| !sent.is_empty() && **sent != authorization)
+            .map(|sent| SecretString(sent.clone())),
+    };
+    let (previous_hmac, hmac_in_use) = hmac(v, kept.hmac.as_ref(), seen);
+    Credentials { authorization, generated, previous: Previous { authorization: previous_authorization, hmac: previous_hmac }, hmac_in_use }
+}
+
+/// (the HMAC key receivers also accept, the HMAC key to keep as in use).
+fn hmac(v: &Validated, kept: Option<&HmacKey>, seen: Seen<'_>) -> (Option<HmacKey>, Option<HmacKey>) {
+    let desired = match &v.signing {
+        Some(Signing::Hmac { key, .. }) => Some(key),
+        _ => None,
+    };
+    let still_signing_with_kept = |k: &HmacKey| match seen {
+        Seen::Unknown => true,
+        Seen::Webhook(webhook) => signing_key_of(webhook) == Some(k.key_id(&v.uid)),
+    };
+    match kept {
+        Some(k) if Some(k) != desired && still_signing_with_kept(k) => (desired.map(|_| k.clone()), Some(k.clone())),
+        _ => (None, desired.cloned()),
+    }
+}
+
+/// The key FusionAuth signs this webhook's requests with.
+pub fn signing_key_of(webhook: Option<&Webhook>) -> Option<Uuid> {
+    webhook.and_then(|w| w.signature_configuration.as_ref()).filter(|s| s.enabled).and_then(|s| s.signing_key_id)
+}
+
+/// A fresh `Authorization` value: 32 bytes from the CSPRNG, base64url.
+fn generate() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    SecretString(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use fusionhook_fusionauth::model::SignatureConfiguration;
+    use serde_json::json;
+
+    use super::*;
+    use crate::reconcile::validate::validate;
+    use crate::resource::FusionAuthWebhook;
+
+    fn validated(signature: Option<(&str, &str)>) -> Validated {
+        let mut spec = json!({
+            "fusionAuth": {"url": "http://fa", "apiKeySecretRef": {"name": "fa", "key": "k"}},
+            "events": ["user.delete"],
+        });
+        let mut secrets = SecretData::new();
+        secrets.entry("fa".into()).or_default().insert("k".into(), b"key".to_vec());
+        if let Some((algorithm, secret)) = signature {
+            spec["auth"] = json!({"signature": {"algorithm": algorithm, "hmacSecretRef": {"name": "sig", "key": "s"}}});
+            secrets.entry("sig".into()).or_default().insert("s".into(), secret.as_bytes().to_vec());
+        }
+        let mut r = FusionAuthWebhook::new("x", serde_json::from_value(spec).unwrap_or_else(|e| panic!("{e}")));
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some("uid".into());
+        validate(&r, &secrets).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn kept_authorization(generated: &str, previous: Option<&str>) -> Kept {
+        Kept {
+            generated: Some(SecretString(generated.into())),
+            previous_authorization: previous.map(|p| SecretString(p.into())),
+            hmac: None,
+        }
+    }
+
+    fn sending(value: &str) -> Webhook {
+        Webhook { headers: [("Authorization".to_owned(), value.to_owned())].into(), ..Webhook::default() }
+    }
+
+    fn signing_with(key_id: Uuid) -> Webhook {
+        Webhook {
+            signature_configuration: Some(SignatureConfiguration { enabled: true, signing_key_id: Some(key_id) }),
+            ..Webhook::default()
+        }
+    }
+
+    fn key(algorithm: &str, secret: &str) -> HmacKey {
+        HmacKey { algorithm: algorithm.into(), secret: SecretString(secret.into()) }
+    }
+
+    #[test]
+    fn the_authorization_value_fusionauth_still_sends_is_accepted_until_it_sends_the_new_one() {
+        let v = validated(None);
+        let kept = kept_authorization("new", None);
+        fn previous_of(v: &Validated, kept: &Kept, seen: Seen<'_>) -> Option<String> {
+            credentials(v, kept, seen, false).previous.authorization.map(|p| p.0)
+        }
+        let previous = |kept: &Kept, seen: Seen<'_>| previous_of(&v, kept, seen);
+        // Steady state, or no webhook yet: nothing kept.
+        assert_eq!(previous(&kept, Seen::Webhook(Some(&sending("new")))), None);
+        assert_eq!(previous(&kept, Seen::Webhook(None)), None);
+        // The value changed: what FusionAuth sends stays accepted...
+        assert_eq!(previous(&kept, Seen::Webhook(Some(&sending("old")))), Some("old".into()));
+        // ...also when FusionAuth cannot be read this pass...
+        let rotating = kept_authorization("new", Some("old"));
+        assert_eq!(previous(&rotating, Seen::Unknown), Some("old".into()));
+        // ...until FusionAuth sends the new one.
+        assert_eq!(previous(&rotating, Seen::Webhook(Some(&sending("new")))), None);
+        // The generated value is kept across passes, and replaced when asked.
+        assert_eq!(credentials(&v, &kept, Seen::Unknown, false).authorization, "new");
+        let fresh = credentials(&v, &kept, Seen::Unknown, true).authorization;
+        assert!(fresh != "new" && fresh.len() == 43, "{fresh}");
+    }
+
+    #[test]
+    fn a_changed_hmac_secret_or_algorithm_keeps_the_old_key_until_fusionauth_signs_with_the_new() {
+        let old = key("HS256", "old-secret");
+        let old_id = old.key_id("uid");
+        for v in [validated(Some(("HS256", "new-secret"))), validated(Some(("HS512", "old-secret")))] {
+            let Some(Signing::Hmac { key: new, key_id: new_id }) = v.signing.clone() else { panic!("hmac") };
+            assert_ne!(new_id, old_id, "a new secret or algorithm is a new key id");
+            let kept = Kept { hmac: Some(old.clone()), ..Kept::default() };
+            fn plan_of(v: &Validated, kept: &Kept, seen: Seen<'_>) -> (Option<HmacKey>, Option<HmacKey>) {
+                let c = credentials(v, kept, seen, false);
+                (c.previous.hmac, c.hmac_in_use)
+            }
+            let plan = |seen: Seen<'_>| plan_of(&v, &kept, seen);
+            // FusionAuth signs with the old key: receivers accept both, the copy stays.
+            assert_eq!(plan(Seen::Webhook(Some(&signing_with(old_id)))), (Some(old.clone()), Some(old.clone())));
+            assert_eq!(plan(Seen::Unknown), (Some(old.clone()), Some(old.clone())));
+            // Switched: the old key is forgotten and the copy follows.
+            assert_eq!(plan(Seen::Webhook(Some(&signing_with(new_id)))), (None, Some(new.clone())));
+            // A first registration (or an upgrade from a uid-only key id) has nothing to keep.
+            let fresh = Kept::default();
+            assert_eq!(credentials(&v, &fresh, Seen::Webhook(None), false).previous.hmac, None);
+        }
+        // Signature removed: nothing to accept besides, the copy goes once FusionAuth stopped signing.
+        let v = validated(None);
+        let kept = Kept { hmac: Some(old.clone()), ..Kept::default() };
+        assert_eq!(credentials(&v, &kept, Seen::Webhook(Some(&signing_with(old_id))), false).previous.hmac, None);
+        assert_eq!(credentials(&v, &kept, Seen::Webhook(Some(&Webhook::default())), false).hmac_in_use, None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The config file as written: the serde types of the contract in
+//! DESIGN.md. The receiver reads them (unknown keys refused) and checks them
+//! in [`super`]; the operator renders the config it mounts from the same
+//! types, so the two can never disagree on a key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::BodyMode;
+use crate::route::Unmatched;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    /// Address to listen on (default `0.0.0.0:8080`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Path FusionAuth posts to (default `/events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Authentication.
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// Routes, in order.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+    /// Largest accepted body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Budget for bodies read before a header credential matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unauthenticated_body_budget_bytes: Option<usize>,
+    /// Connections served at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Time allowed to receive a body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_timeout_ms: Option<u64>,
+    /// FusionAuth's read timeout for this webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_timeout_ms: Option<u64>,
+    /// Deduplication.
+    #[serde(default)]
+    pub dedupe: DedupeFile,
+    /// Answer for events no route takes.
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// How often secret files are re-read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_refresh_ms: Option<u64>,
+    /// Shutdown timing.
+    #[serde(default)]
+    pub shutdown: ShutdownFile,
+}
+
+/// `auth`: how FusionAuth authenticates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthFile {
+    /// The exact `Authorization` value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+    /// File holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_file: Option<PathBuf>,
+    /// A second accepted value during a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_authorization: Option<String>,
+    /// File holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_authorization_file: Option<PathBuf>,
+    /// How long a secret file's replaced value is still accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_grace_ms: Option<u64>,
+    /// Basic credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicFile>,
+    /// Signature check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureFile>,
+    /// Accept requests without any credential.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unauthenticated: bool,
+}
+
+/// `auth.basic`: HTTP Basic credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicFile {
+    /// Username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_file: Option<PathBuf>,
+    /// Password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// File holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `auth.signature`: the `X-FusionAuth-Signature-JWT` check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignatureFile {
+    /// Accepted algorithms.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// HMAC secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret: Option<String>,
+    /// File holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_secret_file: Option<PathBuf>,
+    /// A second accepted HMAC secret while FusionAuth is switched to a new key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hmac_secret: Option<String>,
+    /// File holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hmac_secret_file: Option<PathBuf>,
+    /// FusionAuth's JWKS URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Accepted `kid`s (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_ids: Vec<String>,
+    /// Minimum time between JWKS fetches for unknown `kid`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_min_refetch_seconds: Option<u64>,
+    /// Refuse requests without a signature (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+}
+
+/// `dedupe`: event-id deduplication.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DedupeFile {
+    /// How long a handled id is remembered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    /// Most ids remembered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<usize>,
+}
+
+/// `shutdown`: timing after SIGTERM.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ShutdownFile {
+    /// Keep serving this long after SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Then wait this long for in-flight requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// `routes[i]`: events in, one action.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteFile {
+    /// Route name.
+    pub name: String,
+    /// Event types, prefixes (`user.*`) or `*`.
+    pub events: Vec<String>,
+    /// HTTP action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpFile>,
+    /// Log action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogFile>,
+}
+
+/// `routes[i].http`: call a URL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpFile {
+    /// Method (template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// URL (template).
+    pub url: String,
+    /// Timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Extra headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, HeaderValueFile>,
+    /// What to send as the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyMode>,
+}
+
+/// `routes[i].http.headers.NAME`: a template, or a secret file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValueFile {
+    /// A template.
+    Text(String),
+    /// `valueFile: PATH`: a secret file, re-read when it changes.
+    File {
+        /// The file.
+        #[serde(rename = "valueFile")]
+        value_file: PathBuf,
+    },
+}
+
+/// `routes[i].log`: log fields of the event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogFile {
+    /// Event fields to log.
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
