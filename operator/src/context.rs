@@ -121,9 +121,6 @@ pub struct Context {
     pub settings: Settings,
     /// Owned objects as last seen.
     pub caches: Caches,
-    /// Every resource the controller knows (to see which other resources
-    /// still need a tenant switch before turning it off).
-    pub resources: Store<FusionAuthWebhook>,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
     /// Metrics.
@@ -137,7 +134,7 @@ const MAX_CLIENTS: usize = 256;
 
 impl Context {
     /// A context over `client`.
-    pub fn new(client: Client, settings: Settings, caches: Caches, resources: Store<FusionAuthWebhook>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, settings: Settings, caches: Caches, metrics: Arc<Metrics>) -> Self {
         let reporter =
             kube::runtime::events::Reporter { controller: names::FIELD_MANAGER.to_owned(), instance: std::env::var("POD_NAME").ok() };
         Self {
@@ -145,7 +142,6 @@ impl Context {
             client,
             settings,
             caches,
-            resources,
             metrics,
             fusionauth: Mutex::default(),
             failures: Mutex::default(),

@@ -118,7 +118,7 @@ pub async fn run(
     let watched = watcher(scope.api::<FusionAuthWebhook>(&client), watcher::Config::default()).modify(drop_bookkeeping);
     let controller = Controller::for_stream(reflector(writer, watched).default_backoff().applied_objects(), resources.clone());
     let referencing = resources.clone();
-    let ctx = Arc::new(Context::new(client, settings, caches, resources, metrics));
+    let ctx = Arc::new(Context::new(client, settings, caches, metrics));
     controller
         .owns_stream(deployments)
         .owns_stream(config_maps)

@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::Client;
 use kube::client::Body;
 use kube::core::PartialObjectMetaExt;
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -154,7 +153,6 @@ struct World {
     objects: Arc<Mutex<Objects>>,
     ctx: Arc<Context>,
     writers: CacheWriters,
-    resources: Writer<FusionAuthWebhook>,
     fusionauth: Emulator,
     running: Option<RunningEmulator>,
     url: String,
@@ -176,7 +174,6 @@ impl World {
         tokio::spawn(serve(handle, Arc::clone(&objects)));
         let client = Client::new(service, "default");
         let (caches, writers) = Caches::new();
-        let (store, resources) = kube::runtime::reflector::store();
         let settings = Settings {
             receiver_image: "fusionhook:test".into(),
             min_backoff: Duration::from_millis(100),
@@ -184,8 +181,8 @@ impl World {
             fusionauth_timeout: Duration::from_secs(2),
             ..Settings::default()
         };
-        let ctx = Arc::new(Context::new(client, settings, caches, store, Arc::new(Metrics::new())));
-        let world = Self { objects, ctx, writers, resources, fusionauth, running: Some(running), url };
+        let ctx = Arc::new(Context::new(client, settings, caches, Arc::new(Metrics::new())));
+        let world = Self { objects, ctx, writers, fusionauth, running: Some(running), url };
         let mut spec = spec;
         spec["fusionAuth"]["url"] = json!(world.url);
         world.put(
@@ -232,8 +229,6 @@ impl World {
                 self.writers.services.apply_watcher_event(&watcher::Event::Apply(meta.into_response_partial::<Service>()));
             } else if path.contains("/secrets/") {
                 self.writers.secrets.apply_watcher_event(&watcher::Event::Apply(meta.into_response_partial::<Secret>()));
-            } else if path.contains("/fusionauthwebhooks/") {
-                self.resources.apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(object).unwrap()));
             }
         }
     }
@@ -562,4 +557,113 @@ async fn tenant_switches_are_turned_on_recorded_and_turned_off_again() {
     assert_eq!(world.fusionauth.state().tenants[&tenant]["eventConfiguration"]["events"]["user.delete"]["enabled"], true);
     delete(&mut world).await.unwrap();
     assert_eq!(world.fusionauth.state().tenants[&tenant]["eventConfiguration"]["events"]["user.delete"]["enabled"], false);
+}
+
+fn receiver_config(world: &World) -> String {
+    world.get("/api/v1/namespaces/todo/configmaps/todo-cleanup-receiver").unwrap()["data"]["receiver.yaml"].as_str().unwrap().to_owned()
+}
+
+fn signing_key_in_use(world: &World) -> Option<Uuid> {
+    let webhook = world.fusionauth.state().webhooks.get(&world.webhook_id()).cloned()?;
+    webhook["signatureConfiguration"]["signingKeyId"].as_str().and_then(|k| k.parse().ok())
+}
+
+fn signed_spec() -> Value {
+    let mut spec = todo_spec();
+    spec["auth"] = json!({"signature": {"algorithm": "HS256", "hmacSecretRef": {"name": "sig", "key": "hmac"}}});
+    spec
+}
+
+#[tokio::test]
+async fn a_changed_hmac_secret_switches_fusionauth_only_after_the_receivers_accept_both() {
+    let mut world = World::new(signed_spec()).await;
+    world.put("/api/v1/namespaces/todo/secrets/sig", secret("sig", &[("hmac", "first-secret")]));
+    world.reconcile().await.unwrap();
+    let first = signing_key_in_use(&world).unwrap();
+    assert!(world.fusionauth.state().keys.contains_key(&first));
+    assert_eq!(world.resource().status.unwrap().signing_key_id, Some(first.to_string()));
+
+    // The user rotates the Secret while the new receivers are not rolled out yet.
+    world.put("/api/v1/namespaces/todo/secrets/sig", secret("sig", &[("hmac", "second-secret")]));
+    world.objects.lock().unwrap().available = false;
+    world.reconcile().await.unwrap();
+    assert_eq!(signing_key_in_use(&world), Some(first), "FusionAuth keeps signing with the key every receiver accepts");
+    assert!(receiver_config(&world).contains("previousHmacSecretFile"), "{}", receiver_config(&world));
+    let kept = world.get("/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth").unwrap();
+    let copy = base64::engine::general_purpose::STANDARD.decode(kept["data"]["hmac-secret"].as_str().unwrap()).unwrap();
+    assert_eq!(copy, b"first-secret", "the old secret is kept for the receivers");
+    assert_eq!(world.condition("ReceiverAvailable").1, "Progressing");
+
+    // Rolled out: FusionAuth gets the new key, and the old one is deleted.
+    world.objects.lock().unwrap().available = true;
+    let mut deployment = world.get("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver").unwrap();
+    deployment["status"] = json!({"replicas": 2, "updatedReplicas": 2, "availableReplicas": 2});
+    world.put("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver", deployment);
+    world.reconcile().await.unwrap();
+    let second = signing_key_in_use(&world).unwrap();
+    assert_ne!(second, first);
+    assert!(world.fusionauth.state().keys.contains_key(&second));
+    assert!(!world.fusionauth.state().keys.contains_key(&first), "the old key is deleted once FusionAuth stopped using it");
+
+    // Next pass: the receivers stop accepting the old secret; the copy follows.
+    world.reconcile().await.unwrap();
+    assert!(!receiver_config(&world).contains("previousHmacSecretFile"));
+    let kept = world.get("/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth").unwrap();
+    let copy = base64::engine::general_purpose::STANDARD.decode(kept["data"]["hmac-secret"].as_str().unwrap()).unwrap();
+    assert_eq!(copy, b"second-secret");
+    assert_eq!(world.condition("Ready").0, "True");
+
+    // An algorithm change is a new key as well.
+    world.edit_spec(|spec| spec["auth"]["signature"]["algorithm"] = json!("HS512"));
+    world.reconcile().await.unwrap();
+    world.reconcile().await.unwrap();
+    let third = signing_key_in_use(&world).unwrap();
+    assert_ne!(third, second);
+    assert_eq!(world.fusionauth.state().keys.keys().copied().collect::<Vec<_>>(), [third]);
+
+    // Removing the signature deletes the key (it used to leak).
+    world.edit_spec(|spec| {
+        spec.as_object_mut().unwrap().remove("auth");
+    });
+    world.reconcile().await.unwrap();
+    assert_eq!(signing_key_in_use(&world), None);
+    assert!(world.fusionauth.state().keys.is_empty(), "no key of ours is left");
+    assert_eq!(world.resource().status.unwrap().signing_key_id, None);
+}
+
+#[tokio::test]
+async fn moving_to_another_fusionauth_removes_everything_from_the_old_one_and_rotates_the_authorization() {
+    let tenant = Uuid::parse_str(DEFAULT_TENANT_ID).unwrap();
+    let mut spec = signed_spec();
+    spec["tenants"] = json!({"tenantIds": [DEFAULT_TENANT_ID]});
+    spec["tenantEvents"] = json!({});
+    let mut world = World::new(spec).await;
+    world.put("/api/v1/namespaces/todo/secrets/sig", secret("sig", &[("hmac", "a-secret")]));
+    world.reconcile().await.unwrap();
+    let old = world.fusionauth.clone();
+    let old_authorization = old.state().webhooks[&world.webhook_id()]["headers"]["Authorization"].clone();
+    assert_eq!(old.state().tenants[&tenant]["eventConfiguration"]["events"]["user.delete"]["enabled"], true);
+    assert_eq!(world.resource().status.unwrap().fusion_auth_url.as_deref(), Some(world.url.as_str()));
+
+    // A second FusionAuth; the resource is pointed at it.
+    let new = Emulator::new(EmulatorSettings { api_key: KEY.into(), retry_delay: Duration::ZERO });
+    let running = new.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let new_url = running.url();
+    world.edit_spec(|spec| spec["fusionAuth"]["url"] = json!(new_url));
+    world.reconcile().await.unwrap();
+
+    let state = old.state();
+    assert!(state.webhooks.is_empty(), "the old FusionAuth has no webhook of ours");
+    assert!(state.keys.is_empty(), "nor our key");
+    assert_eq!(state.tenants[&tenant]["eventConfiguration"]["events"]["user.delete"]["enabled"], false, "nor our switch");
+    drop(state);
+    let state = new.state();
+    let webhook = state.webhooks[&world.webhook_id()].clone();
+    assert_ne!(webhook["headers"]["Authorization"], old_authorization, "the old instance's value no longer opens the receiver");
+    assert_eq!(state.keys.len(), 1);
+    assert_eq!(state.tenants[&tenant]["eventConfiguration"]["events"]["user.delete"]["enabled"], true);
+    drop(state);
+    assert_eq!(world.resource().status.unwrap().fusion_auth_url, Some(new_url));
+    assert_eq!(world.condition("Ready").0, "True");
+    assert!(World::events(&world.take_calls()).contains(&("Normal".to_owned(), "WebhookMoved".to_owned())));
 }

@@ -325,6 +325,6 @@ fn the_image_recipe_holds_what_the_chart_and_the_operator_run() {
     let container = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     assert!(container.get("command").is_none());
     assert_eq!(container["args"][0], "run");
-    let receiver = std::fs::read_to_string(workspace_root().join("operator/src/build/receiver.rs")).unwrap();
+    let receiver = std::fs::read_to_string(workspace_root().join("operator/src/reconcile/build/receiver.rs")).unwrap();
     assert!(receiver.contains(r#"command: Some(vec!["/usr/local/bin/fusionhook-receiver".to_owned()])"#));
 }

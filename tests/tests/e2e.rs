@@ -242,6 +242,69 @@ async fn scenario_3_a_rotated_authorization_secret_rolls_out_without_failed_deli
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_3b_a_rotated_hmac_secret_switches_fusionauth_to_a_new_key_without_failed_deliveries() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let (store, todo) = todo_service().await;
+    stack.namespace_with_api_key("team").unwrap();
+    stack
+        .create("", "v1", "secrets", "team", json!({"metadata": {"name": "hook-sig"}, "stringData": {"secret": "first-hmac-secret"}}))
+        .unwrap();
+    let mut s = spec(&stack, &todo);
+    s["auth"] = json!({"signature": {"algorithm": "HS256", "hmacSecretRef": {"name": "hook-sig", "key": "secret"}}});
+    s["events"] = json!(["user.update"]);
+    s["routes"][0]["events"] = json!(["user.update"]);
+    s["routes"][0]["http"]["method"] = json!("POST");
+    s["routes"][0]["http"]["url"] = json!(format!("http://{}/events", todo.addr));
+    stack.start_operator("op-a", "1s").unwrap();
+    create_resource(&stack, "team", "hook", s);
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    switch_on(&stack, "user.update");
+    let signing_key = |stack: &Stack| webhook_of(stack, "team", "hook").map(|w| w["signatureConfiguration"]["signingKeyId"].clone());
+    let first_key = signing_key(&stack).unwrap();
+    assert!(first_key.is_string());
+
+    // Deliver signed, non-transactional events continuously while the Secret rotates.
+    let fusionauth = stack.fusionauth.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let raiser = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0, Vec::new());
+        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
+            let report = fusionauth.raise(Some(tenant()), json!({"type": "user.update", "user": {"id": ALICE}})).await.unwrap();
+            sent += 1;
+            for d in report.webhooks.iter().filter(|d| !d.succeeded) {
+                failed.push(format!("{:?}", d.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (sent, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.patch("", "v1", "secrets", "team", "hook-sig", &json!({"stringData": {"secret": "second-hmac-secret"}})).unwrap();
+    assert!(
+        eventually(WAIT, || signing_key(&stack).is_some_and(|k| k.is_string() && k != first_key)).await,
+        "FusionAuth signs with a new key once the receivers accept both"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = raiser.await.unwrap();
+    assert!(sent > 20, "{sent} deliveries during the rotation");
+    // The old key is deleted from FusionAuth, and the receivers stop accepting it.
+    let first_id: Uuid = first_key.as_str().unwrap().parse().unwrap();
+    assert!(eventually(WAIT, || !stack.fusionauth.state().keys.contains_key(&first_id)).await, "the old key is deleted");
+    assert!(
+        eventually(WAIT, || stack
+            .kube
+            .get("", "v1", "configmaps", "team", "hook-receiver")
+            .is_some_and(|c| !c["data"]["receiver.yaml"].as_str().unwrap().contains("previousHmacSecretFile")))
+        .await
+    );
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    assert!(failed.is_empty(), "{} of {sent} deliveries failed during the rotation: {failed:?}", failed.len());
+    assert!(store.received().len() >= sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_4_fusionauth_down_then_back_and_a_killed_receiver_restarts() {
     let mut stack = Stack::start(KEY).await.unwrap();
     let (store, todo) = todo_service().await;
