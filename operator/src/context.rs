@@ -92,14 +92,30 @@ impl Caches {
         )
     }
 
-    /// The receiver objects of resource `name` in `namespace`, as last seen.
-    pub fn observed(&self, namespace: &str, name: &str) -> Observed {
+    /// The config versions of resource `name` in `namespace` other than
+    /// `current` (and the one un-versioned ConfigMap of versions before 0.2).
+    pub fn other_config_maps(&self, namespace: &str, name: &str, current: &str) -> Vec<String> {
+        let receiver = names::receiver_name(name);
+        let versioned = format!("{receiver}-");
+        self.config_maps
+            .state()
+            .iter()
+            .filter(|m| m.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|m| m.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/instance")).is_some_and(|i| i == name))
+            .filter_map(|m| m.metadata.name.clone())
+            .filter(|n| n != current && (*n == receiver || n.strip_prefix(&versioned).is_some_and(|h| h.len() == 10)))
+            .collect()
+    }
+
+    /// The receiver objects of resource `name` in `namespace`, as last seen;
+    /// `config_map`: the name of the config version wanted now.
+    pub fn observed(&self, namespace: &str, name: &str, config_map: &str) -> Observed {
         let receiver = names::receiver_name(name);
         Observed {
             deployment: self.deployments.get(&ObjectRef::new(&receiver).within(namespace)).map(|d| (*d).clone()),
             config_map: self
                 .config_maps
-                .get(&ObjectRef::new(&receiver).within(namespace))
+                .get(&ObjectRef::new(config_map).within(namespace))
                 .map(|m| ConfigMap { metadata: m.metadata.clone(), ..ConfigMap::default() }),
             service: self
                 .services

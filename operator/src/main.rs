@@ -15,6 +15,7 @@ use fusionhook_operator::leader::{self, LeaseSettings};
 use fusionhook_operator::metrics::Metrics;
 use fusionhook_receiver::process::{init_logging, termination};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// The fusionhook operator.
 #[derive(Debug, Parser)]
@@ -123,68 +124,100 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(Arc::clone(&metrics)));
+    serve_health(&args, Arc::clone(&health)).await?;
+    let stop = stop_signal();
+    let (leader, election) = elect(&args, &client, stop.clone());
+    mark_ready_when_the_api_answers(client.clone(), health);
+
+    // Standby until we lead, or until asked to stop.
+    let mut stopping = stop.clone();
+    let mut leading = leader.clone();
+    tokio::select! {
+        r = leading.wait_for(|l| *l) => { r.context("leader election ended")?; }
+        _ = stopping.wait_for(|s| *s) => return Ok(()),
+    }
+    metrics.set_leader(true);
+    tracing::info!("leading: reconciling FusionAuthWebhook resources");
+    let lost_leadership = reconcile_while_leading(args, client, Arc::clone(&metrics), leader, stop).await;
+    metrics.set_leader(false);
+    if let Some(election) = election {
+        // Releases the Lease when we are stopping.
+        let _ = election.await;
+    }
+    if lost_leadership {
+        anyhow::bail!("lost the Lease; exiting so that this replica restarts as a standby");
+    }
+    Ok(())
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, on their own task.
+async fn serve_health(args: &RunArgs, health: Arc<Health>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.metrics_addr).await.with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "fusionhook-operator health and metrics listening");
-    let app = health::app(Arc::clone(&health));
+    let app = health::app(health);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "health endpoint stopped");
         }
     });
+    Ok(())
+}
 
-    // Stop on SIGTERM / Ctrl-C.
+/// Turns true on SIGTERM / Ctrl-C.
+fn stop_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         termination().await;
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
     });
+    stop
+}
 
-    let (leader_tx, mut leader) = watch::channel(!args.leader_election);
-    let election = if args.leader_election {
-        let identity = args
-            .identity
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| format!("fusionhook-{}", std::process::id()));
-        let namespace = args.lease_namespace.clone().or_else(own_namespace).unwrap_or_else(|| "default".to_owned());
-        let settings = LeaseSettings {
-            name: args.lease_name.clone(),
-            namespace,
-            identity,
-            lease_duration: args.lease_duration,
-            renew_every: args.lease_renew,
-        };
-        tracing::info!(lease = settings.name, namespace = settings.namespace, identity = settings.identity, "leader election on");
-        Some(tokio::spawn(leader::run(client.clone(), settings, leader_tx, stop.clone())))
-    } else {
+/// Whether this replica leads (always, without election), and the election task.
+fn elect(args: &RunArgs, client: &kube::Client, stop: watch::Receiver<bool>) -> (watch::Receiver<bool>, Option<JoinHandle<()>>) {
+    let (leader_tx, leader) = watch::channel(!args.leader_election);
+    if !args.leader_election {
         drop(leader_tx);
-        None
+        return (leader, None);
+    }
+    let identity =
+        args.identity.clone().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| format!("fusionhook-{}", std::process::id()));
+    let namespace = args.lease_namespace.clone().or_else(own_namespace).unwrap_or_else(|| "default".to_owned());
+    let settings = LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace,
+        identity,
+        lease_duration: args.lease_duration,
+        renew_every: args.lease_renew,
     };
+    tracing::info!(lease = settings.name, namespace = settings.namespace, identity = settings.identity, "leader election on");
+    (leader, Some(tokio::spawn(leader::run(client.clone(), settings, leader_tx, stop))))
+}
 
-    // Ready once the API server has answered (the Lease, or the first list).
-    let probe = client.clone();
-    let ready = Arc::clone(&health);
+/// Ready once the API server has answered.
+fn mark_ready_when_the_api_answers(client: kube::Client, health: Arc<Health>) {
     tokio::spawn(async move {
         loop {
-            if probe.apiserver_version().await.is_ok() {
-                ready.set_ready(true);
+            if client.apiserver_version().await.is_ok() {
+                health.set_ready(true);
                 return;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
+}
 
-    // Standby until we lead, or until asked to stop.
-    let mut stopping = stop.clone();
-    tokio::select! {
-        r = leader.wait_for(|l| *l) => { r.context("leader election ended")?; }
-        _ = stopping.wait_for(|s| *s) => return Ok(()),
-    }
-    metrics.set_leader(true);
-    tracing::info!("leading: reconciling FusionAuthWebhook resources");
-
+/// Runs the controllers until shutdown or until leadership is lost;
+/// returns whether leadership was lost (rather than a stop asked for).
+async fn reconcile_while_leading(
+    args: RunArgs,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    mut lost: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<bool>,
+) -> bool {
     let settings = Settings {
         receiver_image: args.receiver_image,
         requeue: args.requeue_interval,
@@ -197,9 +230,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         args.namespaces.iter().filter(|n| !n.is_empty()).map(|n| Scope::Namespace(n.clone())).collect()
     };
-    // Stop reconciling on shutdown or when leadership is lost.
-    let mut lost = leader.clone();
-    let mut stopped = stop.clone();
     let (end_tx, end) = watch::channel(false);
     let watcher = tokio::spawn(async move {
         let lost_fut = async {
@@ -222,14 +252,5 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller::run(client.clone(), scope, settings.clone(), args.concurrency, Arc::clone(&metrics), shutdown)
     });
     futures::future::join_all(controllers).await;
-    metrics.set_leader(false);
-    let lost_leadership = watcher.await.unwrap_or(false);
-    if let Some(election) = election {
-        // Releases the Lease when we are stopping.
-        let _ = election.await;
-    }
-    if lost_leadership {
-        anyhow::bail!("lost the Lease; exiting so that this replica restarts as a standby");
-    }
-    Ok(())
+    watcher.await.unwrap_or(false)
 }

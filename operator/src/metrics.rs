@@ -67,7 +67,11 @@ impl Metrics {
             fusionauth_writes.clone(),
         );
         let kubernetes_writes = Family::default();
-        registry.register("kubernetes_writes", "Kubernetes writes by kind (apply, status, finalizer, event)", kubernetes_writes.clone());
+        registry.register(
+            "kubernetes_writes",
+            "Kubernetes writes by kind (apply, delete, status, finalizer, event)",
+            kubernetes_writes.clone(),
+        );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the Lease and reconciles", leader.clone());
         Self { registry, reconciles, duration, fusionauth_calls, fusionauth_writes, kubernetes_writes, leader }

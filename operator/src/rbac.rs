@@ -32,10 +32,13 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     // Referenced Secrets read, all watched by metadata; the generated
     // Authorization Secret server-side applied (create when absent).
     (Place::Watched, Permission { group: "", resource: "secrets", verbs: &["create", "get", "list", "patch", "watch"] }),
-    // The receiver objects: watched (to repair and to see availability) and server-side applied.
-    (Place::Watched, Permission { group: "", resource: "configmaps", verbs: &["create", "list", "patch", "watch"] }),
+    // The receiver objects: watched (to repair and to see availability) and
+    // server-side applied; config versions no pod needs any more deleted.
+    (Place::Watched, Permission { group: "", resource: "configmaps", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "list", "patch", "watch"] }),
+    // The receiver's pods, listed only when a rollout is stuck, to say why.
+    (Place::Watched, Permission { group: "", resource: "pods", verbs: &["list"] }),
     // Events about the resources (a repeated Event is patched as a series).
     (Place::Watched, Permission { group: "events.k8s.io", resource: "events", verbs: &["create", "patch"] }),
     // Leader election.
@@ -102,7 +105,9 @@ mod tests {
         assert_eq!(needed("GET", "/version", ""), None);
         assert!(granted("PUT", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l", ""));
         assert!(!granted("DELETE", "/api/v1/namespaces/x/secrets/s", ""));
-        assert!(!granted("GET", "/api/v1/namespaces/x/pods", ""));
+        assert!(granted("GET", "/api/v1/namespaces/x/pods", "labelSelector=a"));
+        assert!(!granted("GET", "/api/v1/namespaces/x/pods/p", ""), "list only");
+        assert!(!granted("GET", "/api/v1/namespaces/x/pods/p/log", ""));
     }
 
     #[test]

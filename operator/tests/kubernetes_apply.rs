@@ -131,12 +131,19 @@ async fn receiver_objects_are_server_side_applied_once() {
     let applied = apply_receiver(&client, "todo", &objects(&v, "fusionhook:test"), &Observed::default()).await.unwrap();
     assert_eq!(applied.written, ["Secret", "ConfigMap", "Service", "Deployment"]);
     let seen = server.await.unwrap();
-    let calls: Vec<String> = seen.iter().map(|(m, u, _, _)| format!("{m} {}", u.split('?').next().unwrap())).collect();
+    let calls: Vec<String> = seen
+        .iter()
+        .map(|(m, u, _, _)| {
+            let path = u.split('?').next().unwrap();
+            let (head, hash) = path.rsplit_once("-receiver-").unwrap_or((path, ""));
+            if hash.len() == 10 { format!("{m} {head}-receiver-<hash>") } else { format!("{m} {path}") }
+        })
+        .collect();
     assert_eq!(
         calls,
         [
             "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth",
-            "PATCH /api/v1/namespaces/todo/configmaps/todo-cleanup-receiver",
+            "PATCH /api/v1/namespaces/todo/configmaps/todo-cleanup-receiver-<hash>",
             "PATCH /api/v1/namespaces/todo/services/todo-cleanup-receiver",
             "PATCH /apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver",
         ]
@@ -162,13 +169,15 @@ async fn receiver_objects_are_server_side_applied_once() {
     assert!(again.deployment.is_some() && again.written.is_empty());
     assert!(tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await.is_err(), "steady state: no Kubernetes write");
 
-    // A spec change (new image) re-applies only the Deployment.
+    // A spec change (new image) re-applies the Deployment, and with a new pod
+    // template the config version it names (the cache may lag behind a delete).
     let (client, handle) = mock();
-    let server = tokio::spawn(serve(handle, 1, |_, body| (200, body.clone())));
+    let server = tokio::spawn(serve(handle, 2, |_, body| (200, body.clone())));
     let newer = apply_receiver(&client, "todo", &objects(&v, "fusionhook:newer"), &observed).await.unwrap();
-    assert_eq!(newer.written, ["Deployment"]);
+    assert_eq!(newer.written, ["ConfigMap", "Deployment"]);
     let seen = server.await.unwrap();
-    assert!(seen[0].1.starts_with("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver?"));
+    assert!(seen[0].1.starts_with("/api/v1/namespaces/todo/configmaps/todo-cleanup-receiver-"));
+    assert!(seen[1].1.starts_with("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver?"));
 }
 
 #[tokio::test]

@@ -119,6 +119,10 @@ impl Objects {
                 object["metadata"]["resourceVersion"] = json!(version);
                 (200, object.clone())
             }
+            ("DELETE", _) => match self.by_path.remove(&path) {
+                Some(object) => (200, object),
+                None => (404, status_body(404, "NotFound")),
+            },
             _ => (405, status_body(405, "MethodNotAllowed")),
         }
     }
@@ -216,7 +220,8 @@ impl World {
         self.put(FAW, object);
     }
 
-    /// What the controller's watches would have cached by now.
+    /// What the controller's watches would have cached by now. Deletions
+    /// are not passed on: the caches lag behind, as a watch can.
     fn sync_caches(&mut self) {
         let objects = self.objects.lock().unwrap().by_path.clone();
         for (path, object) in objects {
@@ -275,8 +280,16 @@ fn todo_spec() -> Value {
     })
 }
 
+/// The writes, with a config version's content hash shown as `<hash>`.
 fn writes(calls: &[Call]) -> Vec<String> {
-    calls.iter().filter(|c| c.method != "GET").map(Call::line).collect()
+    calls.iter().filter(|c| c.method != "GET").map(|c| versionless(&c.line())).collect()
+}
+
+fn versionless(line: &str) -> String {
+    match line.rsplit_once("-receiver-") {
+        Some((head, hash)) if hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => format!("{head}-receiver-<hash>"),
+        _ => line.to_owned(),
+    }
 }
 
 #[tokio::test]
@@ -292,7 +305,7 @@ async fn first_reconcile_deploys_then_registers_and_the_steady_state_writes_noth
         [
             format!("PATCH {FAW}"),
             "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth".into(),
-            "PATCH /api/v1/namespaces/todo/configmaps/todo-cleanup-receiver".into(),
+            "PATCH /api/v1/namespaces/todo/configmaps/todo-cleanup-receiver-<hash>".into(),
             "PATCH /api/v1/namespaces/todo/services/todo-cleanup-receiver".into(),
             "PATCH /apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver".into(),
             format!("PATCH {FAW}/status"),
@@ -483,7 +496,7 @@ async fn deletion_removes_the_webhook_or_orphans_it_and_waits_for_fusionauth() {
 
     // FusionAuth down: the finalizer stays, and the condition says so.
     let running = world.running.take().unwrap();
-    let address: std::net::SocketAddr = world.url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    let address: std::net::SocketAddr = world.url.trim_start_matches("http://").parse().unwrap();
     running.stop().await;
     let error = delete(&mut world).await.unwrap_err();
     assert!(matches!(error, Error::FusionAuth(_)), "{error}");
@@ -559,8 +572,14 @@ async fn tenant_switches_are_turned_on_recorded_and_turned_off_again() {
     assert_eq!(world.fusionauth.state().tenants[&tenant]["eventConfiguration"]["events"]["user.delete"]["enabled"], false);
 }
 
+/// The config the Deployment's pods mount now.
 fn receiver_config(world: &World) -> String {
-    world.get("/api/v1/namespaces/todo/configmaps/todo-cleanup-receiver").unwrap()["data"]["receiver.yaml"].as_str().unwrap().to_owned()
+    let deployment = world.get("/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver").unwrap();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap().clone();
+    let name = volumes.iter().find_map(|v| v["configMap"]["name"].as_str()).unwrap().to_owned();
+    let map = world.get(&format!("/api/v1/namespaces/todo/configmaps/{name}")).unwrap();
+    assert_eq!(map["immutable"], true);
+    map["data"]["receiver.yaml"].as_str().unwrap().to_owned()
 }
 
 fn signing_key_in_use(world: &World) -> Option<Uuid> {
@@ -612,6 +631,11 @@ async fn a_changed_hmac_secret_switches_fusionauth_only_after_the_receivers_acce
     let copy = base64::engine::general_purpose::STANDARD.decode(kept["data"]["hmac-secret"].as_str().unwrap()).unwrap();
     assert_eq!(copy, b"second-secret");
     assert_eq!(world.condition("Ready").0, "True");
+    // Three config versions were applied; once rolled out, only the current one is left.
+    world.reconcile().await.unwrap();
+    let objects = world.objects.lock().unwrap().by_path.keys().cloned().collect::<Vec<_>>();
+    let versions: Vec<&String> = objects.iter().filter(|p| p.contains("/configmaps/")).collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
 
     // An algorithm change is a new key as well.
     world.edit_spec(|spec| spec["auth"]["signature"]["algorithm"] = json!("HS512"));
@@ -666,4 +690,33 @@ async fn moving_to_another_fusionauth_removes_everything_from_the_old_one_and_ro
     assert_eq!(world.resource().status.unwrap().fusion_auth_url, Some(new_url));
     assert_eq!(world.condition("Ready").0, "True");
     assert!(World::events(&world.take_calls()).contains(&("Normal".to_owned(), "WebhookMoved".to_owned())));
+}
+
+#[tokio::test]
+async fn a_stuck_rollout_says_why_the_new_pods_do_not_start() {
+    let mut world = World::new(todo_spec()).await;
+    world.reconcile().await.unwrap();
+    // New pods crash; the Deployment controller gives up on the rollout.
+    let path = "/apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver";
+    let mut deployment = world.get(path).unwrap();
+    deployment["status"] = json!({"replicas": 3, "updatedReplicas": 1, "availableReplicas": 2, "conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"todo-cleanup-receiver-7d\" has timed out progressing."}
+    ]});
+    world.put(path, deployment);
+    world.put(
+        "/api/v1/namespaces/todo/pods",
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            {"metadata": {"name": "todo-cleanup-receiver-7d-abc", "namespace": "todo"}, "status": {"containerStatuses": [
+                {"name": "receiver", "ready": false, "restartCount": 5, "image": "i", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s restarting failed container"}},
+                 "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}
+            ]}}
+        ]}),
+    );
+    world.reconcile().await.unwrap();
+    let (status, reason, message) = world.condition("ReceiverAvailable");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "RolloutStuck"));
+    assert!(message.contains("ProgressDeadlineExceeded"), "{message}");
+    assert!(message.contains("pod todo-cleanup-receiver-7d-abc: container receiver CrashLoopBackOff (last exit 2, Error)"), "{message}");
+    let list = world.take_calls().into_iter().find(|c| c.path.ends_with("/pods")).unwrap();
+    assert!(list.query.contains("labelSelector=app.kubernetes.io%2Finstance%3Dtodo-cleanup"), "{}", list.query);
 }

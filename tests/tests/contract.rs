@@ -42,7 +42,7 @@ impl Checker {
     async fn call(&mut self, method: &str, spec_path: &str, path: &str, body: Option<Value>, content_type: &str) -> Value {
         let mut request = self
             .http
-            .request(method.to_uppercase().parse().unwrap(), format!("{}{}", self.base, path.trim_start_matches('/')))
+            .request(method.to_uppercase().parse().unwrap(), format!("{}/{}", self.base, path.trim_start_matches('/')))
             .header("authorization", KEY);
         if let Some(body) = body {
             request = request.header("content-type", content_type).body(body.to_string());

@@ -183,7 +183,7 @@ async fn signed_deliveries_verify_with_hmac_and_with_the_jwks() {
     w.client.import_hmac_key(hmac, "hmac", "HS256", "the-shared-secret").await.unwrap();
     let rsa = Uuid::new_v4();
     reqwest::Client::new()
-        .post(format!("{}api/key/import/{rsa}", w._running.url()))
+        .post(format!("{}/api/key/import/{rsa}", w._running.url()))
         .header("authorization", KEY)
         .json(&json!({"key": {"algorithm": "RS256", "name": "rsa", "privateKey": RSA_PRIVATE}}))
         .send()
@@ -307,7 +307,7 @@ async fn the_admin_endpoint_raises_events_over_http() {
     w.webhook(url(&sink), &["user.delete"], |_| {}).await;
     let http = reqwest::Client::new();
     let response = http
-        .post(format!("{}emulator/events", w._running.url()))
+        .post(format!("{}/emulator/events", w._running.url()))
         .json(&json!({"tenantId": DEFAULT_TENANT_ID, "event": {"type": "user.delete", "user": {"id": "u1"}}}))
         .send()
         .await
@@ -317,6 +317,6 @@ async fn the_admin_endpoint_raises_events_over_http() {
     assert_eq!(report["webhooks"][0]["attempts"][0]["statusCode"], 200);
     assert_eq!(store.received().len(), 1);
     let bad =
-        http.post(format!("{}emulator/events", w._running.url())).json(&json!({"event": {"type": "user.teleport"}})).send().await.unwrap();
+        http.post(format!("{}/emulator/events", w._running.url())).json(&json!({"event": {"type": "user.teleport"}})).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 }

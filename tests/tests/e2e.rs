@@ -41,6 +41,14 @@ fn webhook_of(stack: &Stack, ns: &str, name: &str) -> Option<Value> {
     stack.fusionauth.state().webhooks.get(&id).cloned()
 }
 
+/// The receiver config the Deployment's pods mount now (each version is its own ConfigMap).
+fn receiver_config(stack: &Stack, ns: &str, name: &str) -> Option<String> {
+    let deployment = stack.kube.get("apps", "v1", "deployments", ns, &format!("{name}-receiver"))?;
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array()?.clone();
+    let map_name = volumes.iter().find_map(|v| v["configMap"]["name"].as_str())?.to_owned();
+    stack.kube.get("", "v1", "configmaps", ns, &map_name)?["data"]["receiver.yaml"].as_str().map(str::to_owned)
+}
+
 fn kubectl(stack: &Stack, args: &[&str], stdin: Option<&str>) -> String {
     let mut command = Command::new(&tools().kubectl);
     command.args(args).env("KUBECONFIG", &stack.kubeconfig).current_dir(workspace_root());
@@ -227,13 +235,13 @@ async fn scenario_3_a_rotated_authorization_secret_rolls_out_without_failed_deli
     let (sent, failed) = raiser.await.unwrap();
     assert!(sent > 20, "{sent} deliveries during the rotation");
     // The rotation finished: the old value is no longer kept or accepted by config.
-    assert!(
-        eventually(WAIT, || stack
-            .kube
-            .get("", "v1", "configmaps", "team", "hook-receiver")
-            .is_some_and(|c| !c["data"]["receiver.yaml"].as_str().unwrap().contains("previousAuthorizationFile")))
-        .await
-    );
+    assert!(eventually(WAIT, || receiver_config(&stack, "team", "hook").is_some_and(|c| !c.contains("previousAuthorizationFile"))).await);
+    // Each config version was its own ConfigMap; the ones no pod runs any more are deleted.
+    let versions = || {
+        let maps = stack.kube.list("", "v1", "configmaps", Some("team"));
+        maps.iter().filter(|m| m["metadata"]["labels"]["app.kubernetes.io/instance"] == "hook").count()
+    };
+    assert!(eventually(WAIT, || versions() == 1).await, "{} config versions left", versions());
     let own = stack.kube.get("", "v1", "secrets", "team", "hook-receiver-auth").unwrap();
     assert!(own["data"].get("previous-authorization").is_none(), "{own}");
     assert_eq!(stack.condition("team", "hook", "Ready").unwrap().0, "True");
@@ -292,13 +300,7 @@ async fn scenario_3b_a_rotated_hmac_secret_switches_fusionauth_to_a_new_key_with
     // The old key is deleted from FusionAuth, and the receivers stop accepting it.
     let first_id: Uuid = first_key.as_str().unwrap().parse().unwrap();
     assert!(eventually(WAIT, || !stack.fusionauth.state().keys.contains_key(&first_id)).await, "the old key is deleted");
-    assert!(
-        eventually(WAIT, || stack
-            .kube
-            .get("", "v1", "configmaps", "team", "hook-receiver")
-            .is_some_and(|c| !c["data"]["receiver.yaml"].as_str().unwrap().contains("previousHmacSecretFile")))
-        .await
-    );
+    assert!(eventually(WAIT, || receiver_config(&stack, "team", "hook").is_some_and(|c| !c.contains("previousHmacSecretFile"))).await);
     assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
     assert!(failed.is_empty(), "{} of {sent} deliveries failed during the rotation: {failed:?}", failed.len());
     assert!(store.received().len() >= sent);
@@ -360,8 +362,8 @@ async fn scenario_5_deletion_removes_the_webhook_and_collects_the_receiver_or_or
     for name in ["gone-receiver", "kept-receiver"] {
         assert!(stack.kube.get("apps", "v1", "deployments", "team", name).is_none(), "{name} garbage-collected");
         assert!(stack.kube.get("", "v1", "services", "team", name).is_none());
-        assert!(stack.kube.get("", "v1", "configmaps", "team", name).is_none());
     }
+    assert!(stack.kube.list("", "v1", "configmaps", Some("team")).is_empty(), "every config version garbage-collected");
     assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().is_empty()).await, "receivers stopped");
 }
 

@@ -151,7 +151,7 @@ async fn validation_errors_come_back_as_a_field_map() {
     // Missing timeouts and a missing `webhook` need raw JSON.
     let http = reqwest::Client::new();
     let raw =
-        |body: Value| http.post(format!("{}api/webhook/{}", running.url(), Uuid::new_v4())).header("authorization", KEY).json(&body).send();
+        |body: Value| http.post(format!("{}/api/webhook/{}", running.url(), Uuid::new_v4())).header("authorization", KEY).json(&body).send();
     let answer: Value = raw(json!({"webhook": {"url": "http://x/"}})).await.unwrap().json().await.unwrap();
     assert_eq!(answer["fieldErrors"]["webhook.connectTimeout"][0]["code"], "[missing]webhook.connectTimeout");
     assert_eq!(answer["fieldErrors"]["webhook.readTimeout"][0]["code"], "[missing]webhook.readTimeout");
@@ -177,7 +177,7 @@ async fn wrong_and_tenant_scoped_keys_get_401_with_an_empty_body() {
     }
     let http = reqwest::Client::new();
     let response = http
-        .get(format!("{}api/webhook", running.url()))
+        .get(format!("{}/api/webhook", running.url()))
         .header("authorization", KEY)
         .header("X-FusionAuth-TenantId", DEFAULT_TENANT_ID)
         .send()
@@ -188,7 +188,7 @@ async fn wrong_and_tenant_scoped_keys_get_401_with_an_empty_body() {
     // A tenant-scoped key may still read its own tenant.
     let tenant_client = client_for(&running.url(), "tenant-key", fast_retry(1));
     assert!(tenant_client.retrieve_tenant_event_configuration(tenant).await.unwrap().is_some());
-    let unknown = http.get(format!("{}api/webhook/{}", running.url(), Uuid::new_v4())).header("authorization", KEY).send().await.unwrap();
+    let unknown = http.get(format!("{}/api/webhook/{}", running.url(), Uuid::new_v4())).header("authorization", KEY).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
     assert!(unknown.bytes().await.unwrap().is_empty(), "404 has an empty body");
 }
@@ -279,7 +279,7 @@ async fn the_three_patch_content_types_have_their_real_semantics() {
         .unwrap();
     let http = reqwest::Client::new();
     let patch = |content_type: &'static str, body: Value| {
-        http.patch(format!("{}api/webhook/{id}", running.url()))
+        http.patch(format!("{}/api/webhook/{id}", running.url()))
             .header("authorization", KEY)
             .header("content-type", content_type)
             .body(body.to_string())
@@ -323,7 +323,7 @@ async fn keys_jwks_and_the_event_log() {
     let rsa_id = Uuid::new_v4();
     let http = reqwest::Client::new();
     let imported = http
-        .post(format!("{}api/key/import/{rsa_id}", running.url()))
+        .post(format!("{}/api/key/import/{rsa_id}", running.url()))
         .header("authorization", KEY)
         .json(&json!({"key": {"algorithm": "RS256", "name": "rsa", "privateKey": RSA_PRIVATE, "kid": "rsa-kid"}}))
         .send()

@@ -205,7 +205,8 @@ async fn observe(ctx: &Context, v: &Validated) -> Result<(FusionAuthClient, Opti
 /// once its current template is rolled out (during a rotation: once every
 /// pod accepts both the old and the new credential).
 async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: &Credentials, report: &mut Report) -> Result<(), Stopped> {
-    let observed = ctx.caches.observed(&v.namespace, &v.name);
+    let config_map = desired.receiver.config_map.metadata.name.clone().unwrap_or_default();
+    let observed = ctx.caches.observed(&v.namespace, &v.name, &config_map);
     let applied = apply_receiver(&ctx.client, &v.namespace, &desired.receiver, &observed)
         .await
         .map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
@@ -223,10 +224,29 @@ async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: 
         )),
         (_, Rollout::Done) => {
             report.done(Kind::ReceiverAvailable, Reason::Available, format!("Deployment {name} is rolled out and available"));
+            delete_old_config_maps(ctx, v, &config_map).await;
             Ok(())
         }
         (_, Rollout::Waiting(message)) => Err(Stopped::wait(Kind::ReceiverAvailable, Reason::Progressing, format!("{message}{note}"))),
-        (_, Rollout::Stuck(message)) => Err(Stopped::wait(Kind::ReceiverAvailable, Reason::RolloutStuck, message)),
+        (_, Rollout::Stuck(message)) => {
+            let trouble = match apply::kubernetes::pod_trouble(&ctx.client, &v.namespace, &v.name).await {
+                Ok(Some(trouble)) => format!("; {trouble}"),
+                Ok(None) => String::new(),
+                Err(e) => format!("; the pods could not be listed ({e})"),
+            };
+            Err(Stopped::wait(Kind::ReceiverAvailable, Reason::RolloutStuck, format!("{message}{trouble}")))
+        }
+    }
+}
+
+/// Once every pod runs the current config version, the others go. Best
+/// effort: one that cannot be deleted now is tried again next pass.
+async fn delete_old_config_maps(ctx: &Context, v: &Validated, current: &str) {
+    for name in ctx.caches.other_config_maps(&v.namespace, &v.name, current) {
+        match apply::kubernetes::delete_config_map(&ctx.client, &v.namespace, &name).await {
+            Ok(()) => ctx.metrics.kubernetes_write("delete"),
+            Err(e) => tracing::warn!(namespace = v.namespace, config_map = name, error = %e, "cannot delete an old receiver config"),
+        }
     }
 }
 

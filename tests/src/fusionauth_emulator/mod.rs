@@ -165,9 +165,9 @@ pub struct RunningEmulator {
 }
 
 impl RunningEmulator {
-    /// Base URL, e.g. `http://127.0.0.1:9011/`.
+    /// Base URL, e.g. `http://127.0.0.1:9011` (no trailing slash, like every base URL here).
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}", self.addr)
     }
 
     /// Stops serving.

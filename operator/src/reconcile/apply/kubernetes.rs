@@ -7,7 +7,7 @@
 //! resources makes no Kubernetes write.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -85,8 +85,13 @@ pub async fn apply_receiver(
             written.push("Secret");
         }
     }
+    // A new pod template names a config version the cache may still show
+    // as present after it was deleted (watch lag; an older version comes
+    // back when a change is undone): then it is applied regardless.
+    let template_changes = !already_applied(observed.deployment.as_ref(), &hash_of(&desired.deployment));
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    if apply_one(&api, desired.config_map.clone(), observed.config_map.as_ref()).await?.is_some() {
+    let config_observed = if template_changes { None } else { observed.config_map.as_ref() };
+    if apply_one(&api, desired.config_map.clone(), config_observed).await?.is_some() {
         written.push("ConfigMap");
     }
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
@@ -99,6 +104,16 @@ pub async fn apply_receiver(
         written.push("Deployment");
     }
     Ok(ReceiverApplied { deployment: applied.or_else(|| observed.deployment.clone()), written })
+}
+
+/// Deletes a ConfigMap (gone already is fine).
+pub async fn delete_config_map(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the Deployment has finished rolling out its current template:
@@ -147,6 +162,42 @@ pub fn rollout(deployment: Option<&Deployment>, name: &str) -> Rollout {
         status.updated_replicas.unwrap_or(0),
         status.available_replicas.unwrap_or(0)
     ))
+}
+
+/// Why the receiver's pods do not become ready, from their status (one
+/// list call, made only for a stuck rollout): the first container that
+/// waits or last ended with a reason, e.g. `pod todo-receiver-7d-x: container
+/// receiver CrashLoopBackOff (last exit 2, Error)`.
+pub async fn pod_trouble(client: &Client, namespace: &str, instance: &str) -> Result<Option<String>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("app.kubernetes.io/instance={instance},app.kubernetes.io/managed-by={}", names::FIELD_MANAGER);
+    let pods = api.list(&kube::api::ListParams::default().labels(&selector)).await?;
+    Ok(pods.items.iter().find_map(trouble_of))
+}
+
+fn trouble_of(pod: &Pod) -> Option<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let status = pod.status.as_ref()?;
+    let statuses = status.container_statuses.iter().flatten();
+    let describe = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref())?;
+        let reason = waiting.reason.as_deref()?;
+        let last = c
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| format!(" (last exit {}, {})", t.exit_code, t.reason.as_deref().unwrap_or("terminated")));
+        let message: String = waiting.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default().chars().take(200).collect();
+        Some(format!("pod {name}: container {} {reason}{}{message}", c.name, last.unwrap_or_default()))
+    };
+    statuses.filter_map(describe).next().or_else(|| {
+        let unschedulable = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+        Some(format!(
+            "pod {name}: not scheduled ({}): {}",
+            unschedulable.reason.as_deref().unwrap_or("?"),
+            unschedulable.message.as_deref().unwrap_or("")
+        ))
+    })
 }
 
 /// One merge patch of the status subresource; skipped when unchanged.

@@ -56,13 +56,14 @@ pub struct Desired {
 pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, owner: &OwnerReference) -> Desired {
     let previous = &credentials.previous;
     let config = receiver_config::render(v, previous);
-    let checksum = receiver::config_checksum(&config, previous);
+    let template =
+        receiver::Template { config_map: receiver::config_map_name(v, &config), checksum: receiver::config_checksum(&config, previous) };
     Desired {
         receiver: ReceiverObjects {
             kept_secret: receiver::kept_secret(v, credentials, owner),
             config_map: receiver::config_map(v, &config, owner),
             service: receiver::service(v, owner),
-            deployment: receiver::deployment(v, previous, default_image, &checksum, owner),
+            deployment: receiver::deployment(v, previous, default_image, &template, owner),
         },
         webhook: fusionauth_webhook(v, &credentials.authorization),
     }

@@ -30,6 +30,15 @@ pub const CONFIG_DIR: &str = "/etc/fusionhook/config";
 pub const CONFIG_FILE: &str = "receiver.yaml";
 /// Pod template annotation that changes with the config, so it rolls the pods.
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "fusionhook.dev/config-checksum";
+/// What the pod template takes from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The ConfigMap of this config version ([`config_map_name`]).
+    pub config_map: String,
+    /// [`config_checksum`] of the config and the previous values.
+    pub checksum: String,
+}
+
 /// UID the receiver runs as (distroless `nonroot`).
 const RUN_AS: i64 = 65532;
 
@@ -66,12 +75,26 @@ pub fn config_checksum(config: &str, previous: &Previous) -> String {
 }
 
 /// The ConfigMap holding `receiver.yaml`. It holds no secret values.
+///
+/// Each config version is its own immutable ConfigMap, named after its
+/// content ([`config_map_name`]): pods that run never see their config
+/// change under them, a rollout that goes wrong leaves the old pods on the
+/// old config, and a pod that restarts gets the config it was made for.
+/// Apply deletes the versions no pod needs once a rollout is done.
 pub fn config_map(v: &Validated, config: &str, owner: &OwnerReference) -> ConfigMap {
     ConfigMap {
-        metadata: metadata(v, names::receiver_name(&v.name), owner),
+        metadata: metadata(v, config_map_name(v, config), owner),
         data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), config.to_owned())])),
+        immutable: Some(true),
         ..ConfigMap::default()
     }
+}
+
+/// `<name>-receiver-<first 10 hex digits of the config's SHA-256>`.
+pub fn config_map_name(v: &Validated, config: &str) -> String {
+    let digest = Sha256::digest(config.as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", names::receiver_name(&v.name))
 }
 
 /// The operator-owned Secret ([`names::kept`]): the generated
@@ -122,11 +145,8 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-/// The receiver Deployment: non-root, read-only root filesystem, no
-/// privilege escalation, all capabilities dropped, RuntimeDefault seccomp,
-/// no service account token, probes, and the config checksum.
-pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, checksum: &str, owner: &OwnerReference) -> Deployment {
-    let name = names::receiver_name(&v.name);
+/// One projected volume source per Secret, with the keys the receiver reads.
+fn secret_sources(v: &Validated, previous: &Previous) -> Vec<VolumeProjection> {
     let mut sources: Vec<VolumeProjection> = Vec::new();
     for mount in secret_mounts(v, previous) {
         let item = KeyToPath { key: mount.key.clone(), path: mount.file.name(), mode: None };
@@ -138,7 +158,13 @@ pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, check
             }),
         }
     }
-    let container = Container {
+    sources
+}
+
+/// The receiver container: non-root, read-only root filesystem, no
+/// privilege escalation, all capabilities dropped, probes.
+fn container(v: &Validated, default_image: &str) -> Container {
+    Container {
         name: "receiver".to_owned(),
         image: Some(v.image.clone().unwrap_or_else(|| default_image.to_owned())),
         command: Some(vec!["/usr/local/bin/fusionhook-receiver".to_owned()]),
@@ -167,9 +193,17 @@ pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, check
             VolumeMount { name: "secrets".to_owned(), mount_path: SECRETS_DIR.to_owned(), read_only: Some(true), ..VolumeMount::default() },
         ]),
         ..Container::default()
-    };
+    }
+}
+
+/// The receiver Deployment: non-root, read-only root filesystem, no
+/// privilege escalation, all capabilities dropped, RuntimeDefault seccomp,
+/// no service account token, probes, and the config checksum.
+pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, config: &Template, owner: &OwnerReference) -> Deployment {
+    let name = names::receiver_name(&v.name);
+    let container = container(v, default_image);
     let mut template_meta = ObjectMeta { labels: Some(labels(v)), ..ObjectMeta::default() };
-    template_meta.annotations = Some(BTreeMap::from([(CONFIG_CHECKSUM_ANNOTATION.to_owned(), checksum.to_owned())]));
+    template_meta.annotations = Some(BTreeMap::from([(CONFIG_CHECKSUM_ANNOTATION.to_owned(), config.checksum.clone())]));
     Deployment {
         metadata: metadata(v, name.clone(), owner),
         spec: Some(DeploymentSpec {
@@ -198,12 +232,15 @@ pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, check
                     volumes: Some(vec![
                         Volume {
                             name: "config".to_owned(),
-                            config_map: Some(ConfigMapVolumeSource { name: name.clone(), ..ConfigMapVolumeSource::default() }),
+                            config_map: Some(ConfigMapVolumeSource { name: config.config_map.clone(), ..ConfigMapVolumeSource::default() }),
                             ..Volume::default()
                         },
                         Volume {
                             name: "secrets".to_owned(),
-                            projected: Some(ProjectedVolumeSource { sources: Some(sources), default_mode: Some(0o440) }),
+                            projected: Some(ProjectedVolumeSource {
+                                sources: Some(secret_sources(v, previous)),
+                                default_mode: Some(0o440),
+                            }),
                             ..Volume::default()
                         },
                     ]),
@@ -243,6 +280,10 @@ mod tests {
     use crate::reconcile::build::receiver_url;
     use crate::reconcile::rotation::{Kept, Seen};
 
+    fn template(checksum: &str) -> Template {
+        Template { config_map: "todo-cleanup-receiver-0123456789".into(), checksum: checksum.into() }
+    }
+
     fn credentials(v: &Validated) -> Credentials {
         crate::reconcile::rotation::credentials(v, &Kept::default(), Seen::Webhook(None), false)
     }
@@ -250,7 +291,7 @@ mod tests {
     #[test]
     fn the_pod_is_hardened() {
         let (v, owner) = validated(json!({}));
-        let d = deployment(&v, &Previous::default(), "ghcr.io/fusionhook/fusionhook:0.1.0", "abc", &owner);
+        let d = deployment(&v, &Previous::default(), "ghcr.io/fusionhook/fusionhook:0.1.0", &template("abc"), &owner);
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
         let sc = c.security_context.as_ref().unwrap();
@@ -273,7 +314,7 @@ mod tests {
     fn spec_fields_reach_the_workload() {
         let (v, owner) = validated(json!({"receiver": {"replicas": 3, "image": "registry.local/receiver:dev",
             "resources": {"limits": {"memory": "64Mi"}}}}));
-        let d = deployment(&v, &Previous::default(), "default-image", "x", &owner);
+        let d = deployment(&v, &Previous::default(), "default-image", &template("x"), &owner);
         let spec = d.spec.as_ref().unwrap();
         assert_eq!(spec.replicas, Some(3));
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
@@ -305,6 +346,14 @@ mod tests {
         assert_eq!(config_checksum(&render(&a), &none), config_checksum(&render(&a), &none));
         assert_ne!(config_checksum(&render(&a), &none), config_checksum(&render(&b), &none));
         assert_eq!(config_checksum("x", &none).len(), 64);
+        // Each config version is its own immutable ConfigMap.
+        let (a_map, b_map) = (config_map_name(&a, &render(&a)), config_map_name(&b, &render(&b)));
+        assert_ne!(a_map, b_map);
+        assert_eq!(a_map, config_map_name(&a, &render(&a)));
+        assert!(a_map.starts_with("todo-cleanup-receiver-") && a_map.len() == "todo-cleanup-receiver-".len() + 10, "{a_map}");
+        let (_, owner) = validated(json!({}));
+        let map = config_map(&a, &render(&a), &owner);
+        assert_eq!((map.metadata.name.as_deref(), map.immutable), (Some(a_map.as_str()), Some(true)));
         // A new previous value (a second rotation) rolls the pods although the config text is the same.
         let first = Previous { authorization: Some(crate::reconcile::validate::SecretString("one".into())), hmac: None };
         let second = Previous { authorization: Some(crate::reconcile::validate::SecretString("two".into())), hmac: None };

@@ -234,7 +234,8 @@ mod tests {
         for value in ["\"k\"", "\"t\"", "\"h\""] {
             assert!(!config.contains(&format!(": {value}")), "no secret value in the config");
         }
-        let d = super::super::receiver::deployment(&v, &Previous::default(), "i", "x", &owner);
+        let template = super::super::receiver::Template { config_map: "c".into(), checksum: "x".into() };
+        let d = super::super::receiver::deployment(&v, &Previous::default(), "i", &template, &owner);
         let volumes = d.spec.unwrap().template.spec.unwrap().volumes.unwrap();
         let projected = volumes.iter().find(|v| v.name == "secrets").unwrap().projected.as_ref().unwrap();
         assert_eq!(projected.sources.as_ref().unwrap().len(), 3, "one source per Secret");
