@@ -150,8 +150,9 @@ async fn validation_errors_come_back_as_a_field_map() {
 
     // Missing timeouts and a missing `webhook` need raw JSON.
     let http = reqwest::Client::new();
-    let raw =
-        |body: Value| http.post(format!("{}/api/webhook/{}", running.url(), Uuid::new_v4())).header("authorization", KEY).json(&body).send();
+    let raw = |body: Value| {
+        http.post(format!("{}/api/webhook/{}", running.url(), Uuid::new_v4())).header("authorization", KEY).json(&body).send()
+    };
     let answer: Value = raw(json!({"webhook": {"url": "http://x/"}})).await.unwrap().json().await.unwrap();
     assert_eq!(answer["fieldErrors"]["webhook.connectTimeout"][0]["code"], "[missing]webhook.connectTimeout");
     assert_eq!(answer["fieldErrors"]["webhook.readTimeout"][0]["code"], "[missing]webhook.readTimeout");
