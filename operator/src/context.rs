@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fusionhook_fusionauth::client::{ApiKey, CallObserver, ClientConfig, ClientError, FusionAuthClient, RetryPolicy};
+use fusionhook_fusionauth::model::Webhook;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::Client;
@@ -15,10 +16,12 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::names;
 use crate::reconcile::apply::kubernetes::Observed;
+use crate::reconcile::observe::Snapshots;
 use crate::reconcile::validate::Connection;
 use crate::resource::FusionAuthWebhook;
 
@@ -142,8 +145,24 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     fusionauth: Mutex<HashMap<[u8; 32], FusionAuthClient>>,
+    snapshots: Snapshots,
     failures: Mutex<HashMap<ObjectRef<FusionAuthWebhook>, u32>>,
 }
+
+/// Identifies a FusionAuth connection: URL, API key and CA bundle.
+fn connection_key(v: &Connection) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in [v.url.as_bytes(), v.api_key.0.as_bytes(), v.ca_pem.as_deref().unwrap_or_default()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// The longest a listing of FusionAuth's webhooks serves reconciles (and
+/// at most half the resync interval): an edit made in FusionAuth is seen
+/// within one resync plus this.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Most FusionAuth clients kept (one per distinct URL, key and CA).
 const MAX_CLIENTS: usize = 256;
@@ -156,10 +175,13 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            settings,
             caches,
             metrics,
             fusionauth: Mutex::default(),
+            // A resync reconciles everything within moments: one listing
+            // serves it; short enough that a periodic re-check stays current.
+            snapshots: Snapshots::new(SNAPSHOT_MAX_AGE.min(settings.requeue / 2)),
+            settings,
             failures: Mutex::default(),
         }
     }
@@ -167,12 +189,7 @@ impl Context {
     /// The FusionAuth client for the resource's connection, built once per
     /// distinct URL, API key and CA bundle (a rotated key gets a new one).
     pub fn fusionauth(&self, v: &Connection) -> Result<FusionAuthClient, ClientError> {
-        let mut hasher = Sha256::new();
-        for part in [v.url.as_bytes(), v.api_key.0.as_bytes(), v.ca_pem.as_deref().unwrap_or_default()] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        let key: [u8; 32] = hasher.finalize().into();
+        let key = connection_key(v);
         let mut clients = self.fusionauth.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
@@ -193,6 +210,19 @@ impl Context {
         }
         clients.insert(key, client.clone());
         Ok(client)
+    }
+
+    /// The FusionAuth client for `v`, and webhook `id` as FusionAuth has it
+    /// now (through the shared listing of a resync, see [`Snapshots`]).
+    pub async fn fusionauth_webhook(&self, v: &Connection, id: Uuid) -> Result<(FusionAuthClient, Option<Webhook>), ClientError> {
+        let fa = self.fusionauth(v)?;
+        let webhook = self.snapshots.webhook(connection_key(v), &fa, id).await?;
+        Ok((fa, webhook))
+    }
+
+    /// A pass may have written webhook `id` (see [`Snapshots::written`]).
+    pub async fn fusionauth_webhook_written(&self, v: &Connection, id: Uuid) {
+        self.snapshots.written(connection_key(v), id).await;
     }
 
     /// Backoff after the `n`-th consecutive failure of `resource`: full

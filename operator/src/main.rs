@@ -126,7 +126,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::new(Arc::clone(&metrics)));
     serve_health(&args, Arc::clone(&health)).await?;
     let stop = stop_signal();
-    let (leader, election) = elect(&args, &client, stop.clone());
+    // The Lease is released only once no reconcile runs any more.
+    let (release_tx, release) = watch::channel(false);
+    let (leader, election) = elect(&args, &client, release);
     mark_ready_when_the_api_answers(client.clone(), health);
 
     // Standby until we lead, or until asked to stop.
@@ -140,8 +142,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!("leading: reconciling FusionAuthWebhook resources");
     let lost_leadership = reconcile_while_leading(args, client, Arc::clone(&metrics), leader, stop).await;
     metrics.set_leader(false);
+    release_tx.send_replace(true);
     if let Some(election) = election {
-        // Releases the Lease when we are stopping.
         let _ = election.await;
     }
     if lost_leadership {
@@ -231,19 +233,6 @@ async fn reconcile_while_leading(
         args.namespaces.iter().filter(|n| !n.is_empty()).map(|n| Scope::Namespace(n.clone())).collect()
     };
     let (end_tx, end) = watch::channel(false);
-    let watcher = tokio::spawn(async move {
-        let lost_fut = async {
-            // Without election the sender is gone: only a stop ends the loop.
-            if lost.wait_for(|l| !*l).await.is_ok() { true } else { std::future::pending::<bool>().await }
-        };
-        let lost_leadership = tokio::select! {
-            lost = lost_fut => lost,
-            _ = stopped.wait_for(|s| *s) => false,
-        };
-        end_tx.send_replace(true);
-        // Releasing the Lease on shutdown is no loss.
-        lost_leadership && !*stopped.borrow()
-    });
     let controllers = scopes.into_iter().map(|scope| {
         let mut end = end.clone();
         let shutdown = async move {
@@ -251,6 +240,23 @@ async fn reconcile_while_leading(
         };
         controller::run(client.clone(), scope, settings.clone(), args.concurrency, Arc::clone(&metrics), shutdown)
     });
-    futures::future::join_all(controllers).await;
-    watcher.await.unwrap_or(false)
+    let mut controllers = std::pin::pin!(futures::future::join_all(controllers));
+    // Without election the sender is gone: only a stop ends the loop.
+    let lost_leadership = async move {
+        if lost.wait_for(|l| !*l).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = &mut controllers => false,
+        // Another replica may lead already: in-flight reconciles are dropped
+        // at once, not finished.
+        () = lost_leadership => true,
+        // A stop: in-flight reconciles finish while the Lease is still ours.
+        _ = stopped.wait_for(|s| *s) => {
+            end_tx.send_replace(true);
+            controllers.await;
+            false
+        }
+    }
 }

@@ -236,3 +236,58 @@ async fn a_switch_two_namespaces_share_stays_on_while_either_listens() {
     let config = fa.retrieve_tenant_event_configuration(tenant()).await.unwrap().unwrap();
     assert!(!config.events["user.delete"].enabled && !config.events["user.create"].enabled);
 }
+
+#[tokio::test]
+async fn a_resync_reads_all_webhooks_of_a_fusionauth_with_one_call() {
+    use fusionhook_operator::reconcile::observe::Snapshots;
+    let (emulator, running) = fusionauth().await;
+    let fa = client(&running.url(), KEY);
+    let resources: Vec<Validated> =
+        (0..20).map(|i| validated_as(&format!("team-{i}"), &format!("00000000-0000-4000-8000-{i:012}"))).collect();
+    for v in &resources {
+        apply_signing_key(&fa, v, None).await.unwrap();
+        apply_webhook(&fa, v.webhook_id, &fusionauth_webhook(v, "x"), None).await.unwrap();
+    }
+    let calls = |emulator: &Emulator, call: &str| emulator.calls().get(call).copied().unwrap_or(0);
+    let snapshots = Snapshots::new(Duration::from_secs(60));
+    let connection = [7u8; 32];
+    // Twenty reconciles, at once: one listing serves them all.
+    let reads = resources.iter().map(|v| snapshots.webhook(connection, &fa, v.webhook_id));
+    let seen = futures::future::join_all(reads).await;
+    assert!(seen.iter().zip(&resources).all(|(w, v)| w.as_ref().unwrap().as_ref().unwrap().id == Some(v.webhook_id)));
+    assert_eq!((calls(&emulator, "GET /api/webhook"), calls(&emulator, "GET /api/webhook/{id}")), (1, 0));
+
+    // A second look at one of them in the same window reads it fresh (after our own write, it must).
+    let first = &resources[0];
+    emulator.state().webhooks.get_mut(&first.webhook_id).unwrap()["url"] = json!("http://changed/");
+    let again = snapshots.webhook(connection, &fa, first.webhook_id).await.unwrap().unwrap();
+    assert_eq!(again.url, "http://changed/");
+    // A webhook the listing does not hold is read directly, never assumed absent.
+    let created_since = validated_as("late", "00000000-0000-4000-8000-999999999999");
+    apply_signing_key(&fa, &created_since, None).await.unwrap();
+    apply_webhook(&fa, created_since.webhook_id, &fusionauth_webhook(&created_since, "x"), None).await.unwrap();
+    assert!(snapshots.webhook(connection, &fa, created_since.webhook_id).await.unwrap().is_some());
+    assert_eq!((calls(&emulator, "GET /api/webhook"), calls(&emulator, "GET /api/webhook/{id}")), (1, 2));
+
+    // A webhook a pass may have written since the listing started is read directly.
+    let fresh = Snapshots::new(Duration::from_secs(60));
+    fresh.webhook(connection, &fa, resources[2].webhook_id).await.unwrap();
+    fresh.written(connection, resources[3].webhook_id).await;
+    fresh.webhook(connection, &fa, resources[3].webhook_id).await.unwrap();
+    assert_eq!((calls(&emulator, "GET /api/webhook"), calls(&emulator, "GET /api/webhook/{id}")), (2, 3));
+
+    // Once older than its age, a listing is fetched again.
+    let short = Snapshots::new(Duration::from_millis(50));
+    short.webhook(connection, &fa, first.webhook_id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    short.webhook(connection, &fa, resources[1].webhook_id).await.unwrap();
+    assert_eq!(calls(&emulator, "GET /api/webhook"), 4);
+
+    // A listing that fails is not retried by every reconcile: they read directly for a while.
+    emulator.inject_faults(503, 2);
+    let failing = Snapshots::new(Duration::from_secs(60));
+    assert!(failing.webhook(connection, &fa, resources[4].webhook_id).await.unwrap().is_some());
+    let lists = calls(&emulator, "GET /api/webhook");
+    assert!(failing.webhook(connection, &fa, resources[5].webhook_id).await.unwrap().is_some());
+    assert_eq!(calls(&emulator, "GET /api/webhook"), lists, "no second listing while resting");
+}

@@ -98,7 +98,7 @@ async fn dereference_reads_exactly_the_referenced_secrets() {
     assert!(!data.contains_key("todo-cleanup-receiver-auth"), "not generated yet");
 
     let v = validate(&resource(), &data).unwrap();
-    let generated = |data: &SecretData| credentials(&v, &Kept::read(&v, data), Seen::Unknown, false).authorization;
+    let generated = |data: &SecretData| credentials(&v, &Kept::read(&v, data), Seen::Unknown, false).authorization.0;
     let first = generated(&data);
     assert_eq!(first.len(), 43, "32 random bytes, base64url");
     assert_ne!(first, generated(&data), "fresh each time until stored");

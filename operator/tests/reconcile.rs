@@ -623,6 +623,9 @@ async fn a_changed_hmac_secret_switches_fusionauth_only_after_the_receivers_acce
     assert_ne!(second, first);
     assert!(world.fusionauth.state().keys.contains_key(&second));
     assert!(!world.fusionauth.state().keys.contains_key(&first), "the old key is deleted once FusionAuth stopped using it");
+    let kept = world.get("/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth").unwrap();
+    let copy = base64::engine::general_purpose::STANDARD.decode(kept["data"]["hmac-secret"].as_str().unwrap()).unwrap();
+    assert_eq!(copy, b"second-secret", "the copy follows FusionAuth in the same pass (a second rotation right after still finds it)");
 
     // Next pass: the receivers stop accepting the old secret; the copy follows.
     world.reconcile().await.unwrap();

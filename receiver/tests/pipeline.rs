@@ -503,6 +503,21 @@ async fn during_a_rotation_the_previous_authorization_value_is_also_accepted() {
 }
 
 #[tokio::test]
+async fn during_a_key_rotation_the_previous_hmac_secret_and_its_algorithm_are_also_accepted() {
+    let yaml = "auth:\n  authorization: API-KEY\n  signature: {algorithms: [HS512, HS256], hmacSecret: new-secret, previousHmacSecret: old-secret}\nroutes: [{name: l, events: ['*'], log: {}}]";
+    let h = Harness::new(yaml).await;
+    let body = |n: u8| events::user_delete(&format!("cccccccc-cccc-4ccc-8ccc-cccccccccc{n:02x}"), ALICE);
+    let signed = |n: u8, alg: Algorithm, secret: &str| Post::fusionauth(body(n)).set(SIG, sign_hmac(&body(n), alg, "k", secret));
+    assert_eq!(h.send(signed(1, Algorithm::HS512, "new-secret")).await.0, StatusCode::OK, "the new key");
+    assert_eq!(h.send(signed(2, Algorithm::HS256, "old-secret")).await.0, StatusCode::OK, "the key FusionAuth still signs with");
+    assert_eq!(h.send(signed(3, Algorithm::HS256, "other-secret")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.send(signed(4, Algorithm::HS384, "old-secret")).await.0, StatusCode::UNAUTHORIZED, "an algorithm not listed");
+    let lone =
+        "auth:\n  authorization: A\n  signature: {algorithms: [RS256], jwksUrl: 'http://fa/.well-known/jwks.json', previousHmacSecret: x}";
+    assert!(Config::from_yaml(lone).unwrap_err().to_string().contains("auth.signature.previousHmacSecret"));
+}
+
+#[tokio::test]
 async fn a_placeholder_value_never_leaves_its_path_segment() {
     let yaml = r#"
 auth: {authorization: API-KEY}

@@ -25,6 +25,10 @@ use crate::kube_emulator::KubeEmulator;
 const POD_CONFIG_DIR: &str = "/etc/fusionhook/config";
 const POD_SECRETS_DIR: &str = "/etc/fusionhook/secrets";
 
+/// How long a replaced receiver process keeps running (FusionAuth's read
+/// timeout is 2 s by default, so an accepted delivery finishes within it).
+const TERMINATION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 struct Pod {
     child: Child,
     addr: SocketAddr,
@@ -174,7 +178,14 @@ impl Kubelet {
                         // The new process is up: switch the Service name, then stop the old one.
                         self.fusionauth.resolve(&format!("{name}.{ns}.svc"), addr);
                         let pod = Pod { child, addr, template: template.clone(), dir, restarts };
-                        self.locked().pods.insert(key.clone(), pod);
+                        if let Some(old) = self.locked().pods.insert(key.clone(), pod) {
+                            // As a kubelet's termination grace: deliveries the old
+                            // process already accepted finish before it is stopped.
+                            std::thread::spawn(move || {
+                                std::thread::sleep(TERMINATION_GRACE);
+                                drop(old);
+                            });
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(namespace = ns, name, error = %e, "stand-in kubelet cannot start the receiver");

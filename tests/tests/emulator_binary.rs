@@ -19,12 +19,12 @@ async fn the_binary_serves_the_api_and_raises_events() {
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    let ok = http.get(format!("{url}api/webhook")).header("authorization", "the-key").send().await.unwrap();
+    let ok = http.get(format!("{url}/api/webhook")).header("authorization", "the-key").send().await.unwrap();
     assert_eq!(ok.status(), 200);
-    let denied = http.get(format!("{url}api/webhook")).header("authorization", "nope").send().await.unwrap();
+    let denied = http.get(format!("{url}/api/webhook")).header("authorization", "nope").send().await.unwrap();
     assert_eq!(denied.status(), 401);
     let raised = http
-        .post(format!("{url}emulator/events"))
+        .post(format!("{url}/emulator/events"))
         .json(&serde_json::json!({"event": {"type": "user.delete", "user": {"id": "u"}}}))
         .send()
         .await

@@ -55,10 +55,7 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
         _ => None,
     };
     let result = match validate::connection(r, &secrets) {
-        Ok(connection) => match ctx.fusionauth(&connection) {
-            Ok(fa) => remove_from(&fa, webhook_id, keys(r, &uid, current)).await.map_err(Error::FusionAuth),
-            Err(e) => Err(Error::FusionAuth(e.into())),
-        },
+        Ok(connection) => remove_everywhere(r, ctx, connection, webhook_id, keys(r, &uid, current)).await,
         Err(e) => Err(Error::CleanupBlocked(e)),
     };
     if let Err(e) = result {
@@ -78,12 +75,30 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
     Ok(())
 }
 
+/// [`remove_from`] the spec's FusionAuth and, when a move to it had not
+/// finished, the one the resource is still registered with.
+async fn remove_everywhere(
+    r: &FusionAuthWebhook,
+    ctx: &Context,
+    connection: Connection,
+    webhook_id: Uuid,
+    keys: BTreeSet<Uuid>,
+) -> Result<(), Error> {
+    let registered = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()).filter(|u| !same_instance(u, &connection.url));
+    let instances = registered.map(|url| Connection { url, ..connection.clone() }).into_iter().chain([connection]);
+    for instance in instances {
+        let fa = ctx.fusionauth(&instance).map_err(|e| Error::FusionAuth(e.into()))?;
+        remove_from(&fa, webhook_id, keys.clone()).await.map_err(Error::FusionAuth)?;
+    }
+    Ok(())
+}
+
 /// When `spec.fusionAuth.url` changed since the resource registered: clean
 /// the previous FusionAuth first (with the current API key and CA). Returns
 /// whether the resource moved, so the generated `Authorization` value is
 /// replaced: the old instance must not be able to reach the receiver.
 pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Validated, report: &mut Report) -> Result<bool, Stopped> {
-    let Some(previous) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()).filter(|u| *u != v.fusionauth_url) else {
+    let Some(previous) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()).filter(|u| !same_instance(u, &v.fusionauth_url)) else {
         return Ok(false);
     };
     if v.deletion_policy == DeletionPolicy::Orphan {
@@ -121,4 +136,30 @@ pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Valid
     report.status.signing_key_id = None;
     report.status.enabled_tenant_events.clear();
     Ok(true)
+}
+
+/// Whether two base URLs name the same FusionAuth: a trailing slash or the
+/// case of the scheme and host is no move (a move deletes the webhook).
+fn same_instance(a: &str, b: &str) -> bool {
+    let split = |url: &str| {
+        let url = url.trim_end_matches('/');
+        let authority_end = url.find("://").map_or(0, |i| i + 3);
+        let path_start = url[authority_end..].find('/').map_or(url.len(), |i| authority_end + i);
+        (url[..path_start].to_ascii_lowercase(), url[path_start..].to_owned())
+    };
+    split(a) == split(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_instance;
+
+    #[test]
+    fn a_trailing_slash_or_the_host_case_is_not_a_move() {
+        assert!(same_instance("http://fa:9011", "http://fa:9011/"));
+        assert!(same_instance("HTTP://FA.example:9011/auth/", "http://fa.example:9011/auth"));
+        assert!(!same_instance("http://fa:9011/auth", "http://fa:9011/AUTH"), "paths are case-sensitive");
+        assert!(!same_instance("http://fa:9011", "http://fb:9011"));
+        assert!(!same_instance("http://fa:9011", "https://fa:9011"));
+    }
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`dereference`]: read the referenced Secrets;
 //! - [`validate`]: pure, resource + Secrets -> a checked value or a condition;
+//! - [`observe`]: FusionAuth's webhook now (one listing serves a whole resync);
 //! - [`rotation`]: pure, which credentials receivers accept this pass;
 //! - [`build`]: pure, the desired state (receiver objects, FusionAuth webhook);
 //! - [`apply`]: make Kubernetes and FusionAuth match it;
@@ -24,6 +25,7 @@ pub mod cleanup;
 pub mod conditions;
 pub mod dereference;
 pub mod finalizer;
+pub mod observe;
 pub mod rotation;
 pub mod status;
 pub mod tenant_switches;
@@ -35,6 +37,7 @@ use std::time::Instant;
 
 use fusionhook_fusionauth::client::FusionAuthClient;
 use fusionhook_fusionauth::model::Webhook;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use uuid::Uuid;
@@ -191,14 +194,39 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
     let desired = build::desired(&v, &credentials, &ctx.settings.receiver_image, &owner);
     receiver(ctx, &v, &desired, &credentials, report).await?;
     let (fa, observed) = fusionauth.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
-    register(&fa, &v, desired.webhook, observed, &credentials, report).await
+    let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await;
+    ctx.fusionauth_webhook_written(&v.connection(), v.webhook_id).await;
+    if registered.is_ok() {
+        keep_the_key_fusionauth_signs_with(ctx, &v, &credentials, &owner).await;
+    }
+    registered
 }
 
-/// One read of FusionAuth's webhook: all a steady state costs.
+/// FusionAuth now signs with the spec's HMAC key (or not at all): the
+/// operator's copy follows in the same pass, so a second rotation right
+/// after this one still finds the secret FusionAuth signs with. Best
+/// effort: the next pass writes it anyway.
+async fn keep_the_key_fusionauth_signs_with(ctx: &Context, v: &Validated, credentials: &Credentials, owner: &OwnerReference) {
+    let signing = match &v.signing {
+        Some(Signing::Hmac { key, .. }) => Some(key.clone()),
+        _ => None,
+    };
+    if credentials.hmac_in_use == signing {
+        return;
+    }
+    let now = Credentials { hmac_in_use: signing, ..credentials.clone() };
+    let secret = build::receiver::kept_secret(v, &now, owner);
+    match apply::kubernetes::apply_kept_secret(&ctx.client, &v.namespace, secret).await {
+        Ok(()) => ctx.metrics.kubernetes_write("apply"),
+        Err(e) => {
+            tracing::warn!(namespace = v.namespace, name = v.name, error = %e, "cannot update the kept signing key copy; next pass will")
+        }
+    }
+}
+
+/// FusionAuth's webhook as it is now: all a steady state reads (see [`observe`]).
 async fn observe(ctx: &Context, v: &Validated) -> Result<(FusionAuthClient, Option<Webhook>), ApplyError> {
-    let fa = ctx.fusionauth(&v.connection())?;
-    let webhook = fa.retrieve_webhook(v.webhook_id).await?;
-    Ok((fa, webhook))
+    Ok(ctx.fusionauth_webhook(&v.connection(), v.webhook_id).await?)
 }
 
 /// Applies the receiver objects; FusionAuth is told about a receiver only

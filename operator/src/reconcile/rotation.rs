@@ -68,13 +68,16 @@ pub struct Previous {
     pub authorization: Option<SecretString>,
     /// A second HMAC key (used only while the spec signs with HMAC).
     pub hmac: Option<HmacKey>,
+    /// FusionAuth does not sign yet: receivers accept unsigned deliveries
+    /// until it does (a signature was just added to the spec).
+    pub unsigned: bool,
 }
 
 /// The credentials of one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The `Authorization` value FusionAuth must send (empty with Basic).
-    pub authorization: String,
+    pub authorization: SecretString,
     /// The generated value to keep (when the spec gives no credential).
     pub generated: Option<SecretString>,
     /// What receivers also accept while FusionAuth is being switched.
@@ -90,20 +93,21 @@ pub fn credentials(v: &Validated, kept: &Kept, seen: Seen<'_>, fresh_generated: 
     let generated = (v.authorization.is_none() && v.basic.is_none())
         .then(|| kept.generated.clone().filter(|_| !fresh_generated).unwrap_or_else(generate));
     let authorization = match (&v.basic, &v.authorization, &generated) {
-        (Some(_), _, _) => String::new(),
-        (None, Some(given), _) | (None, None, Some(given)) => given.0.clone(),
-        (None, None, None) => String::new(),
+        (Some(_), _, _) | (None, None, None) => SecretString(String::new()),
+        (None, Some(given), _) | (None, None, Some(given)) => given.clone(),
     };
     let previous_authorization = match (&v.basic, seen) {
         (Some(_), _) => None,
         (None, Seen::Unknown) => kept.previous_authorization.clone(),
         (None, Seen::Webhook(webhook)) => webhook
             .and_then(|w| w.headers.get("Authorization"))
-            .filter(|sent| !sent.is_empty() && **sent != authorization)
+            .filter(|sent| !sent.is_empty() && **sent != authorization.0)
             .map(|sent| SecretString(sent.clone())),
     };
     let (previous_hmac, hmac_in_use) = hmac(v, kept.hmac.as_ref(), seen);
-    Credentials { authorization, generated, previous: Previous { authorization: previous_authorization, hmac: previous_hmac }, hmac_in_use }
+    let unsigned = v.signing.is_some() && matches!(seen, Seen::Webhook(Some(webhook)) if signing_key_of(Some(webhook)).is_none());
+    let previous = Previous { authorization: previous_authorization, hmac: previous_hmac, unsigned };
+    Credentials { authorization, generated, previous, hmac_in_use }
 }
 
 /// (the HMAC key receivers also accept, the HMAC key to keep as in use).
@@ -202,8 +206,8 @@ mod tests {
         // ...until FusionAuth sends the new one.
         assert_eq!(previous(&rotating, Seen::Webhook(Some(&sending("new")))), None);
         // The generated value is kept across passes, and replaced when asked.
-        assert_eq!(credentials(&v, &kept, Seen::Unknown, false).authorization, "new");
-        let fresh = credentials(&v, &kept, Seen::Unknown, true).authorization;
+        assert_eq!(credentials(&v, &kept, Seen::Unknown, false).authorization.0, "new");
+        let fresh = credentials(&v, &kept, Seen::Unknown, true).authorization.0;
         assert!(fresh != "new" && fresh.len() == 43, "{fresh}");
     }
 
@@ -229,6 +233,12 @@ mod tests {
             let fresh = Kept::default();
             assert_eq!(credentials(&v, &fresh, Seen::Webhook(None), false).previous.hmac, None);
         }
+        // A signature added to a webhook FusionAuth does not sign yet: unsigned deliveries stay accepted until it does.
+        let v = validated(Some(("HS256", "new-secret")));
+        assert!(credentials(&v, &Kept::default(), Seen::Webhook(Some(&Webhook::default())), false).previous.unsigned);
+        assert!(!credentials(&v, &Kept::default(), Seen::Webhook(None), false).previous.unsigned, "nothing to deliver yet");
+        let Some(Signing::Hmac { key_id, .. }) = v.signing.clone() else { panic!("hmac") };
+        assert!(!credentials(&v, &Kept::default(), Seen::Webhook(Some(&signing_with(key_id))), false).previous.unsigned);
         // Signature removed: nothing to accept besides, the copy goes once FusionAuth stopped signing.
         let v = validated(None);
         let kept = Kept { hmac: Some(old.clone()), ..Kept::default() };

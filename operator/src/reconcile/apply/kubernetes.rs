@@ -106,6 +106,13 @@ pub async fn apply_receiver(
     Ok(ReceiverApplied { deployment: applied.or_else(|| observed.deployment.clone()), written })
 }
 
+/// Applies the operator's own Secret alone (see `reconcile`: the kept
+/// signing key copy, right after FusionAuth switched).
+pub async fn apply_kept_secret(client: &Client, namespace: &str, secret: Secret) -> Result<(), kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    apply_one(&api, secret, None).await.map(drop)
+}
+
 /// Deletes a ConfigMap (gone already is fine).
 pub async fn delete_config_map(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -122,9 +129,14 @@ pub fn rolled_out(deployment: Option<&Deployment>) -> bool {
     let Some(d) = deployment else { return false };
     let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(status) = &d.status else { return false };
+    let updated = status.updated_replicas.unwrap_or(0);
+    // As `kubectl rollout status`: every replica updated, no old one left
+    // (`replicas` counts old and new pods; with a surge, `available` may
+    // still count an old pod while a new one is not ready), all available.
     status.observed_generation >= d.metadata.generation
-        && status.updated_replicas.unwrap_or(0) >= wanted
-        && status.available_replicas.unwrap_or(0) >= wanted
+        && updated >= wanted
+        && status.replicas.unwrap_or(0) <= updated
+        && status.available_replicas.unwrap_or(0) >= updated
 }
 
 /// Where the receiver's Deployment stands, for `ReceiverAvailable`.
@@ -237,6 +249,10 @@ mod tests {
         let done = deployment(3, serde_json::json!({"observedGeneration": 3, "updatedReplicas": 2, "availableReplicas": 2}));
         assert_eq!(rollout(Some(&done), "r"), Rollout::Done);
         // A new template: the old pods still answer, the new ones are not there yet.
+        // Surge: two new pods exist, one not ready; an old one still counts as available.
+        let surging =
+            deployment(4, serde_json::json!({"observedGeneration": 4, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}));
+        assert!(matches!(rollout(Some(&surging), "r"), Rollout::Waiting(_)), "an old pod still serves");
         let rolling = deployment(4, serde_json::json!({"observedGeneration": 4, "updatedReplicas": 1, "availableReplicas": 2}));
         assert_eq!(
             rollout(Some(&rolling), "r"),

@@ -29,8 +29,8 @@ pub fn owner_reference(resource: &FusionAuthWebhook) -> Option<OwnerReference> {
     resource.controller_owner_ref(&())
 }
 
-/// The receiver's Kubernetes objects.
-#[derive(Debug, Clone)]
+/// The receiver's Kubernetes objects. No `Debug`: the Secret holds values.
+#[derive(Clone)]
 pub struct ReceiverObjects {
     /// The operator's own Secret ([`crate::names::kept`]); applied when it
     /// holds anything or exists already (so emptied keys are removed).
@@ -43,8 +43,8 @@ pub struct ReceiverObjects {
     pub deployment: Deployment,
 }
 
-/// Everything this resource wants to exist.
-#[derive(Debug, Clone)]
+/// Everything this resource wants to exist. No `Debug`: it holds secrets.
+#[derive(Clone)]
 pub struct Desired {
     /// In Kubernetes.
     pub receiver: ReceiverObjects,
@@ -56,8 +56,10 @@ pub struct Desired {
 pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, owner: &OwnerReference) -> Desired {
     let previous = &credentials.previous;
     let config = receiver_config::render(v, previous);
-    let template =
-        receiver::Template { config_map: receiver::config_map_name(v, &config), checksum: receiver::config_checksum(&config, previous) };
+    let template = receiver::Template {
+        config_map: receiver::config_map_name(v, &config),
+        checksum: receiver::config_checksum(&config, previous, credentials.generated.as_ref()),
+    };
     Desired {
         receiver: ReceiverObjects {
             kept_secret: receiver::kept_secret(v, credentials, owner),
@@ -65,7 +67,7 @@ pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, ow
             service: receiver::service(v, owner),
             deployment: receiver::deployment(v, previous, default_image, &template, owner),
         },
-        webhook: fusionauth_webhook(v, &credentials.authorization),
+        webhook: fusionauth_webhook(v, &credentials.authorization.0),
     }
 }
 

@@ -22,7 +22,7 @@ use super::fusionauth::RECEIVER_PORT;
 use super::receiver_config::{SECRETS_DIR, secret_mounts};
 use crate::names::{self, kept};
 use crate::reconcile::rotation::{Credentials, Previous};
-use crate::reconcile::validate::Validated;
+use crate::reconcile::validate::{SecretString, Validated};
 
 /// Where the config file is mounted.
 pub const CONFIG_DIR: &str = "/etc/fusionhook/config";
@@ -64,10 +64,13 @@ fn metadata(v: &Validated, name: String, owner: &OwnerReference) -> ObjectMeta {
 /// SHA-256 (hex) for the pod template annotation: of the config, and of
 /// the previous values the pods must start with (they are files the config
 /// only points at, so a new one must roll the pods too).
-pub fn config_checksum(config: &str, previous: &Previous) -> String {
+pub fn config_checksum(config: &str, previous: &Previous, generated: Option<&SecretString>) -> String {
     let mut hash = Sha256::new();
     hash.update(config.as_bytes());
-    for value in [previous.authorization.as_ref(), previous.hmac.as_ref().map(|k| &k.secret)].into_iter().flatten() {
+    // A regenerated value (a move to another FusionAuth) rolls the pods too,
+    // so FusionAuth is told only once they read it. It is 32 random bytes:
+    // its hash gives nothing away.
+    for value in [previous.authorization.as_ref(), previous.hmac.as_ref().map(|k| &k.secret), generated].into_iter().flatten() {
         hash.update([0]);
         hash.update(Sha256::digest(value.0.as_bytes()));
     }
@@ -343,9 +346,9 @@ mod tests {
         let (b, _) = validated(json!({"delivery": {"connectTimeoutMs": 1000, "readTimeoutMs": 3000}}));
         let none = Previous::default();
         let render = |v| crate::reconcile::build::receiver_config::render(v, &none);
-        assert_eq!(config_checksum(&render(&a), &none), config_checksum(&render(&a), &none));
-        assert_ne!(config_checksum(&render(&a), &none), config_checksum(&render(&b), &none));
-        assert_eq!(config_checksum("x", &none).len(), 64);
+        assert_eq!(config_checksum(&render(&a), &none, None), config_checksum(&render(&a), &none, None));
+        assert_ne!(config_checksum(&render(&a), &none, None), config_checksum(&render(&b), &none, None));
+        assert_eq!(config_checksum("x", &none, None).len(), 64);
         // Each config version is its own immutable ConfigMap.
         let (a_map, b_map) = (config_map_name(&a, &render(&a)), config_map_name(&b, &render(&b)));
         assert_ne!(a_map, b_map);
@@ -355,8 +358,12 @@ mod tests {
         let map = config_map(&a, &render(&a), &owner);
         assert_eq!((map.metadata.name.as_deref(), map.immutable), (Some(a_map.as_str()), Some(true)));
         // A new previous value (a second rotation) rolls the pods although the config text is the same.
-        let first = Previous { authorization: Some(crate::reconcile::validate::SecretString("one".into())), hmac: None };
-        let second = Previous { authorization: Some(crate::reconcile::validate::SecretString("two".into())), hmac: None };
-        assert_ne!(config_checksum("x", &first), config_checksum("x", &second));
+        let first = Previous { authorization: Some(SecretString("one".into())), ..Previous::default() };
+        let second = Previous { authorization: Some(SecretString("two".into())), ..Previous::default() };
+        assert_ne!(config_checksum("x", &first, None), config_checksum("x", &second, None));
+        assert_ne!(
+            config_checksum("x", &none, Some(&SecretString("a".into()))),
+            config_checksum("x", &none, Some(&SecretString("b".into())))
+        );
     }
 }

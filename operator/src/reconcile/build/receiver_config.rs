@@ -138,8 +138,13 @@ pub fn config_file(v: &Validated, previous: &Previous) -> ConfigFile {
     }
 }
 
+/// How long a receiver whose mounted Secret file changed keeps accepting
+/// the replaced value: long enough for a slow rollout to replace it before
+/// FusionAuth is switched (the rotation protocol then drops it for good).
+const ROTATION_GRACE_MS: u64 = 60 * 60 * 1000;
+
 fn auth(v: &Validated, previous: &Previous) -> AuthFile {
-    let mut auth = AuthFile::default();
+    let mut auth = AuthFile { rotation_grace_ms: Some(ROTATION_GRACE_MS), ..AuthFile::default() };
     if v.auth_refs.basic.is_some() {
         auth.basic = Some(BasicFile {
             username_file: Some(File::BasicUsername.path()),
@@ -150,6 +155,9 @@ fn auth(v: &Validated, previous: &Previous) -> AuthFile {
         auth.authorization_file = Some(File::Authorization.path());
         auth.previous_authorization_file = previous.authorization.as_ref().map(|_| File::PreviousAuthorization.path());
     }
+    // While FusionAuth does not sign yet (a signature was just added), a
+    // missing signature is accepted and a present one checked.
+    let optional = previous.unsigned.then_some(false);
     auth.signature = match &v.signing {
         Some(Signing::Hmac { key, .. }) => {
             let previous = previous_hmac(v, previous);
@@ -159,12 +167,14 @@ fn auth(v: &Validated, previous: &Previous) -> AuthFile {
                 algorithms,
                 hmac_secret_file: Some(File::HmacSecret.path()),
                 previous_hmac_secret_file: previous.map(|_| File::PreviousHmacSecret.path()),
+                required: optional,
                 ..SignatureFile::default()
             })
         }
         Some(Signing::KeyPair { algorithm, .. }) => Some(SignatureFile {
             algorithms: vec![algorithm.clone()],
             jwks_url: Some(format!("{}/.well-known/jwks.json", v.fusionauth_url.trim_end_matches('/'))),
+            required: optional,
             ..SignatureFile::default()
         }),
         None => None,
@@ -274,6 +284,7 @@ mod tests {
         let previous = Previous {
             authorization: Some(SecretString("old".into())),
             hmac: Some(HmacKey { algorithm: "HS256".into(), secret: SecretString("old-secret".into()) }),
+            unsigned: false,
         };
         let mounts = secret_mounts(&v, &previous);
         let kept: Vec<(&str, String)> =
