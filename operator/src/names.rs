@@ -28,19 +28,26 @@ pub fn webhook_id(resource_uid: &str) -> Uuid {
 }
 
 /// The Key Master id under which an HMAC secret of the resource is
-/// imported: derived from the uid, the algorithm and a SHA-256 of the
-/// secret, so a changed secret or algorithm is a new key. The id says no
-/// more about the secret than any webhook signed with it already does.
-pub fn signing_key_id(resource_uid: &str, algorithm: &str, secret: &str) -> Uuid {
-    let digest = sha2::Sha256::new()
-        .chain_update(resource_uid)
-        .chain_update([0])
-        .chain_update(algorithm)
-        .chain_update([0])
-        .chain_update(secret)
-        .finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+/// imported: derived from the uid, the algorithm and the secret, so a
+/// changed secret or algorithm is a new key. The secret enters only through
+/// [`keyed_digest`] with `pepper` (the resource's FusionAuth API key), so
+/// someone who reads the id (status, FusionAuth) cannot test guesses of a
+/// weak secret against it.
+pub fn signing_key_id(resource_uid: &str, algorithm: &str, secret: &str, pepper: &str) -> Uuid {
+    let hex = keyed_digest(pepper, &[resource_uid, algorithm, secret]);
     Uuid::new_v5(&ID_NAMESPACE, format!("signing-key/{resource_uid}/{hex}").as_bytes())
+}
+
+/// Hex SHA-256 of `parts`, each length-prefixed, after a secret `pepper`:
+/// equal inputs give equal digests, and without the pepper a digest tells
+/// nothing about a low-entropy part.
+pub fn keyed_digest(pepper: &str, parts: &[&str]) -> String {
+    let mut hash = sha2::Sha256::new();
+    for part in std::iter::once(pepper).chain(parts.iter().copied()) {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The Key Master id versions before 0.2 imported every HMAC secret under
@@ -83,11 +90,14 @@ mod tests {
         let uid = "0b1e9b4e-6a3e-4c1a-9d9f-1f2e3d4c5b6a";
         assert_eq!(webhook_id(uid), webhook_id(uid));
         assert_ne!(webhook_id(uid), webhook_id("another-uid"));
-        assert_ne!(webhook_id(uid), signing_key_id(uid, "HS256", "s"));
-        assert_eq!(signing_key_id(uid, "HS256", "s"), signing_key_id(uid, "HS256", "s"));
-        assert_ne!(signing_key_id(uid, "HS256", "s"), signing_key_id(uid, "HS256", "t"), "a new secret is a new key");
-        assert_ne!(signing_key_id(uid, "HS256", "s"), signing_key_id(uid, "HS512", "s"), "a new algorithm is a new key");
-        assert_ne!(signing_key_id(uid, "HS256", "s"), signing_key_id("another-uid", "HS256", "s"));
+        let key = |uid: &str, alg: &str, secret: &str| signing_key_id(uid, alg, secret, "api-key");
+        assert_ne!(webhook_id(uid), key(uid, "HS256", "s"));
+        assert_eq!(key(uid, "HS256", "s"), key(uid, "HS256", "s"));
+        assert_ne!(key(uid, "HS256", "s"), key(uid, "HS256", "t"), "a new secret is a new key");
+        assert_ne!(key(uid, "HS256", "s"), key(uid, "HS512", "s"), "a new algorithm is a new key");
+        assert_ne!(key(uid, "HS256", "s"), key("another-uid", "HS256", "s"));
+        assert_ne!(key(uid, "HS256", "s"), signing_key_id(uid, "HS256", "s", "another-api-key"), "no id without the pepper");
+        assert_ne!(keyed_digest("p", &["ab", "c"]), keyed_digest("p", &["a", "bc"]), "parts are delimited");
         assert_eq!(webhook_id(uid).get_version_num(), 5);
     }
 }

@@ -353,7 +353,7 @@ async fn retire_keys(
         _ => None,
     };
     let recorded = report.status.signing_key_id.as_deref().and_then(|k| Uuid::parse_str(k).ok());
-    let kept = credentials.hmac_in_use.as_ref().map(|k| k.key_id(&v.uid));
+    let kept = credentials.hmac_in_use.as_ref().map(|k| k.key_id(&v.uid, &v.api_key));
     let ours = [recorded, kept, Some(names::legacy_signing_key_id(&v.uid))];
     let mut stale: BTreeSet<Uuid> = recorded.into_iter().collect();
     stale.extend(in_use.filter(|u| ours.contains(&Some(*u))));

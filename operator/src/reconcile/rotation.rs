@@ -118,7 +118,7 @@ fn hmac(v: &Validated, kept: Option<&HmacKey>, seen: Seen<'_>) -> (Option<HmacKe
     };
     let still_signing_with_kept = |k: &HmacKey| match seen {
         Seen::Unknown => true,
-        Seen::Webhook(webhook) => signing_key_of(webhook) == Some(k.key_id(&v.uid)),
+        Seen::Webhook(webhook) => signing_key_of(webhook) == Some(k.key_id(&v.uid, &v.api_key)),
     };
     match kept {
         Some(k) if Some(k) != desired && still_signing_with_kept(k) => (desired.map(|_| k.clone()), Some(k.clone())),
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn a_changed_hmac_secret_or_algorithm_keeps_the_old_key_until_fusionauth_signs_with_the_new() {
         let old = key("HS256", "old-secret");
-        let old_id = old.key_id("uid");
+        let old_id = old.key_id("uid", &SecretString("key".into()));
         for v in [validated(Some(("HS256", "new-secret"))), validated(Some(("HS512", "old-secret")))] {
             let Some(Signing::Hmac { key: new, key_id: new_id }) = v.signing.clone() else { panic!("hmac") };
             assert_ne!(new_id, old_id, "a new secret or algorithm is a new key id");

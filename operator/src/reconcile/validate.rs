@@ -77,11 +77,12 @@ pub struct HmacKey {
 }
 
 impl HmacKey {
-    /// The Key Master id this key is imported under for the resource `uid`:
-    /// derived from the algorithm and the secret, so a changed secret or
-    /// algorithm is a new key (FusionAuth never returns a secret to compare).
-    pub fn key_id(&self, uid: &str) -> Uuid {
-        names::signing_key_id(uid, &self.algorithm, &self.secret.0)
+    /// The Key Master id this key is imported under for the resource `uid`
+    /// (`pepper`: its FusionAuth API key): derived from the algorithm and
+    /// the secret, so a changed secret or algorithm is a new key (FusionAuth
+    /// never returns a secret to compare).
+    pub fn key_id(&self, uid: &str, pepper: &SecretString) -> Uuid {
+        names::signing_key_id(uid, &self.algorithm, &self.secret.0, &pepper.0)
     }
 }
 
@@ -225,8 +226,8 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     }
     routes(&spec.routes, delivery.read_timeout_ms, secrets)?;
     let Credentials { authorization, basic } = credentials(&spec.auth, secrets)?;
-    let signing = signing(&spec.auth, &uid, secrets)?;
     let Connection { url, api_key, ca_pem } = connection(resource, secrets)?;
+    let signing = signing(&spec.auth, &uid, &api_key, secrets)?;
     if spec.receiver.replicas < 0 {
         return Err(invalid("receiver.replicas: must not be negative"));
     }
@@ -358,13 +359,13 @@ fn credentials(auth: &ReceiverAuth, secrets: &SecretData) -> Result<Credentials,
     Ok(Credentials { authorization, basic })
 }
 
-fn signing(auth: &ReceiverAuth, uid: &str, secrets: &SecretData) -> Result<Option<Signing>, ValidationError> {
+fn signing(auth: &ReceiverAuth, uid: &str, pepper: &SecretString, secrets: &SecretData) -> Result<Option<Signing>, ValidationError> {
     let Some(sig) = &auth.signature else { return Ok(None) };
     let hmac = matches!(sig.algorithm.as_str(), "HS256" | "HS384" | "HS512");
     match (&sig.hmac_secret_ref, &sig.signing_key_id) {
         (Some(reference), None) if hmac => {
             let key = HmacKey { algorithm: sig.algorithm.clone(), secret: secret_value(secrets, reference)? };
-            Ok(Some(Signing::Hmac { key_id: key.key_id(uid), key }))
+            Ok(Some(Signing::Hmac { key_id: key.key_id(uid, pepper), key }))
         }
         (None, Some(key)) if !hmac => Ok(Some(Signing::KeyPair {
             algorithm: sig.algorithm.clone(),

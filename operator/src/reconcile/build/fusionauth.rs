@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(w.http_authentication_password.as_deref(), Some("fa-pass"));
         let sig = w.signature_configuration.unwrap();
         assert!(sig.enabled);
-        assert_eq!(sig.signing_key_id, Some(names::signing_key_id(UID, "HS512", "hmac-secret")));
+        assert_eq!(sig.signing_key_id, Some(names::signing_key_id(UID, "HS512", "hmac-secret", "global-key")));
 
         let keypair = serde_json::json!({"auth": {"signature": {"algorithm": "RS256", "signingKeyId": TENANT_A}}});
         let v = validate(&resource(keypair), &base_secrets()).unwrap();

@@ -58,7 +58,7 @@ pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, ow
     let config = receiver_config::render(v, previous);
     let template = receiver::Template {
         config_map: receiver::config_map_name(v, &config),
-        checksum: receiver::config_checksum(&config, previous, credentials.generated.as_ref()),
+        checksum: receiver::config_checksum(&config, previous, credentials.generated.as_ref(), &v.api_key),
     };
     Desired {
         receiver: ReceiverObjects {

@@ -64,15 +64,17 @@ fn metadata(v: &Validated, name: String, owner: &OwnerReference) -> ObjectMeta {
 /// SHA-256 (hex) for the pod template annotation: of the config, and of
 /// the previous values the pods must start with (they are files the config
 /// only points at, so a new one must roll the pods too).
-pub fn config_checksum(config: &str, previous: &Previous, generated: Option<&SecretString>) -> String {
+pub fn config_checksum(config: &str, previous: &Previous, generated: Option<&SecretString>, pepper: &SecretString) -> String {
     let mut hash = Sha256::new();
     hash.update(config.as_bytes());
     // A regenerated value (a move to another FusionAuth) rolls the pods too,
     // so FusionAuth is told only once they read it. It is 32 random bytes:
     // its hash gives nothing away.
     for value in [previous.authorization.as_ref(), previous.hmac.as_ref().map(|k| &k.secret), generated].into_iter().flatten() {
+        // Keyed by `pepper` (the FusionAuth API key): whoever reads the
+        // Deployment cannot test guesses of a weak previous value.
         hash.update([0]);
-        hash.update(Sha256::digest(value.0.as_bytes()));
+        hash.update(names::keyed_digest(&pepper.0, &[&value.0]).as_bytes());
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -345,10 +347,11 @@ mod tests {
         let (a, _) = validated(json!({}));
         let (b, _) = validated(json!({"delivery": {"connectTimeoutMs": 1000, "readTimeoutMs": 3000}}));
         let none = Previous::default();
+        let pepper = SecretString("api-key".into());
         let render = |v| crate::reconcile::build::receiver_config::render(v, &none);
-        assert_eq!(config_checksum(&render(&a), &none, None), config_checksum(&render(&a), &none, None));
-        assert_ne!(config_checksum(&render(&a), &none, None), config_checksum(&render(&b), &none, None));
-        assert_eq!(config_checksum("x", &none, None).len(), 64);
+        assert_eq!(config_checksum(&render(&a), &none, None, &pepper), config_checksum(&render(&a), &none, None, &pepper));
+        assert_ne!(config_checksum(&render(&a), &none, None, &pepper), config_checksum(&render(&b), &none, None, &pepper));
+        assert_eq!(config_checksum("x", &none, None, &pepper).len(), 64);
         // Each config version is its own immutable ConfigMap.
         let (a_map, b_map) = (config_map_name(&a, &render(&a)), config_map_name(&b, &render(&b)));
         assert_ne!(a_map, b_map);
@@ -360,10 +363,10 @@ mod tests {
         // A new previous value (a second rotation) rolls the pods although the config text is the same.
         let first = Previous { authorization: Some(SecretString("one".into())), ..Previous::default() };
         let second = Previous { authorization: Some(SecretString("two".into())), ..Previous::default() };
-        assert_ne!(config_checksum("x", &first, None), config_checksum("x", &second, None));
+        assert_ne!(config_checksum("x", &first, None, &pepper), config_checksum("x", &second, None, &pepper));
         assert_ne!(
-            config_checksum("x", &none, Some(&SecretString("a".into()))),
-            config_checksum("x", &none, Some(&SecretString("b".into())))
+            config_checksum("x", &none, Some(&SecretString("a".into())), &pepper),
+            config_checksum("x", &none, Some(&SecretString("b".into())), &pepper)
         );
     }
 }
