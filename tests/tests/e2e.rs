@@ -75,6 +75,27 @@ fn switch_on(stack: &Stack, event: &str) {
         json!({"enabled": true, "transactionType": "None"});
 }
 
+/// Raises a `user.update` every 20 ms until `stop` is set; the task returns
+/// how many were sent and the attempts of each failed delivery.
+fn deliver_continuously(stack: &Stack) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, tokio::task::JoinHandle<(usize, Vec<String>)>) {
+    let fusionauth = stack.fusionauth.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let raiser = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0, Vec::new());
+        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
+            let report = fusionauth.raise(Some(tenant()), json!({"type": "user.update", "user": {"id": ALICE}})).await.unwrap();
+            sent += 1;
+            for d in report.webhooks.iter().filter(|d| !d.succeeded) {
+                failed.push(format!("{:?}", d.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (sent, failed)
+    });
+    (stop, raiser)
+}
+
 async fn todo_service() -> (std::sync::Arc<TodoStore>, TodoService) {
     let store = TodoStore::with(&[(ALICE, &["buy milk", "call mom"]), (BOB, &["fix bike"])]);
     let service = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -209,21 +230,7 @@ async fn scenario_3_a_rotated_authorization_secret_rolls_out_without_failed_deli
     switch_on(&stack, "user.update");
 
     // Deliver non-transactional events continuously while the Secret rotates.
-    let fusionauth = stack.fusionauth.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopper = stop.clone();
-    let raiser = tokio::spawn(async move {
-        let (mut sent, mut failed) = (0, Vec::new());
-        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
-            let report = fusionauth.raise(Some(tenant()), json!({"type": "user.update", "user": {"id": ALICE}})).await.unwrap();
-            sent += 1;
-            for d in report.webhooks.iter().filter(|d| !d.succeeded) {
-                failed.push(format!("{:?}", d.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>()));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (sent, failed)
-    });
+    let (stop, raiser) = deliver_continuously(&stack);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.patch("", "v1", "secrets", "team", "hook-auth", &json!({"stringData": {"value": "second-value"}})).unwrap();
     assert!(
@@ -272,21 +279,7 @@ async fn scenario_3b_a_rotated_hmac_secret_switches_fusionauth_to_a_new_key_with
     assert!(first_key.is_string());
 
     // Deliver signed, non-transactional events continuously while the Secret rotates.
-    let fusionauth = stack.fusionauth.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopper = stop.clone();
-    let raiser = tokio::spawn(async move {
-        let (mut sent, mut failed) = (0, Vec::new());
-        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
-            let report = fusionauth.raise(Some(tenant()), json!({"type": "user.update", "user": {"id": ALICE}})).await.unwrap();
-            sent += 1;
-            for d in report.webhooks.iter().filter(|d| !d.succeeded) {
-                failed.push(format!("{:?}", d.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>()));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (sent, failed)
-    });
+    let (stop, raiser) = deliver_continuously(&stack);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.patch("", "v1", "secrets", "team", "hook-sig", &json!({"stringData": {"secret": "second-hmac-secret"}})).unwrap();
     assert!(

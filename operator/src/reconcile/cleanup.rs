@@ -17,7 +17,7 @@ use crate::names;
 use crate::reconcile::apply::fusionauth::{ApplyError, delete_keys};
 use crate::reconcile::conditions::{Kind, Step};
 use crate::reconcile::status::{self, Report, normal, warning};
-use crate::reconcile::validate::{self, Connection, Signing, Validated};
+use crate::reconcile::validate::{self, Connection, Validated};
 use crate::reconcile::{Error, Stopped, Then, dereference, tenant_switches};
 use crate::resource::{DeletionPolicy, FusionAuthWebhook};
 
@@ -50,10 +50,7 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
         return Ok(());
     }
     let secrets = dereference::secrets(&ctx.client, r).await.map_err(Error::Dereference)?;
-    let current = match validate::validate(r, &secrets).map(|v| v.signing) {
-        Ok(Some(Signing::Hmac { key_id, .. })) => Some(key_id),
-        _ => None,
-    };
+    let current = validate::validate(r, &secrets).ok().and_then(|v| v.hmac().map(|(_, id)| id));
     let result = match validate::connection(r, &secrets) {
         Ok(connection) => remove_everywhere(r, ctx, connection, webhook_id, keys(r, &uid, current)).await,
         Err(e) => Err(Error::CleanupBlocked(e)),
@@ -106,10 +103,7 @@ pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Valid
         report.event(normal("WebhookOrphaned", "Move", note));
     } else {
         let connection = Connection { url: previous.clone(), ..v.connection() };
-        let current = match &v.signing {
-            Some(Signing::Hmac { key_id, .. }) => Some(*key_id),
-            _ => None,
-        };
+        let current = v.hmac().map(|(_, id)| id);
         let removed = match ctx.fusionauth(&connection) {
             Ok(fa) => remove_from(&fa, v.webhook_id, keys(r, &v.uid, current)).await,
             Err(e) => Err(e.into()),

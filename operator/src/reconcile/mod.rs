@@ -51,7 +51,7 @@ use build::{Desired, owner_reference, receiver_url};
 use conditions::{Kind, Reason, Step};
 use rotation::{Credentials, Kept, Seen};
 use status::Report;
-use validate::{Signing, Validated, ValidationError, validate};
+use validate::{Validated, ValidationError, validate};
 
 /// A reconcile that failed; the controller retries it with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -207,10 +207,7 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
 /// after this one still finds the secret FusionAuth signs with. Best
 /// effort: the next pass writes it anyway.
 async fn keep_the_key_fusionauth_signs_with(ctx: &Context, v: &Validated, credentials: &Credentials, owner: &OwnerReference) {
-    let signing = match &v.signing {
-        Some(Signing::Hmac { key, .. }) => Some(key.clone()),
-        _ => None,
-    };
+    let signing = v.hmac().map(|(key, _)| key.clone());
     if credentials.hmac_in_use == signing {
         return;
     }
@@ -348,10 +345,7 @@ async fn retire_keys(
     credentials: &Credentials,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let desired = match &v.signing {
-        Some(Signing::Hmac { key_id, .. }) => Some(*key_id),
-        _ => None,
-    };
+    let desired = v.hmac().map(|(_, id)| id);
     let recorded = report.status.signing_key_id.as_deref().and_then(|k| Uuid::parse_str(k).ok());
     let kept = credentials.hmac_in_use.as_ref().map(|k| k.key_id(&v.uid, &v.api_key));
     let ours = [recorded, kept, Some(names::legacy_signing_key_id(&v.uid))];

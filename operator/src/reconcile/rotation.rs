@@ -24,7 +24,7 @@ use rand::RngCore;
 use uuid::Uuid;
 
 use crate::names::{self, kept};
-use crate::reconcile::validate::{HmacKey, SecretData, SecretString, Signing, Validated};
+use crate::reconcile::validate::{HmacKey, SecretData, SecretString, Validated};
 
 /// What the operator's own Secret holds from earlier passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,10 +112,7 @@ pub fn credentials(v: &Validated, kept: &Kept, seen: Seen<'_>, fresh_generated: 
 
 /// (the HMAC key receivers also accept, the HMAC key to keep as in use).
 fn hmac(v: &Validated, kept: Option<&HmacKey>, seen: Seen<'_>) -> (Option<HmacKey>, Option<HmacKey>) {
-    let desired = match &v.signing {
-        Some(Signing::Hmac { key, .. }) => Some(key),
-        _ => None,
-    };
+    let desired = v.hmac().map(|(key, _)| key);
     let still_signing_with_kept = |k: &HmacKey| match seen {
         Seen::Unknown => true,
         Seen::Webhook(webhook) => signing_key_of(webhook) == Some(k.key_id(&v.uid, &v.api_key)),
@@ -216,7 +213,7 @@ mod tests {
         let old = key("HS256", "old-secret");
         let old_id = old.key_id("uid", &SecretString("key".into()));
         for v in [validated(Some(("HS256", "new-secret"))), validated(Some(("HS512", "old-secret")))] {
-            let Some(Signing::Hmac { key: new, key_id: new_id }) = v.signing.clone() else { panic!("hmac") };
+            let Some((new, new_id)) = v.hmac().map(|(k, id)| (k.clone(), id)) else { panic!("hmac") };
             assert_ne!(new_id, old_id, "a new secret or algorithm is a new key id");
             let kept = Kept { hmac: Some(old.clone()), ..Kept::default() };
             fn plan_of(v: &Validated, kept: &Kept, seen: Seen<'_>) -> (Option<HmacKey>, Option<HmacKey>) {
@@ -237,7 +234,7 @@ mod tests {
         let v = validated(Some(("HS256", "new-secret")));
         assert!(credentials(&v, &Kept::default(), Seen::Webhook(Some(&Webhook::default())), false).previous.unsigned);
         assert!(!credentials(&v, &Kept::default(), Seen::Webhook(None), false).previous.unsigned, "nothing to deliver yet");
-        let Some(Signing::Hmac { key_id, .. }) = v.signing.clone() else { panic!("hmac") };
+        let Some((_, key_id)) = v.hmac() else { panic!("hmac") };
         assert!(!credentials(&v, &Kept::default(), Seen::Webhook(Some(&signing_with(key_id))), false).previous.unsigned);
         // Signature removed: nothing to accept besides, the copy goes once FusionAuth stopped signing.
         let v = validated(None);

@@ -171,6 +171,14 @@ pub struct Connection {
 }
 
 impl Validated {
+    /// The HMAC key the spec signs with, and its Key Master id.
+    pub fn hmac(&self) -> Option<(&HmacKey, Uuid)> {
+        match &self.signing {
+            Some(Signing::Hmac { key, key_id }) => Some((key, *key_id)),
+            _ => None,
+        }
+    }
+
     /// The FusionAuth connection.
     pub fn connection(&self) -> Connection {
         Connection { url: self.fusionauth_url.clone(), api_key: self.api_key.clone(), ca_pem: self.ca_pem.clone() }

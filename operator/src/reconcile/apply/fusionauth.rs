@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::reconcile::build::{drifted, drifted_fields};
 use crate::reconcile::conditions::Reason;
-use crate::reconcile::validate::{Signing, Validated};
+use crate::reconcile::validate::Validated;
 
 /// A FusionAuth call failed; `reason()` is the condition reason.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +55,11 @@ pub enum WebhookChange {
 /// known when the webhook already points at it (no call), else one read.
 /// Returns whether it wrote.
 pub async fn apply_signing_key(fa: &FusionAuthClient, v: &Validated, in_use: Option<Uuid>) -> Result<bool, ApplyError> {
-    let Some(Signing::Hmac { key, key_id }) = &v.signing else { return Ok(false) };
-    if in_use == Some(*key_id) || fa.retrieve_key(*key_id).await?.is_some() {
+    let Some((key, key_id)) = v.hmac() else { return Ok(false) };
+    if in_use == Some(key_id) || fa.retrieve_key(key_id).await?.is_some() {
         return Ok(false);
     }
-    fa.import_hmac_key(*key_id, &format!("fusionhook {}/{}", v.namespace, v.name), &key.algorithm, &key.secret.0).await?;
+    fa.import_hmac_key(key_id, &format!("fusionhook {}/{}", v.namespace, v.name), &key.algorithm, &key.secret.0).await?;
     Ok(true)
 }
 

@@ -86,7 +86,7 @@ impl SecretMount {
 /// The HMAC key receivers accept besides the spec's, if any: only while the
 /// spec signs with HMAC too.
 fn previous_hmac<'a>(v: &Validated, previous: &'a Previous) -> Option<&'a crate::reconcile::validate::HmacKey> {
-    previous.hmac.as_ref().filter(|_| matches!(v.signing, Some(Signing::Hmac { .. })))
+    previous.hmac.as_ref().filter(|_| v.hmac().is_some())
 }
 
 /// Every Secret key the receiver needs, in a stable order.
@@ -104,7 +104,7 @@ pub fn secret_mounts(v: &Validated, previous: &Previous) -> Vec<SecretMount> {
     if previous.authorization.is_some() && auth.basic.is_none() {
         mounts.push(SecretMount::kept(v, kept::PREVIOUS_AUTHORIZATION, File::PreviousAuthorization));
     }
-    if let Some(reference) = auth.signature.as_ref().and_then(|s| s.hmac_secret_ref.as_ref()).filter(|_| signs_with_hmac(v)) {
+    if let Some(reference) = auth.signature.as_ref().and_then(|s| s.hmac_secret_ref.as_ref()).filter(|_| v.hmac().is_some()) {
         mounts.push(SecretMount::of(reference, File::HmacSecret));
     }
     if previous_hmac(v, previous).is_some() {
@@ -118,10 +118,6 @@ pub fn secret_mounts(v: &Validated, previous: &Previous) -> Vec<SecretMount> {
         }
     }
     mounts
-}
-
-fn signs_with_hmac(v: &Validated) -> bool {
-    matches!(v.signing, Some(Signing::Hmac { .. }))
 }
 
 /// The receiver config (DESIGN.md's contract) as the receiver's file types.
