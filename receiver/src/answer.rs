@@ -16,6 +16,8 @@ use crate::verify::{AuthFailure, KeysUnavailable, VerifyError};
 pub enum Handled {
     /// Every matching route's action succeeded.
     Done,
+    /// Every sync route succeeded and the durable deliveries are committed.
+    Stored,
     /// Already handled within the dedupe window; nothing ran.
     Duplicate,
     /// No route takes this event type and `unmatched: accept`.
@@ -27,6 +29,7 @@ impl Handled {
     pub fn outcome(self) -> &'static str {
         match self {
             Self::Done => "handled",
+            Self::Stored => "stored",
             Self::Duplicate => "duplicate",
             Self::Unmatched => "unmatched",
         }
@@ -79,6 +82,9 @@ pub enum ReceiverError {
     /// 500: a previous delivery of this id is still running.
     #[error("an earlier delivery of this event is still being handled")]
     InProgress,
+    /// 500: the store could not commit (or read); FusionAuth may retry.
+    #[error("the event could not be stored; it was not accepted")]
+    StoreUnavailable,
     /// 500: no route takes the event and `unmatched: reject`.
     #[error("no route takes events of this type")]
     Unmatched,
@@ -108,6 +114,7 @@ impl ReceiverError {
             Self::ActionsFailed(_) => "action_failed",
             Self::InProgress => "in_progress",
             Self::Unmatched => "unmatched_rejected",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -119,7 +126,9 @@ impl ReceiverError {
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyRead | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::KeysUnavailable(_) | Self::ActionsFailed(_) | Self::InProgress | Self::Unmatched => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::KeysUnavailable(_) | Self::ActionsFailed(_) | Self::InProgress | Self::Unmatched | Self::StoreUnavailable => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -143,6 +152,7 @@ impl ReceiverError {
                 .collect(),
             Self::InProgress => one("[inProgress]"),
             Self::Unmatched => one("[noRoute]"),
+            Self::StoreUnavailable => one("[storeUnavailable]"),
         }
     }
 }

@@ -3,6 +3,10 @@
 //! bodies not vouched for by a header credential draw on a shared budget)
 //! -> body hash -> parse -> dedupe -> route -> act -> answer;
 //! `/healthz`, `/readyz` and `/metrics` serve operations.
+//! From parse on, [`process`] is shared with the admin API's ingest.
+//! With a store, the routes split: `ack: sync` ones run before the answer,
+//! then the event and its `ack: durable` deliveries are committed; the
+//! answer is 200 only after both.
 //! Each stage lives in its own module; this one only wires them in order.
 
 use std::sync::Arc;
@@ -18,15 +22,16 @@ use bytes::Bytes;
 use fusionhook_fusionauth::EventRequest;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use crate::action::{ActionContext, LogSink};
 use crate::answer::{Handled, ReceiverError};
-use crate::config::Config;
+use crate::config::{Config, DeliveryConfig};
 use crate::dedupe::{Claim, Dedupe};
 use crate::metrics::Metrics;
-use crate::route::Unmatched;
 use crate::route::{self, Route};
+use crate::route::{Ack, Unmatched};
+use crate::store::{Accepted, NewDelivery, NewEvent, Store, now_ms};
 use crate::verify::Verifier;
 
 /// The longest any outbound connection may take to open.
@@ -35,7 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Everything a request needs, built once from the config.
 pub struct AppState {
     path: String,
-    max_body_bytes: usize,
+    /// Largest accepted body (the admin API's ingest too).
+    pub max_body_bytes: usize,
     /// Permits are bytes of bodies read before a header credential matched.
     unauthenticated_bodies: Semaphore,
     body_timeout: Duration,
@@ -43,16 +49,30 @@ pub struct AppState {
     unmatched: Unmatched,
     verifier: Verifier,
     dedupe: Dedupe,
-    routes: Vec<Route>,
-    actions: ActionContext,
+    /// Routes, in config order.
+    pub routes: Vec<Route>,
+    /// What actions need (HTTP client, log sink).
+    pub actions: ActionContext,
     /// Metrics, shared with `/metrics`.
     pub metrics: Metrics,
     ready: AtomicBool,
+    /// The store, when one is configured.
+    pub store: Option<Arc<Store>>,
+    /// One per route: woken when deliveries of it were committed.
+    pub wake: Vec<Notify>,
+    /// Durable delivery settings.
+    pub delivery: DeliveryConfig,
 }
 
 impl AppState {
-    /// Builds the state. `log` receives the `log` actions' lines.
-    pub fn new(config: Config, log: LogSink) -> Result<Self, reqwest::Error> {
+    /// Builds the state. `log` receives the `log` actions' lines; `store`
+    /// is the opened store (see [`crate::store::open`]).
+    pub fn new(config: Config, log: LogSink, store: Option<Arc<Store>>) -> Result<Self, reqwest::Error> {
+        Self::with_metrics(config, log, store, Metrics::new())
+    }
+
+    /// [`AppState::new`] with metrics made beforehand (the store observes its commits into them).
+    pub fn with_metrics(config: Config, log: LogSink, store: Option<Arc<Store>>, metrics: Metrics) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("fusionhook-receiver/", env!("CARGO_PKG_VERSION")))
             // A redirect is not a success (FACTS.md §c.3 says not to rely on them).
@@ -74,10 +94,13 @@ impl AppState {
             // (500, so FusionAuth retries) before FusionAuth gives up on it.
             verifier: Verifier::new(config.auth, &client, config.read_timeout / 2),
             dedupe: Dedupe::new(config.dedupe),
+            wake: config.routes.iter().map(|_| Notify::new()).collect(),
             routes: config.routes,
             actions: ActionContext { client, log },
-            metrics: Metrics::new(),
+            metrics,
             ready: AtomicBool::new(true),
+            store,
+            delivery: config.delivery,
         })
     }
 
@@ -143,7 +166,13 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
     let (bytes, budget) = read_body(state, headers, body, !authenticated.by_credential()).await?;
     authenticated.check_body(&bytes).map_err(ReceiverError::Unauthorized)?;
     drop(budget);
-    let request = EventRequest::parse(bytes)?;
+    process(state, EventRequest::parse(bytes)?).await
+}
+
+/// From a parsed event on: dedupe, route, act (sync routes), commit
+/// (durable routes), answer. FusionAuth's deliveries and the admin API's
+/// ingest both come here.
+pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled, ReceiverError> {
     let event = request.event();
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");
@@ -176,7 +205,29 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
         return if accept { Ok(Handled::Unmatched) } else { Err(ReceiverError::Unmatched) };
     }
 
-    let pending: Vec<usize> = matched.into_iter().filter(|&i| !ticket.already_done(i)).collect();
+    let (sync, durable): (Vec<usize>, Vec<usize>) = matched.into_iter().partition(|&i| state.routes[i].ack == Ack::Sync);
+    if let Some(store) = &state.store
+        && !sync.is_empty()
+        && let Some(id) = event.id.as_deref()
+    {
+        // Stored means every sync route succeeded and the durable ones are
+        // committed, here or on another replica: nothing to run again.
+        match store.seen(id).await {
+            Ok(true) => {
+                ticket.finish(true, &[]);
+                state.metrics.duplicate();
+                state.metrics.event(&event.kind, "duplicate");
+                return Ok(Handled::Duplicate);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the store cannot be read; answering 500 so FusionAuth retries");
+                state.metrics.event(&event.kind, "store_unavailable");
+                return Err(ReceiverError::StoreUnavailable);
+            }
+        }
+    }
+    let pending: Vec<usize> = sync.into_iter().filter(|&i| !ticket.already_done(i)).collect();
     let results = futures::future::join_all(pending.iter().map(|&i| run_route(state, &state.routes[i], &request))).await;
     let mut succeeded = Vec::with_capacity(pending.len());
     let mut failures = Vec::new();
@@ -186,21 +237,89 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
             Err(e) => failures.push((state.routes[i].name.clone(), e)),
         }
     }
-    let all_ok = failures.is_empty();
-    ticket.finish(all_ok, &succeeded);
-    state.metrics.event(&event.kind, if all_ok { "handled" } else { "failed" });
-    if all_ok { Ok(Handled::Done) } else { Err(ReceiverError::ActionsFailed(failures)) }
+    if !failures.is_empty() {
+        // A failed sync route vetoes the event: nothing is committed, so no
+        // durable route acts on an event FusionAuth may roll back.
+        ticket.finish(false, &succeeded);
+        state.metrics.event(&event.kind, "failed");
+        return Err(ReceiverError::ActionsFailed(failures));
+    }
+    let Some(store) = &state.store else {
+        ticket.finish(true, &succeeded);
+        state.metrics.event(&event.kind, "handled");
+        return Ok(Handled::Done);
+    };
+    match store.accept(new_event(state, &request, &durable)).await {
+        Ok(accepted) => {
+            ticket.finish(true, &succeeded);
+            for &i in &durable {
+                state.wake[i].notify_one();
+            }
+            if accepted == Accepted::Duplicate {
+                state.metrics.duplicate();
+                state.metrics.event(&event.kind, "duplicate");
+                return Ok(Handled::Duplicate);
+            }
+            state.metrics.event(&event.kind, if durable.is_empty() { "handled" } else { "stored" });
+            Ok(if durable.is_empty() { Handled::Done } else { Handled::Stored })
+        }
+        Err(e) => {
+            ticket.finish(false, &succeeded);
+            tracing::error!(error = %e, r#type = %event.kind, "the event could not be committed; answering 500 so FusionAuth retries");
+            state.metrics.event(&event.kind, "store_unavailable");
+            Err(ReceiverError::StoreUnavailable)
+        }
+    }
+}
+
+/// The event as the store keeps it, with one delivery per durable route.
+fn new_event(state: &AppState, request: &EventRequest, durable: &[usize]) -> NewEvent {
+    let event = request.event();
+    let now = now_ms();
+    // An event without an id cannot be deduplicated; it gets one of its own.
+    let id = event.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let deliveries = durable
+        .iter()
+        .map(|&i| {
+            let route = &state.routes[i];
+            let delay = u64::try_from(route.durable.delay.as_millis()).unwrap_or(u64::MAX);
+            let created = event.create_instant.and_then(|c| u64::try_from(c).ok()).unwrap_or(now);
+            let due_ms = if delay == 0 { now } else { now.max(created.saturating_add(delay)) };
+            let ordered_by = route.durable.ordered.then(|| object_of(request)).flatten();
+            NewDelivery { route: route.name.clone(), due_ms, ordered_by }
+        })
+        .collect();
+    NewEvent { id, kind: event.kind.clone(), received_ms: now, body: request.body().clone(), deliveries }
+}
+
+/// What an event is about, for `ordering: perObject`: `linkedObjectId`,
+/// else the user's id.
+fn object_of(request: &EventRequest) -> Option<String> {
+    if let Some(linked) = &request.event().linked_object_id {
+        return Some(linked.clone());
+    }
+    request.event_json().pointer("/user/id").and_then(|v| v.as_str()).map(str::to_owned)
 }
 
 async fn run_route(state: &AppState, route: &Route, request: &EventRequest) -> Result<(), crate::action::ActionError> {
     let started = Instant::now();
-    let result = route.action.run(&state.actions, &route.name, request).await;
+    let event = request.event();
+    let key = match event.id.as_deref() {
+        Some(id) => crate::delivery::idempotency_key(id, &route.name),
+        None => crate::delivery::idempotency_key(&body_digest(request.body()), &route.name),
+    };
+    let result = route.action.run(&state.actions, &route.name, request, &key).await;
     state.metrics.action(&route.name, route.action.kind(), result.is_ok(), started.elapsed());
     if let Err(error) = &result {
         let event = request.event();
         tracing::warn!(route = %route.name, r#type = %event.kind, id = event.id.as_deref().unwrap_or(""), error = %error, "action failed");
     }
     result
+}
+
+fn body_digest(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ReceiverError> {

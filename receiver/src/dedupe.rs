@@ -33,9 +33,10 @@ pub struct DedupeConfig {
 /// Ids are stored as 16 bytes: FusionAuth ids are UUIDs; anything else is
 /// reduced to the first 16 bytes of its SHA-256 (a collision needs about
 /// 2^64 ids).
-type Key = u128;
+pub type Key = u128;
 
-fn key(id: &str) -> Key {
+/// The 16-byte key of an event id (also the stores' key).
+pub fn event_key(id: &str) -> Key {
     match uuid::Uuid::try_parse(id) {
         Ok(uuid) => uuid.as_u128(),
         Err(_) => {
@@ -138,7 +139,7 @@ impl Dedupe {
         let Some(id) = id else {
             return Claim::Run(Ticket { store: self, key: None, completed: 0, finished: false });
         };
-        let key = key(id);
+        let key = event_key(id);
         let now = self.millis(now);
         let mut inner = self.lock();
         // One hash lookup per claim: the map is large and mostly out of cache.

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fusionhook_receiver::action::stdout_sink;
+use fusionhook_receiver::delivery::dispatch::Dispatcher;
+use fusionhook_receiver::metrics::Metrics;
 use fusionhook_receiver::process::{init_logging, termination};
+use fusionhook_receiver::store::{self, Retention};
 use fusionhook_receiver::{AppState, Config, app, secret, server};
 
 /// Receives FusionAuth webhook events and routes them to services.
@@ -67,13 +70,36 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let secrets = config.secrets();
     let refresh = config.secret_refresh;
     let routes = config.routes.len();
-    let state = Arc::new(AppState::new(config, stdout_sink()).context("cannot build the HTTP client")?);
+    let admin = config.admin.clone();
+    let retention = Retention { dedupe_window: config.dedupe.window, delivered: config.delivery.retention };
+    let metrics = Metrics::new();
+    let store = store::open(&config.store, retention, metrics.store_commit.clone()).context("cannot open the store")?.map(Arc::new);
+    let store_kind = store.as_ref().map_or("none", |s| s.kind());
+    let state = Arc::new(AppState::with_metrics(config, stdout_sink(), store, metrics).context("cannot build the HTTP client")?);
     tokio::spawn(secret::watch(secrets, refresh));
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, routes, "fusionhook-receiver listening");
+    tracing::info!(address = %listener.local_addr()?, routes, store = store_kind, "fusionhook-receiver listening");
     let warm = state.clone();
     tokio::spawn(async move { warm.verifier().warm_up().await });
+    let dispatcher = Dispatcher::start(&state);
+
+    // The admin API stops with the main listener.
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_server = match admin {
+        None => None,
+        Some(admin) => {
+            let admin_listener = tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin.listen)", admin.listen))?;
+            tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
+            let router = fusionhook_receiver::admin::router(state.clone(), admin.token);
+            let mut stopped = admin_stopped;
+            Some(tokio::spawn(server::serve(admin_listener, router, Duration::from_secs(10), 64, shutdown.drain_timeout, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })))
+        }
+    };
 
     let signal_state = state.clone();
     let on_signal = async move {
@@ -82,8 +108,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         signal_state.set_ready(false);
         tokio::time::sleep(shutdown.delay).await;
     };
-    server::serve(listener, app(state), header_timeout.max(Duration::from_secs(1)), max_connections, shutdown.drain_timeout, on_signal)
-        .await;
+    server::serve(
+        listener,
+        app(state.clone()),
+        header_timeout.max(Duration::from_secs(1)),
+        max_connections,
+        shutdown.drain_timeout,
+        on_signal,
+    )
+    .await;
+    // No more events come in; deliveries in flight get the drain time to finish.
+    dispatcher.stop(shutdown.drain_timeout).await;
+    if let Some(store) = &state.store
+        && let Err(e) = store.flush().await
+    {
+        tracing::warn!(error = %e, "the last delivery outcomes could not be committed; those deliveries will be tried again");
+    }
+    let _ = admin_stop.send(true);
+    if let Some(admin) = admin_server {
+        let _ = admin.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -36,6 +36,23 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStateLabels {
+    route: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteOutcomeLabels {
+    route: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
 type HistogramFamily = Family<ActionLabels, Histogram, fn() -> Histogram>;
 
 /// The receiver's metrics.
@@ -47,6 +64,12 @@ pub struct Metrics {
     duplicates: Counter,
     auth_failures: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
+    deliveries: Family<RouteStateLabels, Gauge>,
+    oldest_pending: Gauge,
+    attempts: Family<RouteOutcomeLabels, Counter>,
+    dead_lettered: Family<RouteLabels, Counter>,
+    /// Each store commit's latency (the store observes into it).
+    pub store_commit: Histogram,
 }
 
 fn action_histogram() -> Histogram {
@@ -76,7 +99,31 @@ impl Metrics {
         registry.register("auth_failures", "Requests that failed authentication, by reason", auth_failures.clone());
         let in_flight = Gauge::default();
         registry.register("in_flight_requests", "Webhook requests being handled", in_flight.clone());
-        Self { registry, requests, events, action_duration, duplicates, auth_failures, in_flight }
+        let deliveries = Family::default();
+        registry.register("deliveries", "Durable deliveries by route and state (pending, dead, delivered)", deliveries.clone());
+        let oldest_pending = Gauge::default();
+        registry.register("oldest_pending_seconds", "Age of the oldest pending durable delivery", oldest_pending.clone());
+        let attempts = Family::default();
+        registry.register("delivery_attempts", "Durable delivery attempts by route and outcome (delivered, retry, dead)", attempts.clone());
+        let dead_lettered = Family::default();
+        registry.register("dead_lettered", "Deliveries that became dead, by route", dead_lettered.clone());
+        // 0.1 ms .. ~3 s.
+        let store_commit = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        registry.register("store_commit_seconds", "Time taken by each store commit (one per group of requests)", store_commit.clone());
+        Self {
+            registry,
+            requests,
+            events,
+            action_duration,
+            duplicates,
+            auth_failures,
+            in_flight,
+            deliveries,
+            oldest_pending,
+            attempts,
+            dead_lettered,
+            store_commit,
+        }
     }
 
     /// Counts one answered webhook request.
@@ -94,6 +141,25 @@ impl Metrics {
     pub fn action(&self, route: &str, action: &'static str, ok: bool, took: Duration) {
         let labels = ActionLabels { route: route.to_owned(), action, outcome: if ok { "success" } else { "failure" } };
         self.action_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// Counts a durable delivery attempt by outcome.
+    pub fn attempt(&self, route: &str, outcome: &'static str) {
+        self.attempts.get_or_create(&RouteOutcomeLabels { route: route.to_owned(), outcome }).inc();
+        if outcome == "dead" {
+            self.dead_lettered.get_or_create(&RouteLabels { route: route.to_owned() }).inc();
+        }
+    }
+
+    /// Sets the store's figures (refreshed periodically).
+    pub fn store_stats(&self, routes: &[String], stats: &crate::store::Stats) {
+        for route in routes {
+            let counts = stats.routes.get(route).cloned().unwrap_or_default();
+            for (state, n) in [("pending", counts.pending), ("dead", counts.dead), ("delivered", counts.delivered)] {
+                self.deliveries.get_or_create(&RouteStateLabels { route: route.clone(), state }).set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        self.oldest_pending.set(i64::try_from(stats.oldest_pending_seconds).unwrap_or(i64::MAX));
     }
 
     /// Counts a duplicate delivery.

@@ -52,6 +52,23 @@ pub struct Route {
     pub filters: Vec<EventFilter>,
     /// What to do with a matching event.
     pub action: Action,
+    /// Before the answer, or durably after it.
+    pub ack: Ack,
+    /// How a durable route is delivered (unused for `ack: sync`).
+    pub durable: Durable,
+}
+
+/// A durable route's delivery settings.
+#[derive(Debug, Clone, Default)]
+pub struct Durable {
+    /// Retries.
+    pub retry: crate::delivery::retry::RetryPolicy,
+    /// Events about one object are delivered in order.
+    pub ordered: bool,
+    /// Delivered no earlier than this long after `createInstant`.
+    pub delay: std::time::Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
 }
 
 impl Route {
@@ -105,4 +122,24 @@ pub enum Unmatched {
     /// 500: FusionAuth should record a failure (and, for a transactional
     /// event under a strict transaction level, veto the action).
     Reject,
+}
+
+/// When a route's action runs relative to the answer to FusionAuth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Ack {
+    /// Before answering: a failure answers 500 (FusionAuth's veto for
+    /// transactional events).
+    Sync,
+    /// Committed to the store before answering, delivered after, with retries.
+    Durable,
+}
+
+/// Delivery order of a durable route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Ordering {
+    /// An event about an object (`linkedObjectId`, else the user id) waits
+    /// while an earlier event about it is pending on this route.
+    PerObject,
 }

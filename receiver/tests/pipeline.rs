@@ -49,7 +49,7 @@ impl Harness {
         let config = Config::from_yaml(&yaml).unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink_lines = lines.clone();
-        let state = AppState::new(config, Arc::new(move |line: &str| sink_lines.lock().unwrap().push(line.to_owned()))).unwrap();
+        let state = AppState::new(config, Arc::new(move |line: &str| sink_lines.lock().unwrap().push(line.to_owned())), None).unwrap();
         Self { app: app(Arc::new(state)), todos, lines, _service: service }
     }
 

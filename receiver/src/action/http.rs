@@ -8,6 +8,8 @@ use fusionhook_fusionauth::limited::read_body;
 use http::{HeaderValue, Method};
 use serde_json::Value;
 
+use crate::delivery::sign;
+
 use super::{ActionError, BodyMode, HeaderValueSource, HttpAction};
 
 /// The most of a route's answer body that is read.
@@ -24,7 +26,7 @@ impl HttpAction {
     }
 
     /// Builds and sends the request.
-    pub async fn run(&self, client: &reqwest::Client, request: &EventRequest) -> Result<(), ActionError> {
+    pub async fn run(&self, client: &reqwest::Client, request: &EventRequest, idempotency_key: &str) -> Result<(), ActionError> {
         // Plain-text routes never pay for the JSON tree.
         static EMPTY: Value = Value::Null;
         let event = if self.needs_event_json() { request.event_json() } else { &EMPTY };
@@ -48,6 +50,15 @@ impl HttpAction {
             .map_err(|_| ActionError::InvalidRequest(format!("header {name}: the value is not a valid header value")))?;
             builder = builder.header(name, value);
         }
+        builder = builder.header("idempotency-key", idempotency_key).header("webhook-id", idempotency_key);
+        let body: &[u8] = if self.body == BodyMode::Event { request.body() } else { b"" };
+        if let Some(secret) = &self.sign {
+            let key = sign::decode_secret(secret.get().expose()).map_err(ActionError::InvalidRequest)?;
+            let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            builder = builder
+                .header("webhook-timestamp", timestamp)
+                .header("webhook-signature", sign::signature(&key, idempotency_key, timestamp, body));
+        }
         if self.body == BodyMode::Event {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json").body(request.body().clone());
         }
@@ -62,15 +73,21 @@ impl HttpAction {
         };
         let response = builder.send().await.map_err(failed)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
         // Read so the connection can be reused (within the request's
         // timeout). The status decides: a 2xx whose body then breaks off is
         // still a success, or the action would run again on FusionAuth's retry.
         let answer = read_body(response, ANSWER_LIMIT).await;
-        if status.is_success() {
+        if status.is_success() || self.success_statuses.contains(&status) {
             return Ok(());
         }
         let bytes = answer.map(|a| a.bytes).unwrap_or_default();
         let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(ANSWER_EXCERPT)]).into_owned();
-        Err(ActionError::Status { method: method.to_string(), host, status, excerpt })
+        Err(ActionError::Status { method: method.to_string(), host, status, excerpt, retry_after })
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use fusionhook_fusionauth::EventRequest;
 use serde::Deserialize;
 
+use crate::delivery::retry::Failure;
 use crate::secret::Secret;
 use crate::template::{FieldPath, RenderError, Template};
 
@@ -59,6 +60,10 @@ pub struct HttpAction {
     pub headers: Vec<(::http::HeaderName, HeaderValueSource)>,
     /// Body to send.
     pub body: BodyMode,
+    /// Statuses besides 2xx that count as success.
+    pub success_statuses: Vec<::http::StatusCode>,
+    /// The Standard Webhooks signing secret (`whsec_...`), if calls are signed.
+    pub sign: Option<Arc<Secret>>,
 }
 
 /// `log` action settings.
@@ -120,6 +125,8 @@ pub enum ActionError {
         status: ::http::StatusCode,
         /// The start of the answer's body (at most 200 bytes), for the log.
         excerpt: String,
+        /// The service's `Retry-After` (seconds form), if it sent one.
+        retry_after: Option<Duration>,
     },
 }
 
@@ -139,11 +146,32 @@ impl ActionError {
     }
 }
 
-impl Action {
-    /// Runs the action for one event.
-    pub async fn run(&self, ctx: &ActionContext, route: &str, request: &EventRequest) -> Result<(), ActionError> {
+impl ActionError {
+    /// Whether another attempt could succeed: timeouts, connection errors,
+    /// 408, 425, 429 and 5xx are retried; any other status (a 4xx, or a
+    /// redirect, which is never followed) and a request that cannot be
+    /// built are not.
+    pub fn failure(&self) -> Failure {
         match self {
-            Self::Http(http) => http.run(&ctx.client, request).await,
+            Self::Timeout { .. } | Self::Unreachable { .. } => Failure::Retryable { after: None },
+            Self::Status { status, retry_after, .. } => {
+                if status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429) {
+                    Failure::Retryable { after: *retry_after }
+                } else {
+                    Failure::Permanent
+                }
+            }
+            Self::Render(_) | Self::InvalidRequest(_) => Failure::Permanent,
+        }
+    }
+}
+
+impl Action {
+    /// Runs the action for one event. `idempotency_key` is the same on every
+    /// attempt of this route's delivery of this event.
+    pub async fn run(&self, ctx: &ActionContext, route: &str, request: &EventRequest, idempotency_key: &str) -> Result<(), ActionError> {
+        match self {
+            Self::Http(http) => http.run(&ctx.client, request, idempotency_key).await,
             Self::Log(log) => {
                 log.run(&ctx.log, route, request);
                 Ok(())

@@ -54,6 +54,70 @@ pub struct ConfigFile {
     /// Shutdown timing.
     #[serde(default)]
     pub shutdown: ShutdownFile,
+    /// Where accepted events and their pending deliveries are kept.
+    #[serde(default, skip_serializing_if = "StoreFile::is_none")]
+    pub store: StoreFile,
+    /// The admin API (deliveries, replay, ingest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminFile>,
+    /// Durable delivery settings.
+    #[serde(default, skip_serializing_if = "DeliveryFile::is_default")]
+    pub delivery: DeliveryFile,
+}
+
+/// `store`: `{type: none}` (default), `{type: embedded, path}` or
+/// `{type: postgres, urlFile}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum StoreFile {
+    /// No store: every route is `ack: sync`.
+    #[default]
+    None,
+    /// A database file in this directory (a local volume).
+    Embedded {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database shared by every replica.
+    Postgres {
+        /// File holding the connection string (`postgres://...`).
+        url_file: PathBuf,
+    },
+}
+
+impl StoreFile {
+    /// Whether no store is configured.
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+/// `admin`: the admin API's own listener.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminFile {
+    /// Address to listen on (must differ from `listen`).
+    pub listen: String,
+    /// File holding the bearer token.
+    pub token_file: PathBuf,
+}
+
+/// `delivery`: how durable deliveries are worked off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeliveryFile {
+    /// How often the store is looked at for due deliveries when nothing new arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_ms: Option<u64>,
+    /// How long delivered deliveries stay visible (default: the dedupe window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<u64>,
+}
+
+impl DeliveryFile {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `auth`: how FusionAuth authenticates.
@@ -175,6 +239,44 @@ pub struct RouteFile {
     /// Log action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogFile>,
+    /// `sync` (before the answer) or `durable` (committed before the
+    /// answer, delivered after); default durable when a store is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<crate::route::Ack>,
+    /// Retries of a durable route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryFile>,
+    /// `perObject`: events about one object are delivered in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<crate::route::Ordering>,
+    /// Deliver no earlier than this long after the event's `createInstant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Deliveries of this route in flight at once (durable routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+/// `routes[i].retry`: when a durable delivery is tried again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryFile {
+    /// Attempts in all, the first included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// No attempt later than this long after the event was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+    /// The first wait (exponential schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_ms: Option<u64>,
+    /// The longest wait (exponential schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_ms: Option<u64>,
+    /// A fixed schedule instead: the waits after attempt 1, 2, ...; the
+    /// last one repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_ms: Vec<u64>,
 }
 
 /// `routes[i].http`: call a URL.
@@ -195,6 +297,20 @@ pub struct HttpFile {
     /// What to send as the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<BodyMode>,
+    /// Statuses besides 2xx that count as success (e.g. 404 for a DELETE).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub success_statuses: Vec<u16>,
+    /// Sign calls the Standard Webhooks way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignFile>,
+}
+
+/// `routes[i].http.sign`: Standard Webhooks signing of outbound calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignFile {
+    /// File holding the secret, `whsec_` followed by base64.
+    pub secret_file: PathBuf,
 }
 
 /// `routes[i].http.headers.NAME`: a template, or a secret file.

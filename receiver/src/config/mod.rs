@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use fusionhook_fusionauth::event_types;
 use fusionhook_fusionauth::signature::{Algorithm, is_hmac};
-use http::{HeaderName, Method};
+use http::{HeaderName, Method, StatusCode};
 
 use crate::action::{Action, BodyMode, HeaderValueSource, HttpAction, LogAction};
 use crate::dedupe::DedupeConfig;
-use crate::route::{EventFilter, Route, Unmatched};
+use crate::delivery::retry::{RetryPolicy, Schedule};
+use crate::route::{Ack, Durable, EventFilter, Ordering, Route, Unmatched};
 use crate::secret::{Secret, SecretSource};
 use crate::server::ShutdownConfig;
 use crate::template::{FieldPath, Template};
@@ -24,7 +25,10 @@ use crate::verify::{AuthConfig, SignatureConfig};
 
 pub mod file;
 
-pub use file::{AuthFile, BasicFile, ConfigFile, DedupeFile, HeaderValueFile, HttpFile, LogFile, RouteFile, ShutdownFile, SignatureFile};
+pub use file::{
+    AdminFile, AuthFile, BasicFile, ConfigFile, DedupeFile, DeliveryFile, HeaderValueFile, HttpFile, LogFile, RetryFile, RouteFile,
+    ShutdownFile, SignFile, SignatureFile, StoreFile,
+};
 
 /// FusionAuth's admin-UI default webhook read timeout, ms (FACTS.md §a.3).
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 2000;
@@ -82,9 +86,51 @@ pub struct Config {
     pub secret_refresh: Duration,
     /// Shutdown timing.
     pub shutdown: ShutdownConfig,
+    /// Where accepted events are kept.
+    pub store: StoreConfig,
+    /// The admin API.
+    pub admin: Option<AdminConfig>,
+    /// How durable deliveries are worked off.
+    pub delivery: DeliveryConfig,
     /// Non-fatal findings (e.g. an event name FusionAuth does not know).
     pub warnings: Vec<String>,
 }
+
+/// The store, checked.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// None: every route is sync.
+    None,
+    /// redb in this directory.
+    Embedded(PathBuf),
+    /// PostgreSQL; the connection string.
+    Postgres(Arc<Secret>),
+}
+
+/// The admin API, checked.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Its own address.
+    pub listen: SocketAddr,
+    /// The bearer token.
+    pub token: Arc<Secret>,
+}
+
+/// Durable delivery settings, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryConfig {
+    /// How often each durable route looks for due deliveries when not woken.
+    pub poll_interval: Duration,
+    /// How long delivered deliveries stay visible.
+    pub retention: Duration,
+}
+
+/// The default `concurrency` of a durable route.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// The default `timeoutMs` of a durable route's call (a sync route's must
+/// fit in FusionAuth's read timeout; a durable one's need not).
+pub const DEFAULT_DURABLE_TIMEOUT_MS: u64 = 10_000;
 
 impl Config {
     /// Reads and checks a config file.
@@ -128,8 +174,10 @@ impl Config {
                         all.push(secret.clone());
                     }
                 }
+                all.extend(http.sign.iter().cloned());
             }
         }
+        all.extend(self.admin.iter().map(|a| a.token.clone()));
         all
     }
 }
@@ -177,7 +225,8 @@ fn positive_ms(field: &str, value: Option<u64>, default: u64) -> Result<Duration
 fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
     let listen_text = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
-    let listen = listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
+    let listen: SocketAddr =
+        listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
 
     let path = raw.path.unwrap_or_else(|| "/events".to_owned());
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("{") {
@@ -207,6 +256,38 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
         return Err(err("maxConnections", "must be greater than 0"));
     }
 
+    let store = match raw.store {
+        StoreFile::None => StoreConfig::None,
+        StoreFile::Embedded { path } => {
+            if path.as_os_str().is_empty() {
+                return Err(err("store.path", "must name a directory (a local volume)"));
+            }
+            StoreConfig::Embedded(path)
+        }
+        StoreFile::Postgres { url_file } => {
+            StoreConfig::Postgres(files.load(SecretSource::File(url_file)).map_err(|e| err("store.urlFile", e))?)
+        }
+    };
+    let has_store = !matches!(store, StoreConfig::None);
+    let admin = match raw.admin {
+        None => None,
+        Some(admin) => {
+            let admin_listen: SocketAddr =
+                admin.listen.parse().map_err(|_| err("admin.listen", format!("`{}` is not an address like 0.0.0.0:8081", admin.listen)))?;
+            if admin_listen.port() == listen.port() && admin_listen.port() != 0 {
+                return Err(err(
+                    "admin.listen",
+                    "must use another port than `listen`: the admin API is never on the port FusionAuth reaches",
+                ));
+            }
+            let token = files.load(SecretSource::File(admin.token_file)).map_err(|e| err("admin.tokenFile", e))?;
+            Some(AdminConfig { listen: admin_listen, token })
+        }
+    };
+    if has_store && admin.is_none() {
+        warnings.push("store is set without admin: dead deliveries can be seen in the metrics but not listed or replayed".into());
+    }
+
     if raw.routes.len() > crate::dedupe::MAX_ROUTES {
         return Err(err("routes", format!("at most {} routes per receiver; run another receiver for more", crate::dedupe::MAX_ROUTES)));
     }
@@ -232,12 +313,17 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
             }
             filters.push(filter);
         }
+        let ack = route.ack.unwrap_or(if has_store { Ack::Durable } else { Ack::Sync });
+        if ack == Ack::Durable && !has_store {
+            return Err(err(format!("{field}.ack"), "durable needs a store (store.type: embedded or postgres)"));
+        }
+        let durable = check_durable(&field, &route, ack)?;
         let action = match (route.http, route.log) {
-            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout, files)?),
+            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout, ack, files)?),
             (None, Some(log)) => Action::Log(check_log(&format!("{field}.log"), log)?),
             _ => return Err(err(&field, "give exactly one action: `http` or `log`")),
         };
-        routes.push(Route { name: route.name, filters, action });
+        routes.push(Route { name: route.name, filters, action, ack, durable });
     }
 
     let dedupe = DedupeConfig {
@@ -264,7 +350,64 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
             delay: Duration::from_millis(raw.shutdown.delay_ms.unwrap_or(0)),
             drain_timeout: positive_ms("shutdown.drainTimeoutMs", raw.shutdown.drain_timeout_ms, 20_000)?,
         },
+        delivery: DeliveryConfig {
+            poll_interval: positive_ms("delivery.pollIntervalMs", raw.delivery.poll_interval_ms, 500)?,
+            retention: raw.delivery.retention_seconds.map_or(dedupe.window, Duration::from_secs),
+        },
+        store,
+        admin,
         warnings,
+    })
+}
+
+fn check_durable(field: &str, route: &RouteFile, ack: Ack) -> Result<Durable, ConfigError> {
+    if ack == Ack::Sync {
+        let durable_only = [
+            ("retry", route.retry.is_some()),
+            ("ordering", route.ordering.is_some()),
+            ("delayMs", route.delay_ms.is_some()),
+            ("concurrency", route.concurrency.is_some()),
+        ];
+        if let Some((name, _)) = durable_only.iter().find(|(_, set)| *set) {
+            return Err(err(
+                format!("{field}.{name}"),
+                "applies to ack: durable routes only (a sync route runs while FusionAuth waits; FusionAuth retries it)",
+            ));
+        }
+        return Ok(Durable::default());
+    }
+    let mut retry = RetryPolicy::default();
+    if let Some(raw) = &route.retry {
+        if raw.max_attempts == Some(0) {
+            return Err(err(format!("{field}.retry.maxAttempts"), "must be at least 1"));
+        }
+        retry.max_attempts = raw.max_attempts;
+        if let Some(age) = raw.max_age_seconds {
+            retry.max_age = Duration::from_secs(age);
+        }
+        if !raw.schedule_ms.is_empty() {
+            if raw.initial_delay_ms.is_some() || raw.max_delay_ms.is_some() {
+                return Err(err(format!("{field}.retry.scheduleMs"), "give either scheduleMs or initialDelayMs/maxDelayMs"));
+            }
+            retry.schedule = Schedule::Fixed(raw.schedule_ms.iter().map(|ms| Duration::from_millis(*ms)).collect());
+        } else if raw.initial_delay_ms.is_some() || raw.max_delay_ms.is_some() {
+            let initial = Duration::from_millis(raw.initial_delay_ms.unwrap_or(1000));
+            let max = Duration::from_millis(raw.max_delay_ms.unwrap_or(3_600_000));
+            if initial.is_zero() || max < initial {
+                return Err(err(format!("{field}.retry"), "initialDelayMs must be above 0 and at most maxDelayMs"));
+            }
+            retry.schedule = Schedule::Exponential { initial, max };
+        }
+    }
+    let concurrency = route.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if concurrency == 0 || concurrency > 1024 {
+        return Err(err(format!("{field}.concurrency"), "must be between 1 and 1024"));
+    }
+    Ok(Durable {
+        retry,
+        ordered: route.ordering == Some(Ordering::PerObject),
+        delay: Duration::from_millis(route.delay_ms.unwrap_or(0)),
+        concurrency,
     })
 }
 
@@ -365,7 +508,7 @@ fn check_signature(raw: SignatureFile, files: Files) -> Result<SignatureConfig, 
     })
 }
 
-fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, files: Files) -> Result<HttpAction, ConfigError> {
+fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, ack: Ack, files: Files) -> Result<HttpAction, ConfigError> {
     let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
     let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
     if !method.has_placeholders() {
@@ -392,12 +535,12 @@ fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, files: Files) 
         }
     }
 
-    let timeout_ms = raw.timeout_ms.unwrap_or(1500);
+    let timeout_ms = raw.timeout_ms.unwrap_or(if ack == Ack::Sync { 1500 } else { DEFAULT_DURABLE_TIMEOUT_MS });
     if timeout_ms == 0 {
         return Err(err(format!("{field}.timeoutMs"), "must be greater than 0"));
     }
     let timeout = Duration::from_millis(timeout_ms);
-    if timeout >= read_timeout {
+    if ack == Ack::Sync && timeout >= read_timeout {
         return Err(err(
             format!("{field}.timeoutMs"),
             format!("{timeout_ms} must be below readTimeoutMs ({}): FusionAuth would give up before the answer", read_timeout.as_millis()),
@@ -424,7 +567,25 @@ fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, files: Files) 
         "GET" | "HEAD" | "DELETE" | "OPTIONS" => BodyMode::None,
         _ => BodyMode::Event,
     });
-    Ok(HttpAction { method, url, timeout, headers, body })
+    let mut success_statuses = Vec::with_capacity(raw.success_statuses.len());
+    for (i, code) in raw.success_statuses.iter().enumerate() {
+        let status = StatusCode::from_u16(*code)
+            .ok()
+            .filter(|s| !s.is_informational())
+            .ok_or_else(|| err(format!("{field}.successStatuses[{i}]"), format!("{code} is not an HTTP status from 200 to 599")))?;
+        success_statuses.push(status);
+    }
+    let sign = match raw.sign {
+        None => None,
+        Some(sign) => {
+            let secret = files.load(SecretSource::File(sign.secret_file)).map_err(|e| err(format!("{field}.sign.secretFile"), e))?;
+            if matches!(files, Files::Read) {
+                crate::delivery::sign::decode_secret(secret.get().expose()).map_err(|e| err(format!("{field}.sign.secretFile"), e))?;
+            }
+            Some(secret)
+        }
+    };
+    Ok(HttpAction { method, url, timeout, headers, body, success_statuses, sign })
 }
 
 fn check_log(field: &str, raw: LogFile) -> Result<LogAction, ConfigError> {

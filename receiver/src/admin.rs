@@ -1,0 +1,247 @@
+//! The admin API, on its own listener (`admin.listen`), never on the port
+//! FusionAuth reaches. Every call needs `Authorization: Bearer <token>`
+//! (the token file's content, compared in constant time). JSON in and out.
+//!
+//! - `GET /v1/stats`: `pending`, `dead`, `delivered`, `oldestPendingSeconds`, per route.
+//! - `GET /v1/deliveries?state=&route=&eventType=&eventId=&since=&after=&limit=`
+//! - `GET /v1/events/{id}`: the event as received, with its deliveries and their attempts.
+//! - `POST /v1/replay`, `POST /v1/discard`: `{"ids": [...]}` or a filter
+//!   (`{"state": "dead", "route": ...}`), with `"dryRun": true` to only list.
+//! - `POST /v1/ingest`: an event exactly as FusionAuth sends it; handled as a
+//!   delivery of that `event.id` (routes, dedupe, store) without FusionAuth's
+//!   credentials, which a replayed event cannot carry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use fusionhook_fusionauth::EventRequest;
+use http::{StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{AppState, process};
+use crate::secret::Secret;
+use crate::store::{Filter, State as DeliveryState, Stats, Store, StoreError, now_ms};
+
+struct Admin {
+    state: Arc<AppState>,
+    token: Arc<Secret>,
+}
+
+/// The admin router.
+pub fn router(state: Arc<AppState>, token: Arc<Secret>) -> Router {
+    let limit = state.max_body_bytes;
+    let admin = Arc::new(Admin { state, token });
+    Router::new()
+        .route("/v1/stats", get(stats))
+        .route("/v1/deliveries", get(deliveries))
+        .route("/v1/events/{id}", get(event))
+        .route("/v1/replay", post(replay))
+        .route("/v1/discard", post(discard))
+        .route("/v1/ingest", post(ingest))
+        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(admin.clone(), bearer))
+        .with_state(admin)
+}
+
+async fn bearer(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let presented =
+        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    match presented {
+        Some(token) if !token.is_empty() && admin.token.get().matches(token.as_bytes()) => next.run(request).await,
+        _ => error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required"),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"errors": [{"code": code, "message": message}]}))).into_response()
+}
+
+fn no_store() -> Response {
+    error(StatusCode::CONFLICT, "[noStore]", "this receiver has no store (store.type: none): nothing is kept to list or replay")
+}
+
+fn store_failed(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "admin API: store call failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "[storeUnavailable]", "the store cannot be reached now")
+}
+
+fn store(admin: &Admin) -> Result<&Store, Response> {
+    admin.state.store.as_deref().ok_or_else(no_store)
+}
+
+async fn stats(State(admin): State<Arc<Admin>>) -> Response {
+    let Some(store) = admin.state.store.as_deref() else {
+        return Json(json!({"store": "none", "pending": 0, "dead": 0, "delivered": 0, "oldestPendingSeconds": 0})).into_response();
+    };
+    match store.stats(now_ms()).await {
+        Ok(stats) => Json(with_store_kind(&stats, store.kind())).into_response(),
+        Err(e) => store_failed(&e),
+    }
+}
+
+fn with_store_kind(stats: &Stats, kind: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(stats).unwrap_or_default();
+    value["store"] = json!(kind);
+    value
+}
+
+/// A `since` of either milliseconds since the epoch or a duration back from now (`15m`, `2h`).
+fn since(text: &str) -> Option<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Some(ms);
+    }
+    let back: Duration = humantime::parse_duration(text).ok()?;
+    Some(now_ms().saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
+}
+
+fn filter_from_query(query: &HashMap<String, String>) -> Result<Filter, Response> {
+    let bad = |field: &str, why: &str| error(StatusCode::BAD_REQUEST, "[invalid]", &format!("{field}: {why}"));
+    let mut filter = Filter::default();
+    for (key, value) in query {
+        match key.as_str() {
+            "state" => filter.state = Some(DeliveryState::parse(value).ok_or_else(|| bad("state", "pending, dead or delivered"))?),
+            "route" => filter.route = Some(value.clone()),
+            "eventType" => filter.event_type = Some(value.clone()),
+            "eventId" => filter.event_id = Some(value.clone()),
+            "since" => {
+                filter.since_ms = Some(since(value).ok_or_else(|| bad("since", "milliseconds since the epoch, or a duration like 15m"))?)
+            }
+            "after" => filter.after = Some(value.parse().map_err(|_| bad("after", "a delivery id"))?),
+            "limit" => filter.limit = Some(value.parse().map_err(|_| bad("limit", "a number"))?),
+            "id" => filter.ids.push(value.parse().map_err(|_| bad("id", "a delivery id"))?),
+            other => return Err(bad(other, "unknown parameter")),
+        }
+    }
+    Ok(filter)
+}
+
+async fn deliveries(State(admin): State<Arc<Admin>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let store = match store(&admin) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let filter = match filter_from_query(&query) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match store.list(&filter).await {
+        Ok(list) => {
+            let next = (list.len() >= filter.limit()).then(|| list.last().map(|d| d.id)).flatten();
+            Json(json!({"deliveries": list, "next": next})).into_response()
+        }
+        Err(e) => store_failed(&e),
+    }
+}
+
+async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
+    let store = match store(&admin) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match store.event(&id).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "[notFound]", "no stored event has this id"),
+        Err(e) => store_failed(&e),
+    }
+}
+
+/// The body of replay and discard.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Selection {
+    #[serde(default)]
+    ids: Vec<u64>,
+    #[serde(default)]
+    state: Option<DeliveryState>,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn selection(body: &Bytes) -> Result<(Filter, bool), Response> {
+    let bad = |why: String| error(StatusCode::BAD_REQUEST, "[invalid]", &why);
+    let s: Selection = serde_json::from_slice(body).map_err(|e| bad(format!("the body: {e}")))?;
+    if s.ids.is_empty() && s.state.is_none() {
+        return Err(bad("give ids, or a state (with optional route, eventType, eventId, since)".into()));
+    }
+    let since_ms = s
+        .since
+        .as_deref()
+        .map(|t| since(t).ok_or_else(|| bad("since: milliseconds since the epoch, or a duration like 15m".into())))
+        .transpose()?;
+    let filter = Filter {
+        ids: s.ids,
+        state: s.state,
+        route: s.route,
+        event_type: s.event_type,
+        event_id: s.event_id,
+        since_ms,
+        after: None,
+        limit: s.limit,
+    };
+    Ok((filter, s.dry_run))
+}
+
+async fn replay(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    change(&admin, &body, true).await
+}
+
+async fn discard(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    change(&admin, &body, false).await
+}
+
+async fn change(admin: &Admin, body: &Bytes, replay: bool) -> Response {
+    let store = match store(admin) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (filter, dry_run) = match selection(body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let result = if replay { store.replay(&filter, dry_run).await } else { store.discard(&filter, dry_run).await };
+    match result {
+        Ok(ids) => {
+            if replay && !dry_run {
+                for wake in &admin.state.wake {
+                    wake.notify_one();
+                }
+            }
+            tracing::info!(action = if replay { "replay" } else { "discard" }, count = ids.len(), dry_run, "admin API");
+            Json(json!({"ids": ids, "dryRun": dry_run})).into_response()
+        }
+        Err(e) => store_failed(&e),
+    }
+}
+
+async fn ingest(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    let request = match EventRequest::parse(body) {
+        Ok(r) => r,
+        Err(e) => return crate::answer::ReceiverError::BadRequest(e).into_response(),
+    };
+    let kind = request.event().kind.clone();
+    match process(&admin.state, request).await {
+        Ok(handled) => {
+            tracing::info!(r#type = %kind, outcome = handled.outcome(), "admin API: event ingested");
+            Json(json!({"outcome": handled.outcome()})).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}

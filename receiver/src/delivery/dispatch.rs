@@ -1,0 +1,154 @@
+//! The workers. Each durable route has a loop that claims due deliveries up
+//! to its `concurrency`, runs each in its own task, and records the
+//! outcome. A loop sleeps until a commit of its route wakes it, a delivery
+//! finishes, or `delivery.pollIntervalMs` passes (retries come due, or
+//! another replica committed). Memory is bounded by the routes'
+//! concurrency, never by the backlog: the backlog stays in the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fusionhook_fusionauth::EventRequest;
+use tokio::sync::{Semaphore, watch};
+
+use crate::app::AppState;
+use crate::store::{Claimed, Outcome, Store, now_ms};
+
+/// How often the store's figures are read for the metrics, and expired records compacted.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+const COMPACT_EVERY: u32 = 12;
+
+/// The running workers.
+pub struct Dispatcher {
+    stop: watch::Sender<bool>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Dispatcher {
+    /// Starts a loop per durable route, and housekeeping (figures for the
+    /// metrics, compaction). Nothing to do without a store.
+    pub fn start(state: &Arc<AppState>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        if let Some(store) = &state.store {
+            for (i, route) in state.routes.iter().enumerate() {
+                if route.ack == crate::route::Ack::Durable {
+                    tokio::spawn(route_loop(state.clone(), store.clone(), i, stopped.clone(), in_flight.clone()));
+                }
+            }
+            tokio::spawn(housekeeping(state.clone(), store.clone(), stopped));
+        }
+        Self { stop, in_flight }
+    }
+
+    /// Stops claiming, then waits (at most `timeout`) for deliveries in
+    /// flight to finish. Whatever is cut off stays pending and is delivered
+    /// again after the restart (at least once).
+    pub async fn stop(&self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + timeout;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut stop: watch::Receiver<bool>, in_flight: Arc<AtomicUsize>) {
+    let route = &state.routes[index];
+    let slots = Arc::new(Semaphore::new(route.durable.concurrency));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let free = slots.available_permits();
+        let mut more = false;
+        if free > 0 {
+            match store.claim(&route.name, free, now_ms()).await {
+                Ok(claimed) => {
+                    more = claimed.len() == free;
+                    for delivery in claimed {
+                        // Free permits were counted above and only this loop takes them.
+                        let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        let (state, store, in_flight) = (state.clone(), store.clone(), in_flight.clone());
+                        tokio::spawn(async move {
+                            deliver(&state, &store, index, delivery).await;
+                            drop(permit);
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            state.wake[index].notify_one();
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(route = %route.name, error = %e, "cannot read due deliveries");
+                }
+            }
+        }
+        if more {
+            continue;
+        }
+        tokio::select! {
+            () = state.wake[index].notified() => {}
+            () = tokio::time::sleep(state.delivery.poll_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One attempt of one delivery.
+async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed) {
+    let route = &state.routes[index];
+    let delivery = &claimed.delivery;
+    let (outcome, error) = match EventRequest::parse(claimed.body) {
+        Err(e) => (Outcome::Dead, Some(format!("the stored event cannot be read: {e}"))),
+        Ok(request) => {
+            let key = super::idempotency_key(&delivery.event_id, &route.name);
+            let started = Instant::now();
+            let result = route.action.run(&state.actions, &route.name, &request, &key).await;
+            state.metrics.action(&route.name, route.action.kind(), result.is_ok(), started.elapsed());
+            match result {
+                Ok(()) => (Outcome::Delivered, None),
+                Err(e) => {
+                    let attempts = delivery.attempts.saturating_add(1);
+                    let verdict = route.durable.retry.next(e.failure(), attempts, delivery.round_started_ms, now_ms(), rand::random());
+                    tracing::warn!(
+                        route = %route.name, r#type = %delivery.event_type, id = %delivery.event_id, delivery = delivery.id,
+                        attempts, error = %e, dead = verdict.is_err(), "delivery attempt failed"
+                    );
+                    match verdict {
+                        Ok(at_ms) => (Outcome::Retry { at_ms }, Some(e.public())),
+                        Err(why) => (Outcome::Dead, Some(format!("{}; {why}", e.public()))),
+                    }
+                }
+            }
+        }
+    };
+    state.metrics.attempt(&route.name, outcome.name());
+    if let Err(e) = store.record(delivery.id, outcome, error).await {
+        tracing::error!(delivery = delivery.id, error = %e, "cannot record a delivery outcome; it will be tried again");
+    }
+}
+
+async fn housekeeping(state: Arc<AppState>, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+    let names: Vec<String> = state.routes.iter().filter(|r| r.ack == crate::route::Ack::Durable).map(|r| r.name.clone()).collect();
+    let mut round = 0u32;
+    loop {
+        match store.stats(now_ms()).await {
+            Ok(stats) => state.metrics.store_stats(&names, &stats),
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's figures"),
+        }
+        if round % COMPACT_EVERY == 0 {
+            match store.compact(now_ms()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "store compacted"),
+                Err(e) => tracing::warn!(error = %e, "store compaction failed"),
+            }
+        }
+        round = round.wrapping_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(HOUSEKEEPING) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,872 @@
+//! The embedded store: one redb file (`<path>/fusionhook.redb`) on a local
+//! volume. redb is pure Rust, crash-safe (copy-on-write B-trees, checksummed
+//! commits) and has a stable file format.
+//!
+//! Writes go through one writer thread that takes every operation queued
+//! at that moment into one write transaction and commits it with
+//! `Durability::Immediate` (an fsync): concurrent requests share a flush
+//! (group commit), and each is answered only after the flush. Reads
+//! (claims, listings, stats) run on snapshots beside the writer.
+//!
+//! A delivery handed to a worker stays in `claimed` (memory) until its
+//! outcome is committed, so no snapshot can hand it out twice: a claim
+//! holds that set's lock from before its snapshot until it has checked
+//! every entry, and the writer removes ids only after their commit.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, RouteStats, State, Stats, StoreError,
+};
+use crate::dedupe::event_key;
+
+/// `event key -> id, type and body`.
+const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
+/// `event key -> (received ms, deliveries not yet delivered)`.
+const EVENT_OPEN: TableDefinition<u128, (u64, u32)> = TableDefinition::new("event_open");
+/// `(received ms, event key)`: events in the order they expire.
+const EVENT_TIMES: TableDefinition<(u64, u128), ()> = TableDefinition::new("event_times");
+/// `(event key, delivery id)`.
+const EVENT_DELIVERIES: TableDefinition<(u128, u64), ()> = TableDefinition::new("event_deliveries");
+/// `delivery id -> Delivery (JSON)`.
+const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("deliveries");
+/// `(route, next attempt ms, delivery id)`: pending deliveries by due time.
+const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("due");
+/// `delivery id -> created ms`: pending deliveries, oldest first.
+const PENDING: TableDefinition<u64, u64> = TableDefinition::new("pending");
+/// `delivery id -> dead since ms`.
+const DEAD: TableDefinition<u64, u64> = TableDefinition::new("dead");
+/// `(delivered ms, delivery id)`: delivered deliveries in the order they expire.
+const DELIVERED: TableDefinition<(u64, u64), ()> = TableDefinition::new("delivered");
+/// `(route, object, delivery id)`: pending deliveries of ordered routes.
+const ORDERED: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("ordered");
+/// `(route, state code) -> count`.
+const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("counts");
+/// `name -> value`: `next_id`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Operations queued at once go into one transaction, up to this many.
+const BATCH: usize = 4096;
+/// A claim looks at most this many due entries (ordered routes skip blocked ones).
+const CLAIM_SCAN: usize = 10_000;
+/// A compaction pass removes at most this many records of each kind.
+const COMPACT_BATCH: usize = 10_000;
+/// A listing reads at most this many records looking for matches.
+const LIST_SCAN: usize = 200_000;
+
+/// The embedded store.
+pub struct Embedded {
+    db: Arc<Database>,
+    ops: mpsc::UnboundedSender<Op>,
+    claimed: Arc<Mutex<HashSet<u64>>>,
+}
+
+enum Op {
+    Accept(NewEvent, oneshot::Sender<Result<Accepted, StoreError>>),
+    Record { id: u64, outcome: Outcome, error: Option<String>, now: u64 },
+    Replay(Filter, bool, u64, oneshot::Sender<Result<Vec<u64>, StoreError>>),
+    Discard(Filter, bool, u64, oneshot::Sender<Result<Vec<u64>, StoreError>>),
+    Compact(u64, oneshot::Sender<Result<u64, StoreError>>),
+    Flush(oneshot::Sender<Result<u64, StoreError>>),
+}
+
+macro_rules! r {
+    ($e:expr, $ctx:literal) => {
+        $e.map_err(|e| StoreError::from($ctx, redb::Error::from(e)))
+    };
+}
+
+fn lock(claimed: &Mutex<HashSet<u64>>) -> MutexGuard<'_, HashSet<u64>> {
+    claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn encode_event(id: &str, kind: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + id.len() + kind.len() + body.len());
+    for text in [id, kind] {
+        // Ids and types are short; the config's body limit keeps either below 64 KiB in practice,
+        // and a longer one is cut (it is only shown, never used to route).
+        let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn decode_event(bytes: &[u8]) -> Option<(String, String, Bytes)> {
+    let mut rest = bytes;
+    let mut texts = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let len = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize;
+        let text = rest.get(2..2 + len)?;
+        texts.push(String::from_utf8_lossy(text).into_owned());
+        rest = &rest[2 + len..];
+    }
+    let kind = texts.pop()?;
+    let id = texts.pop()?;
+    Some((id, kind, Bytes::copy_from_slice(rest)))
+}
+
+fn decode_delivery(bytes: &[u8]) -> Result<Delivery, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::from("a stored delivery is unreadable", e))
+}
+
+fn encode_delivery(d: &Delivery) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(d).map_err(|e| StoreError::from("encode delivery", e))
+}
+
+impl Embedded {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::from(&format!("cannot create {}", dir.display()), e))?;
+        let file = dir.join("fusionhook.redb");
+        let db = Database::create(&file).map_err(|e| StoreError::from(&format!("cannot open {}", file.display()), e))?;
+        let db = Arc::new(db);
+        // Create every table up front, so readers never meet a missing one.
+        {
+            let txn = r!(db.begin_write(), "begin")?;
+            r!(txn.open_table(EVENTS), "open")?;
+            r!(txn.open_table(EVENT_OPEN), "open")?;
+            r!(txn.open_table(EVENT_TIMES), "open")?;
+            r!(txn.open_table(EVENT_DELIVERIES), "open")?;
+            r!(txn.open_table(DELIVERIES), "open")?;
+            r!(txn.open_table(DUE), "open")?;
+            r!(txn.open_table(PENDING), "open")?;
+            r!(txn.open_table(DEAD), "open")?;
+            r!(txn.open_table(DELIVERED), "open")?;
+            r!(txn.open_table(ORDERED), "open")?;
+            r!(txn.open_table(COUNTS), "open")?;
+            r!(txn.open_table(META), "open")?;
+            r!(txn.commit(), "commit")?;
+        }
+        let (ops, rx) = mpsc::unbounded_channel();
+        let claimed = Arc::new(Mutex::new(HashSet::new()));
+        let writer_db = db.clone();
+        let writer_claimed = claimed.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(&writer_db, rx, &writer_claimed, retention, &latency))
+            .map_err(|e| StoreError::from("cannot start the store writer", e))?;
+        Ok(Self { db, ops, claimed })
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.ops.send(op).map_err(|_| StoreError("the store writer stopped".into()))
+    }
+
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::from("store read", e))?
+    }
+
+    pub(super) async fn seen(&self, event_id: &str) -> Result<bool, StoreError> {
+        let key = event_key(event_id);
+        self.read(move |db| {
+            let txn = r!(db.begin_read(), "begin read")?;
+            let events = r!(txn.open_table(EVENT_OPEN), "open")?;
+            Ok(r!(events.get(key), "read")?.is_some())
+        })
+        .await
+    }
+
+    pub(super) async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Accept(event, tx))?;
+        rx.await.map_err(|_| StoreError("the store writer stopped before the commit".into()))?
+    }
+
+    pub(super) async fn claim(&self, route: &str, limit: usize, now: u64) -> Result<Vec<Claimed>, StoreError> {
+        let route = route.to_owned();
+        let claimed = self.claimed.clone();
+        self.read(move |db| {
+            let mut held = lock(&claimed);
+            let txn = r!(db.begin_read(), "begin read")?;
+            let due = r!(txn.open_table(DUE), "open")?;
+            let deliveries = r!(txn.open_table(DELIVERIES), "open")?;
+            let ordered = r!(txn.open_table(ORDERED), "open")?;
+            let events = r!(txn.open_table(EVENTS), "open")?;
+            let mut out = Vec::new();
+            let range = r!(due.range((route.as_str(), 0, 0)..=(route.as_str(), now, u64::MAX)), "read")?;
+            for entry in range.take(CLAIM_SCAN) {
+                let (key, _) = r!(entry, "read")?;
+                let (_, _, id) = key.value();
+                if held.contains(&id) {
+                    continue;
+                }
+                let Some(record) = r!(deliveries.get(id), "read")? else { continue };
+                let delivery = decode_delivery(record.value())?;
+                if let Some(object) = &delivery.ordered_by {
+                    let mut earlier =
+                        r!(ordered.range((route.as_str(), object.as_str(), 0)..=(route.as_str(), object.as_str(), u64::MAX)), "read")?;
+                    let first = earlier.next().transpose().map_err(|e| StoreError::from("read", e))?.map(|(k, _)| k.value().2);
+                    if first.is_some_and(|first| first != id) {
+                        continue;
+                    }
+                }
+                let Some(event) = r!(events.get(event_key(&delivery.event_id)), "read")? else { continue };
+                let Some((_, _, body)) = decode_event(event.value()) else { continue };
+                held.insert(id);
+                out.push(Claimed { delivery, body });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn record(&self, id: u64, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
+        self.send(Op::Record { id, outcome, error, now: super::now_ms() })
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Flush(tx))?;
+        rx.await.map_err(|_| StoreError("the store writer stopped".into()))?.map(drop)
+    }
+
+    pub(super) async fn stats(&self, now: u64) -> Result<Stats, StoreError> {
+        self.read(move |db| {
+            let txn = r!(db.begin_read(), "begin read")?;
+            let counts = r!(txn.open_table(COUNTS), "open")?;
+            let pending = r!(txn.open_table(PENDING), "open")?;
+            let mut stats = Stats::default();
+            for entry in r!(counts.iter(), "read")? {
+                let (key, count) = r!(entry, "read")?;
+                let (route, code) = key.value();
+                let count = count.value();
+                let route_stats: &mut RouteStats = stats.routes.entry(route.to_owned()).or_default();
+                match State::from_code(code) {
+                    Some(State::Pending) => {
+                        route_stats.pending = count;
+                        stats.pending += count;
+                    }
+                    Some(State::Dead) => {
+                        route_stats.dead = count;
+                        stats.dead += count;
+                    }
+                    Some(State::Delivered) => {
+                        route_stats.delivered = count;
+                        stats.delivered += count;
+                    }
+                    None => {}
+                }
+            }
+            stats.routes.retain(|_, s| *s != RouteStats::default());
+            if let Some(first) = r!(pending.first(), "read")? {
+                stats.oldest_pending_seconds = now.saturating_sub(first.1.value()) / 1000;
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    pub(super) async fn list(&self, filter: &Filter) -> Result<Vec<Delivery>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |db| {
+            let txn = r!(db.begin_read(), "begin read")?;
+            let t = ReadTables {
+                deliveries: r!(txn.open_table(DELIVERIES), "open")?,
+                pending: r!(txn.open_table(PENDING), "open")?,
+                dead: r!(txn.open_table(DEAD), "open")?,
+            };
+            select(&t.deliveries, &t.pending, &t.dead, &filter)
+        })
+        .await
+    }
+
+    pub(super) async fn event(&self, event_id: &str) -> Result<Option<EventView>, StoreError> {
+        let key = event_key(event_id);
+        self.read(move |db| {
+            let txn = r!(db.begin_read(), "begin read")?;
+            let events = r!(txn.open_table(EVENTS), "open")?;
+            let open = r!(txn.open_table(EVENT_OPEN), "open")?;
+            let links = r!(txn.open_table(EVENT_DELIVERIES), "open")?;
+            let deliveries = r!(txn.open_table(DELIVERIES), "open")?;
+            let Some(stored) = r!(events.get(key), "read")? else { return Ok(None) };
+            let Some((id, kind, body)) = decode_event(stored.value()) else { return Ok(None) };
+            let received_ms = r!(open.get(key), "read")?.map_or(0, |v| v.value().0);
+            let mut list = Vec::new();
+            for entry in r!(links.range((key, 0)..=(key, u64::MAX)), "read")? {
+                let (link, _) = r!(entry, "read")?;
+                if let Some(record) = r!(deliveries.get(link.value().1), "read")? {
+                    list.push(decode_delivery(record.value())?);
+                }
+            }
+            let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            Ok(Some(EventView { id, r#type: kind, received_ms, body, deliveries: list }))
+        })
+        .await
+    }
+
+    pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Replay(filter.clone(), dry_run, super::now_ms(), tx))?;
+        rx.await.map_err(|_| StoreError("the store writer stopped".into()))?
+    }
+
+    pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Discard(filter.clone(), dry_run, super::now_ms(), tx))?;
+        rx.await.map_err(|_| StoreError("the store writer stopped".into()))?
+    }
+
+    pub(super) async fn compact(&self, now: u64) -> Result<u64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Compact(now, tx))?;
+        rx.await.map_err(|_| StoreError("the store writer stopped".into()))?
+    }
+}
+
+struct ReadTables {
+    deliveries: redb::ReadOnlyTable<u64, &'static [u8]>,
+    pending: redb::ReadOnlyTable<u64, u64>,
+    dead: redb::ReadOnlyTable<u64, u64>,
+}
+
+/// The deliveries `filter` takes, by id.
+fn select(
+    deliveries: &impl ReadableTable<u64, &'static [u8]>,
+    pending: &impl ReadableTable<u64, u64>,
+    dead: &impl ReadableTable<u64, u64>,
+    filter: &Filter,
+) -> Result<Vec<Delivery>, StoreError> {
+    let limit = filter.limit();
+    let mut out = Vec::new();
+    if !filter.ids.is_empty() {
+        for &id in filter.ids.iter().take(super::MAX_PAGE) {
+            if let Some(record) = r!(deliveries.get(id), "read")? {
+                out.push(decode_delivery(record.value())?);
+            }
+        }
+        return Ok(out);
+    }
+    let start = filter.after.map_or(0, |a| a.saturating_add(1));
+    let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = match filter.state {
+        Some(State::Pending) => Box::new(r!(pending.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+        Some(State::Dead) => Box::new(r!(dead.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+        _ => Box::new(r!(deliveries.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+    };
+    for id in ids.take(LIST_SCAN) {
+        let id = id?;
+        let Some(record) = r!(deliveries.get(id), "read")? else { continue };
+        let delivery = decode_delivery(record.value())?;
+        if filter.state.is_none_or(|s| s == delivery.state) && filter.admits(&delivery) {
+            out.push(delivery);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn writer(
+    db: &Database,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    claimed: &Mutex<HashSet<u64>>,
+    retention: Retention,
+    latency: &CommitLatency,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        let started = std::time::Instant::now();
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit(db, &mut batch, claimed, retention);
+        latency.observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// What each op of a batch gets told once the batch is committed (or not).
+enum Reply {
+    Accept(oneshot::Sender<Result<Accepted, StoreError>>, Accepted),
+    Ids(oneshot::Sender<Result<Vec<u64>, StoreError>>, Vec<u64>),
+    Count(oneshot::Sender<Result<u64, StoreError>>, u64),
+    Released(u64),
+}
+
+fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, retention: Retention) {
+    let started = std::time::Instant::now();
+    let ops = batch.len();
+    let mut replies = Vec::with_capacity(batch.len());
+    let result = (|| -> Result<(), StoreError> {
+        let mut txn = r!(db.begin_write(), "begin write")?;
+        r!(txn.set_durability(Durability::Immediate), "durability")?;
+        {
+            let mut t = Tables::open(&txn, retention)?;
+            let mut ops = std::mem::take(batch).into_iter();
+            while let Some(op) = ops.next() {
+                match apply(&mut t, op, &mut replies) {
+                    Ok(()) => {}
+                    Err((e, op)) => {
+                        // Answer the op that failed; the rest of the batch
+                        // fails with it (the transaction is not committed).
+                        fail(op, &e, claimed);
+                        for op in ops.by_ref() {
+                            fail(op, &e, claimed);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        r!(txn.commit(), "commit")
+    })();
+    batch.clear();
+    match result {
+        Ok(()) => {
+            let mut held = None;
+            for reply in replies {
+                match reply {
+                    Reply::Accept(tx, accepted) => drop(tx.send(Ok(accepted))),
+                    Reply::Ids(tx, ids) => drop(tx.send(Ok(ids))),
+                    Reply::Count(tx, n) => drop(tx.send(Ok(n))),
+                    Reply::Released(id) => {
+                        held.get_or_insert_with(|| lock(claimed)).remove(&id);
+                    }
+                }
+            }
+            tracing::trace!(ops, took_us = started.elapsed().as_micros() as u64, "store commit");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, ops, "store commit failed");
+            for reply in replies {
+                match reply {
+                    Reply::Accept(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
+                    Reply::Ids(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
+                    Reply::Count(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
+                    Reply::Released(id) => {
+                        lock(claimed).remove(&id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fail(op: Op, e: &StoreError, claimed: &Mutex<HashSet<u64>>) {
+    let e = StoreError(e.0.clone());
+    match op {
+        Op::Accept(_, tx) => drop(tx.send(Err(e))),
+        Op::Record { id, .. } => {
+            lock(claimed).remove(&id);
+        }
+        Op::Replay(_, _, _, tx) | Op::Discard(_, _, _, tx) => drop(tx.send(Err(e))),
+        Op::Compact(_, tx) | Op::Flush(tx) => drop(tx.send(Err(e))),
+    }
+}
+
+struct Tables<'t> {
+    events: redb::Table<'t, u128, &'static [u8]>,
+    open: redb::Table<'t, u128, (u64, u32)>,
+    times: redb::Table<'t, (u64, u128), ()>,
+    links: redb::Table<'t, (u128, u64), ()>,
+    deliveries: redb::Table<'t, u64, &'static [u8]>,
+    due: redb::Table<'t, (&'static str, u64, u64), ()>,
+    pending: redb::Table<'t, u64, u64>,
+    dead: redb::Table<'t, u64, u64>,
+    delivered: redb::Table<'t, (u64, u64), ()>,
+    ordered: redb::Table<'t, (&'static str, &'static str, u64), ()>,
+    counts: redb::Table<'t, (&'static str, u8), u64>,
+    meta: redb::Table<'t, &'static str, u64>,
+    retention: Retention,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction, retention: Retention) -> Result<Self, StoreError> {
+        Ok(Self {
+            events: r!(txn.open_table(EVENTS), "open")?,
+            open: r!(txn.open_table(EVENT_OPEN), "open")?,
+            times: r!(txn.open_table(EVENT_TIMES), "open")?,
+            links: r!(txn.open_table(EVENT_DELIVERIES), "open")?,
+            deliveries: r!(txn.open_table(DELIVERIES), "open")?,
+            due: r!(txn.open_table(DUE), "open")?,
+            pending: r!(txn.open_table(PENDING), "open")?,
+            dead: r!(txn.open_table(DEAD), "open")?,
+            delivered: r!(txn.open_table(DELIVERED), "open")?,
+            ordered: r!(txn.open_table(ORDERED), "open")?,
+            counts: r!(txn.open_table(COUNTS), "open")?,
+            meta: r!(txn.open_table(META), "open")?,
+            retention,
+        })
+    }
+
+    fn bump(&mut self, route: &str, state: State, delta: i64) -> Result<(), StoreError> {
+        let current = r!(self.counts.get((route, state.code())), "read")?.map_or(0, |v| v.value());
+        let next = current.saturating_add_signed(delta);
+        if next == 0 {
+            r!(self.counts.remove((route, state.code())), "write")?;
+        } else {
+            r!(self.counts.insert((route, state.code()), next), "write")?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
+        match r!(self.deliveries.get(id), "read")? {
+            Some(record) => decode_delivery(record.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&mut self, d: &Delivery) -> Result<(), StoreError> {
+        r!(self.deliveries.insert(d.id, encode_delivery(d)?.as_slice()), "write")?;
+        Ok(())
+    }
+
+    /// Leaves the pending state's indexes.
+    fn unpend(&mut self, d: &Delivery, next_attempt_ms: Option<u64>) -> Result<(), StoreError> {
+        if let Some(next) = next_attempt_ms {
+            r!(self.due.remove((d.route.as_str(), next, d.id)), "write")?;
+        }
+        r!(self.pending.remove(d.id), "write")?;
+        if let Some(object) = &d.ordered_by {
+            r!(self.ordered.remove((d.route.as_str(), object.as_str(), d.id)), "write")?;
+        }
+        Ok(())
+    }
+
+    /// Enters the pending state's indexes.
+    fn pend(&mut self, d: &Delivery) -> Result<(), StoreError> {
+        r!(self.due.insert((d.route.as_str(), d.next_attempt_ms.unwrap_or(0), d.id), ()), "write")?;
+        r!(self.pending.insert(d.id, d.created_ms), "write")?;
+        if let Some(object) = &d.ordered_by {
+            r!(self.ordered.insert((d.route.as_str(), object.as_str(), d.id), ()), "write")?;
+        }
+        Ok(())
+    }
+
+    /// Changes the event's count of deliveries not yet delivered; an event
+    /// past the dedupe window that has none left goes at once.
+    fn adjust_open(&mut self, event_id: &str, delta: i64, now: u64) -> Result<(), StoreError> {
+        let forget_before = now.saturating_sub(millis(self.retention.dedupe_window));
+        let key = event_key(event_id);
+        let Some((received, open)) = r!(self.open.get(key), "read")?.map(|v| v.value()) else { return Ok(()) };
+        let open = u32::try_from(i64::from(open) + delta).unwrap_or(0);
+        if open == 0 && received < forget_before {
+            self.forget_event(key, received)?;
+        } else {
+            r!(self.open.insert(key, (received, open)), "write")?;
+        }
+        Ok(())
+    }
+
+    fn forget_event(&mut self, key: u128, received: u64) -> Result<(), StoreError> {
+        r!(self.events.remove(key), "write")?;
+        r!(self.open.remove(key), "write")?;
+        r!(self.times.remove((received, key)), "write")?;
+        Ok(())
+    }
+
+    fn delete_delivery(&mut self, d: &Delivery) -> Result<(), StoreError> {
+        r!(self.deliveries.remove(d.id), "write")?;
+        r!(self.links.remove((event_key(&d.event_id), d.id)), "write")?;
+        Ok(())
+    }
+}
+
+fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (StoreError, Op)> {
+    match op {
+        Op::Accept(event, tx) => match accept(t, &event) {
+            Ok(accepted) => replies.push(Reply::Accept(tx, accepted)),
+            Err(e) => return Err((e, Op::Accept(event, tx))),
+        },
+        Op::Record { id, outcome, error, now } => {
+            // A record that fails is dropped: the delivery stays pending and
+            // is tried again (at least once).
+            if let Err(e) = record(t, id, outcome, error, now) {
+                tracing::warn!(error = %e, id, "could not record a delivery outcome; it will be tried again");
+            }
+            replies.push(Reply::Released(id));
+        }
+        Op::Replay(filter, dry_run, now, tx) => match replay(t, &filter, dry_run, now) {
+            Ok(ids) => replies.push(Reply::Ids(tx, ids)),
+            Err(e) => return Err((e, Op::Replay(filter, dry_run, now, tx))),
+        },
+        Op::Discard(filter, dry_run, now, tx) => match discard(t, &filter, dry_run, now) {
+            Ok(ids) => replies.push(Reply::Ids(tx, ids)),
+            Err(e) => return Err((e, Op::Discard(filter, dry_run, now, tx))),
+        },
+        Op::Flush(tx) => replies.push(Reply::Count(tx, 0)),
+        Op::Compact(now, tx) => match compact(t, now) {
+            Ok(n) => replies.push(Reply::Count(tx, n)),
+            Err(e) => return Err((e, Op::Compact(now, tx))),
+        },
+    }
+    Ok(())
+}
+
+fn accept(t: &mut Tables<'_>, event: &NewEvent) -> Result<Accepted, StoreError> {
+    let key = event_key(&event.id);
+    if r!(t.open.get(key), "read")?.is_some() {
+        return Ok(Accepted::Duplicate);
+    }
+    r!(t.events.insert(key, encode_event(&event.id, &event.kind, &event.body).as_slice()), "write")?;
+    let open = u32::try_from(event.deliveries.len()).unwrap_or(u32::MAX);
+    r!(t.open.insert(key, (event.received_ms, open)), "write")?;
+    r!(t.times.insert((event.received_ms, key), ()), "write")?;
+    let mut next_id = r!(t.meta.get("next_id"), "read")?.map_or(1, |v| v.value());
+    for new in &event.deliveries {
+        let delivery = Delivery {
+            id: next_id,
+            event_id: event.id.clone(),
+            event_type: event.kind.clone(),
+            route: new.route.clone(),
+            state: State::Pending,
+            attempts: 0,
+            total_attempts: 0,
+            created_ms: event.received_ms,
+            round_started_ms: event.received_ms,
+            next_attempt_ms: Some(new.due_ms),
+            updated_ms: event.received_ms,
+            last_error: None,
+            ordered_by: new.ordered_by.clone(),
+            history: Vec::new(),
+        };
+        next_id += 1;
+        t.put(&delivery)?;
+        t.pend(&delivery)?;
+        r!(t.links.insert((key, delivery.id), ()), "write")?;
+        t.bump(&delivery.route, State::Pending, 1)?;
+    }
+    r!(t.meta.insert("next_id", next_id), "write")?;
+    Ok(Accepted::Stored)
+}
+
+fn record(t: &mut Tables<'_>, id: u64, outcome: Outcome, error: Option<String>, now: u64) -> Result<(), StoreError> {
+    let Some(mut d) = t.get(id)? else { return Ok(()) };
+    if d.state != State::Pending {
+        // Discarded or changed by a person meanwhile.
+        return Ok(());
+    }
+    let next_before = d.next_attempt_ms;
+    d.record(outcome, error, now);
+    match d.state {
+        State::Pending => {
+            if let Some(next) = next_before {
+                r!(t.due.remove((d.route.as_str(), next, d.id)), "write")?;
+            }
+            r!(t.due.insert((d.route.as_str(), d.next_attempt_ms.unwrap_or(now), d.id), ()), "write")?;
+        }
+        State::Delivered => {
+            t.unpend(&d, next_before)?;
+            r!(t.delivered.insert((now, d.id), ()), "write")?;
+            t.bump(&d.route, State::Pending, -1)?;
+            t.bump(&d.route, State::Delivered, 1)?;
+            t.adjust_open(&d.event_id, -1, now)?;
+        }
+        State::Dead => {
+            t.unpend(&d, next_before)?;
+            r!(t.dead.insert(d.id, now), "write")?;
+            t.bump(&d.route, State::Pending, -1)?;
+            t.bump(&d.route, State::Dead, 1)?;
+        }
+    }
+    t.put(&d)
+}
+
+fn selected(t: &Tables<'_>, filter: &Filter) -> Result<Vec<Delivery>, StoreError> {
+    if filter.ids.is_empty() && filter.state.is_none() {
+        return Err(StoreError("give ids or a state".into()));
+    }
+    select(&t.deliveries, &t.pending, &t.dead, filter)
+}
+
+fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::new();
+    for mut d in selected(t, filter)? {
+        let was = d.state;
+        if was == State::Pending {
+            continue;
+        }
+        // A delivered delivery whose event was already forgotten cannot be sent again.
+        if r!(t.events.get(event_key(&d.event_id)), "read")?.is_none() {
+            continue;
+        }
+        ids.push(d.id);
+        if dry_run {
+            continue;
+        }
+        match was {
+            State::Dead => {
+                r!(t.dead.remove(d.id), "write")?;
+            }
+            State::Delivered => {
+                r!(t.delivered.remove((d.updated_ms, d.id)), "write")?;
+                t.adjust_open(&d.event_id, 1, now)?;
+            }
+            State::Pending => {}
+        }
+        t.bump(&d.route, was, -1)?;
+        t.bump(&d.route, State::Pending, 1)?;
+        d.replay(now);
+        t.pend(&d)?;
+        t.put(&d)?;
+    }
+    Ok(ids)
+}
+
+fn discard(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::new();
+    for d in selected(t, filter)? {
+        if d.state == State::Delivered {
+            continue;
+        }
+        ids.push(d.id);
+        if dry_run {
+            continue;
+        }
+        match d.state {
+            State::Pending => t.unpend(&d, d.next_attempt_ms)?,
+            State::Dead => {
+                r!(t.dead.remove(d.id), "write")?;
+            }
+            State::Delivered => {}
+        }
+        t.bump(&d.route, d.state, -1)?;
+        t.delete_delivery(&d)?;
+        t.adjust_open(&d.event_id, -1, now)?;
+    }
+    Ok(ids)
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn compact(t: &mut Tables<'_>, now: u64) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    let delivered_before = now.saturating_sub(millis(t.retention.delivered));
+    let expired: Vec<(u64, u64)> = r!(t.delivered.range(..(delivered_before, 0)), "read")?
+        .take(COMPACT_BATCH)
+        .map(|e| r!(e.map(|(k, _)| k.value()), "read"))
+        .collect::<Result<_, _>>()?;
+    for (at, id) in expired {
+        r!(t.delivered.remove((at, id)), "write")?;
+        if let Some(d) = t.get(id)? {
+            t.bump(&d.route, State::Delivered, -1)?;
+            t.delete_delivery(&d)?;
+        }
+        removed += 1;
+    }
+    let forget_before = now.saturating_sub(millis(t.retention.dedupe_window));
+    let old: Vec<(u64, u128)> = r!(t.times.range(..(forget_before, 0)), "read")?
+        .take(COMPACT_BATCH)
+        .map(|e| r!(e.map(|(k, _)| k.value()), "read"))
+        .collect::<Result<_, _>>()?;
+    for (received, key) in old {
+        let open = r!(t.open.get(key), "read")?.map_or(0, |v| v.value().1);
+        if open == 0 {
+            t.forget_event(key, received)?;
+            removed += 1;
+        } else {
+            // Still owed deliveries: it goes when the last one is delivered
+            // or discarded (see `adjust_open`); only its place in the
+            // expiry order goes now.
+            r!(t.times.remove((received, key)), "write")?;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewDelivery, Store};
+
+    const RETENTION: Retention =
+        Retention { dedupe_window: std::time::Duration::from_secs(1), delivered: std::time::Duration::from_secs(1) };
+
+    fn event(id: &str, routes: &[&str]) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            kind: "user.delete".into(),
+            received_ms: 1_000,
+            body: Bytes::from_static(br#"{"event":{"type":"user.delete"}}"#),
+            deliveries: routes.iter().map(|r| NewDelivery { route: (*r).into(), due_ms: 1_000, ordered_by: None }).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn accept_claim_record_and_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Stored);
+        assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Duplicate);
+        assert!(store.seen("e1").await.unwrap());
+        let claimed = store.claim("a", 10, 2_000).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(store.claim("a", 10, 2_000).await.unwrap().is_empty(), "claimed once");
+        let id = claimed[0].delivery.id;
+        store.record(id, Outcome::Dead, Some("answered 400".into())).await.unwrap();
+        // The record is committed by the writer; a replay is queued after it.
+        let ids = store.replay(&Filter { state: Some(State::Dead), ..Filter::default() }, false).await.unwrap();
+        assert_eq!(ids, vec![id]);
+        let stats = store.stats(2_000).await.unwrap();
+        assert_eq!((stats.pending, stats.dead, stats.delivered), (2, 0, 0));
+        let again = store.claim("a", 10, u64::MAX / 2).await.unwrap();
+        assert_eq!(again.len(), 1);
+        store.record(id, Outcome::Delivered, None).await.unwrap();
+        store.flush().await.unwrap();
+        let view = store.event("e1").await.unwrap().unwrap();
+        let a = view.deliveries.iter().find(|d| d.route == "a").unwrap();
+        assert_eq!(a.state, State::Delivered);
+        assert_eq!(a.total_attempts, 2);
+        assert_eq!(a.history.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn ordered_deliveries_wait_for_earlier_ones_about_the_same_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        for id in ["e1", "e2"] {
+            let mut e = event(id, &["a"]);
+            e.deliveries[0].ordered_by = Some("user-1".into());
+            store.accept(e).await.unwrap();
+        }
+        let first = store.claim("a", 10, 2_000).await.unwrap();
+        assert_eq!(first.len(), 1, "the second waits for the first");
+        store.record(first[0].delivery.id, Outcome::Retry { at_ms: 1_500 }, Some("503".into())).await.unwrap();
+        store.flush().await.unwrap();
+        // Still pending (retrying): the second still waits.
+        let next = store.claim("a", 10, 2_000).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].delivery.event_id, "e1");
+        store.record(next[0].delivery.id, Outcome::Delivered, None).await.unwrap();
+        store.flush().await.unwrap();
+        let last = store.claim("a", 10, 2_000).await.unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].delivery.event_id, "e2");
+    }
+
+    #[tokio::test]
+    async fn compaction_forgets_old_ids_but_keeps_what_is_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        store.accept(event("done", &[])).await.unwrap();
+        store.accept(event("owed", &["a"])).await.unwrap();
+        store.compact(10_000).await.unwrap();
+        assert!(!store.seen("done").await.unwrap());
+        assert!(store.seen("owed").await.unwrap(), "a pending delivery keeps its event");
+        let claimed = store.claim("a", 1, 10_000).await.unwrap();
+        store.record(claimed[0].delivery.id, Outcome::Delivered, None).await.unwrap();
+        store.flush().await.unwrap();
+        assert!(!store.seen("owed").await.unwrap(), "gone as soon as delivered, being past the window");
+        assert_eq!(store.stats(20_000).await.unwrap().delivered, 1, "the delivered delivery stays for the retention");
+        store.compact(crate::store::now_ms() + 10_000).await.unwrap();
+        assert_eq!(store.stats(20_000).await.unwrap(), Stats::default());
+    }
+}
