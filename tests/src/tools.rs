@@ -16,6 +16,8 @@ pub struct Tools {
     pub kubectl: PathBuf,
     /// kubernetes-validate.
     pub kubernetes_validate: PathBuf,
+    /// A Python with the official `standardwebhooks` package.
+    pub python: PathBuf,
 }
 
 /// The workspace root.
@@ -36,6 +38,7 @@ pub fn tools() -> &'static Tools {
             helm: dir.join("bin/helm"),
             kubectl: dir.join("bin/kubectl"),
             kubernetes_validate: dir.join("venv/bin/kubernetes-validate"),
+            python: dir.join("venv/bin/python"),
         }
     })
 }

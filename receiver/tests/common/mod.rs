@@ -12,7 +12,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_fusionhook-receiver");
 pub struct Receiver {
     child: Child,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    /// The admin API's address, when the config has one.
+    pub admin: Option<SocketAddr>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Receiver {
@@ -28,9 +30,31 @@ impl Receiver {
         std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
         let mut child = Command::new(BIN).arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let rx = fusionhook_tests::logs::announced(stdout, "fusionhook-receiver listening", "address", |_| {});
+        let (admin_tx, admin_rx) = std::sync::mpsc::channel();
+        let rx = fusionhook_tests::logs::announced(stdout, "fusionhook-receiver listening", "address", move |line| {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["message"] == "admin API listening"
+            {
+                let _ = admin_tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+            }
+        });
         let addr = rx.recv_timeout(Duration::from_secs(20)).expect("receiver did not start").parse().unwrap();
-        Self { child, addr, _dir: dir }
+        let admin = yaml
+            .contains("\nadmin:")
+            .then(|| admin_rx.recv_timeout(Duration::from_secs(20)).expect("admin API did not start").parse().unwrap());
+        Self { child, addr, admin, dir: Some(dir) }
+    }
+
+    /// The directory holding the config (and whatever the test put there).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    /// Kills the process at once (SIGKILL) and hands back its directory.
+    pub fn kill_9(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.dir.take().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,336 @@
+//! Durable delivery with the real binary and the embedded store: a kill -9
+//! under load loses nothing answered 200; a sink down past maxAttempts
+//! leaves a dead delivery that a replay through the admin API delivers;
+//! outbound calls carry an idempotency key and a Standard Webhooks
+//! signature that the official verifier accepts.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use fusionhook_tests::events;
+use serde_json::{Value, json};
+
+mod common;
+
+use common::Receiver;
+
+const OK: u8 = 0;
+const FAIL_HALF: u8 = 1;
+const DOWN: u8 = 2;
+const REFUSE: u8 = 3;
+
+/// One call the sink received.
+#[derive(Clone)]
+struct Call {
+    event_id: String,
+    key: String,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+#[derive(Default)]
+struct Sink {
+    mode: AtomicU8,
+    n: AtomicUsize,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Sink {
+    async fn start() -> (Arc<Self>, SocketAddr) {
+        let sink = Arc::new(Self::default());
+        let app = axum::Router::new().route("/hook", axum::routing::post(answer)).with_state(sink.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (sink, addr)
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Successful calls per event id.
+    fn delivered(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for call in self.calls().iter().filter(|c| c.status.is_success()) {
+            *counts.entry(call.event_id.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+async fn answer(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let n = sink.n.fetch_add(1, Ordering::SeqCst);
+    let status = match sink.mode.load(Ordering::SeqCst) {
+        OK => StatusCode::OK,
+        FAIL_HALF if n % 2 == 0 => StatusCode::SERVICE_UNAVAILABLE,
+        FAIL_HALF => StatusCode::OK,
+        DOWN => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let event_id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
+    sink.calls.lock().unwrap().push(Call { event_id, key, status, headers, body });
+    status
+}
+
+fn config(dir: &std::path::Path, sink: SocketAddr, route_extra: &str) -> String {
+    std::fs::write(dir.join("admin-token"), "admin-secret-token\n").unwrap();
+    format!(
+        r#"
+auth: {{authorization: "API-KEY"}}
+store: {{type: embedded, path: "{store}"}}
+admin: {{listen: "127.0.0.1:0", tokenFile: "{token}"}}
+delivery: {{pollIntervalMs: 50}}
+routes:
+  - name: sink
+    events: ["user.delete"]
+    http: {{method: POST, url: "http://{sink}/hook"}}
+{route_extra}
+"#,
+        store = dir.join("store").display(),
+        token = dir.join("admin-token").display(),
+    )
+}
+
+fn id(i: usize) -> String {
+    format!("0b9a3a5e-{i:04x}-4000-8000-{i:012x}")
+}
+
+async fn admin(
+    client: &reqwest::Client,
+    receiver: &Receiver,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client.request(method, format!("http://{}{path}", receiver.admin.unwrap())).bearer_auth("admin-secret-token");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_load_loses_nothing_that_was_answered_200() {
+    let (sink, sink_addr) = Sink::start().await;
+    sink.set(FAIL_HALF);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), sink_addr, "    retry: {scheduleMs: [20]}\n    concurrency: 8");
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+
+    // 16 senders; the receiver is killed once 600 events were answered 200.
+    const EVENTS: usize = 3000;
+    let answered = Arc::new(Mutex::new(HashSet::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = receiver.url("/events");
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (client, answered, next, url) = (client.clone(), answered.clone(), next.clone(), url.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= EVENTS {
+                    return;
+                }
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("authorization", "API-KEY")
+                    .body(events::user_delete(&id(i), "00000000-0000-0001-0000-00000000a11c"))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        answered.lock().unwrap().insert(id(i));
+                    }
+                    // Killed: the connection broke; FusionAuth would record a failure.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    wait_for("600 answers", Duration::from_secs(60), async || answered.lock().unwrap().len() >= 600).await;
+    let dir = receiver.kill_9();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let answered_200 = answered.lock().unwrap().clone();
+    let delivered_at_kill = sink.delivered().len();
+
+    // Restarted on the same volume: everything answered 200 reaches the sink.
+    let receiver = Receiver::start_in(dir, &yaml);
+    wait_for("every event answered 200 to be delivered", Duration::from_secs(120), async || {
+        let delivered = sink.delivered();
+        answered_200.iter().all(|id| delivered.contains_key(id))
+    })
+    .await;
+    // Let anything left over finish, then count.
+    wait_for("an empty backlog", Duration::from_secs(60), async || {
+        admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await.1["pending"] == 0
+    })
+    .await;
+    let delivered = sink.delivered();
+    let duplicates: usize = delivered.values().map(|n| n - 1).sum();
+    let lost = answered_200.iter().filter(|id| !delivered.contains_key(*id)).count();
+    println!(
+        "kill -9 (embedded): answered 200 {}, delivered {} ({} before the kill), duplicates {duplicates}, lost {lost}, sink calls {}",
+        answered_200.len(),
+        delivered.len(),
+        delivered_at_kill,
+        sink.calls().len()
+    );
+    assert_eq!(lost, 0);
+    // A delivery runs again only when its outcome was not committed at the
+    // kill: at most the route's concurrency (8) in flight plus the outcomes
+    // of one commit group.
+    assert!(duplicates <= 64, "{duplicates} duplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_past_max_attempts_goes_dead_and_a_replay_delivers_it_once() {
+    let (sink, sink_addr) = Sink::start().await;
+    sink.set(DOWN);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), sink_addr, "    retry: {maxAttempts: 3, scheduleMs: [20]}");
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+    let event = events::user_delete(&id(1), "00000000-0000-0001-0000-00000000a11c");
+    let (status, _) = receiver.post(&client, &[("authorization", "API-KEY".into())], event.clone()).await;
+    assert_eq!(status, StatusCode::OK, "accepted while the sink is down");
+
+    wait_for("a dead delivery", Duration::from_secs(30), async || {
+        admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await.1["dead"] == 1
+    })
+    .await;
+    let (status, dead) = admin(&client, &receiver, reqwest::Method::GET, "/v1/deliveries?state=dead", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let delivery = &dead["deliveries"][0];
+    assert_eq!(delivery["eventId"], id(1));
+    assert_eq!(delivery["attempts"], 3);
+    assert!(delivery["lastError"].as_str().unwrap().contains("answered 503"), "{delivery}");
+    assert!(delivery["lastError"].as_str().unwrap().contains("gave up after 3 attempt(s)"), "{delivery}");
+    assert_eq!(sink.calls().len(), 3);
+
+    // The admin API wants its token, and is not on FusionAuth's port.
+    let no_token = client.get(format!("http://{}/v1/stats", receiver.admin.unwrap())).send().await.unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    let wrong = client.get(format!("http://{}/v1/stats", receiver.admin.unwrap())).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let main_port = client.get(receiver.url("/v1/stats")).bearer_auth("admin-secret-token").send().await.unwrap();
+    assert_eq!(main_port.status(), StatusCode::NOT_FOUND);
+
+    // A dry run says what would be replayed and changes nothing.
+    sink.set(OK);
+    let (_, dry) = admin(&client, &receiver, reqwest::Method::POST, "/v1/replay", Some(json!({"state": "dead", "dryRun": true}))).await;
+    assert_eq!(dry["ids"], json!([delivery["id"]]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.calls().len(), 3);
+    let (_, replayed) = admin(&client, &receiver, reqwest::Method::POST, "/v1/replay", Some(json!({"state": "dead"}))).await;
+    assert_eq!(replayed["ids"], json!([delivery["id"]]));
+    wait_for("the replayed delivery", Duration::from_secs(30), async || sink.delivered().get(&id(1)) == Some(&1)).await;
+    let (_, stats) = admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await;
+    assert_eq!((stats["pending"].clone(), stats["dead"].clone(), stats["delivered"].clone()), (json!(0), json!(0), json!(1)), "{stats}");
+    let (_, view) = admin(&client, &receiver, reqwest::Method::GET, &format!("/v1/events/{}", id(1)), None).await;
+    assert_eq!(view["deliveries"][0]["totalAttempts"], 4);
+    assert_eq!(view["body"]["event"]["id"], id(1));
+
+    // Every attempt carried the same idempotency key.
+    let keys: HashSet<String> = sink.calls().iter().map(|c| c.key.clone()).collect();
+    assert_eq!(keys.len(), 1);
+    assert!(keys.iter().next().unwrap().starts_with("fh_"));
+
+    // FusionAuth's retry of the same event, even after a restart: nothing runs again.
+    let dir = receiver.kill_9();
+    let receiver = Receiver::start_in(dir, &yaml);
+    let (status, _) = receiver.post(&client, &[("authorization", "API-KEY".into())], event).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.delivered().get(&id(1)), Some(&1));
+
+    // A 4xx is not retried: dead after one attempt, and the message says why.
+    sink.set(REFUSE);
+    let (status, _) = receiver.post(&client, &[("authorization", "API-KEY".into())], events::user_delete(&id(2), "u-2")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for("a dead delivery", Duration::from_secs(30), async || {
+        admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await.1["dead"] == 1
+    })
+    .await;
+    let (_, dead) = admin(&client, &receiver, reqwest::Method::GET, &format!("/v1/deliveries?state=dead&eventId={}", id(2)), None).await;
+    assert_eq!(dead["deliveries"][0]["attempts"], 1);
+    assert!(dead["deliveries"][0]["lastError"].as_str().unwrap().contains("not retried"), "{dead}");
+    // Discarded, it is gone.
+    let (_, discarded) = admin(&client, &receiver, reqwest::Method::POST, "/v1/discard", Some(json!({"state": "dead"}))).await;
+    assert_eq!(discarded["ids"].as_array().unwrap().len(), 1);
+    let (_, stats) = admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await;
+    assert_eq!(stats["dead"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_calls_verify_with_the_official_standard_webhooks_library() {
+    let (sink, sink_addr) = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // whsec_ + base64 of 24 random-looking bytes.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    std::fs::write(dir.path().join("sign-secret"), secret).unwrap();
+    let sign = format!("      sign: {{secretFile: \"{}\"}}", dir.path().join("sign-secret").display());
+    let yaml = config(dir.path(), sink_addr, "")
+        .replace("    http: {method: POST, url: ", "    http:\n      method: POST\n      url: ")
+        .replace("/hook\"}", &format!("/hook\"\n{sign}"));
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+    let (status, _) = receiver.post(&client, &[("authorization", "API-KEY".into())], events::user_delete(&id(7), "u-7")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for("the delivery", Duration::from_secs(30), async || !sink.calls().is_empty()).await;
+    let call = sink.calls()[0].clone();
+    let header = |name: &str| call.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("webhook-id"), call.key);
+
+    let python = &fusionhook_tests::tools::tools().python;
+    let verify = |body: &[u8], secret: &str| {
+        let script = "import sys, json\nfrom standardwebhooks.webhooks import Webhook\nh = json.loads(sys.argv[2])\nWebhook(sys.argv[1]).verify(sys.stdin.buffer.read(), h)\n";
+        let headers = json!({"webhook-id": header("webhook-id"), "webhook-timestamp": header("webhook-timestamp"), "webhook-signature": header("webhook-signature")});
+        let mut child = std::process::Command::new(python)
+            .args(["-c", script, secret, &headers.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), body).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = verify(&call.body, secret);
+    assert!(ok, "the official verifier refused fusionhook's signature: {stderr}");
+    // The verifier is not a rubber stamp: a changed body or another secret fails.
+    let mut changed = call.body.to_vec();
+    changed[10] ^= 1;
+    assert!(!verify(&changed, secret).0);
+    assert!(!verify(&call.body, "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXk=").0);
+}
