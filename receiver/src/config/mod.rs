@@ -103,8 +103,6 @@ pub enum StoreConfig {
     None,
     /// redb in this directory.
     Embedded(PathBuf),
-    /// PostgreSQL; the connection string.
-    Postgres(Arc<Secret>),
 }
 
 /// The admin API, checked.
@@ -264,8 +262,11 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
             }
             StoreConfig::Embedded(path)
         }
-        StoreFile::Postgres { url_file } => {
-            StoreConfig::Postgres(files.load(SecretSource::File(url_file)).map_err(|e| err("store.urlFile", e))?)
+        StoreFile::Postgres { .. } => {
+            return Err(err(
+                "store.type",
+                "postgres is not in this version of the receiver yet; use embedded (one replica per store) for durable delivery",
+            ));
         }
     };
     let has_store = !matches!(store, StoreConfig::None);
@@ -701,6 +702,27 @@ routes:
             ),
             ("auth: {authorization: k}\nmaxConnections: 0", "maxConnections: must be greater"),
             ("auth: {authorization: k}\nunmatched: maybe", "unmatched: unknown variant `maybe`"),
+            ("auth: {authorization: k}\nroutes: [{name: a, events: ['*'], ack: durable, log: {}}]", "routes[0].ack: durable needs a store"),
+            (
+                "auth: {authorization: k}\nstore: {type: embedded, path: /tmp/x}\nroutes: [{name: a, events: ['*'], ack: sync, ordering: perObject, log: {}}]",
+                "routes[0].ordering: applies to ack: durable routes only",
+            ),
+            (
+                "auth: {authorization: k}\nstore: {type: embedded, path: /tmp/x}\nroutes: [{name: a, events: ['*'], retry: {maxAttempts: 0}, log: {}}]",
+                "routes[0].retry.maxAttempts: must be at least 1",
+            ),
+            (
+                "auth: {authorization: k}\nstore: {type: embedded, path: /tmp/x}\nroutes: [{name: a, events: ['*'], concurrency: 0, log: {}}]",
+                "routes[0].concurrency: must be between 1 and 1024",
+            ),
+            (
+                "auth: {authorization: k}\nstore: {type: embedded, path: /tmp/x}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', successStatuses: [99]}}]",
+                "routes[0].http.successStatuses[0]: 99 is not an HTTP status",
+            ),
+            ("auth: {authorization: k}\nstore: {type: postgres, urlFile: /x}", "store.type: postgres is not in this version"),
+            ("auth: {authorization: k}\nstore: {type: sqlite}", "store.type: unknown variant `sqlite`"),
+            ("auth: {authorization: k}\nadmin: {listen: '0.0.0.0:8080', tokenFile: /x}", "admin.listen: must use another port"),
+            ("auth: {authorization: k}\nadmin: {listen: '0.0.0.0:8081', tokenFile: /nope}", "admin.tokenFile: cannot read"),
         ];
         for (yaml, expected) in cases {
             let message = fails(yaml);
@@ -730,5 +752,20 @@ routes:
         assert_eq!(config.max_body_bytes, 1024 * 1024);
         assert_eq!(config.unauthenticated_body_budget, 16 * 1024 * 1024);
         assert_eq!(config.max_connections, 512);
+    }
+
+    #[test]
+    fn with_a_store_routes_are_durable_by_default_with_a_longer_timeout() {
+        let config = Config::from_yaml(
+            "auth: {authorization: k}\nstore: {type: embedded, path: /tmp/x}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/x'}}, {name: b, events: ['*'], ack: sync, http: {url: 'http://h/y'}}]",
+        )
+        .unwrap();
+        assert_eq!(config.routes[0].ack, Ack::Durable);
+        assert_eq!(config.routes[1].ack, Ack::Sync);
+        let Action::Http(http) = &config.routes[0].action else { panic!() };
+        assert_eq!(http.timeout, Duration::from_millis(DEFAULT_DURABLE_TIMEOUT_MS));
+        assert_eq!(config.routes[0].durable.retry, RetryPolicy::default());
+        assert_eq!(config.routes[0].durable.concurrency, DEFAULT_CONCURRENCY);
+        assert!(config.warnings.iter().any(|w| w.contains("store is set without admin")));
     }
 }

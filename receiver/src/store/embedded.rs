@@ -51,6 +51,8 @@ const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("counts");
 /// `name -> value`: `next_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache (its default is 1 GiB, which a large backlog fills).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Operations queued at once go into one transaction, up to this many.
 const BATCH: usize = 4096;
 /// A claim looks at most this many due entries (ordered routes skip blocked ones).
@@ -126,7 +128,11 @@ impl Embedded {
     pub fn open(dir: &Path, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::from(&format!("cannot create {}", dir.display()), e))?;
         let file = dir.join("fusionhook.redb");
-        let db = Database::create(&file).map_err(|e| StoreError::from(&format!("cannot open {}", file.display()), e))?;
+        // redb's page cache is its memory: bounded here, whatever the backlog.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
+            .map_err(|e| StoreError::from(&format!("cannot open {}", file.display()), e))?;
         let db = Arc::new(db);
         // Create every table up front, so readers never meet a missing one.
         {

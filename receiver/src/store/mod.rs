@@ -1,8 +1,8 @@
 //! Where accepted events and their deliveries are kept, so that an event
 //! answered 200 is acted on even if the process dies right after.
 //!
-//! One interface, two engines: [`embedded`] (redb, a file on a local volume,
-//! one replica) and [`postgres`] (shared by every replica). Writes are group
+//! One interface; one engine so far: [`embedded`] (redb, a file on a local
+//! volume, one replica). PostgreSQL, shared by every replica, comes next. Writes are group
 //! committed: requests arriving together share one transaction and one
 //! flush (fsync or COMMIT), and nobody is told "committed" before it.
 //!
@@ -348,7 +348,6 @@ pub fn open(config: &crate::config::StoreConfig, retention: Retention, latency: 
     match config {
         crate::config::StoreConfig::None => Ok(None),
         crate::config::StoreConfig::Embedded(path) => Ok(Some(Store::Embedded(embedded::Embedded::open(path, retention, latency)?))),
-        crate::config::StoreConfig::Postgres(_) => Err(StoreError("store.type postgres is not available in this build yet".into())),
     }
 }
 
