@@ -138,7 +138,7 @@ async fn housekeeping(state: Arc<AppState>, store: Arc<Store>, mut stop: watch::
             Ok(stats) => state.metrics.store_stats(&names, &stats),
             Err(e) => tracing::warn!(error = %e, "cannot read the store's figures"),
         }
-        if round % COMPACT_EVERY == 0 {
+        if round.is_multiple_of(COMPACT_EVERY) {
             match store.compact(now_ms()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "store compacted"),

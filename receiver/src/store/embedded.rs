@@ -420,7 +420,7 @@ fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, ret
                     Err((e, op)) => {
                         // Answer the op that failed; the rest of the batch
                         // fails with it (the transaction is not committed).
-                        fail(op, &e, claimed);
+                        fail(*op, &e, claimed);
                         for op in ops.by_ref() {
                             fail(op, &e, claimed);
                         }
@@ -584,11 +584,11 @@ impl<'t> Tables<'t> {
     }
 }
 
-fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (StoreError, Op)> {
+fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (StoreError, Box<Op>)> {
     match op {
         Op::Accept(event, tx) => match accept(t, &event) {
             Ok(accepted) => replies.push(Reply::Accept(tx, accepted)),
-            Err(e) => return Err((e, Op::Accept(event, tx))),
+            Err(e) => return Err((e, Box::new(Op::Accept(event, tx)))),
         },
         Op::Record { id, outcome, error, now } => {
             // A record that fails is dropped: the delivery stays pending and
@@ -600,16 +600,16 @@ fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (St
         }
         Op::Replay(filter, dry_run, now, tx) => match replay(t, &filter, dry_run, now) {
             Ok(ids) => replies.push(Reply::Ids(tx, ids)),
-            Err(e) => return Err((e, Op::Replay(filter, dry_run, now, tx))),
+            Err(e) => return Err((e, Box::new(Op::Replay(filter, dry_run, now, tx)))),
         },
         Op::Discard(filter, dry_run, now, tx) => match discard(t, &filter, dry_run, now) {
             Ok(ids) => replies.push(Reply::Ids(tx, ids)),
-            Err(e) => return Err((e, Op::Discard(filter, dry_run, now, tx))),
+            Err(e) => return Err((e, Box::new(Op::Discard(filter, dry_run, now, tx)))),
         },
         Op::Flush(tx) => replies.push(Reply::Count(tx, 0)),
         Op::Compact(now, tx) => match compact(t, now) {
             Ok(n) => replies.push(Reply::Count(tx, n)),
-            Err(e) => return Err((e, Op::Compact(now, tx))),
+            Err(e) => return Err((e, Box::new(Op::Compact(now, tx)))),
         },
     }
     Ok(())

@@ -198,12 +198,17 @@ fn route_file(i: usize, route: &Route) -> RouteFile {
                 (name.clone(), rendered)
             })
             .collect(),
+        // Outbound signing and extra success statuses come with durable
+        // delivery in the resource (the next issue).
+        ..HttpFile::default()
     });
     RouteFile {
         name: route.name.clone(),
         events: route.events.clone(),
         http,
         log: route.log.as_ref().map(|log| LogFile { fields: log.fields.clone() }),
+        // No store is rendered yet, so every route is `ack: sync`.
+        ..RouteFile::default()
     }
 }
 
