@@ -56,8 +56,12 @@ pub fn router(state: Arc<AppState>, token: Arc<Secret>) -> Router {
 }
 
 async fn bearer(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    let presented =
-        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token))
+        .map(str::trim);
     match presented {
         Some(token) if !token.is_empty() && admin.token.get().matches(token.as_bytes()) => next.run(request).await,
         _ => error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required"),

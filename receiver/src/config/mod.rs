@@ -282,6 +282,9 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
                 ));
             }
             let token = files.load(SecretSource::File(admin.token_file)).map_err(|e| err("admin.tokenFile", e))?;
+            if matches!(files, Files::Read) && token.get().expose().len() < 16 {
+                return Err(err("admin.tokenFile", "the token must be at least 16 characters (it guards replay and discard)"));
+            }
             Some(AdminConfig { listen: admin_listen, token })
         }
     };
@@ -384,7 +387,13 @@ fn check_durable(field: &str, route: &RouteFile, ack: Ack) -> Result<Durable, Co
         }
         retry.max_attempts = raw.max_attempts;
         if let Some(age) = raw.max_age_seconds {
+            if age == 0 {
+                return Err(err(format!("{field}.retry.maxAgeSeconds"), "must be greater than 0"));
+            }
             retry.max_age = Duration::from_secs(age);
+        }
+        if raw.schedule_ms.iter().any(|ms| *ms < 10) {
+            return Err(err(format!("{field}.retry.scheduleMs"), "each wait must be at least 10 ms"));
         }
         if !raw.schedule_ms.is_empty() {
             if raw.initial_delay_ms.is_some() || raw.max_delay_ms.is_some() {
@@ -572,7 +581,7 @@ fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, ack: Ack, file
     for (i, code) in raw.success_statuses.iter().enumerate() {
         let status = StatusCode::from_u16(*code)
             .ok()
-            .filter(|s| !s.is_informational())
+            .filter(|s| (200..=599).contains(&s.as_u16()))
             .ok_or_else(|| err(format!("{field}.successStatuses[{i}]"), format!("{code} is not an HTTP status from 200 to 599")))?;
         success_statuses.push(status);
     }

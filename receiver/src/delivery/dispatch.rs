@@ -18,6 +18,8 @@ use crate::store::{Claimed, Outcome, Store, now_ms};
 /// How often the store's figures are read for the metrics, and expired records compacted.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 const COMPACT_EVERY: u32 = 12;
+/// Compaction passes at most per round (each removes up to 10,000 records of each kind).
+const COMPACT_PASSES: usize = 100;
 
 /// The running workers.
 pub struct Dispatcher {
@@ -64,7 +66,16 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
         let free = slots.available_permits();
         let mut more = false;
         if free > 0 {
-            match store.claim(&route.name, free, now_ms()).await {
+            // Counted as in flight from before the claim, so a stop cannot
+            // see zero between a claim and the tasks it starts.
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            let claimed = store.claim(&route.name, free, now_ms()).await;
+            if *stop.borrow() {
+                // Stopping: what was just claimed stays pending in the store.
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            match claimed {
                 Ok(claimed) => {
                     more = claimed.len() == free;
                     for delivery in claimed {
@@ -73,7 +84,14 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
                         in_flight.fetch_add(1, Ordering::SeqCst);
                         let (state, store, in_flight) = (state.clone(), store.clone(), in_flight.clone());
                         tokio::spawn(async move {
-                            deliver(&state, &store, index, delivery).await;
+                            let id = delivery.delivery.id;
+                            let attempt = std::panic::AssertUnwindSafe(deliver(&state, &store, index, delivery));
+                            if futures::FutureExt::catch_unwind(attempt).await.is_err() {
+                                // A bug, not the service: record a retry in a
+                                // minute rather than leave the delivery claimed.
+                                tracing::error!(delivery = id, "a delivery attempt panicked; it will be tried again");
+                                let _ = store.record(id, Outcome::Retry { at_ms: now_ms() + 60_000 }, Some("internal error".into())).await;
+                            }
                             drop(permit);
                             in_flight.fetch_sub(1, Ordering::SeqCst);
                             state.wake[index].notify_one();
@@ -84,6 +102,7 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
                     tracing::error!(route = %route.name, error = %e, "cannot read due deliveries");
                 }
             }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
         }
         if more {
             continue;
@@ -139,10 +158,17 @@ async fn housekeeping(state: Arc<AppState>, store: Arc<Store>, mut stop: watch::
             Err(e) => tracing::warn!(error = %e, "cannot read the store's figures"),
         }
         if round.is_multiple_of(COMPACT_EVERY) {
-            match store.compact(now_ms()).await {
-                Ok(0) => {}
-                Ok(removed) => tracing::debug!(removed, "store compacted"),
-                Err(e) => tracing::warn!(error = %e, "store compaction failed"),
+            // A pass removes a bounded number of records; passes repeat
+            // while there is more, so compaction keeps up with any rate.
+            for _ in 0..COMPACT_PASSES {
+                match store.compact(now_ms()).await {
+                    Ok(0) => break,
+                    Ok(removed) => tracing::debug!(removed, "store compacted"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store compaction failed");
+                        break;
+                    }
+                }
             }
         }
         round = round.wrapping_add(1);

@@ -217,12 +217,13 @@ impl Embedded {
                 }
                 let Some(event) = r!(events.get(event_key(&delivery.event_id)), "read")? else { continue };
                 let Some((_, _, body)) = decode_event(event.value()) else { continue };
-                held.insert(id);
                 out.push(Claimed { delivery, body });
                 if out.len() >= limit {
                     break;
                 }
             }
+            // Held only once the whole claim succeeded: an error above leaves nothing held.
+            held.extend(out.iter().map(|c| c.delivery.id));
             Ok(out)
         })
         .await
@@ -406,14 +407,35 @@ enum Reply {
 
 fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, retention: Retention) {
     let started = std::time::Instant::now();
-    let ops = batch.len();
+    let count = batch.len();
     let mut replies = Vec::with_capacity(batch.len());
+    let mut ops = std::mem::take(batch).into_iter();
     let result = (|| -> Result<(), StoreError> {
-        let mut txn = r!(db.begin_write(), "begin write")?;
-        r!(txn.set_durability(Durability::Immediate), "durability")?;
+        let begun = (|| {
+            let mut txn = r!(db.begin_write(), "begin write")?;
+            r!(txn.set_durability(Durability::Immediate), "durability")?;
+            Ok(txn)
+        })();
+        let txn = match begun {
+            Ok(txn) => txn,
+            Err(e) => {
+                // Every op of the batch is answered (and its claim released).
+                for op in ops.by_ref() {
+                    fail(op, &e, claimed);
+                }
+                return Err(e);
+            }
+        };
         {
-            let mut t = Tables::open(&txn, retention)?;
-            let mut ops = std::mem::take(batch).into_iter();
+            let mut t = match Tables::open(&txn, retention) {
+                Ok(t) => t,
+                Err(e) => {
+                    for op in ops.by_ref() {
+                        fail(op, &e, claimed);
+                    }
+                    return Err(e);
+                }
+            };
             while let Some(op) = ops.next() {
                 match apply(&mut t, op, &mut replies) {
                     Ok(()) => {}
@@ -431,7 +453,6 @@ fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, ret
         }
         r!(txn.commit(), "commit")
     })();
-    batch.clear();
     match result {
         Ok(()) => {
             let mut held = None;
@@ -445,10 +466,10 @@ fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, ret
                     }
                 }
             }
-            tracing::trace!(ops, took_us = started.elapsed().as_micros() as u64, "store commit");
+            tracing::trace!(ops = count, took_us = started.elapsed().as_micros() as u64, "store commit");
         }
         Err(e) => {
-            tracing::error!(error = %e, ops, "store commit failed");
+            tracing::error!(error = %e, ops = count, "store commit failed");
             for reply in replies {
                 match reply {
                     Reply::Accept(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
@@ -533,7 +554,8 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Leaves the pending state's indexes.
+    /// Leaves the pending state's indexes. For an ordered route, the next
+    /// pending delivery about the same object becomes due.
     fn unpend(&mut self, d: &Delivery, next_attempt_ms: Option<u64>) -> Result<(), StoreError> {
         if let Some(next) = next_attempt_ms {
             r!(self.due.remove((d.route.as_str(), next, d.id)), "write")?;
@@ -541,18 +563,36 @@ impl<'t> Tables<'t> {
         r!(self.pending.remove(d.id), "write")?;
         if let Some(object) = &d.ordered_by {
             r!(self.ordered.remove((d.route.as_str(), object.as_str(), d.id)), "write")?;
+            if let Some(next) = self.first_ordered(&d.route, object)?
+                && let Some(waiting) = self.get(next)?
+            {
+                r!(self.due.insert((waiting.route.as_str(), waiting.next_attempt_ms.unwrap_or(0), waiting.id), ()), "write")?;
+            }
         }
         Ok(())
     }
 
-    /// Enters the pending state's indexes.
+    /// Enters the pending state's indexes. A delivery of an ordered route
+    /// enters the due index only when it is the first pending one about its
+    /// object: the ones waiting behind it cost claims nothing.
     fn pend(&mut self, d: &Delivery) -> Result<(), StoreError> {
-        r!(self.due.insert((d.route.as_str(), d.next_attempt_ms.unwrap_or(0), d.id), ()), "write")?;
         r!(self.pending.insert(d.id, d.created_ms), "write")?;
         if let Some(object) = &d.ordered_by {
             r!(self.ordered.insert((d.route.as_str(), object.as_str(), d.id), ()), "write")?;
+            if self.first_ordered(&d.route, object)? != Some(d.id) {
+                return Ok(());
+            }
         }
+        r!(self.due.insert((d.route.as_str(), d.next_attempt_ms.unwrap_or(0), d.id), ()), "write")?;
         Ok(())
+    }
+
+    fn first_ordered(&self, route: &str, object: &str) -> Result<Option<u64>, StoreError> {
+        let mut range = r!(self.ordered.range((route, object, 0)..=(route, object, u64::MAX)), "read")?;
+        match range.next() {
+            Some(entry) => Ok(Some(r!(entry, "read")?.0.value().2)),
+            None => Ok(None),
+        }
     }
 
     /// Changes the event's count of deliveries not yet delivered; an event
@@ -856,6 +896,28 @@ mod tests {
         let last = store.claim("a", 10, 2_000).await.unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].delivery.event_id, "e2");
+    }
+
+    #[tokio::test]
+    async fn deliveries_waiting_behind_others_cost_a_claim_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        // More waiting deliveries about one object than a claim looks at.
+        for i in 0..(CLAIM_SCAN + 5) {
+            let mut e = event(&format!("a{i}"), &["a"]);
+            e.deliveries[0].ordered_by = Some("busy-user".into());
+            store.accept(e).await.unwrap();
+        }
+        let mut other = event("b0", &["a"]);
+        other.deliveries[0].ordered_by = Some("other-user".into());
+        store.accept(other).await.unwrap();
+        let claimed = store.claim("a", 10, 2_000).await.unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|c| c.delivery.event_id.as_str()).collect();
+        assert_eq!(ids, ["a0", "b0"], "the first about each object, however many wait");
+        store.record(claimed[0].delivery.id, Outcome::Dead, Some("410".into())).await.unwrap();
+        store.flush().await.unwrap();
+        let next = store.claim("a", 10, 2_000).await.unwrap();
+        assert_eq!(next.iter().map(|c| c.delivery.event_id.as_str()).collect::<Vec<_>>(), ["a1"], "a dead one lets the next go");
     }
 
     #[tokio::test]
