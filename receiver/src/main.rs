@@ -73,7 +73,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let admin = config.admin.clone();
     let retention = Retention { dedupe_window: config.dedupe.window, delivered: config.delivery.retention };
     let metrics = Metrics::new();
-    let store = store::open(&config.store, retention, metrics.store_commit.clone()).context("cannot open the store")?.map(Arc::new);
+    let store = store::open(&config.store, retention, metrics.store_commit.clone()).await.context("cannot open the store")?.map(Arc::new);
     let store_kind = store.as_ref().map_or("none", |s| s.kind());
     let state = Arc::new(AppState::with_metrics(config, stdout_sink(), store, metrics).context("cannot build the HTTP client")?);
     tokio::spawn(secret::watch(secrets, refresh));

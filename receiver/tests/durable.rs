@@ -6,141 +6,43 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use bytes::Bytes;
+use axum::http::StatusCode;
 use fusionhook_tests::events;
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
 use common::Receiver;
-
-const OK: u8 = 0;
-const FAIL_HALF: u8 = 1;
-const DOWN: u8 = 2;
-const REFUSE: u8 = 3;
-
-/// One call the sink received.
-#[derive(Clone)]
-struct Call {
-    event_id: String,
-    key: String,
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-#[derive(Default)]
-struct Sink {
-    mode: AtomicU8,
-    n: AtomicUsize,
-    calls: Mutex<Vec<Call>>,
-}
-
-impl Sink {
-    async fn start() -> (Arc<Self>, SocketAddr) {
-        let sink = Arc::new(Self::default());
-        let app = axum::Router::new().route("/hook", axum::routing::post(answer)).with_state(sink.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (sink, addr)
-    }
-
-    fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::SeqCst);
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    /// Successful calls per event id.
-    fn delivered(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for call in self.calls().iter().filter(|c| c.status.is_success()) {
-            *counts.entry(call.event_id.clone()).or_default() += 1;
-        }
-        counts
-    }
-}
-
-async fn answer(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let n = sink.n.fetch_add(1, Ordering::SeqCst);
-    let status = match sink.mode.load(Ordering::SeqCst) {
-        OK => StatusCode::OK,
-        FAIL_HALF if n % 2 == 0 => StatusCode::SERVICE_UNAVAILABLE,
-        FAIL_HALF => StatusCode::OK,
-        DOWN => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let event_id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
-    sink.calls.lock().unwrap().push(Call { event_id, key, status, headers, body });
-    status
-}
-
-fn config(dir: &std::path::Path, sink: SocketAddr, route_extra: &str) -> String {
-    std::fs::write(dir.join("admin-token"), "admin-secret-token\n").unwrap();
-    format!(
-        r#"
-auth: {{authorization: "API-KEY"}}
-store: {{type: embedded, path: "{store}"}}
-admin: {{listen: "127.0.0.1:0", tokenFile: "{token}"}}
-delivery: {{pollIntervalMs: 50}}
-routes:
-  - name: sink
-    events: ["user.delete"]
-    http: {{method: POST, url: "http://{sink}/hook"}}
-{route_extra}
-"#,
-        store = dir.join("store").display(),
-        token = dir.join("admin-token").display(),
-    )
-}
-
-fn id(i: usize) -> String {
-    format!("0b9a3a5e-{i:04x}-4000-8000-{i:012x}")
-}
-
-async fn admin(
-    client: &reqwest::Client,
-    receiver: &Receiver,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = client.request(method, format!("http://{}{path}", receiver.admin.unwrap())).bearer_auth("admin-secret-token");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn wait_for(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::sink::{DOWN, FAIL_HALF, OK, REFUSE, Sink, admin, config, config_with, id, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_under_load_loses_nothing_that_was_answered_200() {
+    kill_9_under_load("embedded", |dir| format!("store: {{type: embedded, path: \"{}\"}}", dir.join("store").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_load_loses_nothing_that_was_answered_200_with_postgres() {
+    let pg = fusionhook_tests::postgres::Postgres::start();
+    let url = pg.url();
+    kill_9_under_load("postgres", move |dir| {
+        std::fs::write(dir.join("pg-url"), &url).unwrap();
+        format!("store: {{type: postgres, urlFile: \"{}\"}}", dir.join("pg-url").display())
+    })
+    .await;
+}
+
+/// 16 senders, a sink that fails every other call; the receiver is killed
+/// (SIGKILL) once 600 events were answered 200, then restarted on the same store.
+pub async fn kill_9_under_load(label: &str, store: impl Fn(&std::path::Path) -> String) {
     let (sink, sink_addr) = Sink::start().await;
     sink.set(FAIL_HALF);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config(dir.path(), sink_addr, "    retry: {scheduleMs: [20]}\n    concurrency: 8");
+    let yaml = config_with(dir.path(), &store(dir.path()), sink_addr, "    retry: {scheduleMs: [20]}\n    concurrency: 8");
     let receiver = Receiver::start_in(dir, &yaml);
     let client = reqwest::Client::new();
 
@@ -199,7 +101,7 @@ async fn a_kill_9_under_load_loses_nothing_that_was_answered_200() {
     let duplicates: usize = delivered.values().map(|n| n - 1).sum();
     let lost = answered_200.iter().filter(|id| !delivered.contains_key(*id)).count();
     println!(
-        "kill -9 (embedded): answered 200 {}, delivered {} ({} before the kill), duplicates {duplicates}, lost {lost}, sink calls {}",
+        "kill -9 ({label}): answered 200 {}, delivered {} ({} before the kill), duplicates {duplicates}, lost {lost}, sink calls {}",
         answered_200.len(),
         delivered.len(),
         delivered_at_kill,
@@ -214,10 +116,25 @@ async fn a_kill_9_under_load_loses_nothing_that_was_answered_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_down_past_max_attempts_goes_dead_and_a_replay_delivers_it_once() {
+    dead_and_replay(|dir| format!("store: {{type: embedded, path: \"{}\"}}", dir.join("store").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_past_max_attempts_goes_dead_and_a_replay_delivers_it_once_with_postgres() {
+    let pg = fusionhook_tests::postgres::Postgres::start();
+    let url = pg.url();
+    dead_and_replay(move |dir| {
+        std::fs::write(dir.join("pg-url"), &url).unwrap();
+        format!("store: {{type: postgres, urlFile: \"{}\"}}", dir.join("pg-url").display())
+    })
+    .await;
+}
+
+async fn dead_and_replay(store: impl Fn(&std::path::Path) -> String) {
     let (sink, sink_addr) = Sink::start().await;
     sink.set(DOWN);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config(dir.path(), sink_addr, "    retry: {maxAttempts: 3, scheduleMs: [20]}");
+    let yaml = config_with(dir.path(), &store(dir.path()), sink_addr, "    retry: {maxAttempts: 3, scheduleMs: [20]}");
     let receiver = Receiver::start_in(dir, &yaml);
     let client = reqwest::Client::new();
     let event = events::user_delete(&id(1), "00000000-0000-0001-0000-00000000a11c");
@@ -254,6 +171,11 @@ async fn a_sink_down_past_max_attempts_goes_dead_and_a_replay_delivers_it_once()
     let (_, replayed) = admin(&client, &receiver, reqwest::Method::POST, "/v1/replay", Some(json!({"state": "dead"}))).await;
     assert_eq!(replayed["ids"], json!([delivery["id"]]));
     wait_for("the replayed delivery", Duration::from_secs(30), async || sink.delivered().get(&id(1)) == Some(&1)).await;
+    // Its outcome is committed just after the sink answered.
+    wait_for("the outcome", Duration::from_secs(30), async || {
+        admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await.1["delivered"] == 1
+    })
+    .await;
     let (_, stats) = admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await;
     assert_eq!((stats["pending"].clone(), stats["dead"].clone(), stats["delivered"].clone()), (json!(0), json!(0), json!(1)), "{stats}");
     let (_, view) = admin(&client, &receiver, reqwest::Method::GET, &format!("/v1/events/{}", id(1)), None).await;
@@ -301,7 +223,7 @@ async fn signed_calls_verify_with_the_official_standard_webhooks_library() {
     let sign = format!("      sign: {{secretFile: \"{}\"}}", dir.path().join("sign-secret").display());
     let yaml = config(dir.path(), sink_addr, "")
         .replace("    http: {method: POST, url: ", "    http:\n      method: POST\n      url: ")
-        .replace("/hook\"}", &format!("/hook\"\n{sign}"));
+        .replace("/hook\", timeoutMs: 2000}", &format!("/hook\"\n{sign}"));
     let receiver = Receiver::start_in(dir, &yaml);
     let client = reqwest::Client::new();
     let (status, _) = receiver.post(&client, &[("authorization", "API-KEY".into())], events::user_delete(&id(7), "u-7")).await;

@@ -7,6 +7,7 @@ pub mod fusionauth_emulator;
 pub mod kube_emulator;
 pub mod kubelet;
 pub mod logs;
+pub mod postgres;
 pub mod serve;
 pub mod stack;
 pub mod todo;

@@ -179,6 +179,14 @@ impl Action {
         }
     }
 
+    /// The call's timeout (`http`); `None` for actions that do not wait.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Self::Http(http) => Some(http.timeout),
+            Self::Log(_) => None,
+        }
+    }
+
     /// Metric label.
     pub fn kind(&self) -> &'static str {
         match self {

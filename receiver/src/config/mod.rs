@@ -103,6 +103,8 @@ pub enum StoreConfig {
     None,
     /// redb in this directory.
     Embedded(PathBuf),
+    /// PostgreSQL; the connection string (from a file).
+    Postgres(Arc<Secret>),
 }
 
 /// The admin API, checked.
@@ -176,6 +178,9 @@ impl Config {
             }
         }
         all.extend(self.admin.iter().map(|a| a.token.clone()));
+        if let StoreConfig::Postgres(url) = &self.store {
+            all.push(url.clone());
+        }
         all
     }
 }
@@ -262,11 +267,8 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
             }
             StoreConfig::Embedded(path)
         }
-        StoreFile::Postgres { .. } => {
-            return Err(err(
-                "store.type",
-                "postgres is not in this version of the receiver yet; use embedded (one replica per store) for durable delivery",
-            ));
+        StoreFile::Postgres { url_file } => {
+            StoreConfig::Postgres(files.load(SecretSource::File(url_file)).map_err(|e| err("store.urlFile", e))?)
         }
     };
     let has_store = !matches!(store, StoreConfig::None);
@@ -728,7 +730,7 @@ routes:
                 "auth: {authorization: k}\nstore: {type: embedded, path: /tmp/x}\nroutes: [{name: a, events: ['*'], http: {url: 'http://h/', successStatuses: [99]}}]",
                 "routes[0].http.successStatuses[0]: 99 is not an HTTP status",
             ),
-            ("auth: {authorization: k}\nstore: {type: postgres, urlFile: /x}", "store.type: postgres is not in this version"),
+            ("auth: {authorization: k}\nstore: {type: postgres, urlFile: /nope}", "store.urlFile: cannot read"),
             ("auth: {authorization: k}\nstore: {type: sqlite}", "store.type: unknown variant `sqlite`"),
             ("auth: {authorization: k}\nadmin: {listen: '0.0.0.0:8080', tokenFile: /x}", "admin.listen: must use another port"),
             ("auth: {authorization: k}\nadmin: {listen: '0.0.0.0:8081', tokenFile: /nope}", "admin.tokenFile: cannot read"),

@@ -18,6 +18,8 @@ use crate::store::{Claimed, Outcome, Store, now_ms};
 /// How often the store's figures are read for the metrics, and expired records compacted.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 const COMPACT_EVERY: u32 = 12;
+/// A claim's lease: twice the route's timeout plus this.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Compaction passes at most per round (each removes up to 10,000 records of each kind).
 const COMPACT_PASSES: usize = 100;
 
@@ -59,6 +61,9 @@ impl Dispatcher {
 async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut stop: watch::Receiver<bool>, in_flight: Arc<AtomicUsize>) {
     let route = &state.routes[index];
     let slots = Arc::new(Semaphore::new(route.durable.concurrency));
+    // With PostgreSQL, another replica may take a delivery again once its
+    // lease runs out: comfortably longer than an attempt can take.
+    let lease = route.action.timeout().unwrap_or_default() * 2 + LEASE_MARGIN;
     loop {
         if *stop.borrow() {
             return;
@@ -69,7 +74,7 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
             // Counted as in flight from before the claim, so a stop cannot
             // see zero between a claim and the tasks it starts.
             in_flight.fetch_add(1, Ordering::SeqCst);
-            let claimed = store.claim(&route.name, free, now_ms()).await;
+            let claimed = store.claim(&route.name, free, now_ms(), lease).await;
             if *stop.borrow() {
                 // Stopping: what was just claimed stays pending in the store.
                 in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -84,13 +89,16 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
                         in_flight.fetch_add(1, Ordering::SeqCst);
                         let (state, store, in_flight) = (state.clone(), store.clone(), in_flight.clone());
                         tokio::spawn(async move {
-                            let id = delivery.delivery.id;
+                            let claimed_delivery = delivery.delivery.clone();
+                            let id = claimed_delivery.id;
                             let attempt = std::panic::AssertUnwindSafe(deliver(&state, &store, index, delivery));
                             if futures::FutureExt::catch_unwind(attempt).await.is_err() {
                                 // A bug, not the service: record a retry in a
                                 // minute rather than leave the delivery claimed.
                                 tracing::error!(delivery = id, "a delivery attempt panicked; it will be tried again");
-                                let _ = store.record(id, Outcome::Retry { at_ms: now_ms() + 60_000 }, Some("internal error".into())).await;
+                                let _ = store
+                                    .record(&claimed_delivery, Outcome::Retry { at_ms: now_ms() + 60_000 }, Some("internal error".into()))
+                                    .await;
                             }
                             drop(permit);
                             in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -144,7 +152,7 @@ async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed
         }
     };
     state.metrics.attempt(&route.name, outcome.name());
-    if let Err(e) = store.record(delivery.id, outcome, error).await {
+    if let Err(e) = store.record(delivery, outcome, error).await {
         tracing::error!(delivery = delivery.id, error = %e, "cannot record a delivery outcome; it will be tried again");
     }
 }

@@ -229,8 +229,8 @@ impl Embedded {
         .await
     }
 
-    pub(super) async fn record(&self, id: u64, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
-        self.send(Op::Record { id, outcome, error, now: super::now_ms() })
+    pub(super) async fn record(&self, delivery: &Delivery, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
+        self.send(Op::Record { id: delivery.id, outcome, error, now: super::now_ms() })
     }
 
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
@@ -833,6 +833,8 @@ mod tests {
     use super::*;
     use crate::store::{NewDelivery, Store};
 
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
     const RETENTION: Retention =
         Retention { dedupe_window: std::time::Duration::from_secs(1), delivered: std::time::Duration::from_secs(1) };
 
@@ -853,19 +855,19 @@ mod tests {
         assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Stored);
         assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Duplicate);
         assert!(store.seen("e1").await.unwrap());
-        let claimed = store.claim("a", 10, 2_000).await.unwrap();
+        let claimed = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         assert_eq!(claimed.len(), 1);
-        assert!(store.claim("a", 10, 2_000).await.unwrap().is_empty(), "claimed once");
+        assert!(store.claim("a", 10, 2_000, LEASE).await.unwrap().is_empty(), "claimed once");
         let id = claimed[0].delivery.id;
-        store.record(id, Outcome::Dead, Some("answered 400".into())).await.unwrap();
+        store.record(&claimed[0].delivery, Outcome::Dead, Some("answered 400".into())).await.unwrap();
         // The record is committed by the writer; a replay is queued after it.
         let ids = store.replay(&Filter { state: Some(State::Dead), ..Filter::default() }, false).await.unwrap();
         assert_eq!(ids, vec![id]);
         let stats = store.stats(2_000).await.unwrap();
         assert_eq!((stats.pending, stats.dead, stats.delivered), (2, 0, 0));
-        let again = store.claim("a", 10, u64::MAX / 2).await.unwrap();
+        let again = store.claim("a", 10, u64::MAX / 2, LEASE).await.unwrap();
         assert_eq!(again.len(), 1);
-        store.record(id, Outcome::Delivered, None).await.unwrap();
+        store.record(&again[0].delivery, Outcome::Delivered, None).await.unwrap();
         store.flush().await.unwrap();
         let view = store.event("e1").await.unwrap().unwrap();
         let a = view.deliveries.iter().find(|d| d.route == "a").unwrap();
@@ -883,17 +885,17 @@ mod tests {
             e.deliveries[0].ordered_by = Some("user-1".into());
             store.accept(e).await.unwrap();
         }
-        let first = store.claim("a", 10, 2_000).await.unwrap();
+        let first = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         assert_eq!(first.len(), 1, "the second waits for the first");
-        store.record(first[0].delivery.id, Outcome::Retry { at_ms: 1_500 }, Some("503".into())).await.unwrap();
+        store.record(&first[0].delivery, Outcome::Retry { at_ms: 1_500 }, Some("503".into())).await.unwrap();
         store.flush().await.unwrap();
         // Still pending (retrying): the second still waits.
-        let next = store.claim("a", 10, 2_000).await.unwrap();
+        let next = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].delivery.event_id, "e1");
-        store.record(next[0].delivery.id, Outcome::Delivered, None).await.unwrap();
+        store.record(&next[0].delivery, Outcome::Delivered, None).await.unwrap();
         store.flush().await.unwrap();
-        let last = store.claim("a", 10, 2_000).await.unwrap();
+        let last = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].delivery.event_id, "e2");
     }
@@ -911,12 +913,12 @@ mod tests {
         let mut other = event("b0", &["a"]);
         other.deliveries[0].ordered_by = Some("other-user".into());
         store.accept(other).await.unwrap();
-        let claimed = store.claim("a", 10, 2_000).await.unwrap();
+        let claimed = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         let ids: Vec<&str> = claimed.iter().map(|c| c.delivery.event_id.as_str()).collect();
         assert_eq!(ids, ["a0", "b0"], "the first about each object, however many wait");
-        store.record(claimed[0].delivery.id, Outcome::Dead, Some("410".into())).await.unwrap();
+        store.record(&claimed[0].delivery, Outcome::Dead, Some("410".into())).await.unwrap();
         store.flush().await.unwrap();
-        let next = store.claim("a", 10, 2_000).await.unwrap();
+        let next = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         assert_eq!(next.iter().map(|c| c.delivery.event_id.as_str()).collect::<Vec<_>>(), ["a1"], "a dead one lets the next go");
     }
 
@@ -929,8 +931,8 @@ mod tests {
         store.compact(10_000).await.unwrap();
         assert!(!store.seen("done").await.unwrap());
         assert!(store.seen("owed").await.unwrap(), "a pending delivery keeps its event");
-        let claimed = store.claim("a", 1, 10_000).await.unwrap();
-        store.record(claimed[0].delivery.id, Outcome::Delivered, None).await.unwrap();
+        let claimed = store.claim("a", 1, 10_000, LEASE).await.unwrap();
+        store.record(&claimed[0].delivery, Outcome::Delivered, None).await.unwrap();
         store.flush().await.unwrap();
         assert!(!store.seen("owed").await.unwrap(), "gone as soon as delivered, being past the window");
         assert_eq!(store.stats(20_000).await.unwrap().delivered, 1, "the delivered delivery stays for the retention");

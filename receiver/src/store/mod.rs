@@ -1,8 +1,8 @@
 //! Where accepted events and their deliveries are kept, so that an event
 //! answered 200 is acted on even if the process dies right after.
 //!
-//! One interface; one engine so far: [`embedded`] (redb, a file on a local
-//! volume, one replica). PostgreSQL, shared by every replica, comes next. Writes are group
+//! One interface, two engines: [`embedded`] (redb, a file on a local volume,
+//! one replica) and [`postgres`] (shared by every replica). Writes are group
 //! committed: requests arriving together share one transaction and one
 //! flush (fsync or COMMIT), and nobody is told "committed" before it.
 //!
@@ -13,6 +13,7 @@
 //! remembered for the dedupe window; delivered deliveries for the retention.
 
 pub mod embedded;
+pub mod postgres;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -344,10 +345,13 @@ pub struct Retention {
 pub type CommitLatency = prometheus_client::metrics::histogram::Histogram;
 
 /// Opens the configured store (none: `None`).
-pub fn open(config: &crate::config::StoreConfig, retention: Retention, latency: CommitLatency) -> Result<Option<Store>, StoreError> {
+pub async fn open(config: &crate::config::StoreConfig, retention: Retention, latency: CommitLatency) -> Result<Option<Store>, StoreError> {
     match config {
         crate::config::StoreConfig::None => Ok(None),
         crate::config::StoreConfig::Embedded(path) => Ok(Some(Store::Embedded(embedded::Embedded::open(path, retention, latency)?))),
+        crate::config::StoreConfig::Postgres(url) => {
+            Ok(Some(Store::Postgres(postgres::Postgres::open(url.clone(), retention, latency).await?)))
+        }
     }
 }
 
@@ -355,12 +359,15 @@ pub fn open(config: &crate::config::StoreConfig, retention: Retention, latency: 
 pub enum Store {
     /// redb on a local volume.
     Embedded(embedded::Embedded),
+    /// PostgreSQL, shared by every replica.
+    Postgres(postgres::Postgres),
 }
 
 macro_rules! each {
     ($self:ident, $s:ident => $body:expr) => {
         match $self {
             Store::Embedded($s) => $body,
+            Store::Postgres($s) => $body,
         }
     };
 }
@@ -370,6 +377,7 @@ impl Store {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Embedded(_) => "embedded",
+            Self::Postgres(_) => "postgres",
         }
     }
 
@@ -385,17 +393,21 @@ impl Store {
     }
 
     /// Takes up to `limit` deliveries of `route` that are due, for this
-    /// process alone until [`Store::record`] reports their outcome (or, with
-    /// PostgreSQL, until the lease runs out). For an ordered route, a
-    /// delivery waits while an earlier one about the same object is pending.
-    pub async fn claim(&self, route: &str, limit: usize, now: u64) -> Result<Vec<Claimed>, StoreError> {
-        each!(self, s => s.claim(route, limit, now).await)
+    /// process alone until [`Store::record`] reports their outcome (with
+    /// PostgreSQL, or until `lease` runs out, after which any replica may
+    /// take them again). For an ordered route, a delivery waits while an
+    /// earlier one about the same object is pending.
+    pub async fn claim(&self, route: &str, limit: usize, now: u64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.claim(route, limit, now).await,
+            Store::Postgres(s) => s.claim(route, limit, now, lease).await,
+        }
     }
 
-    /// Records an attempt's outcome. Queued for the next group commit; the
-    /// delivery stays claimed until it is committed.
-    pub async fn record(&self, id: u64, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
-        each!(self, s => s.record(id, outcome, error).await)
+    /// Records an attempt's outcome for a claimed delivery. Queued for the
+    /// next group commit; the delivery stays claimed until it is committed.
+    pub async fn record(&self, delivery: &Delivery, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
+        each!(self, s => s.record(delivery, outcome, error).await)
     }
 
     /// Waits until every outcome recorded so far is committed.

@@ -1,0 +1,586 @@
+//! The PostgreSQL store: shared by every replica, so deduplication is
+//! cluster-wide and any replica delivers what another accepted.
+//!
+//! Schema migrations are embedded and applied at start under an advisory
+//! lock (replicas starting together apply them once). Accepts and outcomes
+//! go through one batching task with its own connection: everything queued
+//! at that moment runs, pipelined, in one transaction and one COMMIT (group
+//! commit); nobody is answered before the COMMIT. Other calls are single
+//! statements on a second connection. A broken or hung connection is
+//! dropped and opened again on the next call, so the receiver recovers by
+//! itself when PostgreSQL returns; until then, accepts fail (500).
+//!
+//! Deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease: a
+//! replica that dies mid-delivery leaves a lease that runs out, and any
+//! replica then tries again. The connection string is read from the
+//! secret file at every (re)connect and never logged. TLS to PostgreSQL is
+//! not supported yet (`sslmode=disable`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{RwLock, mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use super::{
+    Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, RouteStats, State, Stats, StoreError,
+};
+use crate::secret::Secret;
+
+/// Connecting gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Any statement or group commit gives up after this long (a hung server
+/// must not hold an answer to FusionAuth).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Operations queued at once go into one transaction, up to this many.
+const BATCH: usize = 1024;
+/// A compaction statement removes at most this many rows.
+const COMPACT_BATCH: i64 = 10_000;
+
+/// The migrations, in order; each runs once per database.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE fusionhook_events (
+    id text PRIMARY KEY,
+    type text NOT NULL,
+    received_ms bigint NOT NULL,
+    body bytea NOT NULL
+);
+CREATE INDEX fusionhook_events_received ON fusionhook_events (received_ms);
+CREATE TABLE fusionhook_deliveries (
+    id bigserial PRIMARY KEY,
+    event_id text NOT NULL,
+    event_type text NOT NULL,
+    route text NOT NULL,
+    state smallint NOT NULL,
+    attempts integer NOT NULL,
+    total_attempts integer NOT NULL,
+    created_ms bigint NOT NULL,
+    round_started_ms bigint NOT NULL,
+    next_attempt_ms bigint,
+    updated_ms bigint NOT NULL,
+    last_error text,
+    ordered_by text,
+    history text NOT NULL,
+    lease_until_ms bigint
+);
+CREATE INDEX fusionhook_deliveries_due ON fusionhook_deliveries (route, next_attempt_ms) WHERE state = 0;
+CREATE INDEX fusionhook_deliveries_ordered ON fusionhook_deliveries (route, ordered_by, id) WHERE state = 0 AND ordered_by IS NOT NULL;
+CREATE INDEX fusionhook_deliveries_state ON fusionhook_deliveries (state, id);
+CREATE INDEX fusionhook_deliveries_event ON fusionhook_deliveries (event_id);
+CREATE INDEX fusionhook_deliveries_delivered ON fusionhook_deliveries (updated_ms) WHERE state = 2;
+"#];
+
+const ACCEPT: &str = r#"
+WITH e AS (
+    INSERT INTO fusionhook_events (id, type, received_ms, body) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (id) DO NOTHING RETURNING id
+), d AS (
+    INSERT INTO fusionhook_deliveries (event_id, event_type, route, state, attempts, total_attempts, created_ms,
+        round_started_ms, next_attempt_ms, updated_ms, ordered_by, history)
+    SELECT e.id, $2, r.route, 0, 0, 0, $3, $3, r.due, $3, r.ordered_by, '[]'
+    FROM e, unnest($5::text[], $6::bigint[], $7::text[]) AS r(route, due, ordered_by)
+    RETURNING 1
+)
+SELECT count(*)::bigint FROM e"#;
+
+const RECORD: &str = r#"
+UPDATE fusionhook_deliveries SET state = $2, attempts = $3, total_attempts = $4, next_attempt_ms = $5, updated_ms = $6,
+    last_error = $7, history = $8, lease_until_ms = NULL
+WHERE id = $1 AND state = 0"#;
+
+const COLUMNS: &str = "d.id, d.event_id, d.event_type, d.route, d.state, d.attempts, d.total_attempts, d.created_ms, \
+    d.round_started_ms, d.next_attempt_ms, d.updated_ms, d.last_error, d.ordered_by, d.history";
+
+/// The PostgreSQL store.
+pub struct Postgres {
+    url: Arc<Secret>,
+    shared: RwLock<Option<Arc<Client>>>,
+    ops: mpsc::UnboundedSender<Op>,
+    retention: Retention,
+}
+
+enum Op {
+    Accept(NewEvent, oneshot::Sender<Result<Accepted, StoreError>>),
+    Record(Box<Delivery>),
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+}
+
+fn pg(context: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+    // tokio-postgres errors name the server's complaint, never the
+    // connection string or a parameter's value.
+    move |e| StoreError::from(context, e)
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+async fn connect(url: &Secret) -> Result<Client, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .get()
+        .expose()
+        .parse()
+        // The parser's message could quote the string; it is not repeated.
+        .map_err(|_| {
+            StoreError("store.urlFile does not hold a PostgreSQL connection string (postgres://user:password@host:5432/db)".into())
+        })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| StoreError("cannot connect to PostgreSQL: no answer within 3 s".into()))?
+        .map_err(pg("cannot connect to PostgreSQL"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+async fn within<T>(what: &str, f: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(QUERY_TIMEOUT, f).await {
+        Ok(result) => result.map_err(pg(what)),
+        Err(_) => Err(StoreError(format!("{what}: PostgreSQL did not answer within {} s", QUERY_TIMEOUT.as_secs()))),
+    }
+}
+
+impl Postgres {
+    /// Connects, applies the migrations and starts the batching task.
+    pub async fn open(url: Arc<Secret>, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
+        let mut client = connect(&url).await?;
+        migrate(&mut client).await?;
+        let (ops, rx) = mpsc::unbounded_channel();
+        tokio::spawn(batcher(url.clone(), rx, latency));
+        Ok(Self { url, shared: RwLock::new(Some(Arc::new(client))), ops, retention })
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        if let Some(client) = self.shared.read().await.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let mut slot = self.shared.write().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        *slot = None;
+        let client = Arc::new(connect(&self.url).await?);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs one statement; a timeout drops the connection (it may be hung).
+    async fn query(&self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let result = within(what, client.query(sql, params)).await;
+        if result.is_err() {
+            let mut slot = self.shared.write().await;
+            if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                *slot = None;
+            }
+        }
+        result
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.ops.send(op).map_err(|_| StoreError("the store's batching task stopped".into()))
+    }
+
+    pub(super) async fn seen(&self, event_id: &str) -> Result<bool, StoreError> {
+        let rows = self.query("read", "SELECT 1 FROM fusionhook_events WHERE id = $1", &[&event_id]).await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub(super) async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Accept(event, tx))?;
+        rx.await.map_err(|_| StoreError("the store's batching task stopped before the commit".into()))?
+    }
+
+    pub(super) async fn claim(&self, route: &str, limit: usize, now: u64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+        let sql = format!(
+            "UPDATE fusionhook_deliveries d SET lease_until_ms = $3 + $4
+             FROM (
+                 SELECT c.id FROM fusionhook_deliveries c
+                 WHERE c.state = 0 AND c.route = $1 AND c.next_attempt_ms <= $3
+                   AND (c.lease_until_ms IS NULL OR c.lease_until_ms < $3)
+                   AND (c.ordered_by IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM fusionhook_deliveries o
+                       WHERE o.state = 0 AND o.route = c.route AND o.ordered_by = c.ordered_by AND o.id < c.id))
+                 ORDER BY c.next_attempt_ms LIMIT $2 FOR UPDATE SKIP LOCKED
+             ) picked
+             WHERE d.id = picked.id
+             RETURNING {COLUMNS}, (SELECT body FROM fusionhook_events e WHERE e.id = d.event_id)"
+        );
+        let limit = i64_of(limit as u64);
+        let lease = i64_of(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+        let rows = self.query("claim", &sql, &[&route, &limit, &i64_of(now), &lease]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let delivery = delivery(&row)?;
+            let body: Option<Vec<u8>> = row.try_get(14).map_err(pg("read"))?;
+            match body {
+                Some(body) => out.push(Claimed { delivery, body: Bytes::from(body) }),
+                // Its event is gone: nothing to send; a person sees it dead.
+                None => self.send(Op::Record(Box::new(dead(delivery, "the stored event is gone"))))?,
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn record(&self, delivery: &Delivery, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
+        let mut updated = delivery.clone();
+        updated.record(outcome, error, super::now_ms());
+        self.send(Op::Record(Box::new(updated)))
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Flush(tx))?;
+        rx.await.map_err(|_| StoreError("the store's batching task stopped".into()))?
+    }
+
+    pub(super) async fn stats(&self, now: u64) -> Result<Stats, StoreError> {
+        let rows = self.query("stats", "SELECT route, state, count(*) FROM fusionhook_deliveries GROUP BY route, state", &[]).await?;
+        let mut stats = Stats::default();
+        for row in rows {
+            let route: String = row.try_get(0).map_err(pg("read"))?;
+            let state: i16 = row.try_get(1).map_err(pg("read"))?;
+            let count = u64_of(row.try_get(2).map_err(pg("read"))?);
+            let route_stats: &mut RouteStats = stats.routes.entry(route).or_default();
+            match state_of(state) {
+                Some(State::Pending) => {
+                    route_stats.pending = count;
+                    stats.pending += count;
+                }
+                Some(State::Dead) => {
+                    route_stats.dead = count;
+                    stats.dead += count;
+                }
+                Some(State::Delivered) => {
+                    route_stats.delivered = count;
+                    stats.delivered += count;
+                }
+                None => {}
+            }
+        }
+        let oldest = self.query("stats", "SELECT min(created_ms) FROM fusionhook_deliveries WHERE state = 0", &[]).await?;
+        if let Some(created) = oldest.first().and_then(|r| r.try_get::<_, Option<i64>>(0).ok().flatten()) {
+            stats.oldest_pending_seconds = now.saturating_sub(u64_of(created)) / 1000;
+        }
+        Ok(stats)
+    }
+
+    pub(super) async fn list(&self, filter: &Filter) -> Result<Vec<Delivery>, StoreError> {
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let condition = where_clause(filter, &mut params, None);
+        let sql = format!("SELECT {COLUMNS} FROM fusionhook_deliveries d WHERE {condition} ORDER BY d.id LIMIT {}", filter.limit());
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        self.query("list", &sql, &refs).await?.iter().map(delivery).collect()
+    }
+
+    pub(super) async fn event(&self, event_id: &str) -> Result<Option<EventView>, StoreError> {
+        let rows = self.query("read", "SELECT id, type, received_ms, body FROM fusionhook_events WHERE id = $1", &[&event_id]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let body: Vec<u8> = row.try_get(3).map_err(pg("read"))?;
+        let sql = format!("SELECT {COLUMNS} FROM fusionhook_deliveries d WHERE d.event_id = $1 ORDER BY d.id");
+        let deliveries = self.query("read", &sql, &[&event_id]).await?.iter().map(delivery).collect::<Result<_, _>>()?;
+        Ok(Some(EventView {
+            id: row.try_get(0).map_err(pg("read"))?,
+            r#type: row.try_get(1).map_err(pg("read"))?,
+            received_ms: u64_of(row.try_get(2).map_err(pg("read"))?),
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            deliveries,
+        }))
+    }
+
+    pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let condition = where_clause(filter, &mut params, Some("d.state IN (1, 2)"));
+        let select = format!(
+            "SELECT d.id FROM fusionhook_deliveries d WHERE {condition}
+             AND EXISTS (SELECT 1 FROM fusionhook_events e WHERE e.id = d.event_id) ORDER BY d.id LIMIT {}",
+            filter.limit()
+        );
+        let sql = if dry_run {
+            select
+        } else {
+            params.push(Box::new(i64_of(super::now_ms())));
+            let now = params.len();
+            format!(
+                "UPDATE fusionhook_deliveries SET state = 0, attempts = 0, round_started_ms = ${now}, next_attempt_ms = ${now},
+                 updated_ms = ${now}, lease_until_ms = NULL WHERE id IN ({select}) RETURNING id"
+            )
+        };
+        self.ids("replay", &sql, &params).await
+    }
+
+    pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let condition = where_clause(filter, &mut params, Some("d.state IN (0, 1)"));
+        let select = format!("SELECT d.id FROM fusionhook_deliveries d WHERE {condition} ORDER BY d.id LIMIT {}", filter.limit());
+        let sql = if dry_run { select } else { format!("DELETE FROM fusionhook_deliveries WHERE id IN ({select}) RETURNING id") };
+        self.ids("discard", &sql, &params).await
+    }
+
+    async fn ids(&self, what: &str, sql: &str, params: &[Box<dyn ToSql + Sync + Send>]) -> Result<Vec<u64>, StoreError> {
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let mut ids: Vec<u64> = self
+            .query(what, sql, &refs)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0).map(u64_of).map_err(pg("read")))
+            .collect::<Result<_, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    pub(super) async fn compact(&self, now: u64) -> Result<u64, StoreError> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let delivered_before = i64_of(now.saturating_sub(millis(self.retention.delivered)));
+        let forget_before = i64_of(now.saturating_sub(millis(self.retention.dedupe_window)));
+        let deliveries = self
+            .query(
+                "compact",
+                "WITH gone AS (DELETE FROM fusionhook_deliveries WHERE id IN (
+                     SELECT id FROM fusionhook_deliveries WHERE state = 2 AND updated_ms < $1 LIMIT $2) RETURNING 1)
+                 SELECT count(*)::bigint FROM gone",
+                &[&delivered_before, &COMPACT_BATCH],
+            )
+            .await?;
+        let events = self
+            .query(
+                "compact",
+                "WITH gone AS (DELETE FROM fusionhook_events WHERE id IN (
+                     SELECT e.id FROM fusionhook_events e WHERE e.received_ms < $1
+                     AND NOT EXISTS (SELECT 1 FROM fusionhook_deliveries d WHERE d.event_id = e.id AND d.state IN (0, 1))
+                     LIMIT $2) RETURNING 1)
+                 SELECT count(*)::bigint FROM gone",
+                &[&forget_before, &COMPACT_BATCH],
+            )
+            .await?;
+        let count = |rows: &[Row]| rows.first().and_then(|r| r.try_get::<_, i64>(0).ok()).map_or(0, u64_of);
+        Ok(count(&deliveries) + count(&events))
+    }
+}
+
+fn state_of(code: i16) -> Option<State> {
+    u8::try_from(code).ok().and_then(State::from_code)
+}
+
+fn dead(mut delivery: Delivery, why: &str) -> Delivery {
+    delivery.record(Outcome::Dead, Some(why.to_owned()), super::now_ms());
+    delivery
+}
+
+fn delivery(row: &Row) -> Result<Delivery, StoreError> {
+    let get = pg("a stored delivery is unreadable");
+    let history: String = row.try_get(13).map_err(&get)?;
+    let state: i16 = row.try_get(4).map_err(&get)?;
+    Ok(Delivery {
+        id: u64_of(row.try_get(0).map_err(&get)?),
+        event_id: row.try_get(1).map_err(&get)?,
+        event_type: row.try_get(2).map_err(&get)?,
+        route: row.try_get(3).map_err(&get)?,
+        state: state_of(state).ok_or_else(|| StoreError(format!("a stored delivery has an unknown state {state}")))?,
+        attempts: u32::try_from(row.try_get::<_, i32>(5).map_err(&get)?).unwrap_or(0),
+        total_attempts: u32::try_from(row.try_get::<_, i32>(6).map_err(&get)?).unwrap_or(0),
+        created_ms: u64_of(row.try_get(7).map_err(&get)?),
+        round_started_ms: u64_of(row.try_get(8).map_err(&get)?),
+        next_attempt_ms: row.try_get::<_, Option<i64>>(9).map_err(&get)?.map(u64_of),
+        updated_ms: u64_of(row.try_get(10).map_err(&get)?),
+        last_error: row.try_get(11).map_err(&get)?,
+        ordered_by: row.try_get(12).map_err(&get)?,
+        history: serde_json::from_str(&history).unwrap_or_default(),
+    })
+}
+
+/// The SQL condition for a filter; parameters are appended to `params`.
+fn where_clause(filter: &Filter, params: &mut Vec<Box<dyn ToSql + Sync + Send>>, states: Option<&str>) -> String {
+    let mut conditions: Vec<String> = states.map(str::to_owned).into_iter().collect();
+    let mut param = |value: Box<dyn ToSql + Sync + Send>| {
+        params.push(value);
+        format!("${}", params.len())
+    };
+    if !filter.ids.is_empty() {
+        let ids: Vec<i64> = filter.ids.iter().take(super::MAX_PAGE).map(|&id| i64_of(id)).collect();
+        conditions.push(format!("d.id = ANY({})", param(Box::new(ids))));
+    } else {
+        if let Some(state) = filter.state {
+            conditions.push(format!("d.state = {}", param(Box::new(i16::from(state.code())))));
+        }
+        if let Some(route) = &filter.route {
+            conditions.push(format!("d.route = {}", param(Box::new(route.clone()))));
+        }
+        if let Some(kind) = &filter.event_type {
+            conditions.push(format!("d.event_type = {}", param(Box::new(kind.clone()))));
+        }
+        if let Some(event_id) = &filter.event_id {
+            conditions.push(format!("d.event_id = {}", param(Box::new(event_id.clone()))));
+        }
+        if let Some(since) = filter.since_ms {
+            conditions.push(format!("d.updated_ms >= {}", param(Box::new(i64_of(since)))));
+        }
+        if let Some(after) = filter.after {
+            conditions.push(format!("d.id > {}", param(Box::new(i64_of(after)))));
+        }
+    }
+    if conditions.is_empty() { "TRUE".to_owned() } else { conditions.join(" AND ") }
+}
+
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let txn = within("migrate", client.transaction()).await?;
+    // Replicas starting together: one applies, the others wait and find it done.
+    within("migrate", txn.execute("SELECT pg_advisory_xact_lock(7305011)", &[])).await?;
+    within("migrate", txn.batch_execute("CREATE TABLE IF NOT EXISTS fusionhook_schema (version integer NOT NULL)")).await?;
+    let applied: i32 = within("migrate", txn.query_one("SELECT coalesce(max(version), 0) FROM fusionhook_schema", &[])).await?.get(0);
+    for (i, migration) in MIGRATIONS.iter().enumerate() {
+        let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        if version <= applied {
+            continue;
+        }
+        within("migrate", txn.batch_execute(migration)).await?;
+        within("migrate", txn.execute("INSERT INTO fusionhook_schema (version) VALUES ($1)", &[&version])).await?;
+        tracing::info!(version, "PostgreSQL schema migrated");
+    }
+    if usize::try_from(applied).unwrap_or(0) > MIGRATIONS.len() {
+        return Err(StoreError(format!(
+            "the database's fusionhook schema is version {applied}, newer than this receiver knows ({}); run a newer receiver",
+            MIGRATIONS.len()
+        )));
+    }
+    within("migrate", txn.commit()).await
+}
+
+struct Prepared {
+    accept: Statement,
+    record: Statement,
+}
+
+async fn batcher(url: Arc<Secret>, mut rx: mpsc::UnboundedReceiver<Op>, latency: CommitLatency) {
+    let mut connection: Option<(Client, Prepared)> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        if connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            connection = match open_writer(&url).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reach PostgreSQL; the events of this group are refused (500)");
+                    None
+                }
+            };
+        }
+        let result = match connection.as_mut() {
+            None => Err(StoreError("PostgreSQL cannot be reached".into())),
+            Some((client, prepared)) => match tokio::time::timeout(QUERY_TIMEOUT, commit(client, prepared, &batch)).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError(format!("PostgreSQL did not commit within {} s", QUERY_TIMEOUT.as_secs()))),
+            },
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, ops = batch.len(), "store commit failed");
+            // The connection may be broken or hung: the next group opens a new one.
+            connection = None;
+        }
+        latency.observe(started.elapsed().as_secs_f64());
+        answer(batch.drain(..), result);
+    }
+}
+
+async fn open_writer(url: &Secret) -> Result<(Client, Prepared), StoreError> {
+    let client = connect(url).await?;
+    let accept = within("prepare", client.prepare(ACCEPT)).await?;
+    let record = within("prepare", client.prepare(RECORD)).await?;
+    Ok((client, Prepared { accept, record }))
+}
+
+/// Runs the group in one transaction; the statements are pipelined. The
+/// result holds, per accept, whether the event was new.
+async fn commit(client: &mut Client, prepared: &Prepared, batch: &[Op]) -> Result<Vec<bool>, StoreError> {
+    let txn = client.transaction().await.map_err(pg("begin"))?;
+    let accepts = batch.iter().filter_map(|op| match op {
+        Op::Accept(event, _) => Some(event),
+        _ => None,
+    });
+    let accept_futures = accepts.map(|event| {
+        let txn = &txn;
+        let accept = &prepared.accept;
+        async move {
+            let routes: Vec<&str> = event.deliveries.iter().map(|d| d.route.as_str()).collect();
+            let due: Vec<i64> = event.deliveries.iter().map(|d| i64_of(d.due_ms)).collect();
+            let ordered: Vec<Option<&str>> = event.deliveries.iter().map(|d| d.ordered_by.as_deref()).collect();
+            let row = txn
+                .query_one(accept, &[&event.id, &event.kind, &i64_of(event.received_ms), &event.body.as_ref(), &routes, &due, &ordered])
+                .await?;
+            Ok::<bool, tokio_postgres::Error>(row.get::<_, i64>(0) == 1)
+        }
+    });
+    let record_futures = batch.iter().filter_map(|op| match op {
+        Op::Record(d) => Some(d),
+        _ => None,
+    });
+    let record_futures = record_futures.map(|d| {
+        let txn = &txn;
+        let record = &prepared.record;
+        async move {
+            let history = serde_json::to_string(&d.history).unwrap_or_else(|_| "[]".into());
+            let state = i16::from(d.state.code());
+            let attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
+            let total = i32::try_from(d.total_attempts).unwrap_or(i32::MAX);
+            txn.execute(
+                record,
+                &[&i64_of(d.id), &state, &attempts, &total, &d.next_attempt_ms.map(i64_of), &i64_of(d.updated_ms), &d.last_error, &history],
+            )
+            .await
+        }
+    });
+    let (fresh, _) =
+        futures::future::try_join(futures::future::try_join_all(accept_futures), futures::future::try_join_all(record_futures))
+            .await
+            .map_err(pg("write"))?;
+    txn.commit().await.map_err(pg("commit"))?;
+    Ok(fresh)
+}
+
+fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>) {
+    match result {
+        Ok(fresh) => {
+            let mut fresh = fresh.into_iter();
+            for op in batch {
+                match op {
+                    Op::Accept(_, tx) => {
+                        let stored = fresh.next().unwrap_or(false);
+                        let _ = tx.send(Ok(if stored { Accepted::Stored } else { Accepted::Duplicate }));
+                    }
+                    Op::Flush(tx) => drop(tx.send(Ok(()))),
+                    Op::Record(_) => {}
+                }
+            }
+        }
+        Err(e) => {
+            for op in batch {
+                match op {
+                    Op::Accept(_, tx) => drop(tx.send(Err(StoreError(e.0.clone())))),
+                    Op::Flush(tx) => drop(tx.send(Err(StoreError(e.0.clone())))),
+                    // The lease runs out and the delivery is tried again.
+                    Op::Record(d) => tracing::warn!(delivery = d.id, "a delivery outcome was not committed; it will be tried again"),
+                }
+            }
+        }
+    }
+}
