@@ -88,6 +88,11 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The directory of the server's tools (`pgbench`, `psql`).
+    pub fn tools(&self) -> &std::path::Path {
+        &self.bin
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port

@@ -28,12 +28,11 @@ use crate::dedupe::event_key;
 
 /// `event key -> id, type and body`.
 const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
-/// `event key -> (received ms, deliveries not yet delivered)`.
-const EVENT_OPEN: TableDefinition<u128, (u64, u32)> = TableDefinition::new("event_open");
+/// `event key -> (received ms, deliveries not yet delivered, first delivery
+/// id, number of deliveries)`: an event's deliveries have consecutive ids.
+const EVENT_OPEN: TableDefinition<u128, (u64, u32, u64, u32)> = TableDefinition::new("event_open");
 /// `(received ms, event key)`: events in the order they expire.
 const EVENT_TIMES: TableDefinition<(u64, u128), ()> = TableDefinition::new("event_times");
-/// `(event key, delivery id)`.
-const EVENT_DELIVERIES: TableDefinition<(u128, u64), ()> = TableDefinition::new("event_deliveries");
 /// `delivery id -> Delivery (JSON)`.
 const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("deliveries");
 /// `(route, next attempt ms, delivery id)`: pending deliveries by due time.
@@ -140,7 +139,6 @@ impl Embedded {
             r!(txn.open_table(EVENTS), "open")?;
             r!(txn.open_table(EVENT_OPEN), "open")?;
             r!(txn.open_table(EVENT_TIMES), "open")?;
-            r!(txn.open_table(EVENT_DELIVERIES), "open")?;
             r!(txn.open_table(DELIVERIES), "open")?;
             r!(txn.open_table(DUE), "open")?;
             r!(txn.open_table(PENDING), "open")?;
@@ -295,15 +293,13 @@ impl Embedded {
             let txn = r!(db.begin_read(), "begin read")?;
             let events = r!(txn.open_table(EVENTS), "open")?;
             let open = r!(txn.open_table(EVENT_OPEN), "open")?;
-            let links = r!(txn.open_table(EVENT_DELIVERIES), "open")?;
             let deliveries = r!(txn.open_table(DELIVERIES), "open")?;
             let Some(stored) = r!(events.get(key), "read")? else { return Ok(None) };
             let Some((id, kind, body)) = decode_event(stored.value()) else { return Ok(None) };
-            let received_ms = r!(open.get(key), "read")?.map_or(0, |v| v.value().0);
+            let (received_ms, _, first, count) = r!(open.get(key), "read")?.map_or((0, 0, 0, 0), |v| v.value());
             let mut list = Vec::new();
-            for entry in r!(links.range((key, 0)..=(key, u64::MAX)), "read")? {
-                let (link, _) = r!(entry, "read")?;
-                if let Some(record) = r!(deliveries.get(link.value().1), "read")? {
+            for delivery_id in first..first.saturating_add(u64::from(count)) {
+                if let Some(record) = r!(deliveries.get(delivery_id), "read")? {
                     list.push(decode_delivery(record.value())?);
                 }
             }
@@ -450,6 +446,7 @@ fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, ret
                     }
                 }
             }
+            t.finish()?;
         }
         r!(txn.commit(), "commit")
     })();
@@ -498,9 +495,8 @@ fn fail(op: Op, e: &StoreError, claimed: &Mutex<HashSet<u64>>) {
 
 struct Tables<'t> {
     events: redb::Table<'t, u128, &'static [u8]>,
-    open: redb::Table<'t, u128, (u64, u32)>,
+    open: redb::Table<'t, u128, (u64, u32, u64, u32)>,
     times: redb::Table<'t, (u64, u128), ()>,
-    links: redb::Table<'t, (u128, u64), ()>,
     deliveries: redb::Table<'t, u64, &'static [u8]>,
     due: redb::Table<'t, (&'static str, u64, u64), ()>,
     pending: redb::Table<'t, u64, u64>,
@@ -510,6 +506,8 @@ struct Tables<'t> {
     counts: redb::Table<'t, (&'static str, u8), u64>,
     meta: redb::Table<'t, &'static str, u64>,
     retention: Retention,
+    count_changes: Vec<(String, State, i64)>,
+    next_id: Option<u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -518,7 +516,6 @@ impl<'t> Tables<'t> {
             events: r!(txn.open_table(EVENTS), "open")?,
             open: r!(txn.open_table(EVENT_OPEN), "open")?,
             times: r!(txn.open_table(EVENT_TIMES), "open")?,
-            links: r!(txn.open_table(EVENT_DELIVERIES), "open")?,
             deliveries: r!(txn.open_table(DELIVERIES), "open")?,
             due: r!(txn.open_table(DUE), "open")?,
             pending: r!(txn.open_table(PENDING), "open")?,
@@ -528,16 +525,47 @@ impl<'t> Tables<'t> {
             counts: r!(txn.open_table(COUNTS), "open")?,
             meta: r!(txn.open_table(META), "open")?,
             retention,
+            count_changes: Vec::new(),
+            next_id: None,
         })
     }
 
+    /// Counts change in memory during a batch and are written once per
+    /// batch (see [`Tables::finish`]).
     fn bump(&mut self, route: &str, state: State, delta: i64) -> Result<(), StoreError> {
-        let current = r!(self.counts.get((route, state.code())), "read")?.map_or(0, |v| v.value());
-        let next = current.saturating_add_signed(delta);
-        if next == 0 {
-            r!(self.counts.remove((route, state.code())), "write")?;
-        } else {
-            r!(self.counts.insert((route, state.code()), next), "write")?;
+        match self.count_changes.iter_mut().find(|(r, s, _)| r == route && *s == state) {
+            Some((_, _, d)) => *d += delta,
+            None => self.count_changes.push((route.to_owned(), state, delta)),
+        }
+        Ok(())
+    }
+
+    /// The next delivery id (read once per batch).
+    fn next_id(&mut self) -> Result<u64, StoreError> {
+        let next = match self.next_id {
+            Some(next) => next,
+            None => r!(self.meta.get("next_id"), "read")?.map_or(1, |v| v.value()),
+        };
+        self.next_id = Some(next + 1);
+        Ok(next)
+    }
+
+    /// Writes what the batch kept in memory: counts and the next id.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        for (route, state, delta) in std::mem::take(&mut self.count_changes) {
+            if delta == 0 {
+                continue;
+            }
+            let current = r!(self.counts.get((route.as_str(), state.code())), "read")?.map_or(0, |v| v.value());
+            let next = current.saturating_add_signed(delta);
+            if next == 0 {
+                r!(self.counts.remove((route.as_str(), state.code())), "write")?;
+            } else {
+                r!(self.counts.insert((route.as_str(), state.code()), next), "write")?;
+            }
+        }
+        if let Some(next) = self.next_id {
+            r!(self.meta.insert("next_id", next), "write")?;
         }
         Ok(())
     }
@@ -600,12 +628,12 @@ impl<'t> Tables<'t> {
     fn adjust_open(&mut self, event_id: &str, delta: i64, now: u64) -> Result<(), StoreError> {
         let forget_before = now.saturating_sub(millis(self.retention.dedupe_window));
         let key = event_key(event_id);
-        let Some((received, open)) = r!(self.open.get(key), "read")?.map(|v| v.value()) else { return Ok(()) };
+        let Some((received, open, first, count)) = r!(self.open.get(key), "read")?.map(|v| v.value()) else { return Ok(()) };
         let open = u32::try_from(i64::from(open) + delta).unwrap_or(0);
         if open == 0 && received < forget_before {
             self.forget_event(key, received)?;
         } else {
-            r!(self.open.insert(key, (received, open)), "write")?;
+            r!(self.open.insert(key, (received, open, first, count)), "write")?;
         }
         Ok(())
     }
@@ -619,7 +647,6 @@ impl<'t> Tables<'t> {
 
     fn delete_delivery(&mut self, d: &Delivery) -> Result<(), StoreError> {
         r!(self.deliveries.remove(d.id), "write")?;
-        r!(self.links.remove((event_key(&d.event_id), d.id)), "write")?;
         Ok(())
     }
 }
@@ -661,13 +688,12 @@ fn accept(t: &mut Tables<'_>, event: &NewEvent) -> Result<Accepted, StoreError> 
         return Ok(Accepted::Duplicate);
     }
     r!(t.events.insert(key, encode_event(&event.id, &event.kind, &event.body).as_slice()), "write")?;
-    let open = u32::try_from(event.deliveries.len()).unwrap_or(u32::MAX);
-    r!(t.open.insert(key, (event.received_ms, open)), "write")?;
+    let count = u32::try_from(event.deliveries.len()).unwrap_or(u32::MAX);
+    let mut first = None;
     r!(t.times.insert((event.received_ms, key), ()), "write")?;
-    let mut next_id = r!(t.meta.get("next_id"), "read")?.map_or(1, |v| v.value());
     for new in &event.deliveries {
         let delivery = Delivery {
-            id: next_id,
+            id: t.next_id()?,
             event_id: event.id.clone(),
             event_type: event.kind.clone(),
             route: new.route.clone(),
@@ -682,13 +708,12 @@ fn accept(t: &mut Tables<'_>, event: &NewEvent) -> Result<Accepted, StoreError> 
             ordered_by: new.ordered_by.clone(),
             history: Vec::new(),
         };
-        next_id += 1;
+        first.get_or_insert(delivery.id);
         t.put(&delivery)?;
         t.pend(&delivery)?;
-        r!(t.links.insert((key, delivery.id), ()), "write")?;
         t.bump(&delivery.route, State::Pending, 1)?;
     }
-    r!(t.meta.insert("next_id", next_id), "write")?;
+    r!(t.open.insert(key, (event.received_ms, count, first.unwrap_or(0), count)), "write")?;
     Ok(Accepted::Stored)
 }
 
@@ -905,10 +930,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
         // More waiting deliveries about one object than a claim looks at.
-        for i in 0..(CLAIM_SCAN + 5) {
+        // Accepted together (one group commit), queued in this order.
+        let accepts = (0..(CLAIM_SCAN + 5)).map(|i| {
             let mut e = event(&format!("a{i}"), &["a"]);
             e.deliveries[0].ordered_by = Some("busy-user".into());
-            store.accept(e).await.unwrap();
+            store.accept(e)
+        });
+        for accepted in futures::future::join_all(accepts).await {
+            assert_eq!(accepted.unwrap(), Accepted::Stored);
         }
         let mut other = event("b0", &["a"]);
         other.deliveries[0].ordered_by = Some("other-user".into());

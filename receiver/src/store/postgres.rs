@@ -36,6 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Operations queued at once go into one transaction, up to this many.
 const BATCH: usize = 1024;
+/// Connections committing groups at once.
+const WRITERS: usize = 4;
 /// A compaction statement removes at most this many rows.
 const COMPACT_BATCH: i64 = 10_000;
 
@@ -158,7 +160,11 @@ impl Postgres {
         let mut client = connect(&url).await?;
         migrate(&mut client).await?;
         let (ops, rx) = mpsc::unbounded_channel();
-        tokio::spawn(batcher(url.clone(), rx, latency));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let commits = Arc::new(RwLock::new(()));
+        for _ in 0..WRITERS {
+            tokio::spawn(batcher(url.clone(), rx.clone(), commits.clone(), latency.clone()));
+        }
         Ok(Self { url, shared: RwLock::new(Some(Arc::new(client))), ops, retention })
     }
 
@@ -464,17 +470,31 @@ struct Prepared {
     record: Statement,
 }
 
-async fn batcher(url: Arc<Secret>, mut rx: mpsc::UnboundedReceiver<Op>, latency: CommitLatency) {
+/// One of the [`WRITERS`]: whichever is free takes everything queued at
+/// that moment, so groups commit in parallel while PostgreSQL flushes.
+/// A group being committed holds `commits` for reading; a flush waits for
+/// the write side, so it answers only after every group taken before it.
+async fn batcher(
+    url: Arc<Secret>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Op>>>,
+    commits: Arc<RwLock<()>>,
+    latency: CommitLatency,
+) {
     let mut connection: Option<(Client, Prepared)> = None;
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+    loop {
+        let committing = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
             }
-        }
+            commits.clone().read_owned().await
+        };
         let started = std::time::Instant::now();
         if connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             connection = match open_writer(&url).await {
@@ -498,7 +518,26 @@ async fn batcher(url: Arc<Secret>, mut rx: mpsc::UnboundedReceiver<Op>, latency:
             connection = None;
         }
         latency.observe(started.elapsed().as_secs_f64());
-        answer(batch.drain(..), result);
+        drop(committing);
+        let mut flushes = Vec::new();
+        let mut rest = Vec::with_capacity(batch.len());
+        for op in batch.drain(..) {
+            match op {
+                Op::Flush(tx) => flushes.push(tx),
+                op => rest.push(op),
+            }
+        }
+        let flushed = result.as_ref().map(drop).map_err(|e| StoreError(e.0.clone()));
+        answer(rest.into_iter(), result);
+        if !flushes.is_empty() {
+            let _all_committed = commits.write().await;
+            for tx in flushes {
+                let _ = tx.send(match &flushed {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StoreError(e.0.clone())),
+                });
+            }
+        }
     }
 }
 
