@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The durable-delivery benchmark, one command: bench/durable.sh [seconds] [connections]
+# (DRAIN_SECONDS=N builds the drain's backlog for N seconds instead, e.g.
+# 120 for about a million pending deliveries)
 #
 # Measured side by side in one run, on loopback, with the same load generator:
 #   (f) durability floor - the serving stack appending each batch of queued
@@ -19,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
 CONNECTIONS=${2:-32}
+DRAIN_SECONDS=${DRAIN_SECONDS:-$SECONDS_PER_RUN}
 OUT=bench/out
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -72,13 +75,14 @@ E_STATS=$(stats "$ADMIN_E")
 # The backlog: accepted while nothing is due yet. The load generator's
 # events carry createInstant 1700000000000 (ms): a delay of (due - that)
 # makes every delivery come due at `due`, after the load.
-DUE_MS=$(( $(date +%s%3N) + (SECONDS_PER_RUN + 2) * 1000 + 5000 ))
+DUE_MS=$(( $(date +%s%3N) + (DRAIN_SECONDS + 2) * 1000 + 5000 ))
 receiver_config "$RECV_D" "$ADMIN_D" "{type: embedded, path: \"$WORK/d\"}" "    delayMs: $(( DUE_MS - 1700000000000 ))" > "$OUT/d.yaml"
 FUSIONHOOK_LOG=warn "$BIN/fusionhook-receiver" --config "$OUT/d.yaml" >/dev/null & pids+=($!); D_PID=$!
 wait_port "$RECV_D"
 sleep 0.5
 D_IDLE=$(rss_kib "$D_PID")
-load "$RECV_D" >/dev/null
+"$BIN/loadgen" --url "http://$RECV_D/events" --seconds "$DRAIN_SECONDS" --connections "$CONNECTIONS" >/dev/null
+D_LOADED=$(hwm_kib "$D_PID")
 BACKLOG=$(stats "$ADMIN_D" | field pending)
 now=$(date +%s%3N)
 if (( now >= DUE_MS )); then echo "the backlog came due before the load ended; lower the seconds" >&2; exit 1; fi
@@ -119,11 +123,12 @@ echo "c: tps $C_TPS, latency average $C_LAT ms" >&2
 P=$(load "$RECV_P"); echo "p: $P" >&2
 P_PEAK=$(hwm_kib "$P_PID")
 
-python3 - "$F" "$E" "$E_STATS" "$E_PEAK" "$BACKLOG" "$DRAIN_MS" "$D_IDLE" "$D_PEAK" "$SECONDS_PER_RUN" "$CONNECTIONS" "$C_TPS" "$C_LAT" "$P" "$P_PEAK" <<'PY'
+python3 - "$F" "$E" "$E_STATS" "$E_PEAK" "$BACKLOG" "$DRAIN_MS" "$D_IDLE" "$D_PEAK" "$SECONDS_PER_RUN" "$CONNECTIONS" "$C_TPS" "$C_LAT" "$P" "$P_PEAK" "$D_LOADED" <<'PY'
 import json, sys, os, platform
 f, e, e_stats = (json.loads(x) for x in sys.argv[1:4])
 c_tps, c_lat, p = float(sys.argv[11]), float(sys.argv[12]), json.loads(sys.argv[13])
 p_peak = int(sys.argv[14]) / 1024
+d_loaded = int(sys.argv[15]) / 1024
 e_peak = int(sys.argv[4]) / 1024
 backlog, drain_ms = int(sys.argv[5]), int(sys.argv[6])
 d_idle, d_peak = int(sys.argv[7]) / 1024, int(sys.argv[8]) / 1024
@@ -143,5 +148,5 @@ print()
 print(f"durable ack e/f: throughput {e['rps'] / max(f['rps'], 1):.2f} (goal >= 0.7), p99 {e['p99_us']/1000:.2f} ms (goal <= 5)")
 print(f"postgres p/c: throughput {p['rps'] / max(c_tps, 1):.2f} (goal >= 0.7)")
 rate = backlog / max(drain_ms / 1000, 0.001)
-print(f"drain: {backlog} pending deliveries in {drain_ms / 1000:.2f} s = {rate:.0f} deliveries/s (goal >= 10000); receiver RSS {d_idle:.1f} -> peak {d_peak:.1f} MiB (bound 64)")
+print(f"drain: {backlog} pending deliveries in {drain_ms / 1000:.2f} s = {rate:.0f} deliveries/s (goal >= 10000); receiver RSS {d_idle:.1f} MiB idle, peak {d_loaded:.1f} MiB while the backlog was accepted, {d_peak:.1f} MiB by the end of the drain (bound 64)")
 PY
