@@ -212,7 +212,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     {
         // Stored means every sync route succeeded and the durable ones are
         // committed, here or on another replica: nothing to run again.
-        match store.seen(id).await {
+        match tokio::time::timeout(state.read_timeout, store.seen(id)).await.unwrap_or_else(|_| Err(store_timeout())) {
             Ok(true) => {
                 ticket.finish(true, &[]);
                 state.metrics.duplicate();
@@ -249,7 +249,10 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
         state.metrics.event(&event.kind, "handled");
         return Ok(Handled::Done);
     };
-    match store.accept(new_event(state, &request, &durable)).await {
+    // FusionAuth gives up after its read timeout: a store that hangs gets a
+    // 500 by then (a commit that lands later makes the retry a duplicate).
+    let accepted = tokio::time::timeout(state.read_timeout, store.accept(new_event(state, &request, &durable))).await;
+    match accepted.unwrap_or_else(|_| Err(store_timeout())) {
         Ok(accepted) => {
             ticket.finish(true, &succeeded);
             for &i in &durable {
@@ -270,6 +273,10 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
             Err(ReceiverError::StoreUnavailable)
         }
     }
+}
+
+fn store_timeout() -> crate::store::StoreError {
+    crate::store::StoreError("the store did not answer within readTimeoutMs".into())
 }
 
 /// The event as the store keeps it, with one delivery per durable route.

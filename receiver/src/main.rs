@@ -46,7 +46,9 @@ fn main() -> ExitCode {
         println!("{}: valid, {} route(s)", cli.config.display(), config.routes.len());
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking work is the embedded store's reads: a few threads do, and
+    // fewer threads keep fewer allocator arenas (memory) than tokio's 512.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(8).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fusionhook-receiver: cannot start the runtime: {e}");

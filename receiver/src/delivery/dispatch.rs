@@ -18,8 +18,12 @@ use crate::store::{Claimed, Outcome, Store, now_ms};
 /// How often the store's figures are read for the metrics, and expired records compacted.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 const COMPACT_EVERY: u32 = 12;
-/// A claim's lease: twice the route's timeout plus this.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// A claim's lease: twice the route's timeout plus this, which covers an
+/// outcome's wait for its group commit and a reconnect (PostgreSQL's
+/// statement and connect timeouts). A claim token keeps a late outcome from
+/// overwriting a newer claim's, but a delivery whose lease ran out may run
+/// twice.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Compaction passes at most per round (each removes up to 10,000 records of each kind).
 const COMPACT_PASSES: usize = 100;
 

@@ -707,6 +707,7 @@ fn accept(t: &mut Tables<'_>, event: &NewEvent) -> Result<Accepted, StoreError> 
             last_error: None,
             ordered_by: new.ordered_by.clone(),
             history: Vec::new(),
+            claim: 0,
         };
         first.get_or_insert(delivery.id);
         t.put(&delivery)?;

@@ -182,6 +182,10 @@ pub struct Delivery {
     /// The last [`HISTORY`] attempts.
     #[serde(default)]
     pub history: Vec<Attempt>,
+    /// The token of the claim that handed it out (PostgreSQL): an outcome
+    /// is recorded only while that claim still holds it.
+    #[serde(skip)]
+    pub claim: i64,
 }
 
 impl Delivery {

@@ -3,18 +3,21 @@
 //!
 //! Schema migrations are embedded and applied at start under an advisory
 //! lock (replicas starting together apply them once). Accepts and outcomes
-//! go through one batching task with its own connection: everything queued
-//! at that moment runs, pipelined, in one transaction and one COMMIT (group
-//! commit); nobody is answered before the COMMIT. Other calls are single
-//! statements on a second connection. A broken or hung connection is
-//! dropped and opened again on the next call, so the receiver recovers by
-//! itself when PostgreSQL returns; until then, accepts fail (500).
+//! go through [`WRITERS`] batching tasks, each with its own connection:
+//! whichever is free takes everything queued at that moment and runs it,
+//! pipelined, in one transaction and one COMMIT (group commit); nobody is
+//! answered before the COMMIT. Other calls are single statements on one
+//! more connection. A broken or hung connection is dropped and opened
+//! again on the next call, so the receiver recovers by itself when
+//! PostgreSQL returns; until then, accepts fail (500).
 //!
-//! Deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease: a
-//! replica that dies mid-delivery leaves a lease that runs out, and any
-//! replica then tries again. The connection string is read from the
-//! secret file at every (re)connect and never logged. TLS to PostgreSQL is
-//! not supported yet (`sslmode=disable`).
+//! Deliveries are claimed with `FOR UPDATE SKIP LOCKED`, a lease and a
+//! claim token: a replica that dies mid-delivery leaves a lease that runs
+//! out, and any replica then tries again; an outcome is recorded only if
+//! its claim still holds the delivery, so a late one cannot overwrite a
+//! newer claim's. The connection string comes from the secret file (re-read
+//! like every secret file) and is never logged. TLS to PostgreSQL is not
+//! supported yet (`sslmode=disable`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +68,8 @@ CREATE TABLE fusionhook_deliveries (
     last_error text,
     ordered_by text,
     history text NOT NULL,
-    lease_until_ms bigint
+    lease_until_ms bigint,
+    claim_token bigint
 );
 CREATE INDEX fusionhook_deliveries_due ON fusionhook_deliveries (route, next_attempt_ms) WHERE state = 0;
 CREATE INDEX fusionhook_deliveries_ordered ON fusionhook_deliveries (route, ordered_by, id) WHERE state = 0 AND ordered_by IS NOT NULL;
@@ -89,8 +93,8 @@ SELECT count(*)::bigint FROM e"#;
 
 const RECORD: &str = r#"
 UPDATE fusionhook_deliveries SET state = $2, attempts = $3, total_attempts = $4, next_attempt_ms = $5, updated_ms = $6,
-    last_error = $7, history = $8, lease_until_ms = NULL
-WHERE id = $1 AND state = 0"#;
+    last_error = $7, history = $8, lease_until_ms = NULL, claim_token = NULL
+WHERE id = $1 AND state = 0 AND claim_token = $9"#;
 
 const COLUMNS: &str = "d.id, d.event_id, d.event_type, d.route, d.state, d.attempts, d.total_attempts, d.created_ms, \
     d.round_started_ms, d.next_attempt_ms, d.updated_ms, d.last_error, d.ordered_by, d.history";
@@ -101,18 +105,31 @@ pub struct Postgres {
     shared: RwLock<Option<Arc<Client>>>,
     ops: mpsc::UnboundedSender<Op>,
     retention: Retention,
+    failed_groups: Arc<std::sync::atomic::AtomicU64>,
 }
 
 enum Op {
     Accept(NewEvent, oneshot::Sender<Result<Accepted, StoreError>>),
     Record(Box<Delivery>),
-    Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Answered once every group taken before it committed; an error if any
+    /// group failed since the flush was asked for (the count then).
+    Flush(oneshot::Sender<Result<(), StoreError>>, u64),
 }
 
 fn pg(context: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
-    // tokio-postgres errors name the server's complaint, never the
-    // connection string or a parameter's value.
-    move |e| StoreError::from(context, e)
+    // The kind of error, and for a server error its code and message (never
+    // its DETAIL, which can quote a key's value); never the connection string.
+    move |e| match e.as_db_error() {
+        Some(db) => StoreError(format!("{context}: {e}: {} ({})", db.message(), db.code().code())),
+        None => StoreError::from(context, e),
+    }
+}
+
+/// PostgreSQL refuses NUL in `text`; an id or type holding one (never
+/// FusionAuth's) is stored with U+FFFD instead, the same way every time, so
+/// deduplication still works and one odd event cannot fail its whole group.
+fn text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') { std::borrow::Cow::Owned(value.replace('\0', "\u{fffd}")) } else { std::borrow::Cow::Borrowed(value) }
 }
 
 fn i64_of(n: u64) -> i64 {
@@ -162,10 +179,11 @@ impl Postgres {
         let (ops, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let commits = Arc::new(RwLock::new(()));
+        let failed_groups = Arc::new(std::sync::atomic::AtomicU64::new(0));
         for _ in 0..WRITERS {
-            tokio::spawn(batcher(url.clone(), rx.clone(), commits.clone(), latency.clone()));
+            tokio::spawn(batcher(url.clone(), rx.clone(), commits.clone(), failed_groups.clone(), latency.clone()));
         }
-        Ok(Self { url, shared: RwLock::new(Some(Arc::new(client))), ops, retention })
+        Ok(Self { url, shared: RwLock::new(Some(Arc::new(client))), ops, retention, failed_groups })
     }
 
     async fn client(&self) -> Result<Arc<Client>, StoreError> {
@@ -200,7 +218,7 @@ impl Postgres {
     }
 
     pub(super) async fn seen(&self, event_id: &str) -> Result<bool, StoreError> {
-        let rows = self.query("read", "SELECT 1 FROM fusionhook_events WHERE id = $1", &[&event_id]).await?;
+        let rows = self.query("read", "SELECT 1 FROM fusionhook_events WHERE id = $1", &[&text(event_id)]).await?;
         Ok(!rows.is_empty())
     }
 
@@ -212,7 +230,7 @@ impl Postgres {
 
     pub(super) async fn claim(&self, route: &str, limit: usize, now: u64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
         let sql = format!(
-            "UPDATE fusionhook_deliveries d SET lease_until_ms = $3 + $4
+            "UPDATE fusionhook_deliveries d SET lease_until_ms = $3 + $4, claim_token = $5
              FROM (
                  SELECT c.id FROM fusionhook_deliveries c
                  WHERE c.state = 0 AND c.route = $1 AND c.next_attempt_ms <= $3
@@ -223,14 +241,16 @@ impl Postgres {
                  ORDER BY c.next_attempt_ms LIMIT $2 FOR UPDATE SKIP LOCKED
              ) picked
              WHERE d.id = picked.id
-             RETURNING {COLUMNS}, (SELECT body FROM fusionhook_events e WHERE e.id = d.event_id)"
+             RETURNING {COLUMNS}, (SELECT body FROM fusionhook_events e WHERE e.id = d.event_id), d.claim_token"
         );
         let limit = i64_of(limit as u64);
         let lease = i64_of(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-        let rows = self.query("claim", &sql, &[&route, &limit, &i64_of(now), &lease]).await?;
+        let token: i64 = rand::random();
+        let rows = self.query("claim", &sql, &[&route, &limit, &i64_of(now), &lease, &token]).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let delivery = delivery(&row)?;
+            let mut delivery = delivery(&row)?;
+            delivery.claim = row.try_get(15).map_err(pg("read"))?;
             let body: Option<Vec<u8>> = row.try_get(14).map_err(pg("read"))?;
             match body {
                 Some(body) => out.push(Claimed { delivery, body: Bytes::from(body) }),
@@ -249,7 +269,7 @@ impl Postgres {
 
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Op::Flush(tx))?;
+        self.send(Op::Flush(tx, self.failed_groups.load(std::sync::atomic::Ordering::SeqCst)))?;
         rx.await.map_err(|_| StoreError("the store's batching task stopped".into()))?
     }
 
@@ -293,6 +313,7 @@ impl Postgres {
     }
 
     pub(super) async fn event(&self, event_id: &str) -> Result<Option<EventView>, StoreError> {
+        let event_id = text(event_id);
         let rows = self.query("read", "SELECT id, type, received_ms, body FROM fusionhook_events WHERE id = $1", &[&event_id]).await?;
         let Some(row) = rows.first() else { return Ok(None) };
         let body: Vec<u8> = row.try_get(3).map_err(pg("read"))?;
@@ -322,7 +343,8 @@ impl Postgres {
             let now = params.len();
             format!(
                 "UPDATE fusionhook_deliveries SET state = 0, attempts = 0, round_started_ms = ${now}, next_attempt_ms = ${now},
-                 updated_ms = ${now}, lease_until_ms = NULL WHERE id IN ({select}) RETURNING id"
+                 updated_ms = ${now}, lease_until_ms = NULL, claim_token = NULL
+                 WHERE id IN ({select}) AND state IN (1, 2) RETURNING id"
             )
         };
         self.ids("replay", &sql, &params).await
@@ -405,6 +427,7 @@ fn delivery(row: &Row) -> Result<Delivery, StoreError> {
         last_error: row.try_get(11).map_err(&get)?,
         ordered_by: row.try_get(12).map_err(&get)?,
         history: serde_json::from_str(&history).unwrap_or_default(),
+        claim: 0,
     })
 }
 
@@ -478,6 +501,7 @@ async fn batcher(
     url: Arc<Secret>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Op>>>,
     commits: Arc<RwLock<()>>,
+    failed_groups: Arc<std::sync::atomic::AtomicU64>,
     latency: CommitLatency,
 ) {
     let mut connection: Option<(Client, Prepared)> = None;
@@ -513,6 +537,7 @@ async fn batcher(
             },
         };
         if let Err(e) = &result {
+            failed_groups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tracing::error!(error = %e, ops = batch.len(), "store commit failed");
             // The connection may be broken or hung: the next group opens a new one.
             connection = None;
@@ -523,18 +548,19 @@ async fn batcher(
         let mut rest = Vec::with_capacity(batch.len());
         for op in batch.drain(..) {
             match op {
-                Op::Flush(tx) => flushes.push(tx),
+                Op::Flush(tx, failures) => flushes.push((tx, failures)),
                 op => rest.push(op),
             }
         }
-        let flushed = result.as_ref().map(drop).map_err(|e| StoreError(e.0.clone()));
         answer(rest.into_iter(), result);
         if !flushes.is_empty() {
             let _all_committed = commits.write().await;
-            for tx in flushes {
-                let _ = tx.send(match &flushed {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(StoreError(e.0.clone())),
+            let failed = failed_groups.load(std::sync::atomic::Ordering::SeqCst);
+            for (tx, failures) in flushes {
+                let _ = tx.send(if failed > failures {
+                    Err(StoreError("a group of outcomes could not be committed; those deliveries will be tried again".into()))
+                } else {
+                    Ok(())
                 });
             }
         }
@@ -562,9 +588,13 @@ async fn commit(client: &mut Client, prepared: &Prepared, batch: &[Op]) -> Resul
         async move {
             let routes: Vec<&str> = event.deliveries.iter().map(|d| d.route.as_str()).collect();
             let due: Vec<i64> = event.deliveries.iter().map(|d| i64_of(d.due_ms)).collect();
-            let ordered: Vec<Option<&str>> = event.deliveries.iter().map(|d| d.ordered_by.as_deref()).collect();
+            let ordered: Vec<Option<std::borrow::Cow<'_, str>>> =
+                event.deliveries.iter().map(|d| d.ordered_by.as_deref().map(text)).collect();
             let row = txn
-                .query_one(accept, &[&event.id, &event.kind, &i64_of(event.received_ms), &event.body.as_ref(), &routes, &due, &ordered])
+                .query_one(
+                    accept,
+                    &[&text(&event.id), &text(&event.kind), &i64_of(event.received_ms), &event.body.as_ref(), &routes, &due, &ordered],
+                )
                 .await?;
             Ok::<bool, tokio_postgres::Error>(row.get::<_, i64>(0) == 1)
         }
@@ -583,7 +613,17 @@ async fn commit(client: &mut Client, prepared: &Prepared, batch: &[Op]) -> Resul
             let total = i32::try_from(d.total_attempts).unwrap_or(i32::MAX);
             txn.execute(
                 record,
-                &[&i64_of(d.id), &state, &attempts, &total, &d.next_attempt_ms.map(i64_of), &i64_of(d.updated_ms), &d.last_error, &history],
+                &[
+                    &i64_of(d.id),
+                    &state,
+                    &attempts,
+                    &total,
+                    &d.next_attempt_ms.map(i64_of),
+                    &i64_of(d.updated_ms),
+                    &d.last_error,
+                    &history,
+                    &d.claim,
+                ],
             )
             .await
         }
@@ -606,7 +646,7 @@ fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>
                         let stored = fresh.next().unwrap_or(false);
                         let _ = tx.send(Ok(if stored { Accepted::Stored } else { Accepted::Duplicate }));
                     }
-                    Op::Flush(tx) => drop(tx.send(Ok(()))),
+                    Op::Flush(tx, _) => drop(tx.send(Ok(()))),
                     Op::Record(_) => {}
                 }
             }
@@ -615,7 +655,7 @@ fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>
             for op in batch {
                 match op {
                     Op::Accept(_, tx) => drop(tx.send(Err(StoreError(e.0.clone())))),
-                    Op::Flush(tx) => drop(tx.send(Err(StoreError(e.0.clone())))),
+                    Op::Flush(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
                     // The lease runs out and the delivery is tried again.
                     Op::Record(d) => tracing::warn!(delivery = d.id, "a delivery outcome was not committed; it will be tried again"),
                 }
