@@ -21,9 +21,7 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, RouteStats, State, Stats, StoreError,
-};
+use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, State, Stats, StoreError};
 use crate::dedupe::event_key;
 
 /// `event key -> id, type and body`.
@@ -247,24 +245,10 @@ impl Embedded {
                 let (key, count) = r!(entry, "read")?;
                 let (route, code) = key.value();
                 let count = count.value();
-                let route_stats: &mut RouteStats = stats.routes.entry(route.to_owned()).or_default();
-                match State::from_code(code) {
-                    Some(State::Pending) => {
-                        route_stats.pending = count;
-                        stats.pending += count;
-                    }
-                    Some(State::Dead) => {
-                        route_stats.dead = count;
-                        stats.dead += count;
-                    }
-                    Some(State::Delivered) => {
-                        route_stats.delivered = count;
-                        stats.delivered += count;
-                    }
-                    None => {}
+                if let Some(state) = State::from_code(code) {
+                    stats.add(route, state, count);
                 }
             }
-            stats.routes.retain(|_, s| *s != RouteStats::default());
             if let Some(first) = r!(pending.first(), "read")? {
                 stats.oldest_pending_seconds = now.saturating_sub(first.1.value()) / 1000;
             }

@@ -313,6 +313,20 @@ pub struct Stats {
     pub routes: std::collections::BTreeMap<String, RouteStats>,
 }
 
+impl Stats {
+    /// Adds a route's count of deliveries in one state.
+    pub fn add(&mut self, route: &str, state: State, count: u64) {
+        let route_stats = self.routes.entry(route.to_owned()).or_default();
+        let (per_route, total) = match state {
+            State::Pending => (&mut route_stats.pending, &mut self.pending),
+            State::Dead => (&mut route_stats.dead, &mut self.dead),
+            State::Delivered => (&mut route_stats.delivered, &mut self.delivered),
+        };
+        *per_route += count;
+        *total += count;
+    }
+}
+
 /// Per-route counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

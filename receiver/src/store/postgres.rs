@@ -27,9 +27,7 @@ use tokio::sync::{RwLock, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use super::{
-    Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, RouteStats, State, Stats, StoreError,
-};
+use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, State, Stats, StoreError};
 use crate::secret::Secret;
 
 /// Connecting gives up after this long.
@@ -280,21 +278,8 @@ impl Postgres {
             let route: String = row.try_get(0).map_err(pg("read"))?;
             let state: i16 = row.try_get(1).map_err(pg("read"))?;
             let count = u64_of(row.try_get(2).map_err(pg("read"))?);
-            let route_stats: &mut RouteStats = stats.routes.entry(route).or_default();
-            match state_of(state) {
-                Some(State::Pending) => {
-                    route_stats.pending = count;
-                    stats.pending += count;
-                }
-                Some(State::Dead) => {
-                    route_stats.dead = count;
-                    stats.dead += count;
-                }
-                Some(State::Delivered) => {
-                    route_stats.delivered = count;
-                    stats.delivered += count;
-                }
-                None => {}
+            if let Some(state) = state_of(state) {
+                stats.add(&route, state, count);
             }
         }
         let oldest = self.query("stats", "SELECT min(created_ms) FROM fusionhook_deliveries WHERE state = 0", &[]).await?;
