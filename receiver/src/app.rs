@@ -181,11 +181,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     let ticket = loop {
         match state.dedupe.claim(event.id.as_deref()) {
             Claim::Run(ticket) => break ticket,
-            Claim::Duplicate => {
-                state.metrics.duplicate();
-                state.metrics.event(&event.kind, "duplicate");
-                return Ok(Handled::Duplicate);
-            }
+            Claim::Duplicate => return Ok(duplicate(state, &event.kind)),
             Claim::Running(mut done) => {
                 // FusionAuth retried while the first delivery is still running:
                 // wait for its outcome rather than run the actions twice.
@@ -215,9 +211,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
         match tokio::time::timeout(state.read_timeout, store.seen(id)).await.unwrap_or_else(|_| Err(store_timeout())) {
             Ok(true) => {
                 ticket.finish(true, &[]);
-                state.metrics.duplicate();
-                state.metrics.event(&event.kind, "duplicate");
-                return Ok(Handled::Duplicate);
+                return Ok(duplicate(state, &event.kind));
             }
             Ok(false) => {}
             Err(e) => {
@@ -259,9 +253,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
                 state.wake[i].notify_one();
             }
             if accepted == Accepted::Duplicate {
-                state.metrics.duplicate();
-                state.metrics.event(&event.kind, "duplicate");
-                return Ok(Handled::Duplicate);
+                return Ok(duplicate(state, &event.kind));
             }
             state.metrics.event(&event.kind, if durable.is_empty() { "handled" } else { "stored" });
             Ok(if durable.is_empty() { Handled::Done } else { Handled::Stored })
@@ -273,6 +265,13 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
             Err(ReceiverError::StoreUnavailable)
         }
     }
+}
+
+/// An event handled before (here, or with a store, anywhere): 200, nothing runs.
+fn duplicate(state: &AppState, kind: &str) -> Handled {
+    state.metrics.duplicate();
+    state.metrics.event(kind, "duplicate");
+    Handled::Duplicate
 }
 
 fn store_timeout() -> crate::store::StoreError {
@@ -326,7 +325,9 @@ async fn run_route(state: &AppState, route: &Route, request: &EventRequest) -> R
 
 fn body_digest(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    crate::delivery::hex(&Sha256::digest(body), &mut out);
+    out
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ReceiverError> {

@@ -20,10 +20,17 @@ pub fn idempotency_key(event_id: &str, route: &str) -> String {
     let digest = hash.finalize();
     let mut key = String::with_capacity(3 + 32);
     key.push_str("fh_");
-    for byte in &digest[..16] {
-        key.push_str(&format!("{byte:02x}"));
-    }
+    hex(&digest[..16], &mut key);
     key
+}
+
+/// Appends `bytes` as lowercase hex, without an allocation per byte.
+pub fn hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
 }
 
 #[cfg(test)]
@@ -39,5 +46,8 @@ mod tests {
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(idempotency_key("ab", "c"), idempotency_key("a", "bc"));
         assert_eq!(a.len(), 35);
+        let mut out = String::new();
+        hex(&[0x00, 0x0f, 0xa0, 0xff], &mut out);
+        assert_eq!(out, "000fa0ff");
     }
 }

@@ -516,12 +516,11 @@ impl<'t> Tables<'t> {
 
     /// Counts change in memory during a batch and are written once per
     /// batch (see [`Tables::finish`]).
-    fn bump(&mut self, route: &str, state: State, delta: i64) -> Result<(), StoreError> {
+    fn bump(&mut self, route: &str, state: State, delta: i64) {
         match self.count_changes.iter_mut().find(|(r, s, _)| r == route && *s == state) {
             Some((_, _, d)) => *d += delta,
             None => self.count_changes.push((route.to_owned(), state, delta)),
         }
-        Ok(())
     }
 
     /// The next delivery id (read once per batch).
@@ -696,7 +695,7 @@ fn accept(t: &mut Tables<'_>, event: &NewEvent) -> Result<Accepted, StoreError> 
         first.get_or_insert(delivery.id);
         t.put(&delivery)?;
         t.pend(&delivery)?;
-        t.bump(&delivery.route, State::Pending, 1)?;
+        t.bump(&delivery.route, State::Pending, 1);
     }
     r!(t.open.insert(key, (event.received_ms, count, first.unwrap_or(0), count)), "write")?;
     Ok(Accepted::Stored)
@@ -720,15 +719,15 @@ fn record(t: &mut Tables<'_>, id: u64, outcome: Outcome, error: Option<String>, 
         State::Delivered => {
             t.unpend(&d, next_before)?;
             r!(t.delivered.insert((now, d.id), ()), "write")?;
-            t.bump(&d.route, State::Pending, -1)?;
-            t.bump(&d.route, State::Delivered, 1)?;
+            t.bump(&d.route, State::Pending, -1);
+            t.bump(&d.route, State::Delivered, 1);
             t.adjust_open(&d.event_id, -1, now)?;
         }
         State::Dead => {
             t.unpend(&d, next_before)?;
             r!(t.dead.insert(d.id, now), "write")?;
-            t.bump(&d.route, State::Pending, -1)?;
-            t.bump(&d.route, State::Dead, 1)?;
+            t.bump(&d.route, State::Pending, -1);
+            t.bump(&d.route, State::Dead, 1);
         }
     }
     t.put(&d)
@@ -766,8 +765,8 @@ fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Resul
             }
             State::Pending => {}
         }
-        t.bump(&d.route, was, -1)?;
-        t.bump(&d.route, State::Pending, 1)?;
+        t.bump(&d.route, was, -1);
+        t.bump(&d.route, State::Pending, 1);
         d.replay(now);
         t.pend(&d)?;
         t.put(&d)?;
@@ -792,7 +791,7 @@ fn discard(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Resu
             }
             State::Delivered => {}
         }
-        t.bump(&d.route, d.state, -1)?;
+        t.bump(&d.route, d.state, -1);
         t.delete_delivery(&d)?;
         t.adjust_open(&d.event_id, -1, now)?;
     }
@@ -813,7 +812,7 @@ fn compact(t: &mut Tables<'_>, now: u64) -> Result<u64, StoreError> {
     for (at, id) in expired {
         r!(t.delivered.remove((at, id)), "write")?;
         if let Some(d) = t.get(id)? {
-            t.bump(&d.route, State::Delivered, -1)?;
+            t.bump(&d.route, State::Delivered, -1);
             t.delete_delivery(&d)?;
         }
         removed += 1;
