@@ -119,7 +119,11 @@ fn pg(context: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
     // its DETAIL, which can quote a key's value); never the connection string.
     move |e| match e.as_db_error() {
         Some(db) => StoreError(format!("{context}: {e}: {} ({})", db.message(), db.code().code())),
-        None => StoreError::from(context, e),
+        // The cause (e.g. "Connection refused"), which Display leaves out.
+        None => match std::error::Error::source(&e) {
+            Some(cause) => StoreError(format!("{context}: {e}: {cause}")),
+            None => StoreError::from(context, e),
+        },
     }
 }
 
