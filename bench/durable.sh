@@ -17,6 +17,7 @@
 #       event row with a ~700-byte body, one delivery row), into the
 #       receiver's own tables, on a throwaway cluster started for the run
 #   (p) postgres store   - (e) with `store: postgres` on that cluster
+# The receivers run with MALLOC_ARENA_MAX=2, as the image (Dockerfile) runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
@@ -62,7 +63,7 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 FUSIONHOOK_LOG=warn "$BIN/examples/ceiling" "$SINK" >/dev/null & pids+=($!)
 FUSIONHOOK_LOG=warn "$BIN/examples/durability_floor" "$FLOOR" "$WORK" >/dev/null & pids+=($!)
-FUSIONHOOK_LOG=warn "$BIN/fusionhook-receiver" --config "$OUT/e.yaml" >/dev/null & pids+=($!); E_PID=$!
+FUSIONHOOK_LOG=warn MALLOC_ARENA_MAX=2 "$BIN/fusionhook-receiver" --config "$OUT/e.yaml" >/dev/null & pids+=($!); E_PID=$!
 wait_port "$SINK"; wait_port "$FLOOR"; wait_port "$RECV_E"
 sleep 0.5
 
@@ -77,7 +78,7 @@ E_STATS=$(stats "$ADMIN_E")
 # makes every delivery come due at `due`, after the load.
 DUE_MS=$(( $(date +%s%3N) + (DRAIN_SECONDS + 2) * 1000 + 5000 ))
 receiver_config "$RECV_D" "$ADMIN_D" "{type: embedded, path: \"$WORK/d\"}" "    delayMs: $(( DUE_MS - 1700000000000 ))" > "$OUT/d.yaml"
-FUSIONHOOK_LOG=warn "$BIN/fusionhook-receiver" --config "$OUT/d.yaml" >/dev/null & pids+=($!); D_PID=$!
+FUSIONHOOK_LOG=warn MALLOC_ARENA_MAX=2 "$BIN/fusionhook-receiver" --config "$OUT/d.yaml" >/dev/null & pids+=($!); D_PID=$!
 wait_port "$RECV_D"
 sleep 0.5
 D_IDLE=$(rss_kib "$D_PID")
@@ -104,7 +105,7 @@ PG_URL=$(sed -n 1p "$WORK/pg"); PG_TOOLS=$(sed -n 2p "$WORK/pg")
 [[ -n "$PG_URL" ]] || { echo "the PostgreSQL cluster did not start" >&2; exit 1; }
 echo "$PG_URL" > "$WORK/pg-url"
 receiver_config "$RECV_P" "$ADMIN_P" "{type: postgres, urlFile: \"$WORK/pg-url\"}" "" > "$OUT/p.yaml"
-FUSIONHOOK_LOG=warn "$BIN/fusionhook-receiver" --config "$OUT/p.yaml" >/dev/null & pids+=($!); P_PID=$!
+FUSIONHOOK_LOG=warn MALLOC_ARENA_MAX=2 "$BIN/fusionhook-receiver" --config "$OUT/p.yaml" >/dev/null & pids+=($!); P_PID=$!
 wait_port "$RECV_P"
 PG_PORT=${PG_URL##*:}; PG_PORT=${PG_PORT%%/*}
 cat > "$WORK/ceiling.sql" <<'SQL'

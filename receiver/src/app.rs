@@ -58,6 +58,8 @@ pub struct AppState {
     ready: AtomicBool,
     /// The store, when one is configured.
     pub store: Option<Arc<Store>>,
+    /// Whether it commits (readiness).
+    pub store_health: crate::store::Health,
     /// One per route: woken when deliveries of it were committed.
     pub wake: Vec<Notify>,
     /// Durable delivery settings.
@@ -100,6 +102,7 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(true),
             store,
+            store_health: crate::store::Health::default(),
             delivery: config.delivery,
         })
     }
@@ -126,10 +129,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    if !state.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    match state.store_health.problem() {
+        None => "ready".into_response(),
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot commit: {problem}")).into_response(),
     }
 }
 
@@ -246,7 +251,9 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     // FusionAuth gives up after its read timeout: a store that hangs gets a
     // 500 by then (a commit that lands later makes the retry a duplicate).
     let accepted = tokio::time::timeout(state.read_timeout, store.accept(new_event(state, &request, &durable))).await;
-    match accepted.unwrap_or_else(|_| Err(store_timeout())) {
+    let accepted = accepted.unwrap_or_else(|_| Err(store_timeout()));
+    state.store_health.record(&accepted);
+    match accepted {
         Ok(accepted) => {
             ticket.finish(true, &succeeded);
             for &i in &durable {

@@ -2,7 +2,9 @@
 //! `scripts/install-postgres.sh` when missing): two receivers share one
 //! database and run a route once for an event both received; PostgreSQL
 //! stopped under load makes the receiver answer 500, never 200, and it
-//! recovers by itself when PostgreSQL is back, losing nothing accepted.
+//! recovers by itself when PostgreSQL is back, losing nothing accepted;
+//! meanwhile it is not ready. A receiver started while PostgreSQL is down
+//! runs (no crash loop), answers 500 and recovers the same way.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -74,6 +76,41 @@ async fn two_receivers_on_one_postgres_run_a_route_once_for_an_event_both_receiv
     assert_eq!(stats_b["delivered"], 201);
 }
 
+async fn readyz(client: &reqwest::Client, receiver: &Receiver) -> (StatusCode, String) {
+    let response = client.get(receiver.url("/readyz")).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_started_while_postgres_is_down_answers_500_unready_and_recovers_without_a_restart() {
+    let mut pg = Postgres::start();
+    pg.stop();
+    let (sink, sink_addr) = Sink::start().await;
+    sink.set(OK);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_with(dir.path(), &store_line(dir.path(), &pg), sink_addr, "");
+    // Starts and listens (no crash loop), but cannot commit.
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+    let key = [("authorization", "API-KEY".to_owned())];
+    let (status, answer) = receiver.post(&client, &key, events::user_delete(&id(1), "u-1")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    let (status, why) = readyz(&client, &receiver).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(why.starts_with("the store cannot commit: ") && why.contains("PostgreSQL"), "{why}");
+    assert!(!why.contains(&pg.url()), "the connection string stays secret: {why}");
+
+    // PostgreSQL comes up (fresh: the schema is created now) and the same
+    // event, retried, is taken and delivered; readiness follows.
+    pg.resume();
+    wait_for("200 once PostgreSQL is up", Duration::from_secs(30), async || {
+        receiver.post(&client, &key, events::user_delete(&id(1), "u-1")).await.0 == StatusCode::OK
+    })
+    .await;
+    wait_for("ready again", Duration::from_secs(15), async || readyz(&client, &receiver).await.0 == StatusCode::OK).await;
+    wait_for("the event delivered", Duration::from_secs(30), async || sink.delivered().get(&id(1)) == Some(&1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_under_load_means_500_never_200_and_the_receiver_recovers_by_itself() {
     let mut pg = Postgres::start();
@@ -119,12 +156,18 @@ async fn postgres_stopped_under_load_means_500_never_200_and_the_receiver_recove
 
     pg.stop();
     let stopped = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Not ready while it cannot commit (Kubernetes stops sending it traffic).
+    wait_for("not ready while PostgreSQL is down", Duration::from_secs(3), async || {
+        readyz(&client, &receiver).await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(stopped.elapsed())).await;
     let resuming = Instant::now();
     pg.resume();
     let resumed = Instant::now();
     let before_resume = ok_count(&answers);
     wait_for("200s again after PostgreSQL came back", Duration::from_secs(60), async || ok_count(&answers) >= before_resume + 200).await;
+    assert_eq!(readyz(&client, &receiver).await, (StatusCode::OK, "ready".to_owned()));
     stop.store(true, Ordering::SeqCst);
     for sender in senders {
         sender.await.unwrap();

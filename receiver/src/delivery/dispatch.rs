@@ -15,8 +15,11 @@ use tokio::sync::{Semaphore, watch};
 use crate::app::AppState;
 use crate::store::{Claimed, Outcome, Store, now_ms};
 
-/// How often the store's figures are read for the metrics, and expired records compacted.
+/// How often the store is probed with an empty commit (readiness), its
+/// figures read for the metrics, and expired records compacted.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
+/// A probe not answered within this counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const COMPACT_EVERY: u32 = 12;
 /// A claim's lease: twice the route's timeout plus this, which covers an
 /// outcome's wait for its group commit and a reconnect (PostgreSQL's
@@ -165,6 +168,14 @@ async fn housekeeping(state: Arc<AppState>, store: Arc<Store>, mut stop: watch::
     let names: Vec<String> = state.routes.iter().filter(|r| r.ack == crate::route::Ack::Durable).map(|r| r.name.clone()).collect();
     let mut round = 0u32;
     loop {
+        // A commit of nothing: an fsync (embedded), a transaction (PostgreSQL,
+        // reconnecting if need be), behind every write queued before it.
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, store.flush()).await;
+        state
+            .store_health
+            .record(&probe.unwrap_or_else(|_| {
+                Err(crate::store::StoreError(format!("a commit did not finish within {} s", PROBE_TIMEOUT.as_secs())))
+            }));
         match store.stats(now_ms()).await {
             Ok(stats) => state.metrics.store_stats(&names, &stats),
             Err(e) => tracing::warn!(error = %e, "cannot read the store's figures"),

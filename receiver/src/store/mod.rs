@@ -350,6 +350,44 @@ impl StoreError {
     }
 }
 
+/// Whether the store could commit when last asked: by an accepted event,
+/// or by the dispatcher's probe every few seconds. `/readyz` follows it.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: std::sync::atomic::AtomicBool,
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Takes a commit's result.
+    pub fn record<T>(&self, result: &Result<T, StoreError>) {
+        use std::sync::atomic::Ordering;
+        if result.is_ok() && !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut problem = self.problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Ok(_) => {
+                if problem.take().is_some() {
+                    tracing::info!("the store commits again; ready");
+                }
+            }
+            Err(e) => {
+                if problem.is_none() {
+                    tracing::warn!(error = %e, "the store cannot commit; not ready until it can");
+                }
+                *problem = Some(e.0.clone());
+            }
+        }
+        self.failing.store(problem.is_some(), Ordering::Relaxed);
+    }
+
+    /// Why the last commit failed, while it is the last word.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
 /// How long things are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {

@@ -20,6 +20,7 @@
 //! supported yet (`sslmode=disable`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -100,6 +101,8 @@ const COLUMNS: &str = "d.id, d.event_id, d.event_type, d.route, d.state, d.attem
 /// The PostgreSQL store.
 pub struct Postgres {
     url: Arc<Secret>,
+    /// Set once this process has seen the schema migrated.
+    migrated: Arc<AtomicBool>,
     shared: RwLock<Option<Arc<Client>>>,
     ops: mpsc::UnboundedSender<Op>,
     retention: Retention,
@@ -173,19 +176,39 @@ async fn within<T>(what: &str, f: impl Future<Output = Result<T, tokio_postgres:
     }
 }
 
-impl Postgres {
-    /// Connects, applies the migrations and starts the batching task.
-    pub async fn open(url: Arc<Secret>, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
-        let mut client = connect(&url).await?;
+/// A connection to a migrated database: the first one this process makes
+/// applies the migrations.
+async fn usable(url: &Secret, migrated: &AtomicBool) -> Result<Client, StoreError> {
+    let mut client = connect(url).await?;
+    if !migrated.load(Ordering::SeqCst) {
         migrate(&mut client).await?;
+        migrated.store(true, Ordering::SeqCst);
+    }
+    Ok(client)
+}
+
+impl Postgres {
+    /// Starts the batching tasks and tries to connect and migrate. A
+    /// database that cannot be used yet is not fatal: every commit fails
+    /// (500, not ready) and the next one tries again, so the receiver
+    /// recovers by itself instead of restarting in a loop.
+    pub async fn open(url: Arc<Secret>, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
+        let migrated = Arc::new(AtomicBool::new(false));
+        let client = match usable(&url, &migrated).await {
+            Ok(client) => Some(Arc::new(client)),
+            Err(e) => {
+                tracing::error!(error = %e, "PostgreSQL cannot be used yet; events are answered 500 and the receiver is not ready until it can");
+                None
+            }
+        };
         let (ops, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let commits = Arc::new(RwLock::new(()));
         let failed_groups = Arc::new(std::sync::atomic::AtomicU64::new(0));
         for _ in 0..WRITERS {
-            tokio::spawn(batcher(url.clone(), rx.clone(), commits.clone(), failed_groups.clone(), latency.clone()));
+            tokio::spawn(batcher(url.clone(), migrated.clone(), rx.clone(), commits.clone(), failed_groups.clone(), latency.clone()));
         }
-        Ok(Self { url, shared: RwLock::new(Some(Arc::new(client))), ops, retention, failed_groups })
+        Ok(Self { url, migrated, shared: RwLock::new(client), ops, retention, failed_groups })
     }
 
     async fn client(&self) -> Result<Arc<Client>, StoreError> {
@@ -197,7 +220,7 @@ impl Postgres {
             return Ok(client.clone());
         }
         *slot = None;
-        let client = Arc::new(connect(&self.url).await?);
+        let client = Arc::new(usable(&self.url, &self.migrated).await?);
         *slot = Some(client.clone());
         Ok(client)
     }
@@ -488,6 +511,7 @@ struct Prepared {
 /// the write side, so it answers only after every group taken before it.
 async fn batcher(
     url: Arc<Secret>,
+    migrated: Arc<AtomicBool>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Op>>>,
     commits: Arc<RwLock<()>>,
     failed_groups: Arc<std::sync::atomic::AtomicU64>,
@@ -510,7 +534,7 @@ async fn batcher(
         };
         let started = std::time::Instant::now();
         if connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            connection = match open_writer(&url).await {
+            connection = match open_writer(&url, &migrated).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot reach PostgreSQL; the events of this group are refused (500)");
@@ -541,23 +565,27 @@ async fn batcher(
                 op => rest.push(op),
             }
         }
+        // A flush in a failed group says why (readiness shows it).
+        let group_failure = result.as_ref().err().map(|e| e.0.clone());
         answer(rest.into_iter(), result);
         if !flushes.is_empty() {
             let _all_committed = commits.write().await;
             let failed = failed_groups.load(std::sync::atomic::Ordering::SeqCst);
             for (tx, failures) in flushes {
-                let _ = tx.send(if failed > failures {
-                    Err(StoreError("a group of outcomes could not be committed; those deliveries will be tried again".into()))
-                } else {
-                    Ok(())
+                let _ = tx.send(match &group_failure {
+                    Some(why) => Err(StoreError(why.clone())),
+                    None if failed > failures => Err(StoreError(
+                        "a group of outcomes could not be committed to PostgreSQL; those deliveries will be tried again".into(),
+                    )),
+                    None => Ok(()),
                 });
             }
         }
     }
 }
 
-async fn open_writer(url: &Secret) -> Result<(Client, Prepared), StoreError> {
-    let client = connect(url).await?;
+async fn open_writer(url: &Secret, migrated: &AtomicBool) -> Result<(Client, Prepared), StoreError> {
+    let client = usable(url, migrated).await?;
     let accept = within("prepare", client.prepare(ACCEPT)).await?;
     let record = within("prepare", client.prepare(RECORD)).await?;
     Ok((client, Prepared { accept, record }))
