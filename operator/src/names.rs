@@ -73,6 +73,8 @@ pub mod kept {
     pub const HMAC_SECRET: &str = "hmac-secret";
     /// Its algorithm.
     pub const HMAC_ALGORITHM: &str = "hmac-algorithm";
+    /// The bearer token of the receiver's admin API (generated once).
+    pub const ADMIN_TOKEN: &str = "admin-token";
 }
 
 /// Name of the operator's own Secret: the generated `Authorization` value,

@@ -37,6 +37,8 @@ pub const EVENT_NAME_PATTERN: &str = r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*$";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.tenants) && has(self.tenants.global) && self.tenants.global && has(self.tenants.tenantIds) && size(self.tenants.tenantIds) > 0)").message("tenants: set global: true or list tenantIds, not both"))]
 #[x_kube(validation = Rule::new("!has(self.tenantEvents) || (has(self.tenants) && has(self.tenants.tenantIds) && size(self.tenants.tenantIds) > 0)").message("tenantEvents needs tenants.tenantIds: the operator only changes the switches of tenants you list"))]
+#[x_kube(validation = Rule::new("!has(self.routes) || self.routes.all(r, !has(r.ack) || r.ack != 'durable' || (has(self.receiver) && has(self.receiver.store) && self.receiver.store.type != 'none'))").message("a route with ack: durable needs receiver.store (embedded or postgres)"))]
+#[x_kube(validation = Rule::new("!has(self.routes) || self.routes.all(r, !(has(r.retry) || has(r.ordering) || has(r.delayMs) || has(r.concurrency)) || (has(self.receiver) && has(self.receiver.store) && self.receiver.store.type != 'none' && (!has(r.ack) || r.ack == 'durable')))").message("retry, ordering, delayMs and concurrency are for durable routes: set receiver.store and leave ack at durable"))]
 pub struct FusionAuthWebhookSpec {
     /// How to reach FusionAuth's API.
     pub fusion_auth: FusionAuthConnection,
@@ -64,6 +66,7 @@ pub struct FusionAuthWebhookSpec {
     /// What to do with events: filters to actions. Without routes every
     /// event is accepted and nothing else happens.
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub routes: Vec<Route>,
     /// On delete: remove the FusionAuth webhook (`Delete`, default) or leave it (`Orphan`).
     #[serde(default)]
@@ -227,6 +230,12 @@ pub struct ReceiverWorkload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
     pub external_url: Option<String>,
+    /// Where accepted events wait until their durable routes have acted on
+    /// them: with a store, the receiver answers FusionAuth 200 once the
+    /// event is committed and delivers it afterwards, with retries, dead
+    /// letters and replay. Default: none (every route runs before the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -235,8 +244,102 @@ fn default_replicas() -> i32 {
 
 impl Default for ReceiverWorkload {
     fn default() -> Self {
-        Self { replicas: default_replicas(), image: None, resources: None, external_url: None }
+        Self { replicas: default_replicas(), image: None, resources: None, external_url: None, store: None }
     }
+}
+
+/// The receiver's store.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'postgres' ? has(self.urlSecretRef) : !has(self.urlSecretRef)").message("store: urlSecretRef goes with type: postgres, and postgres needs it"))]
+#[x_kube(validation = Rule::new("self.type == 'embedded' || (!has(self.size) && !has(self.storageClassName))").message("store: size and storageClassName are for type: embedded"))]
+pub struct StoreSpec {
+    /// `none`, `embedded` (a database file on a volume per replica:
+    /// deduplication is per replica) or `postgres` (one database shared by
+    /// every replica: deduplication is cluster-wide).
+    #[serde(rename = "type")]
+    pub kind: StoreType,
+    /// embedded: the size of each replica's volume claim (default 1Gi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// embedded: the StorageClass of the volume claims (default: the cluster's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// postgres: the Secret key holding the connection string
+    /// (`postgres://user:password@host:5432/db`). Mounted into the receiver
+    /// as a file, never put in its config or logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Kinds of store.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreType {
+    /// No store.
+    #[default]
+    None,
+    /// redb on a volume per replica (a StatefulSet).
+    Embedded,
+    /// PostgreSQL, shared by every replica (a Deployment).
+    Postgres,
+}
+
+/// When a route acts, relative to the answer to FusionAuth.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Ack {
+    /// Before the answer: a failure answers 500, which can veto a
+    /// transactional event in FusionAuth.
+    Sync,
+    /// Committed to the store before the answer, delivered after with
+    /// retries (the default when a store is set).
+    Durable,
+}
+
+/// Delivery order of a durable route.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Ordering {
+    /// An event about an object (`event.linkedObjectId`, else the user id)
+    /// waits while an earlier one about it is pending on this route.
+    PerObject,
+}
+
+/// When a durable delivery is tried again. Default: waits from 1 s doubling
+/// up to 1 h, with jitter, for up to 24 h after the event was accepted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrySpec {
+    /// Attempts in all, the first included; then the delivery is dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_attempts: Option<u32>,
+    /// No attempt later than this long after the event was accepted (default 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_age_seconds: Option<u64>,
+    /// The first wait of the exponential schedule (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10))]
+    pub initial_delay_ms: Option<u64>,
+    /// The longest wait of the exponential schedule (default 3600000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10))]
+    pub max_delay_ms: Option<u64>,
+    /// A fixed schedule instead: the waits after attempt 1, 2, ...; the last repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(range(min = 10)))]
+    pub schedule_ms: Vec<u64>,
+}
+
+/// Standard Webhooks signing of a route's calls.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignSpec {
+    /// The Secret key holding the signing secret, `whsec_` followed by base64.
+    pub secret_ref: SecretKeyRef,
 }
 
 /// One route: event filters to one action.
@@ -256,6 +359,27 @@ pub struct Route {
     /// Write one JSON log line per event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogAction>,
+    /// `sync` (runs before the answer to FusionAuth) or `durable`
+    /// (committed before the answer, delivered after with retries; the
+    /// default when `receiver.store` is set, and only possible then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+    /// Durable routes: when a failed delivery is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// Durable routes: `perObject` delivers the events about one object in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<Ordering>,
+    /// Durable routes: deliver no earlier than this long after the event's
+    /// `createInstant` (FusionAuth sends some `*.complete` events before its
+    /// own commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 86_400_000))]
+    pub delay_ms: Option<u64>,
+    /// Durable routes: deliveries in flight at once (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub concurrency: Option<u32>,
 }
 
 /// The `http` action.
@@ -279,6 +403,15 @@ pub struct HttpAction {
     /// Body: `event` (the event as FusionAuth sent it) or `none`; default by method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<BodyMode>,
+    /// Statuses besides 2xx that count as success (e.g. 404 for a DELETE:
+    /// already gone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(range(min = 200, max = 599)))]
+    pub success_statuses: Vec<u16>,
+    /// Sign each call the Standard Webhooks way (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature` headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignSpec>,
 }
 
 /// A header value.

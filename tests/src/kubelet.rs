@@ -223,6 +223,7 @@ impl Kubelet {
                         .replace(POD_CONFIG_DIR, &dir.join("config").display().to_string())
                         .replace(POD_SECRETS_DIR, &dir.join("secrets").display().to_string())
                         .replace("0.0.0.0:8080", "127.0.0.1:0")
+                        .replace("0.0.0.0:8081", "127.0.0.1:0")
                         .replace("delayMs: 5000", "delayMs: 0");
                     write_if_changed(&dir.join("config").join(file), rewritten.as_bytes())?;
                 }

@@ -455,3 +455,86 @@ async fn scenario_7_two_hundred_resources_reconcile_and_a_resync_writes_nothing(
     assert_eq!(kube_after, 0.0, "the resync made Kubernetes writes");
     assert_eq!(kube_writes_seen, 0, "the API server saw writes during the resync");
 }
+
+/// Users with todos for scenario 8.
+fn users(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("6c0e5b2a-0000-4000-8000-{i:012}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_8_a_postgres_store_answers_fusionauth_while_the_service_is_down_and_delivers_later() {
+    let pg = fusionhook_tests::postgres::Postgres::start();
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let people = users(20);
+    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
+    let store = TodoStore::with(&seeded);
+    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    // The todo service is down (503) until further notice.
+    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    stack.namespace_with_api_key("team").unwrap();
+    stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "pg"}, "stringData": {"url": pg.url()}})).unwrap();
+    stack.start_operator("op-a", "2s").unwrap();
+    let mut spec = spec(&stack, &todo);
+    spec["receiver"]["store"] = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});
+    spec["routes"][0]["retry"] = json!({"scheduleMs": [200]});
+    create_resource(&stack, "team", "hook", spec);
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await,
+        "{:?}",
+        resource(&stack, "team", "hook")
+    );
+    // The receiver's config names files, never the connection string or the admin token.
+    let config = receiver_config(&stack, "team", "hook").unwrap();
+    assert!(config.contains("type: postgres") && config.contains("urlFile: /etc/fusionhook/secrets/postgres-url"), "{config}");
+    assert!(config.contains("tokenFile: /etc/fusionhook/secrets/admin-token"), "{config}");
+    assert!(!config.contains(&pg.url()), "{config}");
+    let kept = stack.kube.get("", "v1", "secrets", "team", "hook-receiver-auth").unwrap();
+    assert!(base64_decode(kept["data"]["admin-token"].as_str().unwrap()).len() >= 32, "a generated admin token");
+    let service = stack.kube.get("", "v1", "services", "team", "hook-receiver").unwrap();
+    let ports: Vec<&str> = service["spec"]["ports"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(ports, ["http", "admin"]);
+
+    // FusionAuth's deliveries are answered 200 although the service is down.
+    switch_on(&stack, "user.delete");
+    for user in &people[..10] {
+        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+        assert!(report.webhooks.iter().all(|d| d.succeeded), "{report:?}");
+    }
+    // The receiver pod dies and comes back meanwhile; more events arrive.
+    assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
+    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await);
+    for user in &people[10..] {
+        let mut answered = false;
+        for _ in 0..100 {
+            let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+            if report.webhooks.iter().all(|d| d.succeeded) {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the restarted receiver answers");
+    }
+    assert!(people.iter().all(|u| !store.todos(u).is_empty()), "nothing could be deleted yet");
+
+    // The service comes back: every event's action happens. Deliveries the
+    // killed pod had claimed wait for their lease to run out (twice the
+    // route's timeout plus 30 s) before the new pod takes them.
+    store.fail_with(None);
+    assert!(
+        eventually(Duration::from_secs(90), || people.iter().all(|u| store.todos(u).is_empty())).await,
+        "every user's todos deleted in the end; left: {:?}",
+        people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
+    );
+
+    // Every call the operator made is one the chart's RBAC grants.
+    let ungranted: Vec<String> = stack
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert_eq!(ungranted, Vec::<String>::new());
+}

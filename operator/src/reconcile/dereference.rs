@@ -25,7 +25,9 @@ pub fn referenced_secrets(name: &str, spec: &FusionAuthWebhookSpec) -> BTreeSet<
     names.extend(auth.signature.iter().flat_map(|s| s.hmac_secret_ref.iter()).map(|r| r.name.clone()));
     for route in &spec.routes {
         names.extend(route.http.iter().flat_map(|h| h.headers.values()).filter_map(|v| v.secret_key_ref.as_ref()).map(|r| r.name.clone()));
+        names.extend(route.http.iter().filter_map(|h| h.sign.as_ref()).map(|s| s.secret_ref.name.clone()));
     }
+    names.extend(spec.receiver.store.iter().filter_map(|s| s.url_secret_ref.as_ref()).map(|r| r.name.clone()));
     // The operator's own Secret: the generated value, and what a rotation keeps.
     names.insert(names::authorization_secret_name(name));
     names

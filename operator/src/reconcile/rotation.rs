@@ -35,6 +35,8 @@ pub struct Kept {
     pub previous_authorization: Option<SecretString>,
     /// The HMAC key FusionAuth was last known to sign with.
     pub hmac: Option<HmacKey>,
+    /// The receiver's admin API token.
+    pub admin_token: Option<SecretString>,
 }
 
 impl Kept {
@@ -48,7 +50,12 @@ impl Kept {
             (Some(algorithm), Some(secret)) => Some(HmacKey { algorithm: algorithm.0, secret }),
             _ => None,
         };
-        Self { generated: value(kept::AUTHORIZATION), previous_authorization: value(kept::PREVIOUS_AUTHORIZATION), hmac }
+        Self {
+            generated: value(kept::AUTHORIZATION),
+            previous_authorization: value(kept::PREVIOUS_AUTHORIZATION),
+            hmac,
+            admin_token: value(kept::ADMIN_TOKEN),
+        }
     }
 }
 
@@ -84,6 +91,8 @@ pub struct Credentials {
     pub previous: Previous,
     /// The HMAC key to keep as "what FusionAuth signs with".
     pub hmac_in_use: Option<HmacKey>,
+    /// The receiver's admin API token: generated once, then kept.
+    pub admin_token: SecretString,
 }
 
 /// The credentials for this pass. `fresh_generated`: make a new generated
@@ -107,7 +116,8 @@ pub fn credentials(v: &Validated, kept: &Kept, seen: Seen<'_>, fresh_generated: 
     let (previous_hmac, hmac_in_use) = hmac(v, kept.hmac.as_ref(), seen);
     let unsigned = v.signing.is_some() && matches!(seen, Seen::Webhook(Some(webhook)) if signing_key_of(Some(webhook)).is_none());
     let previous = Previous { authorization: previous_authorization, hmac: previous_hmac, unsigned };
-    Credentials { authorization, generated, previous, hmac_in_use }
+    let admin_token = kept.admin_token.clone().unwrap_or_else(generate);
+    Credentials { authorization, generated, previous, hmac_in_use, admin_token }
 }
 
 /// (the HMAC key receivers also accept, the HMAC key to keep as in use).
@@ -128,7 +138,7 @@ pub fn signing_key_of(webhook: Option<&Webhook>) -> Option<Uuid> {
     webhook.and_then(|w| w.signature_configuration.as_ref()).filter(|s| s.enabled).and_then(|s| s.signing_key_id)
 }
 
-/// A fresh `Authorization` value: 32 bytes from the CSPRNG, base64url.
+/// A fresh `Authorization` value or admin token: 32 bytes from the CSPRNG, base64url.
 fn generate() -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -166,6 +176,7 @@ mod tests {
             generated: Some(SecretString(generated.into())),
             previous_authorization: previous.map(|p| SecretString(p.into())),
             hmac: None,
+            admin_token: None,
         }
     }
 

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use crate::names;
 use crate::reconcile::conditions::Reason;
 
-use crate::resource::{DeletionPolicy, FusionAuthWebhook, ReceiverAuth, Route, SecretKeyRef, TransactionLevel};
+use crate::resource::{DeletionPolicy, FusionAuthWebhook, ReceiverAuth, Route, SecretKeyRef, StoreSpec, StoreType, TransactionLevel};
 
 /// Data of the Secrets the resource references, by Secret name then key.
 /// A Secret that does not exist is simply absent.
@@ -154,6 +154,8 @@ pub struct Validated {
     pub replicas: i32,
     /// External URL, when FusionAuth runs outside the cluster.
     pub external_url: Option<String>,
+    /// The receiver's store (`type: none` when the spec has none).
+    pub store: StoreSpec,
     /// On delete.
     pub deletion_policy: DeletionPolicy,
 }
@@ -232,7 +234,8 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
     if delivery.connect_timeout_ms == 0 || delivery.read_timeout_ms == 0 {
         return Err(invalid("delivery: connectTimeoutMs and readTimeoutMs must be greater than 0"));
     }
-    routes(&spec.routes, delivery.read_timeout_ms, secrets)?;
+    let store = store(spec.receiver.store.as_ref(), secrets)?;
+    routes(&spec.routes, delivery.read_timeout_ms, store.kind != StoreType::None, secrets)?;
     let Credentials { authorization, basic } = credentials(&spec.auth, secrets)?;
     let Connection { url, api_key, ca_pem } = connection(resource, secrets)?;
     let signing = signing(&spec.auth, &uid, &api_key, secrets)?;
@@ -268,6 +271,7 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         routes: spec.routes.clone(),
         replicas: spec.receiver.replicas,
         external_url: spec.receiver.external_url.clone(),
+        store,
         deletion_policy: spec.deletion_policy,
     };
     receiver_accepts(&validated)?;
@@ -319,10 +323,34 @@ fn tenants(resource: &FusionAuthWebhook) -> Result<Tenants, ValidationError> {
     Ok(Tenants { global, tenant_ids, tenant_events })
 }
 
+/// The store, with the checks the CRD's CEL rules make (for a cluster
+/// without CEL) and the Secret of a PostgreSQL connection string.
+fn store(spec: Option<&StoreSpec>, secrets: &SecretData) -> Result<StoreSpec, ValidationError> {
+    let store = spec.cloned().unwrap_or(StoreSpec { kind: StoreType::None, size: None, storage_class_name: None, url_secret_ref: None });
+    match (store.kind, &store.url_secret_ref) {
+        (StoreType::Postgres, None) => return Err(invalid("receiver.store: type postgres needs urlSecretRef")),
+        (StoreType::Postgres, Some(reference)) => {
+            secret_value(secrets, reference)?;
+        }
+        (_, Some(_)) => return Err(invalid("receiver.store.urlSecretRef: only for type postgres")),
+        (_, None) => {}
+    }
+    if store.kind != StoreType::Embedded && (store.size.is_some() || store.storage_class_name.is_some()) {
+        return Err(invalid("receiver.store: size and storageClassName are for type embedded"));
+    }
+    if store.kind == StoreType::Embedded {
+        // It needs a StatefulSet (a volume per replica), which this
+        // operator does not deploy yet: said plainly, nothing half-made.
+        return Err(invalid("receiver.store: type embedded is not deployed by this operator version yet; use type postgres"));
+    }
+    Ok(store)
+}
+
 /// What only the operator can check about routes (the receiver's own parser
 /// checks the rest, see [`receiver_accepts`]): unique names, one action, a
-/// timeout inside FusionAuth's, the Secrets of header values.
-fn routes(routes: &[Route], read_timeout_ms: u32, secrets: &SecretData) -> Result<(), ValidationError> {
+/// timeout inside FusionAuth's (for routes that run before the answer), the
+/// Secrets of header values and signing.
+fn routes(routes: &[Route], read_timeout_ms: u32, stored: bool, secrets: &SecretData) -> Result<(), ValidationError> {
     let mut names = std::collections::BTreeSet::new();
     for (i, route) in routes.iter().enumerate() {
         if !names.insert(route.name.as_str()) {
@@ -331,8 +359,26 @@ fn routes(routes: &[Route], read_timeout_ms: u32, secrets: &SecretData) -> Resul
         if route.http.is_some() == route.log.is_some() {
             return Err(invalid(format!("routes[{i}]: give exactly one action, http or log")));
         }
+        let durable = match route.ack {
+            Some(crate::resource::Ack::Durable) if !stored => {
+                return Err(invalid(format!("routes[{i}].ack: durable needs receiver.store (embedded or postgres)")));
+            }
+            Some(crate::resource::Ack::Durable) | None => stored,
+            Some(crate::resource::Ack::Sync) => false,
+        };
+        let durable_only = [
+            ("retry", route.retry.is_some()),
+            ("ordering", route.ordering.is_some()),
+            ("delayMs", route.delay_ms.is_some()),
+            ("concurrency", route.concurrency.is_some()),
+        ];
+        if let Some((field, _)) = durable_only.iter().find(|(_, set)| *set).filter(|_| !durable) {
+            return Err(invalid(format!("routes[{i}].{field}: only for durable routes (set receiver.store and leave ack at durable)")));
+        }
+        // A durable delivery runs after the answer: FusionAuth's read timeout does not bound it.
         if let Some(timeout) = route.http.as_ref().and_then(|h| h.timeout_ms)
             && timeout >= read_timeout_ms
+            && !durable
         {
             return Err(invalid(format!(
                 "routes[{i}].http.timeoutMs: {timeout} must be below delivery.readTimeoutMs ({read_timeout_ms}): FusionAuth would give up first"
@@ -345,6 +391,9 @@ fn routes(routes: &[Route], read_timeout_ms: u32, secrets: &SecretData) -> Resul
             if let Some(reference) = &header.secret_key_ref {
                 secret_value(secrets, reference)?;
             }
+        }
+        if let Some(sign) = route.http.as_ref().and_then(|h| h.sign.as_ref()) {
+            secret_value(secrets, &sign.secret_ref)?;
         }
     }
     Ok(())
@@ -438,5 +487,41 @@ mod tests {
         }
         // Secret files do not exist where the operator runs: the check does not read them.
         assert!(validate(&resource(json!({})), &secrets()).is_ok());
+    }
+
+    #[test]
+    fn store_and_durable_route_mistakes_are_conditions_naming_the_field() {
+        let route = |extra: Value| {
+            let mut r = json!({"name": "r", "events": ["user.delete"], "log": {}});
+            r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            r
+        };
+        let postgres = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});
+        let cases = [
+            (json!({"routes": [route(json!({"ack": "durable"}))]}), "routes[0].ack: durable needs receiver.store"),
+            (json!({"routes": [route(json!({"retry": {"maxAttempts": 3}}))]}), "routes[0].retry: only for durable routes"),
+            (
+                json!({"receiver": {"store": postgres.clone()}, "routes": [route(json!({"ack": "sync", "ordering": "perObject"}))]}),
+                "routes[0].ordering: only for durable routes",
+            ),
+            (json!({"receiver": {"store": {"type": "postgres"}}}), "receiver.store: type postgres needs urlSecretRef"),
+            (json!({"receiver": {"store": {"type": "none", "size": "1Gi"}}}), "size and storageClassName are for type embedded"),
+            (json!({"receiver": {"store": {"type": "embedded"}}}), "type embedded is not deployed by this operator version yet"),
+        ];
+        for (extra, expected) in cases {
+            match validate(&resource(extra.clone()), &secrets()) {
+                Err(ValidationError::InvalidSpec(message)) => {
+                    assert!(message.contains(expected), "{extra}: expected {expected:?} in {message:?}");
+                }
+                other => panic!("{extra}: expected InvalidSpec, got {other:?}"),
+            }
+        }
+        let missing = json!({"receiver": {"store": {"type": "postgres", "urlSecretRef": {"name": "nope", "key": "url"}}}});
+        assert_eq!(validate(&resource(missing), &secrets()), Err(ValidationError::SecretNotFound { name: "nope".into() }));
+        // A durable route's timeout is not bounded by FusionAuth's read timeout.
+        let ok = json!({"receiver": {"store": postgres}, "routes": [{"name": "r", "events": ["user.delete"], "retry": {"maxAttempts": 3},
+            "http": {"url": "http://todo/", "timeoutMs": 10000}}]});
+        let v = validate(&resource(ok), &secrets()).unwrap();
+        assert_eq!(v.store.kind, StoreType::Postgres);
     }
 }

@@ -30,7 +30,14 @@ pub(crate) fn resource(extra: Value) -> FusionAuthWebhook {
 
 pub(crate) fn secrets() -> SecretData {
     let mut data = SecretData::new();
-    for (name, key, value) in [("fa", "api-key", "k"), ("todo-api", "token", "t"), ("sig", "hmac", "h"), ("auth", "value", "a")] {
+    for (name, key, value) in [
+        ("fa", "api-key", "k"),
+        ("todo-api", "token", "t"),
+        ("sig", "hmac", "h"),
+        ("sig", "whsec", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("auth", "value", "a"),
+        ("pg", "url", "postgres://fusionhook:secret@127.0.0.1:5432/fusionhook"),
+    ] {
         data.entry(name.to_owned()).or_default().insert(key.to_owned(), value.as_bytes().to_vec());
     }
     data

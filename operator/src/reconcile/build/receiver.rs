@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::fusionauth::RECEIVER_PORT;
-use super::receiver_config::{SECRETS_DIR, secret_mounts};
+use super::receiver_config::{ADMIN_PORT, SECRETS_DIR, secret_mounts};
 use crate::names::{self, kept};
 use crate::reconcile::rotation::{Credentials, Previous};
 use crate::reconcile::validate::{SecretString, Validated};
@@ -119,6 +119,7 @@ pub fn kept_secret(v: &Validated, credentials: &Credentials, owner: &OwnerRefere
         keep(kept::HMAC_SECRET, &key.secret.0);
         keep(kept::HMAC_ALGORITHM, &key.algorithm);
     }
+    keep(kept::ADMIN_TOKEN, &credentials.admin_token.0);
     Secret {
         metadata: metadata(v, names::authorization_secret_name(&v.name), owner),
         data: Some(data),
@@ -174,11 +175,10 @@ fn container(v: &Validated, default_image: &str) -> Container {
         image: Some(v.image.clone().unwrap_or_else(|| default_image.to_owned())),
         command: Some(vec!["/usr/local/bin/fusionhook-receiver".to_owned()]),
         args: Some(vec!["--config".to_owned(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: RECEIVER_PORT.into(),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort { name: Some("http".to_owned()), container_port: RECEIVER_PORT.into(), ..ContainerPort::default() },
+            ContainerPort { name: Some("admin".to_owned()), container_port: ADMIN_PORT.into(), ..ContainerPort::default() },
+        ]),
         readiness_probe: Some(http_probe("/readyz", 5)),
         liveness_probe: Some(http_probe("/healthz", 10)),
         resources: Some(v.resources.clone().unwrap_or_else(default_resources)),
@@ -264,12 +264,22 @@ pub fn service(v: &Validated, owner: &OwnerReference) -> Service {
         metadata: metadata(v, names::receiver_name(&v.name), owner),
         spec: Some(ServiceSpec {
             selector: Some(labels(v)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port: RECEIVER_PORT.into(),
-                target_port: Some(IntOrString::String("http".to_owned())),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("http".to_owned()),
+                    port: RECEIVER_PORT.into(),
+                    target_port: Some(IntOrString::String("http".to_owned())),
+                    ..ServicePort::default()
+                },
+                // The admin API (bearer token): for the operator and the
+                // API server's service proxy (`kubectl fusionhook`).
+                ServicePort {
+                    name: Some("admin".to_owned()),
+                    port: ADMIN_PORT.into(),
+                    target_port: Some(IntOrString::String("admin".to_owned())),
+                    ..ServicePort::default()
+                },
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()

@@ -6,17 +6,23 @@
 use std::path::PathBuf;
 
 use fusionhook_receiver::config::{
-    AuthFile, BasicFile, ConfigFile, HeaderValueFile, HttpFile, LogFile, RouteFile, ShutdownFile, SignatureFile,
+    AdminFile, AuthFile, BasicFile, ConfigFile, HeaderValueFile, HttpFile, LogFile, RetryFile, RouteFile, ShutdownFile, SignFile,
+    SignatureFile, StoreFile,
 };
 
 use super::fusionauth::{RECEIVER_PATH, RECEIVER_PORT};
 use crate::names::{self, kept};
 use crate::reconcile::rotation::Previous;
 use crate::reconcile::validate::{Signing, Validated};
-use crate::resource::{BodyMode, Route, SecretKeyRef};
+use crate::resource::{Ack, BodyMode, Ordering, Route, SecretKeyRef, StoreType};
 
 /// Where Secret values are mounted, one file each.
 pub const SECRETS_DIR: &str = "/etc/fusionhook/secrets";
+/// Where an embedded store's volume is mounted.
+pub const STORE_DIR: &str = "/var/lib/fusionhook";
+/// The receiver's admin API port (deliveries, replay, ingest): its own
+/// port, so a NetworkPolicy can keep it from FusionAuth.
+pub const ADMIN_PORT: u16 = 8081;
 
 /// A Secret value the receiver reads from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +46,15 @@ pub enum File {
         /// Header name.
         name: String,
     },
+    /// The Standard Webhooks signing secret of route `route`.
+    Sign {
+        /// Route index.
+        route: usize,
+    },
+    /// The PostgreSQL connection string.
+    PostgresUrl,
+    /// The admin API's bearer token.
+    AdminToken,
 }
 
 impl File {
@@ -53,6 +68,9 @@ impl File {
             Self::HmacSecret => "signature-hmac".into(),
             Self::PreviousHmacSecret => "previous-signature-hmac".into(),
             Self::Header { route, name } => format!("header-{route}-{}", name.to_ascii_lowercase()),
+            Self::Sign { route } => format!("sign-{route}"),
+            Self::PostgresUrl => "postgres-url".into(),
+            Self::AdminToken => "admin-token".into(),
         }
     }
 
@@ -116,7 +134,14 @@ pub fn secret_mounts(v: &Validated, previous: &Previous) -> Vec<SecretMount> {
                 mounts.push(SecretMount::of(reference, File::Header { route: i, name: name.clone() }));
             }
         }
+        if let Some(sign) = route.http.as_ref().and_then(|h| h.sign.as_ref()) {
+            mounts.push(SecretMount::of(&sign.secret_ref, File::Sign { route: i }));
+        }
     }
+    if let Some(reference) = v.store.url_secret_ref.as_ref().filter(|_| v.store.kind == StoreType::Postgres) {
+        mounts.push(SecretMount::of(reference, File::PostgresUrl));
+    }
+    mounts.push(SecretMount::kept(v, kept::ADMIN_TOKEN, File::AdminToken));
     mounts
 }
 
@@ -130,6 +155,14 @@ pub fn config_file(v: &Validated, previous: &Previous) -> ConfigFile {
         // Endpoints take a moment to drop a terminating pod; keep serving meanwhile.
         shutdown: ShutdownFile { delay_ms: Some(5000), drain_timeout_ms: Some(20_000) },
         routes: v.routes.iter().enumerate().map(|(i, route)| route_file(i, route)).collect(),
+        store: match v.store.kind {
+            StoreType::None => StoreFile::None,
+            StoreType::Embedded => StoreFile::Embedded { path: PathBuf::from(STORE_DIR) },
+            StoreType::Postgres => StoreFile::Postgres { url_file: File::PostgresUrl.path() },
+        },
+        // In every store mode: the CLI and backfill use it (ingest runs the
+        // routes at once without a store).
+        admin: Some(AdminFile { listen: format!("0.0.0.0:{ADMIN_PORT}"), token_file: File::AdminToken.path() }),
         ..ConfigFile::default()
     }
 }
@@ -198,17 +231,28 @@ fn route_file(i: usize, route: &Route) -> RouteFile {
                 (name.clone(), rendered)
             })
             .collect(),
-        // Outbound signing and extra success statuses come with durable
-        // delivery in the resource (the next issue).
-        ..HttpFile::default()
+        success_statuses: http.success_statuses.clone(),
+        sign: http.sign.as_ref().map(|_| SignFile { secret_file: File::Sign { route: i }.path() }),
     });
     RouteFile {
         name: route.name.clone(),
         events: route.events.clone(),
         http,
         log: route.log.as_ref().map(|log| LogFile { fields: log.fields.clone() }),
-        // No store is rendered yet, so every route is `ack: sync`.
-        ..RouteFile::default()
+        ack: route.ack.map(|ack| match ack {
+            Ack::Sync => fusionhook_receiver::route::Ack::Sync,
+            Ack::Durable => fusionhook_receiver::route::Ack::Durable,
+        }),
+        retry: route.retry.as_ref().map(|r| RetryFile {
+            max_attempts: r.max_attempts,
+            max_age_seconds: r.max_age_seconds,
+            initial_delay_ms: r.initial_delay_ms,
+            max_delay_ms: r.max_delay_ms,
+            schedule_ms: r.schedule_ms.clone(),
+        }),
+        ordering: route.ordering.map(|Ordering::PerObject| fusionhook_receiver::route::Ordering::PerObject),
+        delay_ms: route.delay_ms,
+        concurrency: route.concurrency.map(|c| c as usize),
     }
 }
 
@@ -236,6 +280,7 @@ mod tests {
                 ("todo-cleanup-receiver-auth", "authorization", "authorization".to_owned()),
                 ("sig", "hmac", "signature-hmac".to_owned()),
                 ("todo-api", "token", "header-0-x-api-key".to_owned()),
+                ("todo-cleanup-receiver-auth", "admin-token", "admin-token".to_owned()),
             ]
         );
         let config = render(&v, &Previous::default());
@@ -268,7 +313,7 @@ mod tests {
         let (v, _) = validated(json!({"auth": {"signature": {"algorithm": "HS256", "hmacSecretRef": {"name": "sig", "key": "hmac"}}}}));
         let dir = tempfile::tempdir().unwrap();
         for mount in secret_mounts(&v, &Previous::default()) {
-            std::fs::write(dir.path().join(mount.file.name()), "value\n").unwrap();
+            std::fs::write(dir.path().join(mount.file.name()), "a-value-of-32-characters-or-more\n").unwrap();
         }
         let config = render(&v, &Previous::default()).replace(SECRETS_DIR, &dir.path().display().to_string());
         let parsed = fusionhook_receiver::Config::from_yaml(&config).unwrap_or_else(|e| panic!("{e}\n{config}"));
@@ -295,12 +340,13 @@ mod tests {
             [
                 ("authorization", "authorization".to_owned()),
                 ("previous-authorization", "previous-authorization".to_owned()),
-                ("hmac-secret", "previous-signature-hmac".to_owned())
+                ("hmac-secret", "previous-signature-hmac".to_owned()),
+                ("admin-token", "admin-token".to_owned())
             ]
         );
         let dir = tempfile::tempdir().unwrap();
         for mount in &mounts {
-            std::fs::write(dir.path().join(mount.file.name()), "value\n").unwrap();
+            std::fs::write(dir.path().join(mount.file.name()), "a-value-of-32-characters-or-more\n").unwrap();
         }
         let config = render(&v, &previous).replace(SECRETS_DIR, &dir.path().display().to_string());
         let parsed = fusionhook_receiver::Config::from_yaml(&config).unwrap_or_else(|e| panic!("{e}\n{config}"));
@@ -308,5 +354,41 @@ mod tests {
         assert_eq!(signature.algorithms.len(), 2, "both algorithms while FusionAuth is switched: {config}");
         assert!(signature.previous_hmac_secret.is_some() && parsed.auth.previous_authorization.is_some());
         assert!(!config.contains("old"), "values stay in Secrets: {config}");
+    }
+
+    #[test]
+    fn a_store_and_durable_route_options_reach_the_receiver_as_it_reads_them() {
+        let (v, _) = validated(json!({
+            "receiver": {"store": {"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}}},
+            "routes": [{"name": "todo", "events": ["user.delete"], "retry": {"maxAttempts": 20, "scheduleMs": [100, 1000]},
+                "ordering": "perObject", "delayMs": 250, "concurrency": 4,
+                "http": {"method": "DELETE", "url": "http://todo/users/{{event.user.id}}/todos", "timeoutMs": 5000,
+                    "successStatuses": [404], "sign": {"secretRef": {"name": "sig", "key": "whsec"}}}},
+                {"name": "audit", "events": ["*"], "ack": "sync", "log": {}}]
+        }));
+        let mounts = secret_mounts(&v, &Previous::default());
+        let files: Vec<(&str, &str, String)> = mounts.iter().map(|m| (m.secret.as_str(), m.key.as_str(), m.file.name())).collect();
+        assert!(files.contains(&("pg", "url", "postgres-url".to_owned())), "{files:?}");
+        assert!(files.contains(&("sig", "whsec", "sign-0".to_owned())), "{files:?}");
+        let dir = tempfile::tempdir().unwrap();
+        for mount in &mounts {
+            let value = if mount.file == (File::Sign { route: 0 }) {
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            } else {
+                "a-value-of-32-characters-or-more"
+            };
+            std::fs::write(dir.path().join(mount.file.name()), value).unwrap();
+        }
+        let config = render(&v, &Previous::default()).replace(SECRETS_DIR, &dir.path().display().to_string());
+        let parsed = fusionhook_receiver::Config::from_yaml(&config).unwrap_or_else(|e| panic!("{e}\n{config}"));
+        let todo = &parsed.routes[0];
+        assert_eq!(todo.ack, fusionhook_receiver::route::Ack::Durable, "durable by default with a store");
+        assert_eq!(todo.durable.concurrency, 4);
+        assert_eq!(todo.durable.delay, std::time::Duration::from_millis(250));
+        assert_eq!(parsed.routes[1].ack, fusionhook_receiver::route::Ack::Sync);
+        assert!(config.contains("successStatuses:\n    - 404") || config.contains("successStatuses: [404]"), "{config}");
+        assert!(config.contains("ordering: perObject") && config.contains("maxAttempts: 20"), "{config}");
+        assert!(parsed.admin.is_some(), "the admin API in every store mode");
+        assert!(!config.contains("postgres://"), "the connection string stays in its Secret");
     }
 }
