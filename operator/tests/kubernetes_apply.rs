@@ -115,7 +115,12 @@ async fn receiver_objects_are_server_side_applied_once() {
     let v = validate(&r, &secrets).unwrap();
     let owner = owner_reference(&r).unwrap();
     let objects = |v: &Validated, image: &str| -> ReceiverObjects {
-        let kept = Kept { generated: Some(fusionhook_operator::reconcile::validate::SecretString("generated".into())), ..Kept::default() };
+        // As read back from the operator's Secret each pass: the generated values stay.
+        let kept = Kept {
+            generated: Some(fusionhook_operator::reconcile::validate::SecretString("generated".into())),
+            admin_token: Some(fusionhook_operator::reconcile::validate::SecretString("admin-token-generated-once".into())),
+            ..Kept::default()
+        };
         desired(v, &credentials(v, &kept, Seen::Webhook(None), false), image, &owner).receiver
     };
 
