@@ -316,3 +316,48 @@ async fn events_are_served_by_both_apis() {
         serde_json::to_value(core.list(&ListParams::default().fields("involvedObject.name=a")).await.unwrap().items).unwrap();
     assert_eq!(core_list.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_crds_cel_rules_refuse_what_cannot_work_with_their_messages() {
+    let (_e, _r, client) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd()).await.unwrap();
+    let api = faw_api(&client, "default");
+    let with = |name: &str, extra: Value| {
+        let mut object = serde_json::to_value(faw(name)).unwrap();
+        object["spec"].as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value::<DynamicObject>(object).unwrap()
+    };
+    let message = |e: kube::Error| match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.message),
+        other => format!("{other}"),
+    };
+    let postgres = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});
+    let route = |extra: Value| {
+        let mut r = json!({"name": "r", "events": ["user.delete"], "http": {"url": "http://todo/"}});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        r
+    };
+    let refused = [
+        (json!({"routes": [route(json!({"ack": "durable"}))]}), "a route with ack: durable needs receiver.store"),
+        (
+            json!({"routes": [route(json!({"retry": {"maxAttempts": 3}}))]}),
+            "retry, ordering, delayMs and concurrency are for durable routes",
+        ),
+        (
+            json!({"receiver": {"store": postgres.clone()}, "routes": [route(json!({"ack": "sync", "ordering": "perObject"}))]}),
+            "retry, ordering, delayMs and concurrency are for durable routes",
+        ),
+        (json!({"receiver": {"store": {"type": "postgres"}}}), "urlSecretRef goes with type: postgres"),
+        (json!({"receiver": {"store": {"type": "none", "size": "1Gi"}}}), "size and storageClassName are for type: embedded"),
+        (json!({"routes": [{"name": "r", "events": ["*"], "http": {"url": "http://x/"}, "log": {}}]}), "exactly one action"),
+    ];
+    for (i, (extra, expected)) in refused.into_iter().enumerate() {
+        let error = api.create(&PostParams::default(), &with(&format!("bad-{i}"), extra.clone())).await.unwrap_err();
+        let text = message(error);
+        assert!(text.starts_with("422 ") && text.contains(expected), "{extra}: expected {expected:?} in {text}");
+    }
+    let accepted = json!({"receiver": {"store": postgres}, "routes": [route(json!({"retry": {"maxAttempts": 3}, "ordering": "perObject"})),
+        {"name": "audit", "events": ["*"], "ack": "sync", "log": {}}]});
+    api.create(&PostParams::default(), &with("good", accepted)).await.unwrap();
+}

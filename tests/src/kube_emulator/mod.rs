@@ -12,13 +12,14 @@
 //! far field ownership goes), streaming watches with bookmarks, timeouts
 //! and 410 Gone, `Table` answers for kubectl's printer columns, and
 //! metadata-only answers for metadata watches; request bodies in JSON,
-//! YAML, or protobuf for the kinds typed clients send (`protobuf.rs`).
+//! YAML, or protobuf for the kinds typed clients send (`protobuf.rs`); a
+//! custom resource's structural schema (types, patterns, ranges, required
+//! fields) and its CEL rules (`x-kubernetes-validations`, with `kube-cel`).
 //!
 //! Not emulated (documented, not silently wrong): authentication and RBAC
 //! (every request is allowed; the audit log records each one so tests can
-//! check the RBAC a component needs), CEL validation rules and pruning of
-//! unknown fields in custom resources (the structural schema's types,
-//! patterns, ranges and required fields are checked), admission webhooks,
+//! check the RBAC a component needs), pruning of unknown fields in custom
+//! resources, transition rules (`oldSelf`), admission webhooks and policies,
 //! the OpenAPI documents (`kubectl` needs `--validate=false`), and the
 //! controllers of built-in kinds (a Deployment gets no pods or status unless
 //! a test, like the end-to-end tests' stand-in kubelet, writes them).

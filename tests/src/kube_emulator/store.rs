@@ -243,8 +243,10 @@ impl Store {
     fn validate(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
         let Some(schema) = &t.schema else { return Ok(()) };
         // The CRD's structural schema minus what jsonschema does not know;
-        // x-kubernetes-* keywords are ignored as unknown keywords. CEL rules
-        // (x-kubernetes-validations) are not evaluated.
+        // x-kubernetes-* keywords are ignored as unknown keywords there. CEL
+        // rules (x-kubernetes-validations) are evaluated after it, as the API
+        // server does (kube-cel; a rule that does not compile refuses every
+        // object, where the API server would refuse the CRD itself).
         let mut body = object.clone();
         if let Some(m) = body.as_object_mut() {
             m.remove("metadata");
@@ -266,11 +268,18 @@ impl Store {
                 format!("{field}: {e}")
             })
             .collect();
-        if errors.is_empty() {
-            return Ok(());
-        }
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        Err(ApiError::Invalid(format!("{}.{} \"{name}\" is invalid: {}", t.kind, t.group, errors.join(", "))))
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(format!("{}.{} \"{name}\" is invalid: {}", t.kind, t.group, errors.join(", "))));
+        }
+        match kube_cel::Validator::new().validate(&schema, &body, None) {
+            Ok(()) => Ok(()),
+            Err(failed) => {
+                let errors: Vec<String> =
+                    failed.iter().map(|e| format!("{}: Invalid value: \"object\": {}", e.field_path, e.message)).collect();
+                Err(ApiError::Invalid(format!("{}.{} \"{name}\" is invalid: {}", t.kind, t.group, errors.join(", "))))
+            }
+        }
     }
 
     fn managed(object: &mut Value, manager: &str, operation: &str, t: &ResourceType, subresource: Option<&str>) {
