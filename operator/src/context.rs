@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fusionhook_fusionauth::client::{ApiKey, CallObserver, ClientConfig, ClientError, FusionAuthClient, RetryPolicy};
 use fusionhook_fusionauth::model::Webhook;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::Client;
 use kube::core::PartialObjectMeta;
@@ -62,6 +62,8 @@ impl Default for Settings {
 pub struct Caches {
     /// Deployments labelled as managed by the operator.
     pub deployments: Store<Deployment>,
+    /// StatefulSets labelled as managed by the operator.
+    pub stateful_sets: Store<StatefulSet>,
     /// ConfigMaps labelled as managed by the operator (metadata).
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// Services labelled as managed by the operator (metadata).
@@ -74,6 +76,8 @@ pub struct Caches {
 pub struct CacheWriters {
     /// Deployments.
     pub deployments: reflector::store::Writer<Deployment>,
+    /// StatefulSets.
+    pub stateful_sets: reflector::store::Writer<StatefulSet>,
     /// ConfigMaps.
     pub config_maps: reflector::store::Writer<PartialObjectMeta<ConfigMap>>,
     /// Services.
@@ -86,12 +90,19 @@ impl Caches {
     /// Empty caches and their writers.
     pub fn new() -> (Self, CacheWriters) {
         let (deployments, deployments_w) = reflector::store();
+        let (stateful_sets, stateful_sets_w) = reflector::store();
         let (config_maps, config_maps_w) = reflector::store();
         let (services, services_w) = reflector::store();
         let (secrets, secrets_w) = reflector::store();
         (
-            Self { deployments, config_maps, services, secrets },
-            CacheWriters { deployments: deployments_w, config_maps: config_maps_w, services: services_w, secrets: secrets_w },
+            Self { deployments, stateful_sets, config_maps, services, secrets },
+            CacheWriters {
+                deployments: deployments_w,
+                stateful_sets: stateful_sets_w,
+                config_maps: config_maps_w,
+                services: services_w,
+                secrets: secrets_w,
+            },
         )
     }
 
@@ -116,6 +127,11 @@ impl Caches {
         let receiver = names::receiver_name(name);
         Observed {
             deployment: self.deployments.get(&ObjectRef::new(&receiver).within(namespace)).map(|d| (*d).clone()),
+            stateful_set: self.stateful_sets.get(&ObjectRef::new(&receiver).within(namespace)).map(|s| (*s).clone()),
+            pods_service: self
+                .services
+                .get(&ObjectRef::new(&format!("{receiver}-pods")).within(namespace))
+                .map(|m| Service { metadata: m.metadata.clone(), ..Service::default() }),
             config_map: self
                 .config_maps
                 .get(&ObjectRef::new(config_map).within(namespace))

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
@@ -106,6 +106,15 @@ pub async fn run(
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", names::FIELD_MANAGER));
     let deployments = watcher(scope.api::<Deployment>(&client), managed.clone()).modify(keep_rollout_state);
     let deployments = reflector(writers.deployments, deployments).default_backoff().touched_objects();
+    let stateful_sets = watcher(scope.api::<StatefulSet>(&client), managed.clone()).modify(|s| {
+        // As for Deployments: metadata, replicas and status; never the template.
+        s.metadata.managed_fields = None;
+        if let Some(spec) = &mut s.spec {
+            spec.template = Default::default();
+            spec.volume_claim_templates = None;
+        }
+    });
+    let stateful_sets = reflector(writers.stateful_sets, stateful_sets).default_backoff().touched_objects();
     let config_maps =
         watcher(scope.api::<PartialObjectMeta<ConfigMap>>(&client), managed.clone()).modify(|m| m.metadata.managed_fields = None);
     let config_maps = reflector(writers.config_maps, config_maps).default_backoff().touched_objects();
@@ -121,6 +130,7 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client, settings, caches, metrics));
     controller
         .owns_stream(deployments)
+        .owns_stream(stateful_sets)
         .owns_stream(config_maps)
         .owns_stream(services)
         .watches_stream(secrets, move |secret| {

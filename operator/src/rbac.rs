@@ -35,8 +35,11 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     // The receiver objects: watched (to repair and to see availability) and
     // server-side applied; config versions no pod needs any more deleted.
     (Place::Watched, Permission { group: "", resource: "configmaps", verbs: &["create", "delete", "list", "patch", "watch"] }),
-    (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "list", "patch", "watch"] }),
-    (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "list", "patch", "watch"] }),
+    // A Deployment or a StatefulSet (embedded store) and its headless
+    // Service; the one of the other kind is deleted when the store type changes.
+    (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "delete", "list", "patch", "watch"] }),
+    (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "delete", "list", "patch", "watch"] }),
+    (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "list", "patch", "watch"] }),
     // The receiver's pods, listed only when a rollout is stuck, to say why.
     (Place::Watched, Permission { group: "", resource: "pods", verbs: &["list"] }),
     // Events about the resources (a repeated Event is patched as a series).

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use fusionhook_operator::FusionAuthWebhook;
-use fusionhook_operator::reconcile::apply::kubernetes::{Observed, Rollout, apply_receiver, patch_status, rollout};
+use fusionhook_operator::reconcile::apply::kubernetes::{Observed, Rollout, apply_receiver, patch_status};
 use fusionhook_operator::reconcile::build::{ReceiverObjects, desired, owner_reference};
 use fusionhook_operator::reconcile::dereference;
 use fusionhook_operator::reconcile::rotation::{Kept, Seen, credentials};
@@ -159,7 +159,7 @@ async fn receiver_objects_are_server_side_applied_once() {
         assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "FusionAuthWebhook");
         assert!(body["metadata"]["annotations"]["fusionhook.dev/applied-hash"].is_string());
     }
-    assert_eq!(rollout(applied.deployment.as_ref(), "todo-cleanup-receiver"), Rollout::Done);
+    assert_eq!(applied.rollout, Some(Rollout::Done));
 
     // Second pass: the caches hold what was applied; nothing is written.
     let as_applied = |i: usize| seen[i].3.clone();
@@ -168,10 +168,11 @@ async fn receiver_objects_are_server_side_applied_once() {
         config_map: Some(serde_json::from_value::<ConfigMap>(as_applied(1)).unwrap()),
         service: Some(serde_json::from_value::<Service>(as_applied(2)).unwrap()),
         deployment: Some(serde_json::from_value::<Deployment>(as_applied(3)).unwrap()),
+        ..Observed::default()
     };
     let (client, mut handle) = mock();
     let again = apply_receiver(&client, "todo", &objects(&v, "fusionhook:test"), &observed).await.unwrap();
-    assert!(again.deployment.is_some() && again.written.is_empty());
+    assert!(again.rollout.is_some() && again.written.is_empty());
     assert!(tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await.is_err(), "steady state: no Kubernetes write");
 
     // A spec change (new image) re-applies the Deployment, and with a new pod

@@ -1,12 +1,16 @@
-//! A stand-in kubelet (plus the bits of the Deployment controller and
-//! kube-proxy the end-to-end runs need), for the Kubernetes API emulator:
-//! for each Deployment the operator creates it runs the receiver binary
+//! A stand-in kubelet (plus the bits of the Deployment and StatefulSet
+//! controllers and kube-proxy the end-to-end runs need), for the Kubernetes
+//! API emulator: for each Deployment or StatefulSet the operator creates
+//! (one process each, whatever the replicas) it runs the receiver binary
 //! with the rendered config and the Secrets projected as files, reports the
 //! Deployment's status, keeps the files in step with the Secrets (as the
 //! kubelet refreshes projected volumes), restarts a receiver that died,
 //! rolls a new process out before stopping the old one when the pod
 //! template changes, and points the Service's DNS name at the running
-//! process through the FusionAuth emulator's host overrides.
+//! process through the FusionAuth emulator's host overrides. A StatefulSet's
+//! pod gets a directory of its own as its volume claim (`store-<name>-0`),
+//! which outlives the process, a restart and the StatefulSet itself (as a
+//! retained claim does).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,6 +28,8 @@ use crate::kube_emulator::KubeEmulator;
 /// Paths inside the pod that the operator's Deployment mounts.
 const POD_CONFIG_DIR: &str = "/etc/fusionhook/config";
 const POD_SECRETS_DIR: &str = "/etc/fusionhook/secrets";
+/// Where a StatefulSet's pod mounts its volume claim.
+const POD_STORE_DIR: &str = "/var/lib/fusionhook";
 
 /// How long a replaced receiver process keeps running (FusionAuth's read
 /// timeout is 2 s by default, so an accepted delivery finishes within it).
@@ -86,6 +92,8 @@ pub struct Kubelet {
     /// The running receivers.
     pub pods: Arc<Mutex<Pods>>,
     simulated: Arc<Mutex<Vec<String>>>,
+    /// The volume claims of StatefulSet pods: `<namespace>/<claim>`.
+    volumes: Arc<tempfile::TempDir>,
 }
 
 fn secret_data(kube: &KubeEmulator, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
@@ -96,7 +104,8 @@ fn secret_data(kube: &KubeEmulator, namespace: &str, name: &str, key: &str) -> O
 impl Kubelet {
     /// A kubelet running `receiver` binaries, resolving Service names in `fusionauth`.
     pub fn new(kube: KubeEmulator, fusionauth: Emulator, receiver: PathBuf) -> Self {
-        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default() }
+        let volumes = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory for volumes: {e}")));
+        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default(), volumes }
     }
 
     /// In `namespace`, report Deployments available without running
@@ -121,26 +130,34 @@ impl Kubelet {
         self.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One pass over every Deployment the operator manages.
+    /// The directory of the volume claim `store-<name>-0` of StatefulSet
+    /// `name` in `namespace` (it survives the pod and the StatefulSet).
+    pub fn claim_dir(&self, namespace: &str, name: &str) -> PathBuf {
+        self.volumes.path().join(namespace).join(format!("store-{name}-0"))
+    }
+
+    /// One pass over every Deployment and StatefulSet the operator manages.
     pub fn sync(&self) {
-        let deployments: Vec<Value> = self
-            .kube
-            .list("apps", "v1", "deployments", None)
-            .into_iter()
-            .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "fusionhook-operator")
-            .collect();
         let mut wanted = Vec::new();
-        for d in &deployments {
-            let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-            let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            wanted.push((ns.clone(), name.clone()));
-            self.sync_one(&ns, &name, d);
+        for resource in ["deployments", "statefulsets"] {
+            let workloads: Vec<Value> = self
+                .kube
+                .list("apps", "v1", resource, None)
+                .into_iter()
+                .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "fusionhook-operator")
+                .collect();
+            for d in &workloads {
+                let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+                let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                wanted.push((ns.clone(), name.clone()));
+                self.sync_one(resource, &ns, &name, d);
+            }
         }
         let mut pods = self.locked();
         pods.pods.retain(|key, _| wanted.contains(key));
     }
 
-    fn sync_one(&self, ns: &str, name: &str, deployment: &Value) {
+    fn sync_one(&self, resource: &str, ns: &str, name: &str, deployment: &Value) {
         let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
         let template = deployment["spec"]["template"].to_string();
         let key = (ns.to_owned(), name.to_owned());
@@ -148,7 +165,7 @@ impl Kubelet {
         if simulated {
             let status = json!({"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
             if deployment["status"] != status {
-                let _ = self.kube.set_status("apps", "v1", "deployments", ns, name, status);
+                let _ = self.kube.set_status("apps", "v1", resource, ns, name, status);
             }
             return;
         }
@@ -170,10 +187,10 @@ impl Kubelet {
                 None => {
                     // Running: keep the projected Secret files fresh.
                     if let Some(pod) = self.locked().pods.get(&key) {
-                        let _ = self.project(ns, deployment, pod.dir.path());
+                        let _ = self.project(resource, ns, name, deployment, pod.dir.path());
                     }
                 }
-                Some(restarts) => match self.start(ns, deployment) {
+                Some(restarts) => match self.replace(resource, ns, name, deployment) {
                     Ok((child, addr, dir)) => {
                         // The new process is up: switch the Service name, then stop the old one.
                         self.fusionauth.resolve(&format!("{name}.{ns}.svc"), addr);
@@ -204,13 +221,17 @@ impl Kubelet {
             "availableReplicas": available,
         });
         if deployment["status"] != status {
-            let _ = self.kube.set_status("apps", "v1", "deployments", ns, name, status);
+            let _ = self.kube.set_status("apps", "v1", resource, ns, name, status);
         }
     }
 
     /// Writes the ConfigMap and the projected Secrets of the pod template
     /// under `dir` (the pod's `/etc/fusionhook`).
-    fn project(&self, ns: &str, deployment: &Value, dir: &Path) -> anyhow::Result<()> {
+    fn project(&self, resource: &str, ns: &str, name: &str, deployment: &Value, dir: &Path) -> anyhow::Result<()> {
+        let store = self.claim_dir(ns, name);
+        if resource == "statefulsets" {
+            std::fs::create_dir_all(&store)?;
+        }
         let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().cloned().unwrap_or_default();
         std::fs::create_dir_all(dir.join("config"))?;
         std::fs::create_dir_all(dir.join("secrets"))?;
@@ -222,6 +243,7 @@ impl Kubelet {
                     let rewritten = text
                         .replace(POD_CONFIG_DIR, &dir.join("config").display().to_string())
                         .replace(POD_SECRETS_DIR, &dir.join("secrets").display().to_string())
+                        .replace(POD_STORE_DIR, &store.display().to_string())
                         .replace("0.0.0.0:8080", "127.0.0.1:0")
                         .replace("0.0.0.0:8081", "127.0.0.1:0")
                         .replace("delayMs: 5000", "delayMs: 0");
@@ -242,9 +264,20 @@ impl Kubelet {
         Ok(())
     }
 
-    fn start(&self, ns: &str, deployment: &Value) -> anyhow::Result<(Child, SocketAddr, tempfile::TempDir)> {
+    /// Starts the pod's successor. A StatefulSet's pod goes first: they
+    /// share the volume claim (the store file's lock); a Deployment's new
+    /// pod starts while the old one still serves.
+    fn replace(&self, resource: &str, ns: &str, name: &str, workload: &Value) -> anyhow::Result<(Child, SocketAddr, tempfile::TempDir)> {
+        if resource == "statefulsets" {
+            let old = self.locked().pods.remove(&(ns.to_owned(), name.to_owned()));
+            drop(old);
+        }
+        self.start(resource, ns, name, workload)
+    }
+
+    fn start(&self, resource: &str, ns: &str, name: &str, deployment: &Value) -> anyhow::Result<(Child, SocketAddr, tempfile::TempDir)> {
         let dir = tempfile::tempdir()?;
-        self.project(ns, deployment, dir.path())?;
+        self.project(resource, ns, name, deployment, dir.path())?;
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let args: Vec<String> = container["args"]
             .as_array()

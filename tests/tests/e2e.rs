@@ -538,3 +538,72 @@ async fn scenario_8_a_postgres_store_answers_fusionauth_while_the_service_is_dow
         .collect();
     assert_eq!(ungranted, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_9_an_embedded_store_keeps_accepted_events_across_a_pod_restart_until_the_service_is_back() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let people = users(12);
+    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
+    let store = TodoStore::with(&seeded);
+    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    stack.namespace_with_api_key("team").unwrap();
+    stack.start_operator("op-a", "2s").unwrap();
+    let mut spec = spec(&stack, &todo);
+    spec["receiver"]["store"] = json!({"type": "embedded", "size": "2Gi"});
+    spec["routes"][0]["retry"] = json!({"scheduleMs": [200]});
+    create_resource(&stack, "team", "hook", spec);
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await,
+        "{:?}",
+        resource(&stack, "team", "hook")
+    );
+    // A StatefulSet with a volume claim per replica and a headless Service; no Deployment.
+    let sts = stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").unwrap();
+    assert_eq!(sts["spec"]["serviceName"], "hook-receiver-pods");
+    assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "2Gi");
+    assert_eq!(sts["spec"]["persistentVolumeClaimRetentionPolicy"], json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+    assert!(stack.kube.get("apps", "v1", "deployments", "team", "hook-receiver").is_none());
+    assert_eq!(stack.kube.get("", "v1", "services", "team", "hook-receiver-pods").unwrap()["spec"]["clusterIP"], "None");
+    let condition = resource(&stack, "team", "hook").unwrap()["status"]["conditions"].to_string();
+    assert!(condition.contains("StatefulSet hook-receiver is rolled out"), "{condition}");
+
+    switch_on(&stack, "user.delete");
+    for user in &people[..6] {
+        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+        assert!(report.webhooks.iter().all(|d| d.succeeded), "answered 200 while the service is down: {report:?}");
+    }
+    // Killed and restarted on the same volume: what it accepted is still there.
+    assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
+    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await);
+    for user in &people[6..] {
+        let mut answered = false;
+        for _ in 0..100 {
+            let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+            if report.webhooks.iter().all(|d| d.succeeded) {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the restarted receiver answers");
+    }
+    assert!(stack.kubelet.claim_dir("team", "hook-receiver").join("fusionhook.redb").exists());
+    store.fail_with(None);
+    assert!(
+        eventually(Duration::from_secs(60), || people.iter().all(|u| store.todos(u).is_empty())).await,
+        "every user's todos deleted in the end; left: {:?}",
+        people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
+    );
+
+    // Every call the operator made is one the chart's RBAC grants.
+    let ungranted: Vec<String> = stack
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert_eq!(ungranted, Vec::<String>::new());
+}

@@ -46,7 +46,7 @@ use crate::context::Context;
 use crate::names;
 use crate::resource::FusionAuthWebhook;
 use apply::fusionauth::{ApplyError, WebhookChange, apply_signing_key, apply_webhook, delete_keys};
-use apply::kubernetes::{Rollout, apply_receiver, rollout};
+use apply::kubernetes::{Rollout, apply_receiver};
 use build::{Desired, owner_reference, receiver_url};
 use conditions::{Kind, Reason, Step};
 use rotation::{Credentials, Kept, Seen};
@@ -241,14 +241,16 @@ async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: 
     let name = names::receiver_name(&v.name);
     let rotating = credentials.previous != rotation::Previous::default();
     let note = if rotating { "; they accept the old and the new credential before FusionAuth is switched" } else { "" };
-    match (v.replicas, rollout(applied.deployment.as_ref(), &name)) {
+    let workload = if v.store.kind == crate::resource::StoreType::Embedded { "StatefulSet" } else { "Deployment" };
+    let state = applied.rollout.unwrap_or_else(|| Rollout::Waiting(format!("{workload} {name} is not applied yet")));
+    match (v.replicas, state) {
         (0, _) => Err(Stopped::wait(
             Kind::ReceiverAvailable,
             Reason::ScaledToZero,
-            format!("Deployment {name} is scaled to 0 replicas; FusionAuth is not told about a receiver that cannot answer"),
+            format!("{workload} {name} is scaled to 0 replicas; FusionAuth is not told about a receiver that cannot answer"),
         )),
         (_, Rollout::Done) => {
-            report.done(Kind::ReceiverAvailable, Reason::Available, format!("Deployment {name} is rolled out and available"));
+            report.done(Kind::ReceiverAvailable, Reason::Available, format!("{workload} {name} is rolled out and available"));
             delete_old_config_maps(ctx, v, &config_map).await;
             Ok(())
         }

@@ -338,11 +338,6 @@ fn store(spec: Option<&StoreSpec>, secrets: &SecretData) -> Result<StoreSpec, Va
     if store.kind != StoreType::Embedded && (store.size.is_some() || store.storage_class_name.is_some()) {
         return Err(invalid("receiver.store: size and storageClassName are for type embedded"));
     }
-    if store.kind == StoreType::Embedded {
-        // It needs a StatefulSet (a volume per replica), which this
-        // operator does not deploy yet: said plainly, nothing half-made.
-        return Err(invalid("receiver.store: type embedded is not deployed by this operator version yet; use type postgres"));
-    }
     Ok(store)
 }
 
@@ -506,7 +501,6 @@ mod tests {
             ),
             (json!({"receiver": {"store": {"type": "postgres"}}}), "receiver.store: type postgres needs urlSecretRef"),
             (json!({"receiver": {"store": {"type": "none", "size": "1Gi"}}}), "size and storageClassName are for type embedded"),
-            (json!({"receiver": {"store": {"type": "embedded"}}}), "type embedded is not deployed by this operator version yet"),
         ];
         for (extra, expected) in cases {
             match validate(&resource(extra.clone()), &secrets()) {

@@ -73,7 +73,7 @@ impl ResourceType {
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
             "shortNames": self.short_names,
         })];
-        if matches!(self.resource.as_str(), "pods" | "services" | "deployments") {
+        if matches!(self.resource.as_str(), "pods" | "services" | "deployments" | "statefulsets" | "persistentvolumeclaims") {
             out[0]["categories"] = json!(["all"]);
         }
         if self.status {
@@ -95,6 +95,8 @@ pub fn builtins() -> Vec<ResourceType> {
         b("", "v1", "events", "Event", true, false, &["ev"]),
         b("", "v1", "pods", "Pod", true, true, &["po"]),
         b("apps", "v1", "deployments", "Deployment", true, true, &["deploy"]),
+        b("apps", "v1", "statefulsets", "StatefulSet", true, true, &["sts"]),
+        b("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, true, &["pvc"]),
         b("coordination.k8s.io", "v1", "leases", "Lease", true, false, &[]),
         b("events.k8s.io", "v1", "events", "Event", true, false, &["ev"]),
         b("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true, &["crd", "crds"]),

@@ -6,7 +6,7 @@
 //! hash already matches is not applied again, so a resync over unchanged
 //! resources makes no Kubernetes write.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::names;
-use crate::reconcile::build::ReceiverObjects;
+use crate::reconcile::build::{ReceiverObjects, Workload};
 use crate::resource::{FusionAuthWebhook, FusionAuthWebhookStatus};
 
 /// Annotation with the hash of the object as last applied by us.
@@ -56,17 +56,33 @@ pub struct Observed {
     pub config_map: Option<ConfigMap>,
     /// The Deployment.
     pub deployment: Option<Deployment>,
+    /// The StatefulSet.
+    pub stateful_set: Option<StatefulSet>,
     /// The Service.
     pub service: Option<Service>,
+    /// The StatefulSet's headless Service.
+    pub pods_service: Option<Service>,
 }
 
 /// What applying the receiver objects did.
 #[derive(Debug, Default)]
 pub struct ReceiverApplied {
-    /// The Deployment as it stands (applied or observed), for its availability.
-    pub deployment: Option<Deployment>,
+    /// Where the workload's rollout stands (applied or observed).
+    pub rollout: Option<Rollout>,
     /// Kinds written (empty when everything was applied as is already).
     pub written: Vec<&'static str>,
+}
+
+/// Deletes one object (gone already is fine).
+async fn delete_one<T>(api: &Api<T>, name: &str) -> Result<(), kube::Error>
+where
+    T: Resource + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    match api.delete(name, &kube::api::DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Applies the receiver objects: the operator's Secret (when it holds
@@ -88,7 +104,10 @@ pub async fn apply_receiver(
     // A new pod template names a config version the cache may still show
     // as present after it was deleted (watch lag; an older version comes
     // back when a change is undone): then it is applied regardless.
-    let template_changes = !already_applied(observed.deployment.as_ref(), &hash_of(&desired.deployment));
+    let template_changes = match &desired.workload {
+        Workload::Deployment(d) => !already_applied(observed.deployment.as_ref(), &hash_of(d)),
+        Workload::StatefulSet(s) => !already_applied(observed.stateful_set.as_ref(), &hash_of(s)),
+    };
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let config_observed = if template_changes { None } else { observed.config_map.as_ref() };
     if apply_one(&api, desired.config_map.clone(), config_observed).await?.is_some() {
@@ -98,12 +117,52 @@ pub async fn apply_receiver(
     if apply_one(&api, desired.service.clone(), observed.service.as_ref()).await?.is_some() {
         written.push("Service");
     }
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let applied = apply_one(&api, desired.deployment.clone(), observed.deployment.as_ref()).await?;
-    if applied.is_some() {
-        written.push("Deployment");
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    match &desired.pods_service {
+        Some(pods) => {
+            if apply_one(&services, pods.clone(), observed.pods_service.as_ref()).await?.is_some() {
+                written.push("Service");
+            }
+        }
+        None => {
+            if let Some(name) = observed.pods_service.as_ref().and_then(|s| s.metadata.name.clone()) {
+                delete_one(&services, &name).await?;
+                written.push("Service");
+            }
+        }
     }
-    Ok(ReceiverApplied { deployment: applied.or_else(|| observed.deployment.clone()), written })
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    // The workload of the other kind goes (the store type changed). A
+    // StatefulSet's volume claims stay (its retention policy): they may
+    // hold pending deliveries.
+    let rollout = match &desired.workload {
+        Workload::Deployment(d) => {
+            if let Some(name) = observed.stateful_set.as_ref().and_then(|s| s.metadata.name.clone()) {
+                delete_one(&stateful_sets, &name).await?;
+                written.push("StatefulSet");
+            }
+            let name = d.metadata.name.clone().unwrap_or_default();
+            let applied = apply_one(&deployments, (**d).clone(), observed.deployment.as_ref()).await?;
+            if applied.is_some() {
+                written.push("Deployment");
+            }
+            rollout(applied.as_ref().or(observed.deployment.as_ref()), &name)
+        }
+        Workload::StatefulSet(s) => {
+            if let Some(name) = observed.deployment.as_ref().and_then(|d| d.metadata.name.clone()) {
+                delete_one(&deployments, &name).await?;
+                written.push("Deployment");
+            }
+            let name = s.metadata.name.clone().unwrap_or_default();
+            let applied = apply_one(&stateful_sets, (**s).clone(), observed.stateful_set.as_ref()).await?;
+            if applied.is_some() {
+                written.push("StatefulSet");
+            }
+            stateful_rollout(applied.as_ref().or(observed.stateful_set.as_ref()), &name)
+        }
+    };
+    Ok(ReceiverApplied { rollout: Some(rollout), written })
 }
 
 /// Applies the operator's own Secret alone (see `reconcile`: the kept
@@ -174,6 +233,23 @@ pub fn rollout(deployment: Option<&Deployment>, name: &str) -> Rollout {
         status.updated_replicas.unwrap_or(0),
         status.available_replicas.unwrap_or(0)
     ))
+}
+
+/// Pure: the rollout of the StatefulSet `name` (as `kubectl rollout
+/// status`: the controller saw the current spec, every replica is on the
+/// update revision and ready).
+pub fn stateful_rollout(stateful_set: Option<&StatefulSet>, name: &str) -> Rollout {
+    let Some(s) = stateful_set else { return Rollout::Waiting(format!("StatefulSet {name} does not exist yet")) };
+    let status = s.status.clone().unwrap_or_default();
+    let wanted = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let seen = status.observed_generation >= s.metadata.generation;
+    let revision_done = status.update_revision.is_none() || status.current_revision == status.update_revision;
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    if seen && revision_done && updated >= wanted && ready >= wanted && status.replicas <= wanted {
+        return Rollout::Done;
+    }
+    Rollout::Waiting(format!("StatefulSet {name} is rolling out: {updated} of {wanted} replicas updated, {ready} ready"))
 }
 
 /// Why the receiver's pods do not become ready, from their status (one

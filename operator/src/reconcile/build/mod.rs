@@ -13,14 +13,14 @@ pub mod receiver_config;
 pub use fusionauth::{drifted, drifted_fields, fusionauth_webhook, receiver_url};
 
 use fusionhook_fusionauth::model::Webhook;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 use crate::reconcile::rotation::Credentials;
 use crate::reconcile::validate::Validated;
-use crate::resource::FusionAuthWebhook;
+use crate::resource::{FusionAuthWebhook, StoreType};
 
 /// The controller owner reference every receiver object carries, so deleting
 /// the resource garbage-collects them. `None` for a resource without uid
@@ -39,8 +39,19 @@ pub struct ReceiverObjects {
     pub config_map: ConfigMap,
     /// The Service.
     pub service: Service,
-    /// The Deployment.
-    pub deployment: Deployment,
+    /// The StatefulSet's headless Service (embedded store only).
+    pub pods_service: Option<Service>,
+    /// The Deployment or the StatefulSet.
+    pub workload: Workload,
+}
+
+/// What runs the receiver pods.
+#[derive(Clone)]
+pub enum Workload {
+    /// No store, or PostgreSQL.
+    Deployment(Box<Deployment>),
+    /// An embedded store: a volume per replica.
+    StatefulSet(Box<StatefulSet>),
 }
 
 /// Everything this resource wants to exist. No `Debug`: it holds secrets.
@@ -65,7 +76,15 @@ pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, ow
             kept_secret: receiver::kept_secret(v, credentials, owner),
             config_map: receiver::config_map(v, &config, owner),
             service: receiver::service(v, owner),
-            deployment: receiver::deployment(v, previous, default_image, &template, owner),
+            pods_service: (v.store.kind == StoreType::Embedded).then(|| receiver::pods_service(v, owner)),
+            workload: match v.store.kind {
+                StoreType::Embedded => {
+                    Workload::StatefulSet(Box::new(receiver::stateful_set(v, previous, default_image, &template, owner)))
+                }
+                StoreType::None | StoreType::Postgres => {
+                    Workload::Deployment(Box::new(receiver::deployment(v, previous, default_image, &template, owner)))
+                }
+            },
         },
         webhook: fusionauth_webhook(v, &credentials.authorization.0),
     }

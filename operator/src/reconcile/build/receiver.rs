@@ -7,11 +7,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret, SecretProjection, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements,
+    SeccompProfile, Secret, SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -19,10 +23,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::fusionauth::RECEIVER_PORT;
-use super::receiver_config::{ADMIN_PORT, SECRETS_DIR, secret_mounts};
+use super::receiver_config::{ADMIN_PORT, SECRETS_DIR, STORE_DIR, secret_mounts};
 use crate::names::{self, kept};
 use crate::reconcile::rotation::{Credentials, Previous};
 use crate::reconcile::validate::{SecretString, Validated};
+use crate::resource::StoreType;
 
 /// Where the config file is mounted.
 pub const CONFIG_DIR: &str = "/etc/fusionhook/config";
@@ -201,16 +206,55 @@ fn container(v: &Validated, default_image: &str) -> Container {
     }
 }
 
-/// The receiver Deployment: non-root, read-only root filesystem, no
-/// privilege escalation, all capabilities dropped, RuntimeDefault seccomp,
-/// no service account token, probes, and the config checksum.
-pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, config: &Template, owner: &OwnerReference) -> Deployment {
-    let name = names::receiver_name(&v.name);
-    let container = container(v, default_image);
+/// The receiver's pod: non-root, read-only root filesystem, no privilege
+/// escalation, all capabilities dropped, RuntimeDefault seccomp, no service
+/// account token, probes, and the config checksum. With an embedded store,
+/// its volume (claim `store`, see [`stateful_set`]) is mounted too.
+fn pod_template(v: &Validated, previous: &Previous, default_image: &str, config: &Template) -> PodTemplateSpec {
+    let mut container = container(v, default_image);
+    if v.store.kind == StoreType::Embedded {
+        container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+            name: STORE_VOLUME.to_owned(),
+            mount_path: STORE_DIR.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
     let mut template_meta = ObjectMeta { labels: Some(labels(v)), ..ObjectMeta::default() };
     template_meta.annotations = Some(BTreeMap::from([(CONFIG_CHECKSUM_ANNOTATION.to_owned(), config.checksum.clone())]));
+    PodTemplateSpec {
+        metadata: Some(template_meta),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
+                ..PodSecurityContext::default()
+            }),
+            termination_grace_period_seconds: Some(30),
+            volumes: Some(vec![
+                Volume {
+                    name: "config".to_owned(),
+                    config_map: Some(ConfigMapVolumeSource { name: config.config_map.clone(), ..ConfigMapVolumeSource::default() }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "secrets".to_owned(),
+                    projected: Some(ProjectedVolumeSource { sources: Some(secret_sources(v, previous)), default_mode: Some(0o440) }),
+                    ..Volume::default()
+                },
+            ]),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// The receiver Deployment (no store, or PostgreSQL): rolled without ever
+/// fewer ready receivers than asked.
+pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, config: &Template, owner: &OwnerReference) -> Deployment {
     Deployment {
-        metadata: metadata(v, name.clone(), owner),
+        metadata: metadata(v, names::receiver_name(&v.name), owner),
         spec: Some(DeploymentSpec {
             replicas: Some(v.replicas),
             selector: LabelSelector { match_labels: Some(labels(v)), ..LabelSelector::default() },
@@ -222,40 +266,73 @@ pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, confi
                     max_surge: Some(IntOrString::Int(1)),
                 }),
             }),
-            template: PodTemplateSpec {
-                metadata: Some(template_meta),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
-                        ..PodSecurityContext::default()
-                    }),
-                    termination_grace_period_seconds: Some(30),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".to_owned(),
-                            config_map: Some(ConfigMapVolumeSource { name: config.config_map.clone(), ..ConfigMapVolumeSource::default() }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "secrets".to_owned(),
-                            projected: Some(ProjectedVolumeSource {
-                                sources: Some(secret_sources(v, previous)),
-                                default_mode: Some(0o440),
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
-                    ..PodSpec::default()
-                }),
-            },
+            template: pod_template(v, previous, default_image, config),
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
     }
+}
+
+/// The volume (claim template) of an embedded store.
+const STORE_VOLUME: &str = "store";
+/// Its size when the spec gives none.
+const DEFAULT_STORE_SIZE: &str = "1Gi";
+
+/// The receiver StatefulSet (embedded store): each replica keeps its own
+/// volume claim (`store-<name>-receiver-<ordinal>`) across restarts and
+/// reschedules. Claims are kept when the StatefulSet is deleted or scaled
+/// down: they may hold pending deliveries (README: switching stores).
+pub fn stateful_set(v: &Validated, previous: &Previous, default_image: &str, config: &Template, owner: &OwnerReference) -> StatefulSet {
+    let size = v.store.size.clone().unwrap_or_else(|| Quantity(DEFAULT_STORE_SIZE.to_owned()));
+    StatefulSet {
+        metadata: metadata(v, names::receiver_name(&v.name), owner),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(v.replicas),
+            selector: LabelSelector { match_labels: Some(labels(v)), ..LabelSelector::default() },
+            service_name: Some(pods_service_name(v)),
+            // Replicas do not wait for each other: each has its own store.
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy { type_: Some("RollingUpdate".to_owned()), rolling_update: None }),
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Retain".to_owned()),
+                when_scaled: Some("Retain".to_owned()),
+            }),
+            template: pod_template(v, previous, default_image, config),
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta { name: Some(STORE_VOLUME.to_owned()), labels: Some(labels(v)), ..ObjectMeta::default() },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: v.store.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".to_owned(), size)])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// `<name>-receiver-pods`: the StatefulSet's headless Service.
+pub fn pods_service_name(v: &Validated) -> String {
+    format!("{}-pods", names::receiver_name(&v.name))
+}
+
+/// The StatefulSet's headless Service: a DNS name per pod
+/// (`<name>-receiver-0.<name>-receiver-pods`), for reaching one replica's
+/// store (its admin API) rather than whichever the Service picks.
+pub fn pods_service(v: &Validated, owner: &OwnerReference) -> Service {
+    let mut service = service(v, owner);
+    service.metadata.name = Some(pods_service_name(v));
+    if let Some(spec) = &mut service.spec {
+        spec.cluster_ip = Some("None".to_owned());
+        spec.publish_not_ready_addresses = Some(true);
+    }
+    service
 }
 
 /// The receiver Service (the in-cluster URL FusionAuth calls by default).
@@ -378,5 +455,36 @@ mod tests {
             config_checksum("x", &none, Some(&SecretString("a".into())), &pepper),
             config_checksum("x", &none, Some(&SecretString("b".into())), &pepper)
         );
+    }
+
+    #[test]
+    fn an_embedded_store_runs_as_a_stateful_set_with_a_claim_per_replica_mounted_where_the_config_points() {
+        let (v, owner) = validated(json!({"receiver": {"replicas": 3, "store": {"type": "embedded", "storageClassName": "fast"}}}));
+        let config = crate::reconcile::build::receiver_config::render(&v, &Previous::default());
+        assert!(config.contains("type: embedded") && config.contains(&format!("path: {STORE_DIR}")), "{config}");
+        let s = stateful_set(&v, &Previous::default(), "image", &template("x"), &owner);
+        let spec = s.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("todo-cleanup-receiver-pods"));
+        let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+        let claim_spec = claim.spec.as_ref().unwrap();
+        assert_eq!(claim.metadata.name.as_deref(), Some("store"));
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"], Quantity("1Gi".into()));
+        let retention = spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
+        assert_eq!((retention.when_deleted.as_deref(), retention.when_scaled.as_deref()), (Some("Retain"), Some("Retain")));
+        let pod = spec.template.spec.as_ref().unwrap();
+        let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+        assert!(mounts.iter().any(|m| m.name == "store" && m.mount_path == STORE_DIR && m.read_only != Some(true)));
+        // The same hardened pod as the Deployment's.
+        let d = deployment(&v, &Previous::default(), "image", &template("x"), &owner);
+        let mut deployment_pod = d.spec.unwrap().template;
+        deployment_pod.spec.as_mut().unwrap().containers[0].volume_mounts.as_mut().unwrap().retain(|m| m.name != "store");
+        let mut stateful_pod = spec.template.clone();
+        stateful_pod.spec.as_mut().unwrap().containers[0].volume_mounts.as_mut().unwrap().retain(|m| m.name != "store");
+        assert_eq!(deployment_pod, stateful_pod);
+        let headless = pods_service(&v, &owner);
+        assert_eq!(headless.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
+        assert_eq!(headless.metadata.name.as_deref(), Some("todo-cleanup-receiver-pods"));
     }
 }
