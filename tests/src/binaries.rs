@@ -38,10 +38,15 @@ pub fn built(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     if release {
         build.arg("--release");
     }
+    // Quiet but visible: on a fresh machine this takes a minute or more.
+    let profile = if release { " --release" } else { "" };
+    eprintln!("building {bin} (cargo build{profile} -p {package} --bin {bin}); on a fresh machine this takes a minute or more...");
+    let started = std::time::Instant::now();
     let status = build.status().with_context(|| format!("running cargo build for {bin}"))?;
     if !status.success() {
         bail!("building {bin} failed");
     }
+    eprintln!("built {bin} in {:.0} s", started.elapsed().as_secs_f64());
     built.insert(bin.to_owned(), path.clone());
     Ok(path)
 }

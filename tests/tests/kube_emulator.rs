@@ -360,4 +360,19 @@ async fn the_crds_cel_rules_refuse_what_cannot_work_with_their_messages() {
     let accepted = json!({"receiver": {"store": postgres}, "routes": [route(json!({"retry": {"maxAttempts": 3}, "ordering": "perObject"})),
         {"name": "audit", "events": ["*"], "ack": "sync", "log": {}}]});
     api.create(&PostParams::default(), &with("good", accepted)).await.unwrap();
+
+    // Every example in examples/ passes the schema and the rules.
+    let examples = fusionhook_tests::tools::workspace_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
+        let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        if object["kind"] != "FusionAuthWebhook" {
+            continue;
+        }
+        object["metadata"]["namespace"] = json!("default");
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("{}: {}", entry.path().display(), message(e)));
+        checked += 1;
+    }
+    assert!(checked >= 2, "the todo example and its durable variant");
 }

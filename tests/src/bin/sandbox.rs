@@ -10,7 +10,10 @@
 //! service, the stand-in kubelet (which runs real `fusionhook-receiver`
 //! processes for the Deployments the operator creates) and the real
 //! `fusionhook-operator`; applies `examples/todo-cleanup.yaml`; deletes a
-//! user in FusionAuth; and shows what happened at each step.
+//! user in FusionAuth; then makes the clean-up durable
+//! (`examples/todo-cleanup-durable.yaml`), takes the todo service down,
+//! deletes another user (FusionAuth still gets 200) and brings the service
+//! back (the todos go); and shows what happened at each step.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -177,6 +180,42 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     check(response.status().as_u16() == 401, &format!("the receiver answered {}", response.status()))?;
     check(store.todos(BOB).len() == 1, "bob's todos are still there")?;
 
+    step(9, "Make it durable: apply examples/todo-cleanup-durable.yaml in place of todo-cleanup (an embedded store, retries)");
+    stack.delete("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup")?;
+    let durable = std::fs::read_to_string(workspace_root().join("examples/todo-cleanup-durable.yaml"))?
+        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
+        .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr));
+    for created in apply_yaml(&stack, &durable)? {
+        ok(&format!("{created} created"));
+    }
+    check(
+        eventually(WAIT, || {
+            stack.condition("todo", "todo-cleanup-durable", "Ready").is_some_and(|c| c.0 == "True")
+                && stack.kube.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup").is_none()
+        })
+        .await,
+        "todo-cleanup is gone from FusionAuth; todo-cleanup-durable is Ready (StatefulSet todo-cleanup-durable-receiver, a volume per replica)",
+    )?;
+
+    step(10, "The todo service goes down (it answers 503); delete bob in FusionAuth");
+    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let report =
+        stack.fusionauth.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": BOB, "email": "bob@example.test"}})).await?;
+    check(
+        report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty(),
+        &format!("FusionAuth got {}: the event is committed to the receiver's store", answers(&report)),
+    )?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    check(store.todos(BOB).len() == 1, "bob's todos are still there: the todo service refuses, the receiver retries")?;
+
+    step(11, "The todo service comes back");
+    store.fail_with(None);
+    let back = std::time::Instant::now();
+    check(
+        eventually(Duration::from_secs(60), || store.todos(BOB).is_empty()).await,
+        &format!("bob's todos are gone, {:.0} s later (the next retry)", back.elapsed().as_secs_f64()),
+    )?;
+
     println!("\nEvery step succeeded.");
     if args.exit {
         todo.stop().await;
@@ -185,7 +224,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     println!(
         "\nThe sandbox keeps running; press Ctrl-C to stop. Try:\n  \
          kubectl:         export KUBECONFIG={kubeconfig}\n                   \
-         kubectl -n todo get faw,deploy,svc,cm   (kubectl apply needs --validate=false: the emulator serves no OpenAPI)\n  \
+         kubectl -n todo get faw,sts,svc,cm   (kubectl apply needs --validate=false: the emulator serves no OpenAPI)\n  \
          raise an event:  curl -s -X POST {fa}/emulator/events -H 'content-type: application/json' \\\n                     \
          -d '{{\"event\":{{\"type\":\"user.delete\",\"user\":{{\"id\":\"{BOB}\"}}}}}}'\n  \
          webhooks:        curl -s {fa}/api/webhook -H 'authorization: {API_KEY}'\n  \
