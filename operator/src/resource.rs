@@ -253,6 +253,7 @@ impl Default for ReceiverWorkload {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'postgres' ? has(self.urlSecretRef) : !has(self.urlSecretRef)").message("store: urlSecretRef goes with type: postgres, and postgres needs it"))]
 #[x_kube(validation = Rule::new("self.type == 'embedded' || (!has(self.size) && !has(self.storageClassName))").message("store: size and storageClassName are for type: embedded"))]
+#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || (has(self.size) == has(oldSelf.size) && (!has(self.size) || self.size == oldSelf.size) && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName))").message("store: size and storageClassName of an embedded store cannot change (a StatefulSet's volume claims are fixed; see the README, Changing the store type)"))]
 pub struct StoreSpec {
     /// `none`, `embedded` (a database file on a volume per replica:
     /// deduplication is per replica) or `postgres` (one database shared by

@@ -90,8 +90,17 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
         return Json(json!({"store": "none", "pending": 0, "dead": 0, "delivered": 0, "oldestPendingSeconds": 0})).into_response();
     };
     match store.stats(now_ms()).await {
-        Ok(stats) => Json(with_store_kind(&stats, store.kind())).into_response(),
-        Err(e) => store_failed(&e),
+        Ok(stats) => {
+            let mut value = with_store_kind(&stats, store.kind());
+            // Why the store cannot commit, while it cannot (null otherwise).
+            value["storeProblem"] = json!(admin.state.store_health.problem());
+            Json(value).into_response()
+        }
+        // Behind the token: the reason is told (a StoreError never holds a secret).
+        Err(e) => {
+            tracing::error!(error = %e, "admin API: store call failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "[storeUnavailable]", &format!("the store cannot be reached now: {e}"))
+        }
     }
 }
 

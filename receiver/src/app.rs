@@ -101,8 +101,8 @@ impl AppState {
             actions: ActionContext { client, log },
             metrics,
             ready: AtomicBool::new(true),
+            store_health: if store.is_some() { crate::store::Health::pending() } else { crate::store::Health::default() },
             store,
-            store_health: crate::store::Health::default(),
             delivery: config.delivery,
         })
     }
@@ -132,9 +132,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    // The reason is in the log and the admin API's /v1/stats, not on this
+    // port (which an Ingress may expose).
     match state.store_health.problem() {
         None => "ready".into_response(),
-        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot commit: {problem}")).into_response(),
+        Some(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "the store cannot commit (the log and the admin API's /v1/stats say why)").into_response()
+        }
     }
 }
 

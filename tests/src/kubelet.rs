@@ -211,15 +211,28 @@ impl Kubelet {
                 },
             }
         }
-        let running = i64::from(self.locked().pods.contains_key(&key));
+        let running_template = self.locked().pods.get(&key).map(|p| p.template.clone());
+        let running = i64::from(running_template.is_some());
         let available = if replicas == 0 { 0 } else { running * replicas };
-        let status = json!({
+        let mut status = json!({
             "observedGeneration": deployment["metadata"]["generation"],
             "replicas": replicas,
             "updatedReplicas": available,
             "readyReplicas": available,
             "availableReplicas": available,
         });
+        if resource == "statefulsets" {
+            // The StatefulSet controller's revisions: the template the pods
+            // run, and the one they should.
+            let revision = |template: &str| {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                template.hash(&mut hasher);
+                format!("{name}-{:010x}", hasher.finish() & 0xff_ffff_ffff)
+            };
+            status["currentRevision"] = json!(revision(running_template.as_deref().unwrap_or_default()));
+            status["updateRevision"] = json!(revision(&template));
+        }
         if deployment["status"] != status {
             let _ = self.kube.set_status("apps", "v1", resource, ns, name, status);
         }

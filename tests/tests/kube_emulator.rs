@@ -361,6 +361,17 @@ async fn the_crds_cel_rules_refuse_what_cannot_work_with_their_messages() {
         {"name": "audit", "events": ["*"], "ack": "sync", "log": {}}]});
     api.create(&PostParams::default(), &with("good", accepted)).await.unwrap();
 
+    // A transition rule: an embedded store's volume size is fixed once set.
+    let embedded = with("sized", json!({"receiver": {"store": {"type": "embedded", "size": "1Gi"}}}));
+    api.create(&PostParams::default(), &embedded).await.unwrap();
+    let grow = json!({"spec": {"receiver": {"store": {"type": "embedded", "size": "5Gi"}}}});
+    let error = api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&grow)).await.unwrap_err();
+    let text = message(error);
+    assert!(text.starts_with("422 ") && text.contains("cannot change"), "{text}");
+    let to_postgres =
+        json!({"spec": {"receiver": {"store": {"type": "postgres", "size": null, "urlSecretRef": {"name": "pg", "key": "url"}}}}});
+    api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&to_postgres)).await.unwrap();
+
     // Every example in examples/ passes the schema and the rules.
     let examples = fusionhook_tests::tools::workspace_root().join("examples");
     let mut checked = 0;

@@ -254,7 +254,19 @@ async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: 
             delete_old_config_maps(ctx, v, &config_map).await;
             Ok(())
         }
-        (_, Rollout::Waiting(message)) => Err(Stopped::wait(Kind::ReceiverAvailable, Reason::Progressing, format!("{message}{note}"))),
+        (_, Rollout::Waiting(message)) => {
+            // A StatefulSet has no progress deadline to say it is stuck: its
+            // pods say why while it waits (a claim no StorageClass can
+            // bind, a pod that cannot start).
+            let trouble = match workload {
+                "StatefulSet" => match apply::kubernetes::pod_trouble(&ctx.client, &v.namespace, &v.name).await {
+                    Ok(Some(trouble)) => format!("; {trouble}"),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            Err(Stopped::wait(Kind::ReceiverAvailable, Reason::Progressing, format!("{message}{note}{trouble}")))
+        }
         (_, Rollout::Stuck(message)) => {
             let trouble = match apply::kubernetes::pod_trouble(&ctx.client, &v.namespace, &v.name).await {
                 Ok(Some(trouble)) => format!("; {trouble}"),

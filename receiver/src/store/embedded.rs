@@ -862,6 +862,8 @@ fn compact(t: &mut Tables<'_>, now: u64) -> Result<u64, StoreError> {
             // looked at again one window from now.
             r!(t.times.remove((at, key)), "write")?;
             r!(t.times.insert((now, key), ()), "write")?;
+            // Counted, so compaction goes on while a full batch was looked at.
+            removed += 1;
         } else {
             t.forget_event(key, at, seq)?;
             removed += 1;

@@ -359,6 +359,11 @@ pub struct Health {
 }
 
 impl Health {
+    /// Not ready until the first commit succeeds (the dispatcher probes at once).
+    pub fn pending() -> Self {
+        Self { failing: std::sync::atomic::AtomicBool::new(true), problem: std::sync::Mutex::new(Some("no commit yet".to_owned())) }
+    }
+
     /// Takes a commit's result.
     pub fn record<T>(&self, result: &Result<T, StoreError>) {
         use std::sync::atomic::Ordering;
@@ -369,7 +374,7 @@ impl Health {
         match result {
             Ok(_) => {
                 if problem.take().is_some() {
-                    tracing::info!("the store commits again; ready");
+                    tracing::info!("the store commits; ready");
                 }
             }
             Err(e) => {
@@ -498,7 +503,8 @@ impl Store {
     }
 
     /// Forgets event ids past the dedupe window and delivered deliveries
-    /// past the retention. Returns how many records went.
+    /// past the retention. Returns how many records went (or, embedded,
+    /// were put back for later): 0 when there was nothing to do.
     pub async fn compact(&self, now: u64) -> Result<u64, StoreError> {
         each!(self, s => s.compact(now).await)
     }

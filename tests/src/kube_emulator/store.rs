@@ -240,7 +240,8 @@ impl Store {
         Ok(())
     }
 
-    fn validate(t: &ResourceType, object: &Value) -> Result<(), ApiError> {
+    /// `old`: the object before an update (transition rules compare with it).
+    fn validate(t: &ResourceType, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
         let Some(schema) = &t.schema else { return Ok(()) };
         // The CRD's structural schema minus what jsonschema does not know;
         // x-kubernetes-* keywords are ignored as unknown keywords there. CEL
@@ -272,7 +273,16 @@ impl Store {
         if !errors.is_empty() {
             return Err(ApiError::Invalid(format!("{}.{} \"{name}\" is invalid: {}", t.kind, t.group, errors.join(", "))));
         }
-        match kube_cel::Validator::new().validate(&schema, &body, None) {
+        let old_body = old.map(|o| {
+            let mut o = o.clone();
+            if let Some(m) = o.as_object_mut() {
+                m.remove("metadata");
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+            o
+        });
+        match kube_cel::Validator::new().validate(&schema, &body, old_body.as_ref()) {
             Ok(()) => Ok(()),
             Err(failed) => {
                 let errors: Vec<String> =
@@ -378,7 +388,7 @@ impl Store {
         if self.objects.get(&Self::type_key(t)).is_some_and(|o| o.contains_key(&key)) {
             return Err(ApiError::AlreadyExists(format!("{} already exists", Self::display(t, &name))));
         }
-        Self::validate(t, &object)?;
+        Self::validate(t, &object, None)?;
         object["apiVersion"] = json!(t.api_version());
         object["kind"] = json!(t.kind);
         let meta = &mut object["metadata"];
@@ -507,7 +517,7 @@ impl Store {
         if let Some(mf) = current["metadata"].get("managedFields") {
             next["metadata"]["managedFields"] = mf.clone();
         }
-        Self::validate(t, &next)?;
+        Self::validate(t, &next, Some(current))?;
         Ok(next)
     }
 

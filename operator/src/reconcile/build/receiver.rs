@@ -229,6 +229,11 @@ fn pod_template(v: &Validated, previous: &Previous, default_image: &str, config:
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
+                // Volumes (an embedded store's claim, the projected Secrets)
+                // are group-owned by the receiver's group, so a disk
+                // formatted root-only is still writable.
+                fs_group: Some(RUN_AS),
+                fs_group_change_policy: Some("OnRootMismatch".to_owned()),
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
                 ..PodSecurityContext::default()
             }),
