@@ -139,12 +139,7 @@ async fn scenario_1_kubectl_apply_to_a_deleted_users_todos_gone() {
     // Every call the operator made is one the chart's RBAC grants.
     let operator_calls: Vec<_> = stack.kube.requests().into_iter().filter(|r| !r.user_agent.starts_with("kubectl")).collect();
     assert!(operator_calls.iter().any(|r| r.path.contains("/leases/")) && operator_calls.iter().any(|r| r.query.contains("watch=true")));
-    let ungranted: Vec<String> = operator_calls
-        .iter()
-        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
-        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
-        .collect();
-    assert_eq!(ungranted, Vec::<String>::new(), "calls the chart's RBAC does not grant");
+    assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new(), "calls the chart's RBAC does not grant");
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -456,9 +451,56 @@ async fn scenario_7_two_hundred_resources_reconcile_and_a_resync_writes_nothing(
     assert_eq!(kube_writes_seen, 0, "the API server saw writes during the resync");
 }
 
-/// Users with todos for scenario 8.
+/// Users with todos for scenarios 8 and 9.
 fn users(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("6c0e5b2a-0000-4000-8000-{i:012}")).collect()
+}
+
+/// The operator's calls the chart's RBAC does not grant (none, as it should be).
+fn ungranted_operator_calls(stack: &Stack) -> Vec<String> {
+    stack
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect()
+}
+
+/// The outage of scenarios 8 and 9, with the todo service down (503): half
+/// of `people` deleted in FusionAuth (each answered 200 at once), the
+/// receiver pod of `ns/hook` killed and restarted, the other half deleted
+/// once it answers again; nothing deleted yet. Then the service comes back
+/// and, within `limit`, every user's todos are gone.
+async fn outage(stack: &Stack, ns: &str, store: &TodoStore, people: &[String], limit: Duration) {
+    switch_on(stack, "user.delete");
+    let (before, after) = people.split_at(people.len() / 2);
+    for user in before {
+        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+        assert!(report.webhooks.iter().all(|d| d.succeeded), "answered 200 while the service is down: {report:?}");
+    }
+    assert!(stack.kubelet.pods.lock().unwrap().kill(ns, "hook-receiver"));
+    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts(ns, "hook-receiver") == 1).await, "the kubelet restarts it");
+    for user in after {
+        let mut answered = false;
+        for _ in 0..100 {
+            let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+            if report.webhooks.iter().all(|d| d.succeeded) {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the restarted receiver answers");
+    }
+    assert!(people.iter().all(|u| !store.todos(u).is_empty()), "nothing could be deleted yet");
+    store.fail_with(None);
+    assert!(
+        eventually(limit, || people.iter().all(|u| store.todos(u).is_empty())).await,
+        "every user's todos deleted in the end; left: {:?}",
+        people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -494,49 +536,13 @@ async fn scenario_8_a_postgres_store_answers_fusionauth_while_the_service_is_dow
     let ports: Vec<&str> = service["spec"]["ports"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(ports, ["http", "admin"]);
 
-    // FusionAuth's deliveries are answered 200 although the service is down.
-    switch_on(&stack, "user.delete");
-    for user in &people[..10] {
-        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
-        assert!(report.webhooks.iter().all(|d| d.succeeded), "{report:?}");
-    }
-    // The receiver pod dies and comes back meanwhile; more events arrive.
-    assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
-    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await);
-    for user in &people[10..] {
-        let mut answered = false;
-        for _ in 0..100 {
-            let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
-            if report.webhooks.iter().all(|d| d.succeeded) {
-                answered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(answered, "the restarted receiver answers");
-    }
-    assert!(people.iter().all(|u| !store.todos(u).is_empty()), "nothing could be deleted yet");
-
-    // The service comes back: every event's action happens. Deliveries the
-    // killed pod had claimed wait for their lease to run out (twice the
-    // route's timeout plus 30 s) before the new pod takes them.
-    store.fail_with(None);
-    assert!(
-        eventually(Duration::from_secs(90), || people.iter().all(|u| store.todos(u).is_empty())).await,
-        "every user's todos deleted in the end; left: {:?}",
-        people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
-    );
-
-    // Every call the operator made is one the chart's RBAC grants.
-    let ungranted: Vec<String> = stack
-        .kube
-        .requests()
-        .into_iter()
-        .filter(|r| !r.user_agent.starts_with("kubectl"))
-        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
-        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
-        .collect();
-    assert_eq!(ungranted, Vec::<String>::new());
+    // FusionAuth's deliveries are answered 200 although the service is
+    // down; the pod dies and comes back meanwhile. Once the service is back
+    // every action happens. Deliveries the killed pod had claimed wait for
+    // their lease to run out (twice the route's timeout plus 30 s) before the
+    // new pod takes them.
+    outage(&stack, "team", &store, &people, Duration::from_secs(90)).await;
+    assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -568,42 +574,8 @@ async fn scenario_9_an_embedded_store_keeps_accepted_events_across_a_pod_restart
     let condition = resource(&stack, "team", "hook").unwrap()["status"]["conditions"].to_string();
     assert!(condition.contains("StatefulSet hook-receiver is rolled out"), "{condition}");
 
-    switch_on(&stack, "user.delete");
-    for user in &people[..6] {
-        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
-        assert!(report.webhooks.iter().all(|d| d.succeeded), "answered 200 while the service is down: {report:?}");
-    }
     // Killed and restarted on the same volume: what it accepted is still there.
-    assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
-    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await);
-    for user in &people[6..] {
-        let mut answered = false;
-        for _ in 0..100 {
-            let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
-            if report.webhooks.iter().all(|d| d.succeeded) {
-                answered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(answered, "the restarted receiver answers");
-    }
+    outage(&stack, "team", &store, &people, Duration::from_secs(60)).await;
     assert!(stack.kubelet.claim_dir("team", "hook-receiver").join("fusionhook.redb").exists());
-    store.fail_with(None);
-    assert!(
-        eventually(Duration::from_secs(60), || people.iter().all(|u| store.todos(u).is_empty())).await,
-        "every user's todos deleted in the end; left: {:?}",
-        people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
-    );
-
-    // Every call the operator made is one the chart's RBAC grants.
-    let ungranted: Vec<String> = stack
-        .kube
-        .requests()
-        .into_iter()
-        .filter(|r| !r.user_agent.starts_with("kubectl"))
-        .filter(|r| !fusionhook_operator::rbac::granted(&r.method, &r.path, &r.query))
-        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
-        .collect();
-    assert_eq!(ungranted, Vec::<String>::new());
+    assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
 }
