@@ -81,16 +81,22 @@ async fn readyz(client: &reqwest::Client, receiver: &Receiver) -> (StatusCode, S
     (response.status(), response.text().await.unwrap())
 }
 
+/// A sink that answers 200 and one receiver on `pg` delivering to it
+/// (`route_extra`: more keys of its route).
+async fn receiver_on(pg: &Postgres, route_extra: &str) -> (Arc<Sink>, Receiver) {
+    let (sink, sink_addr) = Sink::start().await;
+    sink.set(OK);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_with(dir.path(), &store_line(dir.path(), pg), sink_addr, route_extra);
+    (sink, Receiver::start_in(dir, &yaml))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_started_while_postgres_is_down_answers_500_unready_and_recovers_without_a_restart() {
     let mut pg = Postgres::start();
     pg.stop();
-    let (sink, sink_addr) = Sink::start().await;
-    sink.set(OK);
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = config_with(dir.path(), &store_line(dir.path(), &pg), sink_addr, "");
     // Starts and listens (no crash loop), but cannot commit.
-    let receiver = Receiver::start_in(dir, &yaml);
+    let (sink, receiver) = receiver_on(&pg, "").await;
     let client = reqwest::Client::new();
     let key = [("authorization", "API-KEY".to_owned())];
     let (status, answer) = receiver.post(&client, &key, events::user_delete(&id(1), "u-1")).await;
@@ -118,11 +124,7 @@ async fn a_receiver_started_while_postgres_is_down_answers_500_unready_and_recov
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_under_load_means_500_never_200_and_the_receiver_recovers_by_itself() {
     let mut pg = Postgres::start();
-    let (sink, sink_addr) = Sink::start().await;
-    sink.set(OK);
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = config_with(dir.path(), &store_line(dir.path(), &pg), sink_addr, "    retry: {scheduleMs: [100]}");
-    let receiver = Receiver::start_in(dir, &yaml);
+    let (sink, receiver) = receiver_on(&pg, "    retry: {scheduleMs: [100]}").await;
     let client = reqwest::Client::new();
 
     // Senders run throughout; each answer is kept with the times its

@@ -312,20 +312,8 @@ async fn scenario_4_fusionauth_down_then_back_and_a_killed_receiver_restarts() {
     assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await, "recovers on its own");
 
     switch_on(&stack, "user.delete");
-    assert!(stack.kubelet.pods.lock().unwrap().kill("team", "hook-receiver"));
-    assert!(
-        eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts("team", "hook-receiver") == 1).await,
-        "the kubelet restarts it"
-    );
-    let mut delivered = false;
-    for _ in 0..100 {
-        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": ALICE}})).await.unwrap();
-        if report.webhooks.iter().all(|d| d.succeeded) {
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    kill_and_see_restarted(&stack, "team").await;
+    let delivered = delete_until_answered(&stack, ALICE).await;
     assert!(delivered && store.todos(ALICE).is_empty(), "delivery resumes");
 }
 
@@ -468,6 +456,25 @@ fn ungranted_operator_calls(stack: &Stack) -> Vec<String> {
         .collect()
 }
 
+/// Kills the receiver of `ns/hook` and waits for the kubelet to restart it.
+async fn kill_and_see_restarted(stack: &Stack, ns: &str) {
+    assert!(stack.kubelet.pods.lock().unwrap().kill(ns, "hook-receiver"));
+    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts(ns, "hook-receiver") == 1).await, "the kubelet restarts it");
+}
+
+/// Deletes `user` in FusionAuth until every webhook answers 200 (at most
+/// 100 tries, 100 ms apart); whether one did.
+async fn delete_until_answered(stack: &Stack, user: &str) -> bool {
+    for _ in 0..100 {
+        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+        if report.webhooks.iter().all(|d| d.succeeded) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// The outage of scenarios 8 and 9, with the todo service down (503): half
 /// of `people` deleted in FusionAuth (each answered 200 at once), the
 /// receiver pod of `ns/hook` killed and restarted, the other half deleted
@@ -480,19 +487,9 @@ async fn outage(stack: &Stack, ns: &str, store: &TodoStore, people: &[String], l
         let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
         assert!(report.webhooks.iter().all(|d| d.succeeded), "answered 200 while the service is down: {report:?}");
     }
-    assert!(stack.kubelet.pods.lock().unwrap().kill(ns, "hook-receiver"));
-    assert!(eventually(WAIT, || stack.kubelet.pods.lock().unwrap().restarts(ns, "hook-receiver") == 1).await, "the kubelet restarts it");
+    kill_and_see_restarted(stack, ns).await;
     for user in after {
-        let mut answered = false;
-        for _ in 0..100 {
-            let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
-            if report.webhooks.iter().all(|d| d.succeeded) {
-                answered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(answered, "the restarted receiver answers");
+        assert!(delete_until_answered(stack, user).await, "the restarted receiver answers");
     }
     assert!(people.iter().all(|u| !store.todos(u).is_empty()), "nothing could be deleted yet");
     store.fail_with(None);

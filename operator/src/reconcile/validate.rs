@@ -326,7 +326,7 @@ fn tenants(resource: &FusionAuthWebhook) -> Result<Tenants, ValidationError> {
 /// The store, with the checks the CRD's CEL rules make (for a cluster
 /// without CEL) and the Secret of a PostgreSQL connection string.
 fn store(spec: Option<&StoreSpec>, secrets: &SecretData) -> Result<StoreSpec, ValidationError> {
-    let store = spec.cloned().unwrap_or(StoreSpec { kind: StoreType::None, size: None, storage_class_name: None, url_secret_ref: None });
+    let store = spec.cloned().unwrap_or_default();
     match (store.kind, &store.url_secret_ref) {
         (StoreType::Postgres, None) => return Err(invalid("receiver.store: type postgres needs urlSecretRef")),
         (StoreType::Postgres, Some(reference)) => {

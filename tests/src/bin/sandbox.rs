@@ -68,6 +68,24 @@ fn answers(report: &DeliveryReport) -> String {
         .join(", ")
 }
 
+/// `examples/<file>`, its URLs pointed at the loopback FusionAuth and todo service.
+fn example(stack: &Stack, todo: &TodoService, file: &str) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(workspace_root().join("examples").join(file))?
+        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
+        .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr)))
+}
+
+/// Deletes a user of the default tenant in FusionAuth (which raises `user.delete`).
+async fn delete_user(stack: &Stack, id: &str, email: &str) -> anyhow::Result<DeliveryReport> {
+    let tenant = Uuid::parse_str(DEFAULT_TENANT_ID)?;
+    Ok(stack.fusionauth.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": id, "email": email}})).await?)
+}
+
+/// Whether the webhooks there are all answered 200.
+fn answered(report: &DeliveryReport) -> bool {
+    report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty()
+}
+
 /// Creates every object of a multi-document YAML file, as `kubectl create -f` would.
 fn apply_yaml(stack: &Stack, text: &str) -> anyhow::Result<Vec<String>> {
     let mut created = Vec::new();
@@ -118,10 +136,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     stack.create("", "v1", "namespaces", "", json!({"metadata": {"name": "todo"}}))?;
     stack.create("", "v1", "secrets", "todo", json!({"metadata": {"name": "fusionauth-api-key"}, "stringData": {"api-key": API_KEY}}))?;
     ok("namespace/todo and secret/fusionauth-api-key (the global API key) created");
-    let example = std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml"))?
-        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
-        .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr));
-    for created in apply_yaml(&stack, &example)? {
+    for created in apply_yaml(&stack, &example(&stack, &todo, "todo-cleanup.yaml")?)? {
         ok(&format!("{created} created"));
     }
 
@@ -159,12 +174,8 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     ok("tenant eventConfiguration: user.delete enabled");
 
     step(7, "Delete alice in FusionAuth: it POSTs user.delete to the receiver, which calls DELETE /users/{id}/todos");
-    let report =
-        stack.fusionauth.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": ALICE, "email": "alice@example.test"}})).await?;
-    check(
-        report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty(),
-        &format!("the receiver answered {}: handled", answers(&report)),
-    )?;
+    let report = delete_user(&stack, ALICE, "alice@example.test").await?;
+    check(answered(&report), &format!("the receiver answered {}: handled", answers(&report)))?;
     check(store.todos(ALICE).is_empty(), "alice's todos are gone")?;
     check(store.todos(BOB).len() == 1, "bob's todos are untouched")?;
 
@@ -182,10 +193,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
 
     step(9, "Make it durable: apply examples/todo-cleanup-durable.yaml in place of todo-cleanup (an embedded store, retries)");
     stack.delete("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup")?;
-    let durable = std::fs::read_to_string(workspace_root().join("examples/todo-cleanup-durable.yaml"))?
-        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
-        .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr));
-    for created in apply_yaml(&stack, &durable)? {
+    for created in apply_yaml(&stack, &example(&stack, &todo, "todo-cleanup-durable.yaml")?)? {
         ok(&format!("{created} created"));
     }
     check(
@@ -199,12 +207,8 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
 
     step(10, "The todo service goes down (it answers 503); delete bob in FusionAuth");
     store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    let report =
-        stack.fusionauth.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": BOB, "email": "bob@example.test"}})).await?;
-    check(
-        report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty(),
-        &format!("FusionAuth got {}: the event is committed to the receiver's store", answers(&report)),
-    )?;
+    let report = delete_user(&stack, BOB, "bob@example.test").await?;
+    check(answered(&report), &format!("FusionAuth got {}: the event is committed to the receiver's store", answers(&report)))?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     check(store.todos(BOB).len() == 1, "bob's todos are still there: the todo service refuses, the receiver retries")?;
 

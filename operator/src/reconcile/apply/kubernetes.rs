@@ -85,8 +85,39 @@ where
     }
 }
 
+/// A workload kind's API, what the cache shows of it, its kind's name.
+type Kind<'a, T> = (&'a Api<T>, Option<&'a T>, &'static str);
+
+/// Applies `desired` (the workload of `wanted`'s kind) after deleting the
+/// workload of the `other` kind, if one is seen: the store type changed. A
+/// StatefulSet's volume claims stay (its retention policy): they may hold
+/// pending deliveries. Returns the applied object (`None`: unchanged).
+async fn apply_workload<T, O>(
+    wanted: Kind<'_, T>,
+    desired: T,
+    other: Kind<'_, O>,
+    written: &mut Vec<&'static str>,
+) -> Result<Option<T>, kube::Error>
+where
+    T: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    O: Resource + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let (api, observed, kind) = wanted;
+    let (other_api, other_observed, other_kind) = other;
+    if let Some(name) = other_observed.and_then(|o| o.meta().name.clone()) {
+        delete_one(other_api, &name).await?;
+        written.push(other_kind);
+    }
+    let applied = apply_one(api, desired, observed).await?;
+    if applied.is_some() {
+        written.push(kind);
+    }
+    Ok(applied)
+}
+
 /// Applies the receiver objects: the operator's Secret (when it holds
-/// anything or exists), ConfigMap, Service, Deployment.
+/// anything or exists), ConfigMap, Service, the headless Service and the
+/// Deployment or StatefulSet.
 pub async fn apply_receiver(
     client: &Client,
     namespace: &str,
@@ -133,33 +164,18 @@ pub async fn apply_receiver(
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    // The workload of the other kind goes (the store type changed). A
-    // StatefulSet's volume claims stay (its retention policy): they may
-    // hold pending deliveries.
     let rollout = match &desired.workload {
         Workload::Deployment(d) => {
-            if let Some(name) = observed.stateful_set.as_ref().and_then(|s| s.metadata.name.clone()) {
-                delete_one(&stateful_sets, &name).await?;
-                written.push("StatefulSet");
-            }
-            let name = d.metadata.name.clone().unwrap_or_default();
-            let applied = apply_one(&deployments, (**d).clone(), observed.deployment.as_ref()).await?;
-            if applied.is_some() {
-                written.push("Deployment");
-            }
-            rollout(applied.as_ref().or(observed.deployment.as_ref()), &name)
+            let wanted = (&deployments, observed.deployment.as_ref(), "Deployment");
+            let other = (&stateful_sets, observed.stateful_set.as_ref(), "StatefulSet");
+            let applied = apply_workload(wanted, (**d).clone(), other, &mut written).await?;
+            rollout(applied.as_ref().or(observed.deployment.as_ref()), d.metadata.name.as_deref().unwrap_or_default())
         }
         Workload::StatefulSet(s) => {
-            if let Some(name) = observed.deployment.as_ref().and_then(|d| d.metadata.name.clone()) {
-                delete_one(&deployments, &name).await?;
-                written.push("Deployment");
-            }
-            let name = s.metadata.name.clone().unwrap_or_default();
-            let applied = apply_one(&stateful_sets, (**s).clone(), observed.stateful_set.as_ref()).await?;
-            if applied.is_some() {
-                written.push("StatefulSet");
-            }
-            stateful_rollout(applied.as_ref().or(observed.stateful_set.as_ref()), &name)
+            let wanted = (&stateful_sets, observed.stateful_set.as_ref(), "StatefulSet");
+            let other = (&deployments, observed.deployment.as_ref(), "Deployment");
+            let applied = apply_workload(wanted, (**s).clone(), other, &mut written).await?;
+            stateful_rollout(applied.as_ref().or(observed.stateful_set.as_ref()), s.metadata.name.as_deref().unwrap_or_default())
         }
     };
     Ok(ReceiverApplied { rollout: Some(rollout), written })
