@@ -36,12 +36,17 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     // server-side applied; config versions no pod needs any more deleted.
     (Place::Watched, Permission { group: "", resource: "configmaps", verbs: &["create", "delete", "list", "patch", "watch"] }),
     // A Deployment or a StatefulSet (embedded store) and its headless
-    // Service; the one of the other kind is deleted when the store type changes.
+    // Service; the one of the other kind is deleted when the store type
+    // changes (an embedded store once it is drained: `old_store`).
     (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "list", "patch", "watch"] }),
     // The receiver's pods, listed only when a rollout is stuck, to say why.
     (Place::Watched, Permission { group: "", resource: "pods", verbs: &["list"] }),
+    // An old embedded store is asked what it still holds (its admin API,
+    // through the API server's pod proxy), then its claims are deleted.
+    (Place::Watched, Permission { group: "", resource: "pods/proxy", verbs: &["get"] }),
+    (Place::Watched, Permission { group: "", resource: "persistentvolumeclaims", verbs: &["delete"] }),
     // Events about the resources (a repeated Event is patched as a series).
     (Place::Watched, Permission { group: "events.k8s.io", resource: "events", verbs: &["create", "patch"] }),
     // Leader election.
@@ -64,6 +69,7 @@ pub fn needed(method: &str, path: &str, query: &str) -> Option<(String, String, 
         other => other,
     };
     let (resource, named) = match rest {
+        [resource, _name, "proxy", ..] => (format!("{resource}/proxy"), true),
         [resource] => ((*resource).to_owned(), false),
         [resource, _name] => ((*resource).to_owned(), true),
         [resource, _name, sub] => (format!("{resource}/{sub}"), true),
@@ -111,6 +117,11 @@ mod tests {
         assert!(granted("GET", "/api/v1/namespaces/x/pods", "labelSelector=a"));
         assert!(!granted("GET", "/api/v1/namespaces/x/pods/p", ""), "list only");
         assert!(!granted("GET", "/api/v1/namespaces/x/pods/p/log", ""));
+        assert_eq!(
+            needed("GET", "/api/v1/namespaces/x/pods/p-0:8081/proxy/v1/stats", ""),
+            Some(("".into(), "pods/proxy".into(), vec!["get"]))
+        );
+        assert!(!granted("POST", "/api/v1/namespaces/x/pods/p-0:8081/proxy/v1/replay", ""), "read only");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The admin API, on its own listener (`admin.listen`), never on the port
-//! FusionAuth reaches. Every call needs `Authorization: Bearer <token>`
-//! (the token file's content, compared in constant time). JSON in and out.
+//! FusionAuth reaches. Every call needs `Authorization: Bearer <token>` or,
+//! through the API server's proxy (which drops `Authorization`),
+//! `X-Fusionhook-Token: <token>` (the token file's content, compared in
+//! constant time). JSON in and out.
 //!
 //! - `GET /v1/stats`: `pending`, `dead`, `delivered`, `oldestPendingSeconds`, per route.
 //! - `GET /v1/deliveries?state=&route=&eventType=&eventId=&since=&after=&limit=`
@@ -55,12 +57,17 @@ pub fn router(state: Arc<AppState>, token: Arc<Secret>) -> Router {
         .with_state(admin)
 }
 
+/// The header that carries the token through the API server's service and
+/// pod proxy, which removes `Authorization` before proxying.
+pub const TOKEN_HEADER: &str = "x-fusionhook-token";
+
 async fn bearer(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+    let headers = request.headers();
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token))
+        .or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()))
         .map(str::trim);
     match presented {
         Some(token) if !token.is_empty() && admin.token.get().matches(token.as_bytes()) => next.run(request).await,

@@ -159,6 +159,17 @@ async fn dead_and_replay(store: impl Fn(&std::path::Path) -> String) {
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
     let wrong = client.get(format!("http://{}/v1/stats", receiver.admin.unwrap())).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let wrong =
+        client.get(format!("http://{}/v1/stats", receiver.admin.unwrap())).header("x-fusionhook-token", "nope").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    // The API server's proxy drops Authorization: the token's own header works too.
+    let proxied = client
+        .get(format!("http://{}/v1/stats", receiver.admin.unwrap()))
+        .header("x-fusionhook-token", "admin-secret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), StatusCode::OK);
     let main_port = client.get(receiver.url("/v1/stats")).bearer_auth("admin-secret-token").send().await.unwrap();
     assert_eq!(main_port.status(), StatusCode::NOT_FOUND);
 

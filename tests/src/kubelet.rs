@@ -7,7 +7,8 @@
 //! kubelet refreshes projected volumes), restarts a receiver that died,
 //! rolls a new process out before stopping the old one when the pod
 //! template changes, and points the Service's DNS name at the running
-//! process through the FusionAuth emulator's host overrides. A StatefulSet's
+//! process through the FusionAuth emulator's host overrides, and registers
+//! the pod (labels, named ports) for the API server's proxy. A StatefulSet's
 //! pod gets a directory of its own as its volume claim (`store-<name>-0`),
 //! which outlives the process, a restart and the StatefulSet itself (as a
 //! retained claim does).
@@ -23,7 +24,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::fusionauth_emulator::Emulator;
-use crate::kube_emulator::KubeEmulator;
+use crate::kube_emulator::{Endpoint, KubeEmulator};
 
 /// Paths inside the pod that the operator's Deployment mounts.
 const POD_CONFIG_DIR: &str = "/etc/fusionhook/config";
@@ -50,26 +51,42 @@ impl Drop for Pod {
     }
 }
 
-/// What the kubelet runs, for tests to look at (and to kill).
+/// What the kubelet runs, for tests to look at (and to kill), by
+/// namespace and pod name ([`pod_name`]: a Deployment and a StatefulSet of
+/// one name, as while an old store drains, have pods of their own).
 #[derive(Default)]
 pub struct Pods {
     pods: BTreeMap<(String, String), Pod>,
 }
 
 impl Pods {
-    /// The address of the receiver of Deployment `name` in `namespace`.
+    /// The pod of workload `name`: the Deployment's, else the StatefulSet's.
+    fn find(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        ["deployments", "statefulsets"].iter().find_map(|r| self.pods.get(&(namespace.to_owned(), pod_name(r, name))))
+    }
+
+    /// The address of the receiver of workload `name` in `namespace`.
     pub fn address(&self, namespace: &str, name: &str) -> Option<SocketAddr> {
-        self.pods.get(&(namespace.to_owned(), name.to_owned())).map(|p| p.addr)
+        self.find(namespace, name).map(|p| p.addr)
     }
 
-    /// Kills the receiver process (the kubelet restarts it).
+    /// Whether pod `pod` (see [`pod_name`]) runs.
+    pub fn running(&self, namespace: &str, pod: &str) -> bool {
+        self.pods.contains_key(&(namespace.to_owned(), pod.to_owned()))
+    }
+
+    /// Kills the receiver process of workload `name` (the kubelet restarts it).
     pub fn kill(&mut self, namespace: &str, name: &str) -> bool {
-        self.pods.get_mut(&(namespace.to_owned(), name.to_owned())).is_some_and(|p| p.child.kill().is_ok())
+        let key = ["deployments", "statefulsets"]
+            .iter()
+            .map(|r| (namespace.to_owned(), pod_name(r, name)))
+            .find(|key| self.pods.contains_key(key));
+        key.and_then(|key| self.pods.get_mut(&key)).is_some_and(|p| p.child.kill().is_ok())
     }
 
-    /// How often the receiver was restarted after dying.
+    /// How often the receiver of workload `name` was restarted after dying.
     pub fn restarts(&self, namespace: &str, name: &str) -> u32 {
-        self.pods.get(&(namespace.to_owned(), name.to_owned())).map_or(0, |p| p.restarts)
+        self.find(namespace, name).map_or(0, |p| p.restarts)
     }
 
     /// Number of running receivers.
@@ -149,18 +166,35 @@ impl Kubelet {
             for d in &workloads {
                 let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
                 let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                wanted.push((ns.clone(), name.clone()));
+                wanted.push((ns.clone(), pod_name(resource, &name)));
                 self.sync_one(resource, &ns, &name, d);
             }
         }
-        let mut pods = self.locked();
-        pods.pods.retain(|key, _| wanted.contains(key));
+        let gone: Vec<(String, String)> = self.locked().pods.keys().filter(|key| !wanted.contains(key)).cloned().collect();
+        for (ns, pod) in gone {
+            self.locked().pods.remove(&(ns.clone(), pod.clone()));
+            self.kube.remove_endpoint(&ns, &pod);
+        }
+        self.resolve_services();
+    }
+
+    /// Points each Service's DNS name at a pod its selector picks (as
+    /// kube-proxy routes a Service's port `http`).
+    fn resolve_services(&self) {
+        let services = self.kube.list("", "v1", "services", None);
+        for service in services.iter().filter(|s| s["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "fusionhook-operator") {
+            let ns = service["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = service["metadata"]["name"].as_str().unwrap_or_default();
+            if let Some(addr) = self.kube.service_address(ns, name, "http") {
+                self.fusionauth.resolve(&format!("{name}.{ns}.svc"), addr);
+            }
+        }
     }
 
     fn sync_one(&self, resource: &str, ns: &str, name: &str, deployment: &Value) {
         let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
         let template = deployment["spec"]["template"].to_string();
-        let key = (ns.to_owned(), name.to_owned());
+        let key = (ns.to_owned(), pod_name(resource, name));
         let simulated = self.simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|n| n == ns);
         if simulated {
             let status = json!({"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
@@ -171,6 +205,7 @@ impl Kubelet {
         }
         if replicas == 0 {
             self.locked().pods.remove(&key);
+            self.kube.remove_endpoint(ns, &pod_name(resource, name));
         } else {
             let current = {
                 let mut pods = self.locked();
@@ -191,9 +226,11 @@ impl Kubelet {
                     }
                 }
                 Some(restarts) => match self.replace(resource, ns, name, deployment) {
-                    Ok((child, addr, dir)) => {
-                        // The new process is up: switch the Service name, then stop the old one.
-                        self.fusionauth.resolve(&format!("{name}.{ns}.svc"), addr);
+                    Ok(Started { child, addr, admin, dir }) => {
+                        // The new process is up: it becomes the pod's endpoint
+                        // (the Service's, if it selects it), then the old one stops.
+                        self.kube.set_endpoint(endpoint(resource, ns, name, deployment, addr, admin));
+                        self.resolve_services();
                         let pod = Pod { child, addr, template: template.clone(), dir, restarts };
                         if let Some(old) = self.locked().pods.insert(key.clone(), pod) {
                             // As a kubelet's termination grace: deliveries the old
@@ -207,6 +244,7 @@ impl Kubelet {
                     Err(e) => {
                         tracing::warn!(namespace = ns, name, error = %e, "stand-in kubelet cannot start the receiver");
                         self.locked().pods.remove(&key);
+                        self.kube.remove_endpoint(ns, &pod_name(resource, name));
                     }
                 },
             }
@@ -280,15 +318,15 @@ impl Kubelet {
     /// Starts the pod's successor. A StatefulSet's pod goes first: they
     /// share the volume claim (the store file's lock); a Deployment's new
     /// pod starts while the old one still serves.
-    fn replace(&self, resource: &str, ns: &str, name: &str, workload: &Value) -> anyhow::Result<(Child, SocketAddr, tempfile::TempDir)> {
+    fn replace(&self, resource: &str, ns: &str, name: &str, workload: &Value) -> anyhow::Result<Started> {
         if resource == "statefulsets" {
-            let old = self.locked().pods.remove(&(ns.to_owned(), name.to_owned()));
+            let old = self.locked().pods.remove(&(ns.to_owned(), pod_name(resource, name)));
             drop(old);
         }
         self.start(resource, ns, name, workload)
     }
 
-    fn start(&self, resource: &str, ns: &str, name: &str, deployment: &Value) -> anyhow::Result<(Child, SocketAddr, tempfile::TempDir)> {
+    fn start(&self, resource: &str, ns: &str, name: &str, deployment: &Value) -> anyhow::Result<Started> {
         let dir = tempfile::tempdir()?;
         self.project(resource, ns, name, deployment, dir.path())?;
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -301,9 +339,21 @@ impl Kubelet {
             .collect();
         let mut child = Command::new(&self.receiver).args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let rx = crate::logs::announced(stdout, "fusionhook-receiver listening", "address", |_| {});
+        let (admin_tx, admin_rx) = std::sync::mpsc::channel();
+        let rx = crate::logs::announced(stdout, "fusionhook-receiver listening", "address", move |line| {
+            if let Ok(v) = serde_json::from_str::<Value>(line)
+                && v["message"] == "admin API listening"
+            {
+                let _ = admin_tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+            }
+        });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => Ok((child, addr.parse()?, dir)),
+            Ok(addr) => {
+                // The admin listener is announced right after the main one.
+                let has_admin = config_has_admin(&dir);
+                let admin = if has_admin { admin_rx.recv_timeout(Duration::from_secs(5)).ok().and_then(|a| a.parse().ok()) } else { None };
+                Ok(Started { child, addr: addr.parse()?, admin, dir })
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -311,6 +361,52 @@ impl Kubelet {
             }
         }
     }
+}
+
+/// A receiver process just started.
+struct Started {
+    child: Child,
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+    dir: tempfile::TempDir,
+}
+
+/// Whether the projected config asks for an admin API.
+fn config_has_admin(dir: &tempfile::TempDir) -> bool {
+    std::fs::read_dir(dir.path().join("config"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|f| std::fs::read_to_string(f.path()).is_ok_and(|text| text.lines().any(|l| l.starts_with("admin:"))))
+}
+
+/// The pod's name: a StatefulSet's first ordinal, or one name for a
+/// Deployment's (single) pod.
+pub fn pod_name(resource: &str, workload: &str) -> String {
+    if resource == "statefulsets" { format!("{workload}-0") } else { format!("{workload}-pod") }
+}
+
+/// The pod as the API server's proxy reaches it: its template's labels,
+/// and its container's named ports where the process listens.
+fn endpoint(resource: &str, ns: &str, name: &str, workload: &Value, addr: SocketAddr, admin: Option<SocketAddr>) -> Endpoint {
+    let labels = workload["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let ports = workload["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let name = p["name"].as_str().unwrap_or_default().to_owned();
+            let number = u16::try_from(p["containerPort"].as_u64()?).ok()?;
+            let listening = if name == "admin" { admin? } else { addr };
+            Some((name, number, listening))
+        })
+        .collect();
+    Endpoint { namespace: ns.to_owned(), pod: pod_name(resource, name), labels, ports }
 }
 
 fn write_if_changed(path: &Path, data: &[u8]) -> std::io::Result<()> {

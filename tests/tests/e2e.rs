@@ -576,3 +576,156 @@ async fn scenario_9_an_embedded_store_keeps_accepted_events_across_a_pod_restart
     assert!(stack.kubelet.claim_dir("team", "hook-receiver").join("fusionhook.redb").exists());
     assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
 }
+
+/// The reasons of the Events in `ns`, oldest first.
+fn event_reasons(stack: &Stack, ns: &str) -> Vec<String> {
+    stack.kube.list("events.k8s.io", "v1", "events", Some(ns)).iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect()
+}
+
+/// The message of condition `kind` of `ns/hook`.
+fn condition_message(stack: &Stack, ns: &str, kind: &str) -> String {
+    let r = resource(stack, ns, "hook").unwrap_or_default();
+    r["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .map(|c| c["message"].to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_10_switching_from_embedded_to_postgres_keeps_the_old_store_until_it_has_delivered_everything() {
+    let pg = fusionhook_tests::postgres::Postgres::start();
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let people = users(10);
+    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
+    let store = TodoStore::with(&seeded);
+    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    stack.namespace_with_api_key("team").unwrap();
+    stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "pg"}, "stringData": {"url": pg.url()}})).unwrap();
+    stack.start_operator("op-a", "2s").unwrap();
+    let mut spec = spec(&stack, &todo);
+    spec["receiver"]["store"] = json!({"type": "embedded"});
+    spec["routes"][0]["retry"] = json!({"scheduleMs": [300]});
+    create_resource(&stack, "team", "hook", spec.clone());
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    switch_on(&stack, "user.delete");
+
+    // Half the users deleted while the service is down: the embedded store holds them.
+    let (before, after) = people.split_at(people.len() / 2);
+    for user in before {
+        assert!(delete_until_answered(&stack, user).await, "answered 200 while the service is down");
+    }
+
+    // The store type changes: a Deployment on PostgreSQL takes FusionAuth's
+    // deliveries; the StatefulSet stays, with its claim, and says why.
+    spec["receiver"]["store"] = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});
+    stack.patch("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", "hook", &json!({"spec": spec})).unwrap();
+    assert!(
+        eventually(WAIT, || stack
+            .condition("team", "hook", "OldStoreDrained")
+            .is_some_and(|c| c == ("False".into(), "OldStoreKept".into())))
+        .await,
+        "{:?}",
+        resource(&stack, "team", "hook")
+    );
+    let message = condition_message(&stack, "team", "OldStoreDrained");
+    assert!(message.contains(&format!("holds {} pending and 0 dead deliveries", before.len())), "{message}");
+    let uid =
+        stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").unwrap()["metadata"]["uid"].as_str().unwrap().to_owned();
+    assert!(message.contains(&format!("fusionhook.dev/discard-store={uid}")), "{message}");
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await,
+        "the new receiver is Ready"
+    );
+    assert!(eventually(WAIT, || event_reasons(&stack, "team").contains(&"OldStoreKept".to_owned())).await, "an Event says so");
+    let service = stack.kube.get("", "v1", "services", "team", "hook-receiver").unwrap();
+    assert_eq!(service["spec"]["selector"]["fusionhook.dev/store"], "postgres", "FusionAuth no longer reaches the old store");
+    assert!(stack.kubelet.pods.lock().unwrap().running("team", "hook-receiver-0"), "the old store's pod still runs");
+
+    // The other half goes to the new receiver (PostgreSQL).
+    for user in after {
+        assert!(delete_until_answered(&stack, user).await, "the new receiver answers");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(people.iter().all(|u| !store.todos(u).is_empty()), "nothing could be deleted yet");
+    assert!(stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").is_some(), "kept while it holds deliveries");
+
+    // The service is back: both stores deliver; the drained one goes, with its claim.
+    store.fail_with(None);
+    assert!(
+        eventually(Duration::from_secs(60), || people.iter().all(|u| store.todos(u).is_empty())).await,
+        "every user's todos deleted; left: {:?}",
+        people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
+    );
+    assert!(
+        eventually(WAIT, || stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").is_none()).await,
+        "the drained StatefulSet is deleted"
+    );
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "OldStoreDrained").is_none()).await,
+        "{:?}",
+        resource(&stack, "team", "hook")
+    );
+    assert!(eventually(WAIT, || event_reasons(&stack, "team").contains(&"OldStoreDrained".to_owned())).await);
+    let claim_deleted =
+        stack.kube.requests().iter().any(|r| r.method == "DELETE" && r.path.ends_with("/persistentvolumeclaims/store-hook-receiver-0"));
+    assert!(claim_deleted, "the drained claim is deleted");
+    assert_eq!(stack.condition("team", "hook", "Ready").map(|c| c.0), Some("True".into()));
+    assert!(
+        stack.kube.get("", "v1", "services", "team", "hook-receiver").unwrap()["spec"]["selector"].get("fusionhook.dev/store").is_none()
+    );
+    assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_11_a_deleted_resource_waits_for_its_embedded_store_until_a_person_discards_what_is_dead() {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let people = users(3);
+    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
+    let store = TodoStore::with(&seeded);
+    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    stack.namespace_with_api_key("team").unwrap();
+    stack.start_operator("op-a", "2s").unwrap();
+    let mut spec = spec(&stack, &todo);
+    spec["receiver"]["store"] = json!({"type": "embedded"});
+    spec["routes"][0]["retry"] = json!({"maxAttempts": 2, "scheduleMs": [100]});
+    create_resource(&stack, "team", "hook", spec);
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    switch_on(&stack, "user.delete");
+    for user in &people {
+        assert!(delete_until_answered(&stack, user).await);
+    }
+
+    // Deleted while its store holds dead deliveries: the finalizer stays,
+    // FusionAuth's webhook goes, and Ready says what to do.
+    stack.delete("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", "hook").unwrap();
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.1 == "OldStoreKept")
+            && condition_message(&stack, "team", "Ready").contains("3 dead"))
+        .await,
+        "{:?}",
+        resource(&stack, "team", "hook")
+    );
+    assert!(eventually(WAIT, || stack.fusionauth.state().webhooks.is_empty()).await, "FusionAuth no longer calls it");
+    let message = condition_message(&stack, "team", "Ready");
+    assert!(message.contains("kubectl fusionhook replay hook --dead"), "{message}");
+    assert!(event_reasons(&stack, "team").contains(&"OldStoreKept".to_owned()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(resource(&stack, "team", "hook").is_some(), "still there");
+
+    // A person confirms with the StatefulSet's uid: everything goes.
+    let uid =
+        stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").unwrap()["metadata"]["uid"].as_str().unwrap().to_owned();
+    let annotate = json!({"metadata": {"annotations": {"fusionhook.dev/discard-store": uid}}});
+    stack.patch("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", "hook", &annotate).unwrap();
+    assert!(eventually(WAIT, || resource(&stack, "team", "hook").is_none()).await, "deleted once confirmed");
+    assert!(event_reasons(&stack, "team").contains(&"OldStoreDiscarded".to_owned()));
+    assert!(
+        stack.kube.requests().iter().any(|r| r.method == "DELETE" && r.path.ends_with("/persistentvolumeclaims/store-hook-receiver-0"))
+    );
+    assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
+}

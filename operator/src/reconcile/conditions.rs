@@ -37,6 +37,9 @@ named!(
         TenantEventsEnabled,
         /// The FusionAuth webhook matches the spec (no drift left).
         InSync,
+        /// Present only while an embedded store the resource no longer
+        /// uses is kept until it is drained (`old_store`); not part of `Ready`.
+        OldStoreDrained,
     }
 );
 
@@ -83,6 +86,8 @@ named!(
         InvalidFusionAuthConnection,
         /// FusionAuth did not answer usefully (down, timeout, 5xx).
         FusionAuthUnreachable,
+        /// An old embedded store still holds deliveries and is kept.
+        OldStoreKept,
     }
 );
 
@@ -167,7 +172,7 @@ impl Step {
 pub fn conditions(previous: &[Condition], steps: &[Step], generation: Option<i64>, now: &Time) -> Vec<Condition> {
     let given = steps.iter().find(|s| s.kind == Kind::Ready).cloned();
     let steps: Vec<&Step> = steps.iter().filter(|s| s.kind != Kind::Ready).collect();
-    let ready = given.unwrap_or_else(|| match steps.iter().find(|s| s.state != State::True) {
+    let ready = given.unwrap_or_else(|| match steps.iter().find(|s| s.state != State::True && s.kind != Kind::OldStoreDrained) {
         None => Step::ok(Kind::Ready, Reason::Reconciled, "the receiver runs and FusionAuth's webhook matches the spec"),
         Some(blocking) => Step {
             kind: Kind::Ready,

@@ -10,6 +10,7 @@
 //! - [`tenant_switches`]: the protocol for FusionAuth's tenant event switches;
 //! - [`cleanup`]: remove what the resource put in FusionAuth (on delete, or
 //!   when it moves to another FusionAuth);
+//! - [`old_store`]: an embedded store no longer used is kept until drained;
 //! - [`status`] and [`conditions`]: one status patch at the end, and Events.
 //!
 //! Each stage returns `Result<_, Stopped>`: the step that stopped the pass,
@@ -26,6 +27,7 @@ pub mod conditions;
 pub mod dereference;
 pub mod finalizer;
 pub mod observe;
+pub mod old_store;
 pub mod rotation;
 pub mod status;
 pub mod tenant_switches;
@@ -37,6 +39,7 @@ use std::time::Instant;
 
 use fusionhook_fusionauth::client::FusionAuthClient;
 use fusionhook_fusionauth::model::Webhook;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -161,6 +164,9 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
     if r.metadata.deletion_timestamp.is_some() {
         if finalizer::present(r) {
             cleanup::on_delete(r, ctx, &api).await?;
+            if store_kept_on_delete(r, ctx, &api, &namespace).await? {
+                return Ok((Action::requeue(ctx.jittered(ctx.settings.waiting_requeue)), "waiting"));
+            }
             finalizer::remove(r, ctx, &api).await?;
         }
         return Ok((Action::await_change(), "deleted"));
@@ -181,6 +187,45 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
     }
 }
 
+/// On delete, once FusionAuth no longer calls the receiver: an embedded
+/// store that still holds deliveries keeps the finalizer (and its
+/// StatefulSet running) until it is drained or discarded; then it goes
+/// with its volume claims. Returns whether it is kept.
+async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>, namespace: &str) -> Result<bool, Error> {
+    let Some(store) = ctx.caches.observed(namespace, &r.name_any(), "").stateful_set else { return Ok(false) };
+    let confirmation = r.annotations().get(old_store::DISCARD_ANNOTATION).map(String::as_str);
+    let verdict = old_store::judge(&ctx.client, namespace, &r.name_any(), &store, confirmation).await.map_err(Error::ApplyReceiver)?;
+    let name = store.metadata.name.clone().unwrap_or_default();
+    let event = match verdict {
+        old_store::Verdict::Keep(message) => {
+            let was_kept =
+                r.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Ready" && c.reason == Reason::OldStoreKept.as_str());
+            let step = conditions::Step::failed(Kind::Ready, Reason::OldStoreKept, format!("deleting, once the store is empty: {message}"));
+            status::write(r, ctx, api, Report::new(r), Some(&step)).await?;
+            if !was_kept {
+                status::publish(r, ctx, &[status::warning("OldStoreKept", "Delete", step.message)]).await;
+            }
+            return Ok(true);
+        }
+        old_store::Verdict::Drained => status::normal(
+            "OldStoreDrained",
+            "Delete",
+            format!("StatefulSet {name}'s embedded store held nothing any more: its volume claims are deleted"),
+        ),
+        old_store::Verdict::Discarded => status::warning(
+            "OldStoreDiscarded",
+            "Delete",
+            format!(
+                "StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held",
+                old_store::DISCARD_ANNOTATION
+            ),
+        ),
+    };
+    old_store::remove(&ctx.client, namespace, &store).await.map_err(Error::ApplyReceiver)?;
+    status::publish(r, ctx, &[event]).await;
+    Ok(false)
+}
+
 /// The plan: each line a stage.
 async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> Result<Pass, Stopped> {
     let secrets = dereference::secrets(&ctx.client, r).await.map_err(Stopped::kubernetes(Kind::SecretsResolved, Error::Dereference))?;
@@ -192,9 +237,9 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
     let credentials = rotation::credentials(&v, &Kept::read(&v, &secrets), seen, moved);
     let owner = owner_reference(r).ok_or(ValidationError::InvalidSpec("metadata.uid: missing".into()))?;
     let desired = build::desired(&v, &credentials, &ctx.settings.receiver_image, &owner);
-    receiver(ctx, &v, &desired, &credentials, report).await?;
+    let draining = receiver(ctx, r, &v, &desired, &credentials, report).await?;
     let (fa, observed) = fusionauth.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
-    let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await;
+    let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await.map(|p| Pass { soon: p.soon || draining });
     ctx.fusionauth_webhook_written(&v.connection(), v.webhook_id).await;
     if registered.is_ok() {
         keep_the_key_fusionauth_signs_with(ctx, &v, &credentials, &owner).await;
@@ -228,16 +273,33 @@ async fn observe(ctx: &Context, v: &Validated) -> Result<(FusionAuthClient, Opti
 
 /// Applies the receiver objects; FusionAuth is told about a receiver only
 /// once its current template is rolled out (during a rotation: once every
-/// pod accepts both the old and the new credential).
-async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: &Credentials, report: &mut Report) -> Result<(), Stopped> {
+/// pod accepts both the old and the new credential). Returns whether an
+/// old embedded store is kept until it drains (look again soon).
+async fn receiver(
+    ctx: &Context,
+    r: &FusionAuthWebhook,
+    v: &Validated,
+    desired: &Desired,
+    credentials: &Credentials,
+    report: &mut Report,
+) -> Result<bool, Stopped> {
     let config_map = desired.receiver.config_map.metadata.name.clone().unwrap_or_default();
     let observed = ctx.caches.observed(&v.namespace, &v.name, &config_map);
-    let applied = apply_receiver(&ctx.client, &v.namespace, &desired.receiver, &observed)
+    let old = observed.stateful_set.clone().filter(|_| v.store.kind != crate::resource::StoreType::Embedded);
+    let mut objects = desired.receiver.clone();
+    if old.is_some() {
+        build::receiver::select_current_store(&mut objects.service, v);
+    }
+    let applied = apply_receiver(&ctx.client, &v.namespace, &objects, &observed)
         .await
         .map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
     for _ in &applied.written {
         ctx.metrics.kubernetes_write("apply");
     }
+    let draining = match &old {
+        Some(old) => drain_old_store(ctx, r, old, report).await?,
+        None => false,
+    };
     let name = names::receiver_name(&v.name);
     let rotating = credentials.previous != rotation::Previous::default();
     let note = if rotating { "; they accept the old and the new credential before FusionAuth is switched" } else { "" };
@@ -252,7 +314,7 @@ async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: 
         (_, Rollout::Done) => {
             report.done(Kind::ReceiverAvailable, Reason::Available, format!("{workload} {name} is rolled out and available"));
             delete_old_config_maps(ctx, v, &config_map).await;
-            Ok(())
+            Ok(draining)
         }
         (_, Rollout::Waiting(message)) => {
             // A StatefulSet has no progress deadline to say it is stuck: its
@@ -276,6 +338,41 @@ async fn receiver(ctx: &Context, v: &Validated, desired: &Desired, credentials: 
             Err(Stopped::wait(Kind::ReceiverAvailable, Reason::RolloutStuck, format!("{message}{trouble}")))
         }
     }
+}
+
+/// An embedded store the resource no longer uses: kept (a condition says
+/// why) until drained or discarded, then removed with an Event. Returns
+/// whether it is kept.
+async fn drain_old_store(ctx: &Context, r: &FusionAuthWebhook, old: &StatefulSet, report: &mut Report) -> Result<bool, Stopped> {
+    let (namespace, resource) = (r.namespace().unwrap_or_default(), r.name_any());
+    let confirmation = r.annotations().get(old_store::DISCARD_ANNOTATION).map(String::as_str);
+    let verdict = old_store::judge(&ctx.client, &namespace, &resource, old, confirmation)
+        .await
+        .map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
+    let name = old.metadata.name.clone().unwrap_or_default();
+    let note = match verdict {
+        old_store::Verdict::Keep(message) => {
+            report.record(conditions::Step::failed(Kind::OldStoreDrained, Reason::OldStoreKept, message));
+            return Ok(true);
+        }
+        old_store::Verdict::Drained => status::normal(
+            "OldStoreDrained",
+            "Drain",
+            format!("StatefulSet {name} and its volume claims deleted: its embedded store held nothing any more"),
+        ),
+        old_store::Verdict::Discarded => status::warning(
+            "OldStoreDiscarded",
+            "Drain",
+            format!(
+                "StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held",
+                old_store::DISCARD_ANNOTATION
+            ),
+        ),
+    };
+    old_store::remove(&ctx.client, &namespace, old).await.map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
+    ctx.metrics.kubernetes_write("delete");
+    report.event(note);
+    Ok(false)
 }
 
 /// Once every pod runs the current config version, the others go. Best

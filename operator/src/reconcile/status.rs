@@ -61,7 +61,14 @@ impl Report {
             };
             steps.push(step);
         }
+        // Beside the steps, only while there is an old store.
+        steps.extend(self.steps.iter().filter(|s| s.kind == Kind::OldStoreDrained).cloned());
         steps
+    }
+
+    /// A step's outcome, whatever it is.
+    pub fn record(&mut self, step: Step) {
+        self.steps.push(step);
     }
 }
 

@@ -133,6 +133,12 @@ pub async fn handle(State(emulator): State<KubeEmulator>, request: Request) -> R
             None => error(&ApiError::NotFound(format!("the server could not find the requested resource (group {group})"))),
         };
     }
+    if let Some(proxied) = super::proxy::parse(&path) {
+        return match super::proxy::forward(&emulator, &method, proxied, &query, &headers, body).await {
+            Ok(response) => response,
+            Err(e) => error(&e),
+        };
+    }
     let target = match parse(&path, &emulator) {
         None => return error(&ApiError::NotFound("the server could not find the requested resource".into())),
         Some(Err((group, version))) => {

@@ -11,7 +11,8 @@
 //! strategic-merge patches and server-side apply (`patch.rs` documents how
 //! far field ownership goes), streaming watches with bookmarks, timeouts
 //! and 410 Gone, `Table` answers for kubectl's printer columns, and
-//! metadata-only answers for metadata watches; request bodies in JSON,
+//! metadata-only answers for metadata watches; the pod and service proxy
+//! (`proxy.rs`) to what the stand-in kubelet runs; request bodies in JSON,
 //! YAML, or protobuf for the kinds typed clients send (`protobuf.rs`); a
 //! custom resource's structural schema (types, patterns, ranges, required
 //! fields) and its CEL rules (`x-kubernetes-validations`, with `kube-cel`).
@@ -19,7 +20,7 @@
 //! Not emulated (documented, not silently wrong): authentication and RBAC
 //! (every request is allowed; the audit log records each one so tests can
 //! check the RBAC a component needs), pruning of unknown fields in custom
-//! resources, transition rules (`oldSelf`), admission webhooks and policies,
+//! resources, admission webhooks and policies,
 //! the OpenAPI documents (`kubectl` needs `--validate=false`), and the
 //! controllers of built-in kinds (a Deployment gets no pods or status unless
 //! a test, like the end-to-end tests' stand-in kubelet, writes them).
@@ -27,6 +28,7 @@
 mod http;
 mod patch;
 mod protobuf;
+pub mod proxy;
 pub mod registry;
 mod selectors;
 pub mod store;
@@ -37,6 +39,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use http::Audit;
+pub use proxy::Endpoint;
 use serde_json::Value;
 pub use store::{ApiError, PatchKind, Store};
 use tokio::net::TcpListener;
@@ -48,6 +51,7 @@ pub struct KubeEmulator {
     store: Arc<Mutex<Store>>,
     audit: Arc<Mutex<Vec<Audit>>>,
     address: Arc<Mutex<String>>,
+    endpoints: Arc<Mutex<Vec<Endpoint>>>,
 }
 
 impl KubeEmulator {
@@ -68,6 +72,27 @@ impl KubeEmulator {
     /// Every request so far.
     pub fn requests(&self) -> Vec<Audit> {
         self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn endpoints(&self) -> MutexGuard<'_, Vec<Endpoint>> {
+        self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a running pod for the proxy (replacing one of that name).
+    pub fn set_endpoint(&self, endpoint: Endpoint) {
+        let mut endpoints = self.endpoints();
+        endpoints.retain(|e| (e.namespace.as_str(), e.pod.as_str()) != (endpoint.namespace.as_str(), endpoint.pod.as_str()));
+        endpoints.push(endpoint);
+    }
+
+    /// Where the Service's port `port` leads now (a pod its selector picks).
+    pub fn service_address(&self, namespace: &str, service: &str, port: &str) -> Option<SocketAddr> {
+        proxy::backend(self, "services", namespace, &format!("{service}:{port}")).ok()
+    }
+
+    /// Forgets a pod that stopped.
+    pub fn remove_endpoint(&self, namespace: &str, pod: &str) {
+        self.endpoints().retain(|e| (e.namespace.as_str(), e.pod.as_str()) != (namespace, pod));
     }
 
     fn address(&self) -> String {

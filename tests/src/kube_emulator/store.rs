@@ -49,6 +49,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 410.
     Gone(String),
+    /// 503 (a proxy with no endpoint to reach).
+    ServiceUnavailable(String),
 }
 
 impl ApiError {
@@ -63,6 +65,7 @@ impl ApiError {
             Self::MethodNotAllowed(m) => (405, "MethodNotAllowed", m),
             Self::UnsupportedMediaType(m) => (415, "UnsupportedMediaType", m),
             Self::Gone(m) => (410, "Expired", m),
+            Self::ServiceUnavailable(m) => (503, "ServiceUnavailable", m),
         };
         (
             code,

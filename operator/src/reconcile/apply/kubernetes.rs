@@ -89,13 +89,13 @@ where
 type Kind<'a, T> = (&'a Api<T>, Option<&'a T>, &'static str);
 
 /// Applies `desired` (the workload of `wanted`'s kind) after deleting the
-/// workload of the `other` kind, if one is seen: the store type changed. A
-/// StatefulSet's volume claims stay (its retention policy): they may hold
-/// pending deliveries. Returns the applied object (`None`: unchanged).
+/// workload of the `other` kind, if one is given: the store type changed
+/// (an old StatefulSet is not given here: `old_store` removes it once it
+/// is drained). Returns the applied object (`None`: unchanged).
 async fn apply_workload<T, O>(
     wanted: Kind<'_, T>,
     desired: T,
-    other: Kind<'_, O>,
+    other: Option<Kind<'_, O>>,
     written: &mut Vec<&'static str>,
 ) -> Result<Option<T>, kube::Error>
 where
@@ -103,8 +103,9 @@ where
     O: Resource + DeserializeOwned + Clone + std::fmt::Debug,
 {
     let (api, observed, kind) = wanted;
-    let (other_api, other_observed, other_kind) = other;
-    if let Some(name) = other_observed.and_then(|o| o.meta().name.clone()) {
+    if let Some((other_api, Some(other_observed), other_kind)) = other
+        && let Some(name) = other_observed.meta().name.clone()
+    {
         delete_one(other_api, &name).await?;
         written.push(other_kind);
     }
@@ -155,6 +156,8 @@ pub async fn apply_receiver(
                 written.push("Service");
             }
         }
+        // Kept while an old StatefulSet drains (it is its serviceName).
+        None if observed.stateful_set.is_some() => {}
         None => {
             if let Some(name) = observed.pods_service.as_ref().and_then(|s| s.metadata.name.clone()) {
                 delete_one(&services, &name).await?;
@@ -167,14 +170,13 @@ pub async fn apply_receiver(
     let rollout = match &desired.workload {
         Workload::Deployment(d) => {
             let wanted = (&deployments, observed.deployment.as_ref(), "Deployment");
-            let other = (&stateful_sets, observed.stateful_set.as_ref(), "StatefulSet");
-            let applied = apply_workload(wanted, (**d).clone(), other, &mut written).await?;
+            let applied = apply_workload::<_, StatefulSet>(wanted, (**d).clone(), None, &mut written).await?;
             rollout(applied.as_ref().or(observed.deployment.as_ref()), d.metadata.name.as_deref().unwrap_or_default())
         }
         Workload::StatefulSet(s) => {
             let wanted = (&stateful_sets, observed.stateful_set.as_ref(), "StatefulSet");
             let other = (&deployments, observed.deployment.as_ref(), "Deployment");
-            let applied = apply_workload(wanted, (**s).clone(), other, &mut written).await?;
+            let applied = apply_workload(wanted, (**s).clone(), Some(other), &mut written).await?;
             stateful_rollout(applied.as_ref().or(observed.stateful_set.as_ref()), s.metadata.name.as_deref().unwrap_or_default())
         }
     };

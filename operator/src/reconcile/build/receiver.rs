@@ -47,6 +47,27 @@ pub struct Template {
 /// UID the receiver runs as (distroless `nonroot`).
 const RUN_AS: i64 = 65532;
 
+/// The pod label naming the store type, for a Service to select only the
+/// pods of the current store while an old embedded store drains (the
+/// workloads' selectors cannot change: they are immutable).
+pub const STORE_LABEL: &str = "fusionhook.dev/store";
+
+fn store_label(v: &Validated) -> &'static str {
+    match v.store.kind {
+        StoreType::None => "none",
+        StoreType::Embedded => "embedded",
+        StoreType::Postgres => "postgres",
+    }
+}
+
+/// Narrows `service` to the pods of the current store type (while an old
+/// store's StatefulSet still runs, FusionAuth must not reach it).
+pub fn select_current_store(service: &mut Service, v: &Validated) {
+    if let Some(selector) = service.spec.as_mut().and_then(|s| s.selector.as_mut()) {
+        selector.insert(STORE_LABEL.to_owned(), store_label(v).to_owned());
+    }
+}
+
 /// Labels on every object, and the Deployment's selector.
 pub fn labels(v: &Validated) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -219,7 +240,9 @@ fn pod_template(v: &Validated, previous: &Previous, default_image: &str, config:
             ..VolumeMount::default()
         });
     }
-    let mut template_meta = ObjectMeta { labels: Some(labels(v)), ..ObjectMeta::default() };
+    let mut pod_labels = labels(v);
+    pod_labels.insert(STORE_LABEL.to_owned(), store_label(v).to_owned());
+    let mut template_meta = ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() };
     template_meta.annotations = Some(BTreeMap::from([(CONFIG_CHECKSUM_ANNOTATION.to_owned(), config.checksum.clone())]));
     PodTemplateSpec {
         metadata: Some(template_meta),
@@ -279,7 +302,7 @@ pub fn deployment(v: &Validated, previous: &Previous, default_image: &str, confi
 }
 
 /// The volume (claim template) of an embedded store.
-const STORE_VOLUME: &str = "store";
+pub const STORE_VOLUME: &str = "store";
 /// Its size when the spec gives none.
 const DEFAULT_STORE_SIZE: &str = "1Gi";
 
@@ -424,8 +447,15 @@ mod tests {
             assert_eq!(meta.owner_references.as_ref().unwrap()[0].controller, Some(true));
             assert_eq!(meta.namespace.as_deref(), Some("todo"));
         }
-        // The Service selects the pods and is what the registered URL names.
-        assert_eq!(s.spec.as_ref().unwrap().selector.as_ref(), spec.template.metadata.as_ref().unwrap().labels.as_ref());
+        // The Service selects the pods (the workload's selector: the store
+        // label only narrows it while an old store drains) and is what the
+        // registered URL names.
+        assert_eq!(s.spec.as_ref().unwrap().selector.as_ref(), Some(&spec.selector.match_labels.clone().unwrap()));
+        let pod_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        assert_eq!(pod_labels["fusionhook.dev/store"], "none");
+        let mut narrowed = s.clone();
+        select_current_store(&mut narrowed, &v);
+        assert!(narrowed.spec.unwrap().selector.unwrap().iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
         let url = receiver_url(&v);
         assert!(url.starts_with(&format!(
             "http://{}.todo.svc:{}/",

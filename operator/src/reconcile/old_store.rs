@@ -1,0 +1,188 @@
+//! old_store: an embedded store the resource no longer uses. When the store
+//! type changes away from `embedded`, or the resource is deleted, the old
+//! StatefulSet may still hold deliveries FusionAuth was told were handled.
+//! It keeps running (it delivers what is pending; FusionAuth no longer
+//! reaches it: the Service selects the current store's pods only) and its
+//! volume claims stay, until every replica's store holds nothing pending or
+//! dead, or a person confirms discarding it with the annotation
+//! `fusionhook.dev/discard-store: <the StatefulSet's uid>` (a uid, so a
+//! confirmation left on the resource never applies to a later store).
+//!
+//! Each replica is asked through the API server's pod proxy
+//! (`pods/<name>-<ordinal>:8081/proxy/v1/stats`, the admin API with its
+//! token), the way `kubectl` reaches a pod without exposing it. [`verdict`]
+//! is pure; the rest are the calls around it.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::{Api, Client};
+use serde::Deserialize;
+
+use crate::names;
+use crate::reconcile::build::receiver_config::ADMIN_PORT;
+
+/// The annotation that confirms discarding an old store's deliveries.
+pub const DISCARD_ANNOTATION: &str = "fusionhook.dev/discard-store";
+
+/// What one replica's store holds (the admin API's `/v1/stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Held {
+    /// Deliveries not yet made.
+    pub pending: u64,
+    /// Deliveries given up on (replay or discard them).
+    pub dead: u64,
+}
+
+/// What to do with the old store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep the StatefulSet and its claims; the message says why and what to do.
+    Keep(String),
+    /// Every replica's store is empty: remove them.
+    Drained,
+    /// A person confirmed discarding what is left: remove them.
+    Discarded,
+}
+
+/// Pure: the verdict on StatefulSet `name` (uid `uid`) of resource
+/// `resource` in `namespace`, from each replica's answer (`pod`, what it
+/// holds or why it could not be asked) and the resource's annotation.
+pub fn verdict(
+    namespace: &str,
+    resource: &str,
+    name: &str,
+    uid: &str,
+    answers: &[(String, Result<Held, String>)],
+    confirmation: Option<&str>,
+) -> Verdict {
+    if confirmation == Some(uid) {
+        return Verdict::Discarded;
+    }
+    if answers.iter().all(|(_, a)| a.as_ref().is_ok_and(|held| *held == Held::default())) {
+        return Verdict::Drained;
+    }
+    let (pending, dead) = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).fold((0, 0), |(p, d), h| (p + h.pending, d + h.dead));
+    let unknown: Vec<String> = answers.iter().filter_map(|(pod, a)| a.as_ref().err().map(|e| format!("{pod}: {e}"))).collect();
+    let mut message = format!(
+        "StatefulSet {name} (the embedded store) is kept with its volume claims: it holds {pending} pending and {dead} dead deliveries"
+    );
+    if !unknown.is_empty() {
+        message.push_str(&format!(", and cannot be asked about the rest ({})", unknown.join("; ")));
+    }
+    message.push_str(". It delivers what is pending and is removed once nothing is left");
+    if dead > 0 {
+        message.push_str(&format!("; replay or discard the dead deliveries (kubectl fusionhook replay {resource} --dead)"));
+    }
+    message.push_str(&format!(
+        ". To discard what it holds instead: kubectl annotate -n {namespace} fusionauthwebhook {resource} {DISCARD_ANNOTATION}={uid} --overwrite"
+    ));
+    Verdict::Keep(message)
+}
+
+/// The admin token the operator generated for the resource's receivers.
+pub async fn admin_token(client: &Client, namespace: &str, resource: &str) -> Result<Option<String>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api.get_opt(&names::authorization_secret_name(resource)).await?;
+    Ok(secret.and_then(|s| s.data).and_then(|d| d.get(names::kept::ADMIN_TOKEN).cloned()).and_then(|b| String::from_utf8(b.0).ok()))
+}
+
+/// What the store of `pod` holds, through the API server's pod proxy.
+pub async fn ask(client: &Client, namespace: &str, pod: &str, token: &str) -> Result<Held, String> {
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{ADMIN_PORT}/proxy/v1/stats");
+    let request = http::Request::get(path)
+        // The proxy drops Authorization (the caller's credential for the
+        // API server): the admin API takes the token in its own header.
+        .header("x-fusionhook-token", token)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = tokio::time::timeout(std::time::Duration::from_secs(10), client.request_text(request))
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+        .map_err(|e| match e {
+            kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+            other => other.to_string(),
+        })?;
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the admin API: {e}"))
+}
+
+/// The pods of StatefulSet `s`, by ordinal.
+pub fn pods(s: &StatefulSet) -> Vec<String> {
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let replicas = s.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1).max(0);
+    (0..replicas).map(|i| format!("{name}-{i}")).collect()
+}
+
+/// Asks every replica of `s`, then decides.
+pub async fn judge(
+    client: &Client,
+    namespace: &str,
+    resource: &str,
+    s: &StatefulSet,
+    confirmation: Option<&str>,
+) -> Result<Verdict, kube::Error> {
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let uid = s.metadata.uid.clone().unwrap_or_default();
+    if confirmation == Some(uid.as_str()) {
+        return Ok(Verdict::Discarded);
+    }
+    let token = admin_token(client, namespace, resource).await?;
+    let mut answers = Vec::new();
+    for pod in pods(s) {
+        let answer = match &token {
+            Some(token) => ask(client, namespace, &pod, token).await,
+            None => Err(format!("the admin token (Secret {}) is gone", names::authorization_secret_name(resource))),
+        };
+        answers.push((pod, answer));
+    }
+    Ok(verdict(namespace, resource, &name, &uid, &answers, confirmation))
+}
+
+/// Deletes StatefulSet `s` and the volume claims of its replicas (claims
+/// of ordinals it was scaled down from are left: nobody asked them).
+pub async fn remove(client: &Client, namespace: &str, s: &StatefulSet) -> Result<(), kube::Error> {
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    gone_is_fine(sets.delete(&name, &kube::api::DeleteParams::background()).await.map(drop))?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    for pod in pods(s) {
+        let claim = format!("{}-{pod}", crate::reconcile::build::receiver::STORE_VOLUME);
+        gone_is_fine(claims.delete(&claim, &kube::api::DeleteParams::background()).await.map(drop))?;
+    }
+    Ok(())
+}
+
+fn gone_is_fine(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(held: &[Result<Held, &str>]) -> Vec<(String, Result<Held, String>)> {
+        held.iter().enumerate().map(|(i, h)| (format!("r-receiver-{i}"), (*h).map_err(str::to_owned))).collect()
+    }
+
+    #[test]
+    fn an_old_store_goes_only_when_every_replica_is_empty_or_a_person_confirms_with_its_uid() {
+        let empty = Held::default();
+        let judge = |held: &[Result<Held, &str>], confirmation| verdict("ns", "r", "r-receiver", "uid-1", &answers(held), confirmation);
+        assert_eq!(judge(&[Ok(empty), Ok(empty)], None), Verdict::Drained);
+        let Verdict::Keep(message) = judge(&[Ok(Held { pending: 3, dead: 0 }), Ok(Held { pending: 1, dead: 2 })], None) else {
+            panic!("kept")
+        };
+        assert!(message.contains("holds 4 pending and 2 dead deliveries"), "{message}");
+        assert!(message.contains("kubectl fusionhook replay r --dead"), "{message}");
+        assert!(message.contains("kubectl annotate -n ns fusionauthwebhook r fusionhook.dev/discard-store=uid-1"), "{message}");
+        // A replica that cannot be asked may hold anything.
+        let Verdict::Keep(message) = judge(&[Ok(empty), Err("no answer within 10 s")], None) else { panic!("kept") };
+        assert!(message.contains("r-receiver-1: no answer within 10 s"), "{message}");
+        assert!(!message.contains("replay"), "{message}");
+        // Only this StatefulSet's uid confirms.
+        assert_eq!(judge(&[Err("down")], Some("uid-1")), Verdict::Discarded);
+        assert!(matches!(judge(&[Err("down")], Some("uid-0")), Verdict::Keep(_)));
+    }
+}
