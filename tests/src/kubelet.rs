@@ -111,6 +111,8 @@ pub struct Kubelet {
     simulated: Arc<Mutex<Vec<String>>>,
     /// The volume claims of StatefulSet pods: `<namespace>/<claim>`.
     volumes: Arc<tempfile::TempDir>,
+    /// How many pods of a workload run at most ([`Kubelet::run_up_to`]).
+    max_replicas: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn secret_data(kube: &KubeEmulator, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
@@ -122,7 +124,8 @@ impl Kubelet {
     /// A kubelet running `receiver` binaries, resolving Service names in `fusionauth`.
     pub fn new(kube: KubeEmulator, fusionauth: Emulator, receiver: PathBuf) -> Self {
         let volumes = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory for volumes: {e}")));
-        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default(), volumes }
+        let max_replicas = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default(), volumes, max_replicas }
     }
 
     /// In `namespace`, report Deployments available without running
@@ -150,7 +153,18 @@ impl Kubelet {
     /// The directory of the volume claim `store-<name>-0` of StatefulSet
     /// `name` in `namespace` (it survives the pod and the StatefulSet).
     pub fn claim_dir(&self, namespace: &str, name: &str) -> PathBuf {
-        self.volumes.path().join(namespace).join(format!("store-{name}-0"))
+        self.claim_dir_at(namespace, name, 0)
+    }
+
+    fn claim_dir_at(&self, namespace: &str, name: &str, ordinal: i64) -> PathBuf {
+        self.volumes.path().join(namespace).join(format!("store-{name}-{ordinal}"))
+    }
+
+    /// Runs up to `n` pods of each workload (1 by default: one process
+    /// stands for every replica, which most tests need and the machine
+    /// affords).
+    pub fn run_up_to(&self, n: usize) {
+        self.max_replicas.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// One pass over every Deployment and StatefulSet the operator manages.
@@ -166,8 +180,7 @@ impl Kubelet {
             for d in &workloads {
                 let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
                 let name = d["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                wanted.push((ns.clone(), pod_name(resource, &name)));
-                self.sync_one(resource, &ns, &name, d);
+                wanted.extend(self.sync_one(resource, &ns, &name, d));
             }
         }
         let gone: Vec<(String, String)> = self.locked().pods.keys().filter(|key| !wanted.contains(key)).cloned().collect();
@@ -185,75 +198,36 @@ impl Kubelet {
         for service in services.iter().filter(|s| s["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "fusionhook-operator") {
             let ns = service["metadata"]["namespace"].as_str().unwrap_or_default();
             let name = service["metadata"]["name"].as_str().unwrap_or_default();
-            if let Some(addr) = self.kube.service_address(ns, name, "http") {
-                self.fusionauth.resolve(&format!("{name}.{ns}.svc"), addr);
+            let addresses = self.kube.service_addresses(ns, name, "http");
+            if !addresses.is_empty() {
+                self.fusionauth.resolve_all(&format!("{name}.{ns}.svc"), addresses);
             }
         }
     }
 
-    fn sync_one(&self, resource: &str, ns: &str, name: &str, deployment: &Value) {
-        let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
-        let template = deployment["spec"]["template"].to_string();
-        let key = (ns.to_owned(), pod_name(resource, name));
+    /// Syncs the pods of one workload; returns their keys.
+    fn sync_one(&self, resource: &str, ns: &str, name: &str, workload: &Value) -> Vec<(String, String)> {
+        let replicas = workload["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
+        let template = workload["spec"]["template"].to_string();
         let simulated = self.simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|n| n == ns);
         if simulated {
-            let status = json!({"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
-            if deployment["status"] != status {
+            let status = json!({"observedGeneration": workload["metadata"]["generation"], "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+            if workload["status"] != status {
                 let _ = self.kube.set_status("apps", "v1", resource, ns, name, status);
             }
-            return;
+            return Vec::new();
         }
-        if replicas == 0 {
-            self.locked().pods.remove(&key);
-            self.kube.remove_endpoint(ns, &pod_name(resource, name));
-        } else {
-            let current = {
-                let mut pods = self.locked();
-                match pods.pods.get_mut(&key) {
-                    Some(pod) if pod.template == template => {
-                        let dead = pod.child.try_wait().ok().flatten().is_some();
-                        if dead { Some(pod.restarts + 1) } else { None }
-                    }
-                    Some(pod) => Some(pod.restarts),
-                    None => Some(0),
-                }
-            };
-            match current {
-                None => {
-                    // Running: keep the projected Secret files fresh.
-                    if let Some(pod) = self.locked().pods.get(&key) {
-                        let _ = self.project(resource, ns, name, deployment, pod.dir.path());
-                    }
-                }
-                Some(restarts) => match self.replace(resource, ns, name, deployment) {
-                    Ok(Started { child, addr, admin, dir }) => {
-                        // The new process is up: it becomes the pod's endpoint
-                        // (the Service's, if it selects it), then the old one stops.
-                        self.kube.set_endpoint(endpoint(resource, ns, name, deployment, addr, admin));
-                        self.resolve_services();
-                        let pod = Pod { child, addr, template: template.clone(), dir, restarts };
-                        if let Some(old) = self.locked().pods.insert(key.clone(), pod) {
-                            // As a kubelet's termination grace: deliveries the old
-                            // process already accepted finish before it is stopped.
-                            std::thread::spawn(move || {
-                                std::thread::sleep(TERMINATION_GRACE);
-                                drop(old);
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(namespace = ns, name, error = %e, "stand-in kubelet cannot start the receiver");
-                        self.locked().pods.remove(&key);
-                        self.kube.remove_endpoint(ns, &pod_name(resource, name));
-                    }
-                },
-            }
+        let running = replicas.min(self.max_replicas.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        let keys: Vec<(String, String)> = (0..running).map(|i| (ns.to_owned(), pod_name_at(resource, name, i))).collect();
+        for (ordinal, key) in keys.iter().enumerate() {
+            self.sync_pod(resource, ns, name, ordinal as i64, key, workload, &template);
         }
-        let running_template = self.locked().pods.get(&key).map(|p| p.template.clone());
-        let running = i64::from(running_template.is_some());
-        let available = if replicas == 0 { 0 } else { running * replicas };
+        let templates: Vec<Option<String>> = keys.iter().map(|key| self.locked().pods.get(key).map(|p| p.template.clone())).collect();
+        let up = templates.iter().filter(|t| t.is_some()).count() as i64;
+        // The pods it runs stand for all replicas once they all run.
+        let available = if up == running { replicas } else { up };
         let mut status = json!({
-            "observedGeneration": deployment["metadata"]["generation"],
+            "observedGeneration": workload["metadata"]["generation"],
             "replicas": replicas,
             "updatedReplicas": available,
             "readyReplicas": available,
@@ -268,18 +242,66 @@ impl Kubelet {
                 template.hash(&mut hasher);
                 format!("{name}-{:010x}", hasher.finish() & 0xff_ffff_ffff)
             };
-            status["currentRevision"] = json!(revision(running_template.as_deref().unwrap_or_default()));
+            let current = templates.first().cloned().flatten().unwrap_or_default();
+            status["currentRevision"] = json!(revision(&current));
             status["updateRevision"] = json!(revision(&template));
         }
-        if deployment["status"] != status {
+        if workload["status"] != status {
             let _ = self.kube.set_status("apps", "v1", resource, ns, name, status);
+        }
+        keys
+    }
+
+    /// Starts, restarts, replaces or refreshes pod `ordinal` of a workload.
+    #[allow(clippy::too_many_arguments)]
+    fn sync_pod(&self, resource: &str, ns: &str, name: &str, ordinal: i64, key: &(String, String), workload: &Value, template: &str) {
+        let current = {
+            let mut pods = self.locked();
+            match pods.pods.get_mut(key) {
+                Some(pod) if pod.template == template => {
+                    let dead = pod.child.try_wait().ok().flatten().is_some();
+                    if dead { Some(pod.restarts + 1) } else { None }
+                }
+                Some(pod) => Some(pod.restarts),
+                None => Some(0),
+            }
+        };
+        let Some(restarts) = current else {
+            // Running: keep the projected Secret files fresh.
+            if let Some(pod) = self.locked().pods.get(key) {
+                let _ = self.project(resource, ns, name, ordinal, workload, pod.dir.path());
+            }
+            return;
+        };
+        match self.replace(resource, ns, name, ordinal, key, workload) {
+            Ok(Started { child, addr, admin, dir }) => {
+                // The new process is up: it becomes the pod's endpoint
+                // (the Service's, if it selects it), then the old one stops.
+                self.kube.set_endpoint(endpoint(resource, ns, name, ordinal, workload, addr, admin));
+                let pod = Pod { child, addr, template: template.to_owned(), dir, restarts };
+                let old = self.locked().pods.insert(key.clone(), pod);
+                self.resolve_services();
+                if let Some(old) = old {
+                    // As a kubelet's termination grace: deliveries the old
+                    // process already accepted finish before it is stopped.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(TERMINATION_GRACE);
+                        drop(old);
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(namespace = ns, name, error = %e, "stand-in kubelet cannot start the receiver");
+                self.locked().pods.remove(key);
+                self.kube.remove_endpoint(ns, &key.1);
+            }
         }
     }
 
     /// Writes the ConfigMap and the projected Secrets of the pod template
     /// under `dir` (the pod's `/etc/fusionhook`).
-    fn project(&self, resource: &str, ns: &str, name: &str, deployment: &Value, dir: &Path) -> anyhow::Result<()> {
-        let store = self.claim_dir(ns, name);
+    fn project(&self, resource: &str, ns: &str, name: &str, ordinal: i64, deployment: &Value, dir: &Path) -> anyhow::Result<()> {
+        let store = self.claim_dir_at(ns, name, ordinal);
         if resource == "statefulsets" {
             std::fs::create_dir_all(&store)?;
         }
@@ -318,17 +340,25 @@ impl Kubelet {
     /// Starts the pod's successor. A StatefulSet's pod goes first: they
     /// share the volume claim (the store file's lock); a Deployment's new
     /// pod starts while the old one still serves.
-    fn replace(&self, resource: &str, ns: &str, name: &str, workload: &Value) -> anyhow::Result<Started> {
+    fn replace(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        ordinal: i64,
+        key: &(String, String),
+        workload: &Value,
+    ) -> anyhow::Result<Started> {
         if resource == "statefulsets" {
-            let old = self.locked().pods.remove(&(ns.to_owned(), pod_name(resource, name)));
+            let old = self.locked().pods.remove(key);
             drop(old);
         }
-        self.start(resource, ns, name, workload)
+        self.start(resource, ns, name, ordinal, workload)
     }
 
-    fn start(&self, resource: &str, ns: &str, name: &str, deployment: &Value) -> anyhow::Result<Started> {
+    fn start(&self, resource: &str, ns: &str, name: &str, ordinal: i64, deployment: &Value) -> anyhow::Result<Started> {
         let dir = tempfile::tempdir()?;
-        self.project(resource, ns, name, deployment, dir.path())?;
+        self.project(resource, ns, name, ordinal, deployment, dir.path())?;
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let args: Vec<String> = container["args"]
             .as_array()
@@ -380,15 +410,20 @@ fn config_has_admin(dir: &tempfile::TempDir) -> bool {
         .any(|f| std::fs::read_to_string(f.path()).is_ok_and(|text| text.lines().any(|l| l.starts_with("admin:"))))
 }
 
-/// The pod's name: a StatefulSet's first ordinal, or one name for a
-/// Deployment's (single) pod.
+/// The name of a workload's first pod.
 pub fn pod_name(resource: &str, workload: &str) -> String {
-    if resource == "statefulsets" { format!("{workload}-0") } else { format!("{workload}-pod") }
+    pod_name_at(resource, workload, 0)
+}
+
+/// The name of pod `ordinal`: a StatefulSet's `<name>-<ordinal>`, a
+/// Deployment's `<name>-pod-<ordinal>` (a real one has a hash and a suffix).
+pub fn pod_name_at(resource: &str, workload: &str, ordinal: i64) -> String {
+    if resource == "statefulsets" { format!("{workload}-{ordinal}") } else { format!("{workload}-pod-{ordinal}") }
 }
 
 /// The pod as the API server's proxy reaches it: its template's labels,
 /// and its container's named ports where the process listens.
-fn endpoint(resource: &str, ns: &str, name: &str, workload: &Value, addr: SocketAddr, admin: Option<SocketAddr>) -> Endpoint {
+fn endpoint(resource: &str, ns: &str, name: &str, ordinal: i64, workload: &Value, addr: SocketAddr, admin: Option<SocketAddr>) -> Endpoint {
     let labels = workload["spec"]["template"]["metadata"]["labels"]
         .as_object()
         .into_iter()
@@ -406,7 +441,7 @@ fn endpoint(resource: &str, ns: &str, name: &str, workload: &Value, addr: Socket
             Some((name, number, listening))
         })
         .collect();
-    Endpoint { namespace: ns.to_owned(), pod: pod_name(resource, name), labels, ports }
+    Endpoint { namespace: ns.to_owned(), pod: pod_name_at(resource, name, ordinal), labels, ports }
 }
 
 fn write_if_changed(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -729,3 +729,50 @@ async fn scenario_11_a_deleted_resource_waits_for_its_embedded_store_until_a_per
     );
     assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenario_12_two_postgres_replicas_act_once_when_a_fusionauth_retry_lands_on_the_other_one() {
+    let pg = fusionhook_tests::postgres::Postgres::start();
+    let mut stack = Stack::start(KEY).await.unwrap();
+    stack.kubelet.run_up_to(2);
+    let people = users(5);
+    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
+    let store = TodoStore::with(&seeded);
+    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    stack.namespace_with_api_key("team").unwrap();
+    stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "pg"}, "stringData": {"url": pg.url()}})).unwrap();
+    stack.start_operator("op-a", "2s").unwrap();
+    let mut spec = spec(&stack, &todo);
+    spec["receiver"]["replicas"] = json!(2);
+    spec["receiver"]["store"] = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});
+    create_resource(&stack, "team", "hook", spec);
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    let both_serve = || stack.fusionauth.state().resolve.get("hook-receiver.team.svc").is_some_and(|a| a.len() == 2);
+    assert!(eventually(WAIT, both_serve).await, "the Service leads to both replicas");
+
+    // Another webhook that always answers 200, and a transaction level that
+    // commits with one of two: FusionAuth then retries a failed delivery
+    // (FACTS.md §c.4), and the Service sends the retry to the other replica.
+    let ok = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ok_url = format!("http://{}/", ok.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(ok, axum::Router::new().fallback(async || "ok")).await });
+    let other = Uuid::new_v4();
+    let webhook = json!({"id": other, "url": ok_url, "eventsEnabled": {"user.delete": true}, "global": true, "connectTimeout": 1000, "readTimeout": 2000});
+    stack.fusionauth.state().webhooks.insert(other, webhook);
+    stack.fusionauth.state().tenants.get_mut(&tenant()).unwrap()["eventConfiguration"]["events"]["user.delete"] =
+        json!({"enabled": true, "transactionType": "SimpleMajority"});
+
+    for user in &people {
+        // The replica handles the delivery; its answer is lost on the way back.
+        stack.fusionauth.lose_answers(1);
+        let report = stack.fusionauth.raise(Some(tenant()), json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+        let ours = report.webhooks.iter().find(|d| d.webhook_id != other).unwrap();
+        assert!(ours.succeeded && ours.attempts.len() == 2, "{report:?}");
+        assert!(ours.attempts[0].exception.as_deref().is_some_and(|e| e.contains("lost")), "{report:?}");
+        assert_ne!(ours.attempts[0].address, ours.attempts[1].address, "the retry went to the other replica: {report:?}");
+    }
+    assert!(eventually(WAIT, || people.iter().all(|u| store.todos(u).is_empty())).await, "every action happened");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(store.count(&axum::http::Method::DELETE), people.len(), "each once: the second replica knew the event");
+    assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
+}

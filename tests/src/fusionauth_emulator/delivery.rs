@@ -44,6 +44,12 @@ pub struct Attempt {
     pub success: bool,
     /// How long it took.
     pub duration_ms: u64,
+    /// Where it went, when the host was resolved by the emulator (a Service's pod).
+    pub address: Option<String>,
+}
+
+fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// What one webhook got.
@@ -126,7 +132,7 @@ pub(super) async fn raise(emulator: &Emulator, tenant: Option<Uuid>, event: Valu
     let envelope = json!({ "event": event });
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
 
-    let (targets, level, resolve) = {
+    let (targets, level) = {
         let state = emulator.state();
         let tenant = match tenant_id {
             Some(id) => Some((id, state.tenants.get(&id).cloned().ok_or(RaiseError::UnknownTenant(id))?)),
@@ -143,11 +149,12 @@ pub(super) async fn raise(emulator: &Emulator, tenant: Option<Uuid>, event: Valu
             .filter(|w| routes_to(w, &kind, tenant.as_ref().map(|(id, t)| (id, t))))
             .map(|w| target(w, &state.keys))
             .collect();
-        (targets, level, state.resolve.clone())
+        (targets, level)
     };
+    let resolve = emulator;
 
     let mut deliveries: Vec<WebhookDelivery> =
-        futures::future::join_all(targets.iter().map(|t| async { first_delivery(t, &body, &resolve).await })).await;
+        futures::future::join_all(targets.iter().map(|t| async { first_delivery(t, &body, resolve).await })).await;
     let transactional = known.transactional;
     let succeeded = deliveries.iter().filter(|d| d.succeeded).count();
     let committed = !transactional || uncertain::requirement_met(level, succeeded, deliveries.len());
@@ -159,7 +166,7 @@ pub(super) async fn raise(emulator: &Emulator, tenant: Option<Uuid>, event: Valu
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let attempt = attempt(t, &body, &resolve).await;
+                let attempt = attempt(t, &body, resolve).await;
                 d.succeeded = attempt.success;
                 d.attempts.push(attempt);
                 if d.succeeded {
@@ -210,15 +217,34 @@ fn target(webhook: &Value, keys: &BTreeMap<Uuid, super::keys::KeyRecord>) -> Tar
     }
 }
 
-async fn first_delivery(target: &Target, body: &[u8], resolve: &BTreeMap<String, SocketAddr>) -> WebhookDelivery {
+async fn first_delivery(target: &Target, body: &[u8], resolve: &Emulator) -> WebhookDelivery {
     let first = attempt(target, body, resolve).await;
     WebhookDelivery { webhook_id: target.id, url: target.url.clone(), succeeded: first.success, attempts: vec![first] }
 }
 
 /// One POST, as FusionAuth's HTTP client (restify) sends it (FACTS.md §c.1, §c.2).
-async fn attempt(target: &Target, body: &[u8], resolve: &BTreeMap<String, SocketAddr>) -> Attempt {
+/// The address an attempt to `host` connects to, in turn, if overridden.
+fn pick(emulator: &Emulator, host: &str) -> Option<SocketAddr> {
+    let mut state = emulator.state();
+    let addresses = state.resolve.get(host).filter(|a| !a.is_empty())?.clone();
+    let turn = state.turns.entry(host.to_owned()).or_default();
+    *turn = turn.wrapping_add(1);
+    Some(addresses[(*turn - 1) % addresses.len()])
+}
+
+/// Whether this answer is to be lost (one fewer to lose).
+fn lose(emulator: &Emulator) -> bool {
+    let mut state = emulator.state();
+    let lose = state.lost_answers > 0;
+    state.lost_answers = state.lost_answers.saturating_sub(1);
+    lose
+}
+
+async fn attempt(target: &Target, body: &[u8], resolve: &Emulator) -> Attempt {
     let started = Instant::now();
+    let address = pick(resolve, &host_of(&target.url));
     let done = |status_code: Option<u16>, exception: Option<String>| Attempt {
+        address: address.map(|a| a.to_string()),
         success: status_code.is_some_and(|s| (200..300).contains(&s)),
         status_code,
         exception,
@@ -229,7 +255,7 @@ async fn attempt(target: &Target, body: &[u8], resolve: &BTreeMap<String, Socket
     let host_header = url.port().map_or(original_host.clone(), |p| format!("{original_host}:{p}"));
     // The emulator's stand-in for cluster DNS: deliver to another address,
     // keeping the Host header of the registered URL.
-    if let Some(address) = resolve.get(&original_host) {
+    if let Some(address) = address {
         let _ = url.set_ip_host(address.ip());
         let _ = url.set_port(Some(address.port()));
     }
@@ -275,6 +301,7 @@ async fn attempt(target: &Target, body: &[u8], resolve: &BTreeMap<String, Socket
             let status = response.status().as_u16();
             // The body is ignored (FACTS.md §c.3), but read so the read timeout applies.
             match response.bytes().await {
+                Ok(_) if address.is_some() && lose(resolve) => done(None, Some("Read timed out (the answer was lost)".into())),
                 Ok(_) => done(Some(status), None),
                 Err(e) => done(None, Some(e.without_url().to_string())),
             }

@@ -56,7 +56,11 @@ pub struct State {
     /// Injected failures for the next API calls.
     pub faults: VecDeque<u16>,
     /// Host -> address overrides for deliveries.
-    pub resolve: BTreeMap<String, SocketAddr>,
+    pub resolve: BTreeMap<String, Vec<SocketAddr>>,
+    /// How many more delivery answers to lose (see [`Emulator::lose_answers`]).
+    pub lost_answers: usize,
+    /// Round-robin position over each host's resolved addresses.
+    pub turns: BTreeMap<String, usize>,
     /// Count of API calls by "METHOD path-pattern" (for tests that count writes).
     pub calls: BTreeMap<String, u64>,
 }
@@ -124,7 +128,23 @@ impl Emulator {
 
     /// Makes deliveries to `host` connect to `address`.
     pub fn resolve(&self, host: &str, address: SocketAddr) {
-        self.state().resolve.insert(host.to_owned(), address);
+        self.resolve_all(host, vec![address]);
+    }
+
+    /// Makes deliveries to `host` connect to each of `addresses` in turn
+    /// (one attempt each, as a Service spreads connections over its pods).
+    pub fn resolve_all(&self, host: &str, addresses: Vec<SocketAddr>) {
+        let mut state = self.state();
+        if state.resolve.get(host) != Some(&addresses) {
+            state.resolve.insert(host.to_owned(), addresses);
+        }
+    }
+
+    /// The answers to the next `count` delivery attempts to a resolved host
+    /// (a Service's pods) are lost on the way back: the receiver handled each, FusionAuth's read times out (a
+    /// network fault, to show what a retry of a handled event does).
+    pub fn lose_answers(&self, count: usize) {
+        self.state().lost_answers += count;
     }
 
     /// The next `count` API calls answer `status`.

@@ -85,9 +85,9 @@ impl KubeEmulator {
         endpoints.push(endpoint);
     }
 
-    /// Where the Service's port `port` leads now (a pod its selector picks).
-    pub fn service_address(&self, namespace: &str, service: &str, port: &str) -> Option<SocketAddr> {
-        proxy::backend(self, "services", namespace, &format!("{service}:{port}")).ok()
+    /// Where the Service's port `port` leads now (the pods its selector picks).
+    pub fn service_addresses(&self, namespace: &str, service: &str, port: &str) -> Vec<SocketAddr> {
+        proxy::backends(self, "services", namespace, &format!("{service}:{port}")).unwrap_or_default()
     }
 
     /// Forgets a pod that stopped.

@@ -66,8 +66,13 @@ fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
     selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str()))
 }
 
-/// Where a proxied request goes.
-pub(super) fn backend(emulator: &KubeEmulator, kind: &str, namespace: &str, target: &str) -> Result<SocketAddr, ApiError> {
+/// Where a proxied request goes: the pod, or the first of the Service's endpoints.
+fn backend(emulator: &KubeEmulator, kind: &str, namespace: &str, target: &str) -> Result<SocketAddr, ApiError> {
+    backends(emulator, kind, namespace, target).map(|all| all[0])
+}
+
+/// Every address a proxied request could go to (never empty).
+pub(super) fn backends(emulator: &KubeEmulator, kind: &str, namespace: &str, target: &str) -> Result<Vec<SocketAddr>, ApiError> {
     let (name, port) = split_target(target);
     let endpoints = emulator.endpoints();
     if kind == "pods" {
@@ -76,7 +81,7 @@ pub(super) fn backend(emulator: &KubeEmulator, kind: &str, namespace: &str, targ
             .find(|e| e.namespace == namespace && e.pod == name)
             .ok_or_else(|| ApiError::NotFound(format!("pods \"{name}\" not found")))?;
         let port = port.map_or_else(|| pod.ports.first().map(|p| p.2), |p| pod.port(p));
-        return port.ok_or_else(|| ApiError::ServiceUnavailable(format!("pod {name} has no port {}", port_name(target))));
+        return port.map(|p| vec![p]).ok_or_else(|| ApiError::ServiceUnavailable(format!("pod {name} has no port {}", port_name(target))));
     }
     let service =
         emulator.get("", "v1", "services", namespace, name).ok_or_else(|| ApiError::NotFound(format!("services \"{name}\" not found")))?;
@@ -92,11 +97,15 @@ pub(super) fn backend(emulator: &KubeEmulator, kind: &str, namespace: &str, targ
         Value::Number(n) => n.to_string(),
         _ => service_port["port"].to_string(),
     };
-    endpoints
+    let addresses: Vec<SocketAddr> = endpoints
         .iter()
         .filter(|e| e.namespace == namespace && selects(&service["spec"]["selector"], &e.labels))
-        .find_map(|e| e.port(&target_port))
-        .ok_or_else(|| ApiError::ServiceUnavailable(format!("no endpoints available for service \"{name}\"")))
+        .filter_map(|e| e.port(&target_port))
+        .collect();
+    if addresses.is_empty() {
+        return Err(ApiError::ServiceUnavailable(format!("no endpoints available for service \"{name}\"")));
+    }
+    Ok(addresses)
 }
 
 fn port_name(target: &str) -> &str {
