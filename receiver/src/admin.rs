@@ -36,6 +36,9 @@ use crate::app::{AppState, process};
 use crate::secret::Secret;
 use crate::store::{Filter, State as DeliveryState, Stats, Store, StoreError, now_ms};
 
+/// How long `/v1/stats` waits for the store.
+const STATS_TIMEOUT: Duration = Duration::from_secs(3);
+
 struct Admin {
     state: Arc<AppState>,
     token: Arc<Secret>,
@@ -96,19 +99,33 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
     let Some(store) = admin.state.store.as_deref() else {
         return Json(json!({"store": "none", "pending": 0, "dead": 0, "delivered": 0, "oldestPendingSeconds": 0})).into_response();
     };
-    match store.stats(now_ms()).await {
-        Ok(stats) => {
+    // A store that hangs (PostgreSQL unreachable: the pool waits for a
+    // connection) must not hang whoever asks why the receiver is not ready.
+    let problem = match tokio::time::timeout(STATS_TIMEOUT, store.stats(now_ms())).await {
+        Ok(Ok(stats)) => {
             let mut value = with_store_kind(&stats, store.kind());
             // Why the store cannot commit, while it cannot (null otherwise).
             value["storeProblem"] = json!(admin.state.store_health.problem());
-            Json(value).into_response()
+            return Json(value).into_response();
         }
         // Behind the token: the reason is told (a StoreError never holds a secret).
-        Err(e) => {
-            tracing::error!(error = %e, "admin API: store call failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "[storeUnavailable]", &format!("the store cannot be reached now: {e}"))
-        }
-    }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => admin
+            .state
+            .store_health
+            .problem()
+            .unwrap_or_else(|| format!("the store did not answer within {} s", STATS_TIMEOUT.as_secs())),
+    };
+    tracing::error!(error = %problem, "admin API: store call failed");
+    // 200, not 503: through the API server's proxy a 503 is what clients
+    // (kube-rs, client-go) retry as the API server's own overload, and this
+    // answer is the one that says why the receiver is not ready.
+    let unknown = serde_json::Value::Null;
+    Json(json!({
+        "store": store.kind(), "pending": unknown, "dead": unknown, "delivered": unknown, "oldestPendingSeconds": unknown,
+        "storeProblem": problem,
+    }))
+    .into_response()
 }
 
 fn with_store_kind(stats: &Stats, kind: &str) -> serde_json::Value {

@@ -223,13 +223,23 @@ impl Kubelet {
             self.sync_pod(resource, ns, name, ordinal as i64, key, workload, &template);
         }
         let templates: Vec<Option<String>> = keys.iter().map(|key| self.locked().pods.get(key).map(|p| p.template.clone())).collect();
-        let up = templates.iter().filter(|t| t.is_some()).count() as i64;
+        // Ready as its readiness probe says (`/readyz`: the store commits).
+        let labels = &workload["spec"]["template"]["metadata"]["labels"];
+        let mut up = 0;
+        for key in &keys {
+            let Some((addr, restarts)) = self.locked().pods.get(key).map(|p| (p.addr, p.restarts)) else { continue };
+            let ready = probe(addr);
+            self.kube.report_pod(ns, &key.1, labels, ready, restarts);
+            up += i64::from(ready);
+        }
         // The pods it runs stand for all replicas once they all run.
         let available = if up == running { replicas } else { up };
+        let current = templates.iter().filter(|t| t.as_deref() == Some(template.as_str())).count() as i64;
+        let updated = if current == running { replicas } else { current };
         let mut status = json!({
             "observedGeneration": workload["metadata"]["generation"],
             "replicas": replicas,
-            "updatedReplicas": available,
+            "updatedReplicas": updated,
             "readyReplicas": available,
             "availableReplicas": available,
         });
@@ -391,6 +401,18 @@ impl Kubelet {
             }
         }
     }
+}
+
+/// The readiness probe: `GET /readyz` answers 200.
+fn probe(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
 /// A receiver process just started.

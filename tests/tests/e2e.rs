@@ -774,5 +774,20 @@ async fn scenario_12_two_postgres_replicas_act_once_when_a_fusionauth_retry_land
     assert!(eventually(WAIT, || people.iter().all(|u| store.todos(u).is_empty())).await, "every action happened");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(store.count(&axum::http::Method::DELETE), people.len(), "each once: the second replica knew the event");
+
+    // PostgreSQL goes down: the receivers are not ready (their store cannot
+    // commit) and the resource says so, with the receivers' own reason.
+    let mut pg = pg;
+    pg.stop();
+    assert!(
+        eventually(WAIT, || stack.condition("team", "hook", "ReceiverAvailable").is_some_and(|c| c.1 == "StoreUnavailable")).await,
+        "{:?}",
+        resource(&stack, "team", "hook")
+    );
+    let message = condition_message(&stack, "team", "ReceiverAvailable");
+    assert!(message.contains("its store cannot commit"), "{message}");
+    assert!(!message.contains(&pg.url()), "no connection string in status: {message}");
+    pg.resume();
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await, "ready again");
     assert_eq!(ungranted_operator_calls(&stack), Vec::<String>::new());
 }

@@ -88,6 +88,8 @@ named!(
         FusionAuthUnreachable,
         /// An old embedded store still holds deliveries and is kept.
         OldStoreKept,
+        /// Receiver pods are not ready because their store cannot commit.
+        StoreUnavailable,
     }
 );
 

@@ -28,6 +28,7 @@ pub mod dereference;
 pub mod finalizer;
 pub mod observe;
 pub mod old_store;
+pub mod receiver_admin;
 pub mod rotation;
 pub mod status;
 pub mod tenant_switches;
@@ -316,6 +317,9 @@ async fn receiver(
             delete_old_config_maps(ctx, v, &config_map).await;
             Ok(draining)
         }
+        (_, Rollout::Waiting(message) | Rollout::Stuck(message)) if let Some(problem) = store_problem(ctx, v).await => {
+            Err(Stopped::wait(Kind::ReceiverAvailable, Reason::StoreUnavailable, format!("{message}; {problem}")))
+        }
         (_, Rollout::Waiting(message)) => {
             // A StatefulSet has no progress deadline to say it is stuck: its
             // pods say why while it waits (a claim no StorageClass can
@@ -338,6 +342,15 @@ async fn receiver(
             Err(Stopped::wait(Kind::ReceiverAvailable, Reason::RolloutStuck, format!("{message}{trouble}")))
         }
     }
+}
+
+/// With a store, a receiver that is not ready may say why: its store
+/// cannot commit (PostgreSQL down, a full volume).
+async fn store_problem(ctx: &Context, v: &Validated) -> Option<String> {
+    if v.store.kind == crate::resource::StoreType::None {
+        return None;
+    }
+    receiver_admin::store_problem(&ctx.client, &v.namespace, &v.name).await
 }
 
 /// An embedded store the resource no longer uses: kept (a condition says

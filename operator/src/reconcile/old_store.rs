@@ -9,17 +9,16 @@
 //! confirmation left on the resource never applies to a later store).
 //!
 //! Each replica is asked through the API server's pod proxy
-//! (`pods/<name>-<ordinal>:8081/proxy/v1/stats`, the admin API with its
-//! token), the way `kubectl` reaches a pod without exposing it. [`verdict`]
-//! is pure; the rest are the calls around it.
+//! ([`receiver_admin`]: `/v1/stats` of `<name>-<ordinal>`). [`verdict`] is
+//! pure; the rest are the calls around it.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::{Api, Client};
 use serde::Deserialize;
 
 use crate::names;
-use crate::reconcile::build::receiver_config::ADMIN_PORT;
+use crate::reconcile::receiver_admin;
 
 /// The annotation that confirms discarding an old store's deliveries.
 pub const DISCARD_ANNOTATION: &str = "fusionhook.dev/discard-store";
@@ -79,30 +78,16 @@ pub fn verdict(
     Verdict::Keep(message)
 }
 
-/// The admin token the operator generated for the resource's receivers.
-pub async fn admin_token(client: &Client, namespace: &str, resource: &str) -> Result<Option<String>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = api.get_opt(&names::authorization_secret_name(resource)).await?;
-    Ok(secret.and_then(|s| s.data).and_then(|d| d.get(names::kept::ADMIN_TOKEN).cloned()).and_then(|b| String::from_utf8(b.0).ok()))
-}
-
-/// What the store of `pod` holds, through the API server's pod proxy.
+/// What the store of `pod` holds, from its admin API.
 pub async fn ask(client: &Client, namespace: &str, pod: &str, token: &str) -> Result<Held, String> {
-    let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{ADMIN_PORT}/proxy/v1/stats");
-    let request = http::Request::get(path)
-        // The proxy drops Authorization (the caller's credential for the
-        // API server): the admin API takes the token in its own header.
-        .header("x-fusionhook-token", token)
-        .body(Vec::new())
-        .map_err(|e| e.to_string())?;
-    let text = tokio::time::timeout(std::time::Duration::from_secs(10), client.request_text(request))
-        .await
-        .map_err(|_| "no answer within 10 s".to_owned())?
-        .map_err(|e| match e {
-            kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-            other => other.to_string(),
-        })?;
-    serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the admin API: {e}"))
+    let stats = receiver_admin::stats(client, namespace, pod, token).await?;
+    if let Some(problem) = stats["storeProblem"].as_str()
+        && !stats["pending"].is_u64()
+    {
+        return Err(format!("its store cannot be read: {problem}"));
+    }
+    // No figure is no answer (never an empty store: that would delete its claims).
+    serde_json::from_value(stats).map_err(|e| format!("unexpected answer from the admin API: {e}"))
 }
 
 /// The pods of StatefulSet `s`, by ordinal.
@@ -125,7 +110,7 @@ pub async fn judge(
     if confirmation == Some(uid.as_str()) {
         return Ok(Verdict::Discarded);
     }
-    let token = admin_token(client, namespace, resource).await?;
+    let token = receiver_admin::token(client, namespace, resource).await?;
     let mut answers = Vec::new();
     for pod in pods(s) {
         let answer = match &token {

@@ -90,9 +90,38 @@ impl KubeEmulator {
         proxy::backends(self, "services", namespace, &format!("{service}:{port}")).unwrap_or_default()
     }
 
-    /// Forgets a pod that stopped.
+    /// Creates or updates the Pod object of a running pod (as the kubelet
+    /// reports it): its labels and readiness.
+    pub fn report_pod(&self, namespace: &str, pod: &str, labels: &Value, ready: bool, restarts: u32) {
+        let mut store = self.store();
+        let Some(t) = store.find("", "v1", "pods").cloned() else { return };
+        let status = serde_json::json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            "containerStatuses": [{"name": "receiver", "ready": ready, "restartCount": restarts, "state": {"running": {}}}],
+        });
+        match store.get(&t, namespace, pod) {
+            Ok(existing) if existing["status"] == status => {}
+            Ok(_) => {
+                let patch = serde_json::json!({ "status": status });
+                let _ = store.patch(&t, namespace, pod, PatchKind::Merge, &patch, true, "kubelet", false);
+            }
+            Err(_) => {
+                let object = serde_json::json!({"metadata": {"name": pod, "labels": labels}, "spec": {"containers": [{"name": "receiver"}]}});
+                if store.create(&t, namespace, object, "kubelet").is_ok() {
+                    let _ = store.patch(&t, namespace, pod, PatchKind::Merge, &serde_json::json!({ "status": status }), true, "kubelet", false);
+                }
+            }
+        }
+    }
+
+    /// Forgets a pod that stopped (its endpoint and its Pod object).
     pub fn remove_endpoint(&self, namespace: &str, pod: &str) {
         self.endpoints().retain(|e| (e.namespace.as_str(), e.pod.as_str()) != (namespace, pod));
+        let mut store = self.store();
+        if let Some(t) = store.find("", "v1", "pods").cloned() {
+            let _ = store.delete(&t, namespace, pod);
+        }
     }
 
     fn address(&self) -> String {

@@ -136,11 +136,15 @@ pub async fn forward(
         .await
         .map_err(|e| ApiError::ServiceUnavailable(format!("error trying to reach service: {e}")))?;
     let status = answer.status();
-    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let headers = answer.headers().clone();
     let bytes = answer.bytes().await.map_err(|e| ApiError::ServiceUnavailable(format!("error reading the answer: {e}")))?;
     let mut response = (status, bytes).into_response();
-    if let Some(content_type) = content_type {
-        response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    // The backend's headers as they came (Content-Encoding included), but
+    // for the framing, which is this connection's.
+    for (name, value) in &headers {
+        if ![header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING].contains(name) {
+            response.headers_mut().insert(name, value.clone());
+        }
     }
     Ok(response)
 }
