@@ -4,7 +4,8 @@
 //! `X-Fusionhook-Token: <token>` (the token file's content, compared in
 //! constant time). JSON in and out.
 //!
-//! - `GET /v1/stats`: `pending`, `dead`, `delivered`, `oldestPendingSeconds`, per route.
+//! - `GET /v1/stats`: `pending`, `dead`, `delivered`, `oldestPendingSeconds`,
+//!   per route; `quietSeconds` since the last event arrived; `storeProblem`.
 //! - `GET /v1/deliveries?state=&route=&eventType=&eventId=&since=&after=&limit=`
 //! - `GET /v1/events/{id}`: the event as received, with its deliveries and their attempts.
 //! - `POST /v1/replay`, `POST /v1/discard`: `{"ids": [...]}` or a filter
@@ -106,15 +107,14 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
             let mut value = with_store_kind(&stats, store.kind());
             // Why the store cannot commit, while it cannot (null otherwise).
             value["storeProblem"] = json!(admin.state.store_health.problem());
+            value["quietSeconds"] = json!(quiet_seconds(&admin.state));
             return Json(value).into_response();
         }
         // Behind the token: the reason is told (a StoreError never holds a secret).
         Ok(Err(e)) => e.to_string(),
-        Err(_) => admin
-            .state
-            .store_health
-            .problem()
-            .unwrap_or_else(|| format!("the store did not answer within {} s", STATS_TIMEOUT.as_secs())),
+        Err(_) => {
+            admin.state.store_health.problem().unwrap_or_else(|| format!("the store did not answer within {} s", STATS_TIMEOUT.as_secs()))
+        }
     };
     tracing::error!(error = %problem, "admin API: store call failed");
     // 200, not 503: through the API server's proxy a 503 is what clients
@@ -126,6 +126,12 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
         "storeProblem": problem,
     }))
     .into_response()
+}
+
+/// Seconds since the last event arrived (or since the start).
+fn quiet_seconds(state: &AppState) -> u64 {
+    let last = state.last_event_ms.load(std::sync::atomic::Ordering::Relaxed);
+    u64::try_from(now_ms()).unwrap_or_default().saturating_sub(last) / 1000
 }
 
 fn with_store_kind(stats: &Stats, kind: &str) -> serde_json::Value {

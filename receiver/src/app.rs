@@ -56,6 +56,10 @@ pub struct AppState {
     /// Metrics, shared with `/metrics`.
     pub metrics: Metrics,
     ready: AtomicBool,
+    /// When the last event arrived (or the receiver started), ms since the
+    /// epoch: the admin API's `quietSeconds`, which tells the operator that
+    /// no delivery is still on its way to a store it is about to remove.
+    pub last_event_ms: std::sync::atomic::AtomicU64,
     /// The store, when one is configured.
     pub store: Option<Arc<Store>>,
     /// Whether it commits (readiness).
@@ -101,6 +105,7 @@ impl AppState {
             actions: ActionContext { client, log },
             metrics,
             ready: AtomicBool::new(true),
+            last_event_ms: std::sync::atomic::AtomicU64::new(u64::try_from(now_ms()).unwrap_or_default()),
             store_health: if store.is_some() { crate::store::Health::pending() } else { crate::store::Health::default() },
             store,
             delivery: config.delivery,
@@ -182,6 +187,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
 /// (durable routes), answer. FusionAuth's deliveries and the admin API's
 /// ingest both come here.
 pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled, ReceiverError> {
+    state.last_event_ms.store(u64::try_from(now_ms()).unwrap_or_default(), Ordering::Relaxed);
     let event = request.event();
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");

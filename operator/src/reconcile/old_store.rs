@@ -23,13 +23,29 @@ use crate::reconcile::receiver_admin;
 /// The annotation that confirms discarding an old store's deliveries.
 pub const DISCARD_ANNOTATION: &str = "fusionhook.dev/discard-store";
 
+/// How long a replica must have received nothing before its empty store
+/// counts as drained: a delivery FusionAuth (or its retries) had under way
+/// when the Service moved, or the webhook was deleted, arrives within it.
+pub const QUIET_SECONDS: u64 = 30;
+
 /// What one replica's store holds (the admin API's `/v1/stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Held {
     /// Deliveries not yet made.
     pub pending: u64,
     /// Deliveries given up on (replay or discard them).
     pub dead: u64,
+    /// Seconds since an event last arrived (`None`: not reported).
+    #[serde(default)]
+    pub quiet_seconds: Option<u64>,
+}
+
+impl Held {
+    /// Nothing in it, and nothing on its way.
+    fn drained(&self) -> bool {
+        self.pending == 0 && self.dead == 0 && self.quiet_seconds.is_some_and(|q| q >= QUIET_SECONDS)
+    }
 }
 
 /// What to do with the old store.
@@ -57,7 +73,7 @@ pub fn verdict(
     if confirmation == Some(uid) {
         return Verdict::Discarded;
     }
-    if answers.iter().all(|(_, a)| a.as_ref().is_ok_and(|held| *held == Held::default())) {
+    if answers.iter().all(|(_, a)| a.as_ref().is_ok_and(Held::drained)) {
         return Verdict::Drained;
     }
     let (pending, dead) = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).fold((0, 0), |(p, d), h| (p + h.pending, d + h.dead));
@@ -67,6 +83,11 @@ pub fn verdict(
     );
     if !unknown.is_empty() {
         message.push_str(&format!(", and cannot be asked about the rest ({})", unknown.join("; ")));
+    }
+    let recent =
+        answers.iter().filter_map(|(_, a)| a.as_ref().ok()).filter(|h| !h.quiet_seconds.is_some_and(|q| q >= QUIET_SECONDS)).count();
+    if recent > 0 {
+        message.push_str(&format!(" ({recent} replica(s) received an event less than {QUIET_SECONDS} s ago)"));
     }
     message.push_str(". It delivers what is pending and is removed once nothing is left");
     if dead > 0 {
@@ -153,10 +174,15 @@ mod tests {
 
     #[test]
     fn an_old_store_goes_only_when_every_replica_is_empty_or_a_person_confirms_with_its_uid() {
-        let empty = Held::default();
+        let empty = Held { quiet_seconds: Some(QUIET_SECONDS), ..Held::default() };
         let judge = |held: &[Result<Held, &str>], confirmation| verdict("ns", "r", "r-receiver", "uid-1", &answers(held), confirmation);
         assert_eq!(judge(&[Ok(empty), Ok(empty)], None), Verdict::Drained);
-        let Verdict::Keep(message) = judge(&[Ok(Held { pending: 3, dead: 0 }), Ok(Held { pending: 1, dead: 2 })], None) else {
+        // Empty, but an event arrived just now (it may still be on its way
+        // to another replica), or a receiver that does not say: kept.
+        let Verdict::Keep(message) = judge(&[Ok(empty), Ok(Held { quiet_seconds: Some(2), ..empty })], None) else { panic!("kept") };
+        assert!(message.contains("1 replica(s) received an event less than 30 s ago"), "{message}");
+        assert!(matches!(judge(&[Ok(Held { quiet_seconds: None, ..empty })], None), Verdict::Keep(_)));
+        let Verdict::Keep(message) = judge(&[Ok(Held { pending: 3, ..empty }), Ok(Held { pending: 1, dead: 2, ..empty })], None) else {
             panic!("kept")
         };
         assert!(message.contains("holds 4 pending and 2 dead deliveries"), "{message}");

@@ -107,9 +107,11 @@ impl KubeEmulator {
                 let _ = store.patch(&t, namespace, pod, PatchKind::Merge, &patch, true, "kubelet", false);
             }
             Err(_) => {
-                let object = serde_json::json!({"metadata": {"name": pod, "labels": labels}, "spec": {"containers": [{"name": "receiver"}]}});
+                let object =
+                    serde_json::json!({"metadata": {"name": pod, "labels": labels}, "spec": {"containers": [{"name": "receiver"}]}});
                 if store.create(&t, namespace, object, "kubelet").is_ok() {
-                    let _ = store.patch(&t, namespace, pod, PatchKind::Merge, &serde_json::json!({ "status": status }), true, "kubelet", false);
+                    let _ =
+                        store.patch(&t, namespace, pod, PatchKind::Merge, &serde_json::json!({ "status": status }), true, "kubelet", false);
                 }
             }
         }
