@@ -131,7 +131,7 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
 /// Seconds since the last event arrived (or since the start).
 fn quiet_seconds(state: &AppState) -> u64 {
     let last = state.last_event_ms.load(std::sync::atomic::Ordering::Relaxed);
-    u64::try_from(now_ms()).unwrap_or_default().saturating_sub(last) / 1000
+    now_ms().saturating_sub(last) / 1000
 }
 
 fn with_store_kind(stats: &Stats, kind: &str) -> serde_json::Value {

@@ -105,7 +105,7 @@ impl AppState {
             actions: ActionContext { client, log },
             metrics,
             ready: AtomicBool::new(true),
-            last_event_ms: std::sync::atomic::AtomicU64::new(u64::try_from(now_ms()).unwrap_or_default()),
+            last_event_ms: std::sync::atomic::AtomicU64::new(now_ms()),
             store_health: if store.is_some() { crate::store::Health::pending() } else { crate::store::Health::default() },
             store,
             delivery: config.delivery,
@@ -187,7 +187,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
 /// (durable routes), answer. FusionAuth's deliveries and the admin API's
 /// ingest both come here.
 pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled, ReceiverError> {
-    state.last_event_ms.store(u64::try_from(now_ms()).unwrap_or_default(), Ordering::Relaxed);
+    state.last_event_ms.store(now_ms(), Ordering::Relaxed);
     let event = request.event();
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");
