@@ -84,8 +84,7 @@ pub fn verdict(
     if !unknown.is_empty() {
         message.push_str(&format!(", and cannot be asked about the rest ({})", unknown.join("; ")));
     }
-    let recent =
-        answers.iter().filter_map(|(_, a)| a.as_ref().ok()).filter(|h| !h.quiet_seconds.is_some_and(|q| q >= QUIET_SECONDS)).count();
+    let recent = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).filter(|h| h.quiet_seconds.is_none_or(|q| q < QUIET_SECONDS)).count();
     if recent > 0 {
         message.push_str(&format!(" ({recent} replica(s) received an event less than {QUIET_SECONDS} s ago)"));
     }
