@@ -105,10 +105,13 @@ async fn a_receiver_started_while_postgres_is_down_answers_500_unready_and_recov
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(text.starts_with("the store cannot commit"), "{text}");
     // The reason, behind the admin token; never the connection string.
+    // 200 with unknown figures: through the API server's proxy a 503 would
+    // be retried by the caller's client.
     let (status, stats) = admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await;
     let why = stats.to_string();
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{why}");
-    assert!(why.contains("PostgreSQL") && !why.contains(&pg.url()) && !why.contains("postgres://"), "{why}");
+    assert_eq!(status, StatusCode::OK, "{why}");
+    assert!(stats["pending"].is_null() && stats["storeProblem"].as_str().is_some_and(|p| p.contains("PostgreSQL")), "{why}");
+    assert!(!why.contains(&pg.url()) && !why.contains("postgres://"), "{why}");
 
     // PostgreSQL comes up (fresh: the schema is created now) and the same
     // event, retried, is taken and delivered; readiness follows.

@@ -660,8 +660,9 @@ async fn scenario_10_switching_from_embedded_to_postgres_keeps_the_old_store_unt
         "every user's todos deleted; left: {:?}",
         people.iter().filter(|u| !store.todos(u).is_empty()).collect::<Vec<_>>()
     );
+    // Once no event reached it for 30 s (old_store::QUIET_SECONDS).
     assert!(
-        eventually(WAIT, || stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").is_none()).await,
+        eventually(WAIT * 2, || stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").is_none()).await,
         "the drained StatefulSet is deleted"
     );
     assert!(
@@ -717,11 +718,17 @@ async fn scenario_11_a_deleted_resource_waits_for_its_embedded_store_until_a_per
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(resource(&stack, "team", "hook").is_some(), "still there");
 
-    // A person confirms with the StatefulSet's uid: everything goes.
-    let uid =
-        stack.kube.get("apps", "v1", "statefulsets", "team", "hook-receiver").unwrap()["metadata"]["uid"].as_str().unwrap().to_owned();
-    let annotate = json!({"metadata": {"annotations": {"fusionhook.dev/discard-store": uid}}});
-    stack.patch("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", "hook", &annotate).unwrap();
+    // A person confirms with the StatefulSet's uid, with the README's command: everything goes.
+    let readme = "kubectl -n NS annotate fusionauthwebhook NAME fusionhook.dev/discard-store=$(kubectl -n NS get sts NAME-receiver -o jsonpath='{.metadata.uid}') --overwrite";
+    let kubectl_dir = tools().kubectl.parent().unwrap().to_owned();
+    let path = format!("{}:{}", kubectl_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let confirmed = Command::new("sh")
+        .args(["-c", &readme.replace("NS", "team").replace("NAME", "hook")])
+        .env("KUBECONFIG", &stack.kubeconfig)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(confirmed.status.success(), "{}", String::from_utf8_lossy(&confirmed.stderr));
     assert!(eventually(WAIT, || resource(&stack, "team", "hook").is_none()).await, "deleted once confirmed");
     assert!(event_reasons(&stack, "team").contains(&"OldStoreDiscarded".to_owned()));
     assert!(
