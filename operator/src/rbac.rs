@@ -40,7 +40,7 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     // changes (an embedded store once it is drained: `old_store`).
     (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "delete", "list", "patch", "watch"] }),
-    (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "list", "patch", "watch"] }),
+    (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "get", "list", "patch", "watch"] }),
     // The receiver's pods, listed only when a rollout is stuck, to say why.
     (Place::Watched, Permission { group: "", resource: "pods", verbs: &["list"] }),
     // An old embedded store is asked what it still holds (its admin API,

@@ -713,7 +713,8 @@ async fn scenario_11_a_deleted_resource_waits_for_its_embedded_store_until_a_per
     );
     assert!(eventually(WAIT, || stack.fusionauth.state().webhooks.is_empty()).await, "FusionAuth no longer calls it");
     let message = condition_message(&stack, "team", "Ready");
-    assert!(message.contains("kubectl fusionhook replay hook --dead"), "{message}");
+    assert!(message.contains("kubectl -n team port-forward pod/hook-receiver-0 8081"), "{message}");
+    assert!(stack.kube.get("", "v1", "services", "team", "hook-receiver").is_none(), "nothing routes to it any more");
     assert!(event_reasons(&stack, "team").contains(&"OldStoreKept".to_owned()));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(resource(&stack, "team", "hook").is_some(), "still there");

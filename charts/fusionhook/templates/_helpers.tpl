@@ -68,7 +68,7 @@ it touches.
   verbs: ["create", "delete", "list", "patch", "watch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["create", "delete", "list", "patch", "watch"]
+  verbs: ["create", "delete", "get", "list", "patch", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

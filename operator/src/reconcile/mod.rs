@@ -193,9 +193,23 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
 /// StatefulSet running) until it is drained or discarded; then it goes
 /// with its volume claims. Returns whether it is kept.
 async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAuthWebhook>, namespace: &str) -> Result<bool, Error> {
-    let Some(store) = ctx.caches.observed(namespace, &r.name_any(), "").stateful_set else { return Ok(false) };
+    // Read, not from the cache: after a restart or a leader change the cache
+    // may not have loaded yet, and "no StatefulSet" would let it go.
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let receiver = names::receiver_name(&r.name_any());
+    let Some(store) = sets.get_opt(&receiver).await.map_err(Error::ApplyReceiver)? else { return Ok(false) };
+    // Nothing reaches it any more: not FusionAuth (its webhook is gone, or
+    // orphaned on purpose), not a delivery still routed by the Service.
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(ctx.client.clone(), namespace);
+    match services.delete(&receiver, &kube::api::DeleteParams::background()).await {
+        Ok(_) => ctx.metrics.kubernetes_write("delete"),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {}
+        Err(e) => return Err(Error::ApplyReceiver(e)),
+    }
+    let cut_off = r.metadata.deletion_timestamp.as_ref().map(|t| seconds_since(&t.0));
     let confirmation = r.annotations().get(old_store::DISCARD_ANNOTATION).map(String::as_str);
-    let verdict = old_store::judge(&ctx.client, namespace, &r.name_any(), &store, confirmation).await.map_err(Error::ApplyReceiver)?;
+    let verdict =
+        old_store::judge(&ctx.client, namespace, &r.name_any(), &store, cut_off, confirmation).await.map_err(Error::ApplyReceiver)?;
     let name = store.metadata.name.clone().unwrap_or_default();
     let event = match verdict {
         old_store::Verdict::Keep(message) => {
@@ -314,7 +328,10 @@ async fn receiver(
         )),
         (_, Rollout::Done) => {
             report.done(Kind::ReceiverAvailable, Reason::Available, format!("{workload} {name} is rolled out and available"));
-            delete_old_config_maps(ctx, v, &config_map).await;
+            // An old store's pods still mount their config version.
+            if !draining {
+                delete_old_config_maps(ctx, v, &config_map).await;
+            }
             Ok(draining)
         }
         (_, Rollout::Waiting(message) | Rollout::Stuck(message)) if let Some(problem) = store_problem(ctx, v).await => {
@@ -359,7 +376,10 @@ async fn store_problem(ctx: &Context, v: &Validated) -> Option<String> {
 async fn drain_old_store(ctx: &Context, r: &FusionAuthWebhook, old: &StatefulSet, report: &mut Report) -> Result<bool, Stopped> {
     let (namespace, resource) = (r.namespace().unwrap_or_default(), r.name_any());
     let confirmation = r.annotations().get(old_store::DISCARD_ANNOTATION).map(String::as_str);
-    let verdict = old_store::judge(&ctx.client, &namespace, &resource, old, confirmation)
+    // Since the pass that narrowed the Service (when the condition appeared).
+    let since = r.status.iter().flat_map(|s| &s.conditions).find(|c| c.type_ == Kind::OldStoreDrained.as_str());
+    let cut_off = since.map(|c| seconds_since(&c.last_transition_time.0));
+    let verdict = old_store::judge(&ctx.client, &namespace, &resource, old, cut_off, confirmation)
         .await
         .map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
     let name = old.metadata.name.clone().unwrap_or_default();
@@ -386,6 +406,11 @@ async fn drain_old_store(ctx: &Context, r: &FusionAuthWebhook, old: &StatefulSet
     ctx.metrics.kubernetes_write("delete");
     report.event(note);
     Ok(false)
+}
+
+/// Whole seconds from `then` to now (0 if `then` is in the future).
+fn seconds_since(then: &k8s_openapi::jiff::Timestamp) -> u64 {
+    u64::try_from(k8s_openapi::jiff::Timestamp::now().as_second() - then.as_second()).unwrap_or(0)
 }
 
 /// Once every pod runs the current config version, the others go. Best

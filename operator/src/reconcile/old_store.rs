@@ -61,19 +61,23 @@ pub enum Verdict {
 
 /// Pure: the verdict on StatefulSet `name` (uid `uid`) of resource
 /// `resource` in `namespace`, from each replica's answer (`pod`, what it
-/// holds or why it could not be asked) and the resource's annotation.
+/// holds or why it could not be asked), how long ago FusionAuth was cut off
+/// from it (`cut_off`, seconds: the Service narrowed, or the webhook
+/// deleted; `None`: this pass) and the resource's annotation.
 pub fn verdict(
     namespace: &str,
     resource: &str,
     name: &str,
     uid: &str,
     answers: &[(String, Result<Held, String>)],
+    cut_off: Option<u64>,
     confirmation: Option<&str>,
 ) -> Verdict {
     if confirmation == Some(uid) {
         return Verdict::Discarded;
     }
-    if answers.iter().all(|(_, a)| a.as_ref().is_ok_and(Held::drained)) {
+    let settled = cut_off.is_some_and(|s| s >= QUIET_SECONDS);
+    if settled && !answers.is_empty() && answers.iter().all(|(_, a)| a.as_ref().is_ok_and(Held::drained)) {
         return Verdict::Drained;
     }
     let (pending, dead) = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).fold((0, 0), |(p, d), h| (p + h.pending, d + h.dead));
@@ -81,16 +85,26 @@ pub fn verdict(
     let mut message = format!(
         "StatefulSet {name} (the embedded store) is kept with its volume claims: it holds {pending} pending and {dead} dead deliveries"
     );
+    if answers.is_empty() {
+        message.push_str(" that could be asked: it is scaled to 0 replicas, so nothing it holds can be delivered or counted; scale it up");
+    }
+    if !settled {
+        message.push_str(&format!(" (FusionAuth was cut off from it less than {QUIET_SECONDS} s ago)"));
+    }
     if !unknown.is_empty() {
         message.push_str(&format!(", and cannot be asked about the rest ({})", unknown.join("; ")));
     }
     let recent = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).filter(|h| h.quiet_seconds.is_none_or(|q| q < QUIET_SECONDS)).count();
     if recent > 0 {
-        message.push_str(&format!(" ({recent} replica(s) received an event less than {QUIET_SECONDS} s ago)"));
+        message.push_str(&format!(" ({recent} replica(s) received an event less than {QUIET_SECONDS} s ago, or do not say when)"));
     }
     message.push_str(". It delivers what is pending and is removed once nothing is left");
     if dead > 0 {
-        message.push_str(&format!("; replay or discard the dead deliveries (kubectl fusionhook replay {resource} --dead)"));
+        message.push_str(&format!(
+            "; replay or discard the dead deliveries with its admin API (kubectl -n {namespace} port-forward pod/{name}-0 8081, then POST /v1/replay {{\"state\":\"dead\"}} with the token of Secret {} key {})",
+            names::authorization_secret_name(resource),
+            names::kept::ADMIN_TOKEN
+        ));
     }
     message.push_str(&format!(
         ". To discard what it holds instead: kubectl annotate -n {namespace} fusionauthwebhook {resource} {DISCARD_ANNOTATION}={uid} --overwrite"
@@ -123,6 +137,7 @@ pub async fn judge(
     namespace: &str,
     resource: &str,
     s: &StatefulSet,
+    cut_off: Option<u64>,
     confirmation: Option<&str>,
 ) -> Result<Verdict, kube::Error> {
     let name = s.metadata.name.clone().unwrap_or_default();
@@ -139,7 +154,7 @@ pub async fn judge(
         };
         answers.push((pod, answer));
     }
-    Ok(verdict(namespace, resource, &name, &uid, &answers, confirmation))
+    Ok(verdict(namespace, resource, &name, &uid, &answers, cut_off, confirmation))
 }
 
 /// Deletes StatefulSet `s` and the volume claims of its replicas (claims
@@ -174,7 +189,8 @@ mod tests {
     #[test]
     fn an_old_store_goes_only_when_every_replica_is_empty_or_a_person_confirms_with_its_uid() {
         let empty = Held { quiet_seconds: Some(QUIET_SECONDS), ..Held::default() };
-        let judge = |held: &[Result<Held, &str>], confirmation| verdict("ns", "r", "r-receiver", "uid-1", &answers(held), confirmation);
+        let judge =
+            |held: &[Result<Held, &str>], confirmation| verdict("ns", "r", "r-receiver", "uid-1", &answers(held), Some(30), confirmation);
         assert_eq!(judge(&[Ok(empty), Ok(empty)], None), Verdict::Drained);
         // Empty, but an event arrived just now (it may still be on its way
         // to another replica), or a receiver that does not say: kept.
@@ -185,12 +201,19 @@ mod tests {
             panic!("kept")
         };
         assert!(message.contains("holds 4 pending and 2 dead deliveries"), "{message}");
-        assert!(message.contains("kubectl fusionhook replay r --dead"), "{message}");
+        assert!(message.contains("kubectl -n ns port-forward pod/r-receiver-0 8081"), "{message}");
         assert!(message.contains("kubectl annotate -n ns fusionauthwebhook r fusionhook.dev/discard-store=uid-1"), "{message}");
         // A replica that cannot be asked may hold anything.
         let Verdict::Keep(message) = judge(&[Ok(empty), Err("no answer within 10 s")], None) else { panic!("kept") };
         assert!(message.contains("r-receiver-1: no answer within 10 s"), "{message}");
         assert!(!message.contains("replay"), "{message}");
+        // FusionAuth cut off from it just now: a delivery may be on its way.
+        let answer = answers(&[Ok(empty)]);
+        assert!(matches!(verdict("ns", "r", "r-receiver", "uid-1", &answer, Some(5), None), Verdict::Keep(_)));
+        assert!(matches!(verdict("ns", "r", "r-receiver", "uid-1", &answer, None, None), Verdict::Keep(_)));
+        // Scaled to 0: nobody can say what it holds.
+        let Verdict::Keep(message) = judge(&[], None) else { panic!("kept") };
+        assert!(message.contains("scaled to 0 replicas"), "{message}");
         // Only this StatefulSet's uid confirms.
         assert_eq!(judge(&[Err("down")], Some("uid-1")), Verdict::Discarded);
         assert!(matches!(judge(&[Err("down")], Some("uid-0")), Verdict::Keep(_)));

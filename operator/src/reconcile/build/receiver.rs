@@ -377,7 +377,7 @@ pub fn service(v: &Validated, owner: &OwnerReference) -> Service {
                     ..ServicePort::default()
                 },
                 // The admin API (bearer token): for the operator and the
-                // API server's service proxy (`kubectl fusionhook`).
+                // API server's service proxy.
                 ServicePort {
                     name: Some("admin".to_owned()),
                     port: ADMIN_PORT.into(),
