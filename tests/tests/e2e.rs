@@ -439,6 +439,23 @@ async fn scenario_7_two_hundred_resources_reconcile_and_a_resync_writes_nothing(
     assert_eq!(kube_writes_seen, 0, "the API server saw writes during the resync");
 }
 
+/// The start of the store scenarios (8 to 12): a stack, `n` users with a
+/// todo each, the todo service (answering 503 when `down`), namespace
+/// `team` with the API key, and an operator.
+async fn store_scenario(n: usize, down: bool) -> (Stack, Vec<String>, std::sync::Arc<TodoStore>, TodoService) {
+    let mut stack = Stack::start(KEY).await.unwrap();
+    let people = users(n);
+    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
+    let store = TodoStore::with(&seeded);
+    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    if down {
+        store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    }
+    stack.namespace_with_api_key("team").unwrap();
+    stack.start_operator("op-a", "2s").unwrap();
+    (stack, people, store, todo)
+}
+
 /// Users with todos for scenarios 8 and 9.
 fn users(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("6c0e5b2a-0000-4000-8000-{i:012}")).collect()
@@ -503,16 +520,8 @@ async fn outage(stack: &Stack, ns: &str, store: &TodoStore, people: &[String], l
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_8_a_postgres_store_answers_fusionauth_while_the_service_is_down_and_delivers_later() {
     let pg = fusionhook_tests::postgres::Postgres::start();
-    let mut stack = Stack::start(KEY).await.unwrap();
-    let people = users(20);
-    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
-    let store = TodoStore::with(&seeded);
-    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    // The todo service is down (503) until further notice.
-    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    stack.namespace_with_api_key("team").unwrap();
+    let (stack, people, store, todo) = store_scenario(20, true).await;
     stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "pg"}, "stringData": {"url": pg.url()}})).unwrap();
-    stack.start_operator("op-a", "2s").unwrap();
     let mut spec = spec(&stack, &todo);
     spec["receiver"]["store"] = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});
     spec["routes"][0]["retry"] = json!({"scheduleMs": [200]});
@@ -544,14 +553,7 @@ async fn scenario_8_a_postgres_store_answers_fusionauth_while_the_service_is_dow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_9_an_embedded_store_keeps_accepted_events_across_a_pod_restart_until_the_service_is_back() {
-    let mut stack = Stack::start(KEY).await.unwrap();
-    let people = users(12);
-    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
-    let store = TodoStore::with(&seeded);
-    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    stack.namespace_with_api_key("team").unwrap();
-    stack.start_operator("op-a", "2s").unwrap();
+    let (stack, people, store, todo) = store_scenario(12, true).await;
     let mut spec = spec(&stack, &todo);
     spec["receiver"]["store"] = json!({"type": "embedded", "size": "2Gi"});
     spec["routes"][0]["retry"] = json!({"scheduleMs": [200]});
@@ -597,15 +599,8 @@ fn condition_message(stack: &Stack, ns: &str, kind: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_10_switching_from_embedded_to_postgres_keeps_the_old_store_until_it_has_delivered_everything() {
     let pg = fusionhook_tests::postgres::Postgres::start();
-    let mut stack = Stack::start(KEY).await.unwrap();
-    let people = users(10);
-    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
-    let store = TodoStore::with(&seeded);
-    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    stack.namespace_with_api_key("team").unwrap();
+    let (stack, people, store, todo) = store_scenario(10, true).await;
     stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "pg"}, "stringData": {"url": pg.url()}})).unwrap();
-    stack.start_operator("op-a", "2s").unwrap();
     let mut spec = spec(&stack, &todo);
     spec["receiver"]["store"] = json!({"type": "embedded"});
     spec["routes"][0]["retry"] = json!({"scheduleMs": [300]});
@@ -683,14 +678,7 @@ async fn scenario_10_switching_from_embedded_to_postgres_keeps_the_old_store_unt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_11_a_deleted_resource_waits_for_its_embedded_store_until_a_person_discards_what_is_dead() {
-    let mut stack = Stack::start(KEY).await.unwrap();
-    let people = users(3);
-    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
-    let store = TodoStore::with(&seeded);
-    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    stack.namespace_with_api_key("team").unwrap();
-    stack.start_operator("op-a", "2s").unwrap();
+    let (stack, people, _store, todo) = store_scenario(3, true).await;
     let mut spec = spec(&stack, &todo);
     spec["receiver"]["store"] = json!({"type": "embedded"});
     spec["routes"][0]["retry"] = json!({"maxAttempts": 2, "scheduleMs": [100]});
@@ -741,15 +729,9 @@ async fn scenario_11_a_deleted_resource_waits_for_its_embedded_store_until_a_per
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_12_two_postgres_replicas_act_once_when_a_fusionauth_retry_lands_on_the_other_one() {
     let pg = fusionhook_tests::postgres::Postgres::start();
-    let mut stack = Stack::start(KEY).await.unwrap();
+    let (stack, people, store, todo) = store_scenario(5, false).await;
     stack.kubelet.run_up_to(2);
-    let people = users(5);
-    let seeded: Vec<(&str, &[&str])> = people.iter().map(|u| (u.as_str(), &["a todo"][..])).collect();
-    let store = TodoStore::with(&seeded);
-    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    stack.namespace_with_api_key("team").unwrap();
     stack.create("", "v1", "secrets", "team", json!({"metadata": {"name": "pg"}, "stringData": {"url": pg.url()}})).unwrap();
-    stack.start_operator("op-a", "2s").unwrap();
     let mut spec = spec(&stack, &todo);
     spec["receiver"]["replicas"] = json!(2);
     spec["receiver"]["store"] = json!({"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}});

@@ -222,19 +222,7 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
             }
             return Ok(true);
         }
-        old_store::Verdict::Drained => status::normal(
-            "OldStoreDrained",
-            "Delete",
-            format!("StatefulSet {name}'s embedded store held nothing any more: its volume claims are deleted"),
-        ),
-        old_store::Verdict::Discarded => status::warning(
-            "OldStoreDiscarded",
-            "Delete",
-            format!(
-                "StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held",
-                old_store::DISCARD_ANNOTATION
-            ),
-        ),
+        done => removed(&done, &name, "Delete"),
     };
     old_store::remove(&ctx.client, namespace, &store).await.map_err(Error::ApplyReceiver)?;
     status::publish(r, ctx, &[event]).await;
@@ -388,24 +376,32 @@ async fn drain_old_store(ctx: &Context, r: &FusionAuthWebhook, old: &StatefulSet
             report.record(conditions::Step::failed(Kind::OldStoreDrained, Reason::OldStoreKept, message));
             return Ok(true);
         }
-        old_store::Verdict::Drained => status::normal(
-            "OldStoreDrained",
-            "Drain",
-            format!("StatefulSet {name} and its volume claims deleted: its embedded store held nothing any more"),
-        ),
-        old_store::Verdict::Discarded => status::warning(
-            "OldStoreDiscarded",
-            "Drain",
-            format!(
-                "StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held",
-                old_store::DISCARD_ANNOTATION
-            ),
-        ),
+        done => removed(&done, &name, "Drain"),
     };
     old_store::remove(&ctx.client, &namespace, old).await.map_err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver))?;
     ctx.metrics.kubernetes_write("delete");
     report.event(note);
     Ok(false)
+}
+
+/// The Event for an old store's StatefulSet `name` removed (`action`:
+/// `Drain` after a store-type change, `Delete` with the resource).
+fn removed(verdict: &old_store::Verdict, name: &str, action: &str) -> kube::runtime::events::Event {
+    match verdict {
+        old_store::Verdict::Discarded => status::warning(
+            "OldStoreDiscarded",
+            action,
+            format!(
+                "StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held",
+                old_store::DISCARD_ANNOTATION
+            ),
+        ),
+        _ => status::normal(
+            "OldStoreDrained",
+            action,
+            format!("StatefulSet {name} and its volume claims deleted: its embedded store held nothing any more"),
+        ),
+    }
 }
 
 /// Whole seconds from `then` to now (0 if `then` is in the future).
