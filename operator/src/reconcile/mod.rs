@@ -201,11 +201,8 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
     // Nothing reaches it any more: not FusionAuth (its webhook is gone, or
     // orphaned on purpose), not a delivery still routed by the Service.
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(ctx.client.clone(), namespace);
-    match services.delete(&receiver, &kube::api::DeleteParams::background()).await {
-        Ok(_) => ctx.metrics.kubernetes_write("delete"),
-        Err(kube::Error::Api(status)) if status.is_not_found() => {}
-        Err(e) => return Err(Error::ApplyReceiver(e)),
-    }
+    apply::kubernetes::delete_one(&services, &receiver).await.map_err(Error::ApplyReceiver)?;
+    ctx.metrics.kubernetes_write("delete");
     let cut_off = r.metadata.deletion_timestamp.as_ref().map(|t| seconds_since(&t.0));
     let confirmation = r.annotations().get(old_store::DISCARD_ANNOTATION).map(String::as_str);
     let verdict =

@@ -18,6 +18,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 
 use crate::names;
+use crate::reconcile::apply::kubernetes::delete_one;
 use crate::reconcile::receiver_admin;
 
 /// The annotation that confirms discarding an old store's deliveries.
@@ -162,20 +163,12 @@ pub async fn judge(
 pub async fn remove(client: &Client, namespace: &str, s: &StatefulSet) -> Result<(), kube::Error> {
     let name = s.metadata.name.clone().unwrap_or_default();
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    gone_is_fine(sets.delete(&name, &kube::api::DeleteParams::background()).await.map(drop))?;
+    delete_one(&sets, &name).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     for pod in pods(s) {
-        let claim = format!("{}-{pod}", crate::reconcile::build::receiver::STORE_VOLUME);
-        gone_is_fine(claims.delete(&claim, &kube::api::DeleteParams::background()).await.map(drop))?;
+        delete_one(&claims, &format!("{}-{pod}", crate::reconcile::build::receiver::STORE_VOLUME)).await?;
     }
     Ok(())
-}
-
-fn gone_is_fine(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
-    match result {
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-        other => other,
-    }
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub struct ReceiverApplied {
 }
 
 /// Deletes one object (gone already is fine).
-async fn delete_one<T>(api: &Api<T>, name: &str) -> Result<(), kube::Error>
+pub async fn delete_one<T>(api: &Api<T>, name: &str) -> Result<(), kube::Error>
 where
     T: Resource + DeserializeOwned + Clone + std::fmt::Debug,
 {
