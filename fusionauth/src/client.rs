@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::model::{
-    Errors, EventConfiguration, EventConfigurationData, Key, Webhook, WebhookEventLogSearchCriteria, WebhookEventLogSearchResult,
+    Errors, EventConfiguration, EventConfigurationData, Key, Webhook, WebhookEventLogConfiguration, WebhookEventLogSearchCriteria, WebhookEventLogSearchResult,
     WebhookSearchCriteria, WebhookSearchResult,
 };
 
@@ -508,6 +508,24 @@ impl FusionAuthClient {
     ) -> Result<WebhookEventLogSearchResult, ClientError> {
         let body = json!({ "search": criteria });
         self.json("search webhook event log", Method::POST, "api/system/webhook-event-log/search", Some(("application/json", &body))).await
+    }
+
+    /// `GET /api/system-configuration`, only its `webhookEventLogConfiguration`
+    /// (the rest is not read, and never logged).
+    pub async fn retrieve_webhook_event_log_configuration(&self) -> Result<WebhookEventLogConfiguration, ClientError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Configuration {
+            #[serde(default)]
+            webhook_event_log_configuration: WebhookEventLogConfiguration,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Envelope {
+            system_configuration: Configuration,
+        }
+        let r: Envelope = self.json("retrieve system configuration", Method::GET, "api/system-configuration", None).await?;
+        Ok(r.system_configuration.webhook_event_log_configuration)
     }
 }
 

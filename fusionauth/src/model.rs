@@ -298,6 +298,34 @@ pub struct WebhookEventLogSearchCriteria {
     /// Offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_row: Option<u32>,
+    /// Sort, e.g. `sequence ASC` (default `insertInstant DESC` since 1.57.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<String>,
+}
+
+/// `systemConfiguration.webhookEventLogConfiguration` (FACTS.md §c.7): whether
+/// FusionAuth records events at all, and for how long.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEventLogConfiguration {
+    /// Whether events are recorded; absent before the switch existed (always on then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteConfiguration>,
+}
+
+/// A retention setting: delete after `number_of_days_to_retain` days when enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteConfiguration {
+    /// Whether old entries are deleted.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Days kept (FusionAuth's default 30, minimum 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_days_to_retain: Option<u32>,
 }
 
 /// One delivery attempt in the Webhook Event Log.

@@ -160,6 +160,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The backfill's memory between passes.
+    pub backfill: crate::reconcile::backfill::Memory,
     fusionauth: Mutex<HashMap<[u8; 32], FusionAuthClient>>,
     snapshots: Snapshots,
     failures: Mutex<HashMap<ObjectRef<FusionAuthWebhook>, u32>>,
@@ -193,6 +195,7 @@ impl Context {
             client,
             caches,
             metrics,
+            backfill: crate::reconcile::backfill::Memory::default(),
             fusionauth: Mutex::default(),
             // A resync reconciles everything within moments: one listing
             // serves it; short enough that a periodic re-check stays current.

@@ -37,6 +37,13 @@ pub struct Metrics {
     fusionauth_writes: Counter,
     kubernetes_writes: Family<KindLabels, Counter>,
     leader: Gauge,
+    backfill_events: Family<OutcomeLabels, Counter>,
+    backfill_calls: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -74,7 +81,26 @@ impl Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the Lease and reconciles", leader.clone());
-        Self { registry, reconciles, duration, fusionauth_calls, fusionauth_writes, kubernetes_writes, leader }
+        let backfill_events = Family::default();
+        registry.register(
+            "backfill_events",
+            "Webhook Event Log entries a backfill pass looked at, by outcome (scanned, handed_over, delivered, not_ours, rolled_back, running, abandoned, refused)",
+            backfill_events.clone(),
+        );
+        // 1 .. 1024 calls.
+        let backfill_calls = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register("backfill_fusionauth_calls_per_pass", "FusionAuth calls made by one backfill pass", backfill_calls.clone());
+        Self {
+            registry,
+            reconciles,
+            duration,
+            fusionauth_calls,
+            fusionauth_writes,
+            kubernetes_writes,
+            leader,
+            backfill_events,
+            backfill_calls,
+        }
     }
 
     /// Counts one reconcile and its duration.
@@ -95,6 +121,14 @@ impl Metrics {
     /// Counts one Kubernetes write.
     pub fn kubernetes_write(&self, kind: &'static str) {
         self.kubernetes_writes.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Counts one backfill pass: entries by outcome, and its FusionAuth calls.
+    pub fn backfill_pass(&self, counts: &[(&'static str, u64)], calls: u32) {
+        for (outcome, n) in counts {
+            self.backfill_events.get_or_create(&OutcomeLabels { outcome }).inc_by(*n);
+        }
+        self.backfill_calls.observe(f64::from(calls));
     }
 
     /// Sets the leader gauge.

@@ -71,6 +71,57 @@ pub struct FusionAuthWebhookSpec {
     /// On delete: remove the FusionAuth webhook (`Delete`, default) or leave it (`Orphan`).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Recover events FusionAuth failed to deliver to this receiver (all
+    /// replicas down, a bad rollout) from FusionAuth's Webhook Event Log
+    /// (1.53.0+, the log switched on): each committed event with only
+    /// failed attempts to this webhook is handed to the receiver once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillSpec>,
+}
+
+/// Backfill from FusionAuth's Webhook Event Log (the leader operator replica does it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillSpec {
+    /// Turn backfill on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Seconds between passes (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub interval_seconds: Option<u32>,
+    /// How far back the first pass looks (default 3600); later passes go on
+    /// from where the last one stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 2592000))]
+    pub lookback_seconds: Option<u32>,
+    /// Event Log entries per search call (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 1000))]
+    pub page_size: Option<u32>,
+    /// Most FusionAuth calls one pass makes (default 20); a pass that reaches
+    /// it goes on from there in the next interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 1000))]
+    pub call_budget: Option<u32>,
+}
+
+/// Where backfill stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillStatus {
+    /// Every event FusionAuth logged before this instant was delivered,
+    /// handed over, rolled back or not for this webhook (RFC 3339). Written
+    /// when a pass hands something over or it moved on by ten minutes; a
+    /// new leader goes on from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// Events handed over to the receiver so far.
+    #[serde(default)]
+    pub handed_over: u64,
+    /// When a pass last handed something over (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hand_over: Option<String>,
 }
 
 /// FusionAuth's API endpoint and credentials.
@@ -483,6 +534,9 @@ pub struct FusionAuthWebhookStatus {
     /// the one clean-up reads; this copy is for people.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enabled_tenant_events: Vec<String>,
+    /// Backfill from FusionAuth's Webhook Event Log, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillStatus>,
     /// `Ready` and one condition per step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -145,7 +145,7 @@ async fn emulator_answers_match_the_spec() {
     c.call(
         "get",
         "/api/system/webhook-event-log/{webhookEventLogId}",
-        &format!("/api/system/webhook-event-log/{}", report.event_log_id),
+        &format!("/api/system/webhook-event-log/{}", report.event_log_id.unwrap()),
         None,
         json_ct,
     )

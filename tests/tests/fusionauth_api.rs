@@ -343,7 +343,7 @@ async fn keys_jwks_and_the_event_log() {
         .await
         .unwrap();
     assert_eq!(logs.total, 1);
-    assert_eq!(logs.webhook_event_logs[0].id, Some(report.event_log_id));
+    assert_eq!(logs.webhook_event_logs[0].id, report.event_log_id);
     assert_eq!(logs.webhook_event_logs[0].event_result.as_deref(), Some("Succeeded"));
     let none = client
         .search_webhook_event_logs(&WebhookEventLogSearchCriteria { event_type: Some("user.create".into()), ..Default::default() })

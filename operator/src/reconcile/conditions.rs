@@ -40,6 +40,10 @@ named!(
         /// Present only while an embedded store the resource no longer
         /// uses is kept until it is drained (`old_store`); not part of `Ready`.
         OldStoreDrained,
+        /// Present only with `spec.backfill.enabled`: whether FusionAuth's
+        /// Webhook Event Log can be read and missed events handed over
+        /// (`backfill`); not part of `Ready`.
+        BackfillAvailable,
     }
 );
 
@@ -90,10 +94,28 @@ named!(
         OldStoreKept,
         /// Receiver pods are not ready because their store cannot commit.
         StoreUnavailable,
+        /// BackfillAvailable: FusionAuth's Webhook Event Log is switched off.
+        EventLogOff,
+        /// BackfillAvailable: the API key may not read the Webhook Event Log
+        /// or the system configuration.
+        EventLogForbidden,
+        /// BackfillAvailable: FusionAuth has no Webhook Event Log (before 1.53.0).
+        EventLogUnsupported,
+        /// BackfillAvailable: FusionAuth deletes logged events sooner than
+        /// the backfill looks back (it runs, over what is kept).
+        RetentionShorterThanLookback,
+        /// BackfillAvailable: the receiver did not take a missed event; the
+        /// next pass tries again.
+        HandOverFailed,
     }
 );
 
 impl Kind {
+    /// Conditions beside the steps, which `Ready` does not summarise.
+    pub fn beside_ready(self) -> bool {
+        matches!(self, Kind::OldStoreDrained | Kind::BackfillAvailable)
+    }
+
     /// The steps of a resource, in pipeline order (`tenant_events`: whether
     /// the tenant switches are managed).
     pub fn steps(tenant_events: bool) -> Vec<Kind> {
@@ -174,7 +196,7 @@ impl Step {
 pub fn conditions(previous: &[Condition], steps: &[Step], generation: Option<i64>, now: &Time) -> Vec<Condition> {
     let given = steps.iter().find(|s| s.kind == Kind::Ready).cloned();
     let steps: Vec<&Step> = steps.iter().filter(|s| s.kind != Kind::Ready).collect();
-    let ready = given.unwrap_or_else(|| match steps.iter().find(|s| s.state != State::True && s.kind != Kind::OldStoreDrained) {
+    let ready = given.unwrap_or_else(|| match steps.iter().find(|s| s.state != State::True && !s.kind.beside_ready()) {
         None => Step::ok(Kind::Ready, Reason::Reconciled, "the receiver runs and FusionAuth's webhook matches the spec"),
         Some(blocking) => Step {
             kind: Kind::Ready,

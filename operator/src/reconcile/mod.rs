@@ -11,6 +11,8 @@
 //! - [`cleanup`]: remove what the resource put in FusionAuth (on delete, or
 //!   when it moves to another FusionAuth);
 //! - [`old_store`]: an embedded store no longer used is kept until drained;
+//! - [`backfill`]: events FusionAuth failed to deliver, recovered from its
+//!   Webhook Event Log and handed to the receiver;
 //! - [`status`] and [`conditions`]: one status patch at the end, and Events.
 //!
 //! Each stage returns `Result<_, Stopped>`: the step that stopped the pass,
@@ -21,6 +23,7 @@
 //! error, which [`error_policy`] turns into an exponential backoff with jitter.
 
 pub mod apply;
+pub mod backfill;
 pub mod build;
 pub mod cleanup;
 pub mod conditions;
@@ -127,9 +130,11 @@ impl From<ValidationError> for Stopped {
     }
 }
 
-/// A pass that went through; `soon`: a rotation is under way, look again soon.
+/// A pass that went through; `soon`: a rotation is under way, look again
+/// soon; `backfill`: when the next backfill pass is due.
 struct Pass {
     soon: bool,
+    backfill: Option<std::time::Duration>,
 }
 
 /// Reconciles one resource; the controller's entry point.
@@ -164,6 +169,7 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
     let api: Api<FusionAuthWebhook> = Api::namespaced(ctx.client.clone(), &namespace);
     if r.metadata.deletion_timestamp.is_some() {
         if finalizer::present(r) {
+            ctx.backfill.forget(&r.uid().unwrap_or_default());
             cleanup::on_delete(r, ctx, &api).await?;
             if store_kept_on_delete(r, ctx, &api, &namespace).await? {
                 return Ok((Action::requeue(ctx.jittered(ctx.settings.waiting_requeue)), "waiting"));
@@ -177,11 +183,18 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
     }
     let mut report = Report::new(r);
     let outcome = pipeline(r, ctx, &mut report).await;
+    if outcome.is_err()
+        && r.spec.backfill.as_ref().is_some_and(|b| b.enabled)
+        && let Some(step) = ctx.backfill.last_step(&r.uid().unwrap_or_default())
+    {
+        // Not reached this time: the last pass's word stands.
+        report.record(step);
+    }
     status::write(r, ctx, &api, report, outcome.as_ref().err().map(|s| &s.step)).await?;
     let (slow, soon) = (ctx.jittered(ctx.settings.requeue), ctx.jittered(ctx.settings.waiting_requeue));
     match outcome {
-        Ok(Pass { soon: false }) => Ok((Action::requeue(slow), "ok")),
-        Ok(Pass { soon: true }) => Ok((Action::requeue(soon), "ok")),
+        Ok(Pass { soon: false, backfill }) => Ok((Action::requeue(backfill.map_or(slow, |b| b.min(slow))), "ok")),
+        Ok(Pass { soon: true, backfill }) => Ok((Action::requeue(backfill.map_or(soon, |b| b.min(soon))), "ok")),
         Err(Stopped { then: Then::Recheck, .. }) => Ok((Action::requeue(slow), "invalid")),
         Err(Stopped { then: Then::Wait, .. }) => Ok((Action::requeue(soon), "waiting")),
         Err(Stopped { then: Then::Retry(e), .. }) => Err(e),
@@ -239,12 +252,12 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
     let desired = build::desired(&v, &credentials, &ctx.settings.receiver_image, &owner);
     let draining = receiver(ctx, r, &v, &desired, &credentials, report).await?;
     let (fa, observed) = fusionauth.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
-    let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await.map(|p| Pass { soon: p.soon || draining });
+    let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await;
     ctx.fusionauth_webhook_written(&v.connection(), v.webhook_id).await;
-    if registered.is_ok() {
-        keep_the_key_fusionauth_signs_with(ctx, &v, &credentials, &owner).await;
-    }
-    registered
+    let soon = registered?.soon || draining;
+    keep_the_key_fusionauth_signs_with(ctx, &v, &credentials, &owner).await;
+    let backfill = backfill::stage(ctx, &v, &fa, report).await;
+    Ok(Pass { soon, backfill })
 }
 
 /// FusionAuth now signs with the spec's HMAC key (or not at all): the
@@ -441,7 +454,7 @@ async fn register(
     }
     retire_keys(fa, v, in_use, credentials, report).await.map_err(Stopped::fusionauth(Kind::InSync))?;
     report.done(Kind::InSync, Reason::InSync, "FusionAuth's webhook matches the spec");
-    Ok(Pass { soon: credentials.previous != rotation::Previous::default() })
+    Ok(Pass { soon: credentials.previous != rotation::Previous::default(), backfill: None })
 }
 
 /// The tenant switches (see [`tenant_switches`]): reads the tenants,

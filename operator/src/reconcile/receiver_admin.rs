@@ -9,7 +9,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, Client};
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::names;
+use crate::reconcile::build::receiver::STORE_LABEL;
 use crate::reconcile::build::receiver_config::ADMIN_PORT;
 
 /// The admin token of resource `resource`'s receivers (`None`: not generated yet or gone).
@@ -23,23 +26,96 @@ pub async fn token(client: &Client, namespace: &str, resource: &str) -> Result<O
 /// cannot be read) and, while it cannot commit, why (`storeProblem`). The
 /// error is a sentence for a condition.
 pub async fn stats(client: &Client, namespace: &str, pod: &str, token: &str) -> Result<Value, String> {
-    let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{ADMIN_PORT}/proxy/v1/stats");
-    let request =
-        http::Request::get(path).header("x-fusionhook-token", token).body(kube::client::Body::empty()).map_err(|e| e.to_string())?;
-    let call = async {
+    let (status, value) = call(client, namespace, pod, token, http::Method::GET, "v1/stats", None, Duration::from_secs(5)).await?;
+    if status.is_success() {
+        return Ok(value);
+    }
+    Err(failure(status, &value))
+}
+
+/// `POST /v1/ingest` of `event` (the body FusionAuth sent) to pod `pod`:
+/// the receiver's outcome (`handled`, `stored`, `duplicate`, `unmatched`),
+/// or why not.
+pub async fn ingest(client: &Client, namespace: &str, pod: &str, token: &str, event: Vec<u8>) -> Result<String, Refusal> {
+    let call = call(client, namespace, pod, token, http::Method::POST, "v1/ingest", Some(event), INGEST_TIMEOUT).await;
+    let (status, value) = call.map_err(Refusal::Unreachable)?;
+    match status.as_u16() {
+        200..=299 => Ok(value["outcome"].as_str().unwrap_or("handled").to_owned()),
+        400..=499 if status != http::StatusCode::TOO_MANY_REQUESTS => Err(Refusal::Invalid(failure(status, &value))),
+        500 => Err(Refusal::Failed(failure(status, &value))),
+        _ => Err(Refusal::Unreachable(failure(status, &value))),
+    }
+}
+
+/// How long an ingest may take: a route without a store runs before the
+/// answer (its own timeouts are shorter).
+const INGEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an ingest did not go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No answer, or not from the receiver (the proxy, a timeout): try later.
+    Unreachable(String),
+    /// The receiver could not act on it now (500: a route failed, the store
+    /// cannot commit): try later.
+    Failed(String),
+    /// The receiver refused it (4xx): it never will take it.
+    Invalid(String),
+}
+
+fn failure(status: http::StatusCode, value: &Value) -> String {
+    let message = value["errors"][0]["message"].as_str().or_else(|| value["message"].as_str()).unwrap_or("no message");
+    format!("{message} ({status})")
+}
+
+/// One admin API call to pod `pod` through the pod proxy: status and JSON
+/// body (`null` when there is none).
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(http::StatusCode, Value), String> {
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{ADMIN_PORT}/proxy/{path}");
+    let builder = http::Request::builder().method(method).uri(uri).header("x-fusionhook-token", token);
+    let request = match body {
+        Some(bytes) => builder.header("content-type", "application/json").body(kube::client::Body::from(bytes)),
+        None => builder.body(kube::client::Body::empty()),
+    }
+    .map_err(|e| e.to_string())?;
+    let exchange = async {
         let response = client.send(request).await.map_err(|e| e.to_string())?;
         let status = response.status();
         let body = response.into_body().collect_bytes().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((status, body))
     };
-    let (status, body) =
-        tokio::time::timeout(std::time::Duration::from_secs(5), call).await.map_err(|_| "no answer within 5 s".to_owned())??;
-    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(value);
-    }
-    let message = value["errors"][0]["message"].as_str().or_else(|| value["message"].as_str()).unwrap_or("no message");
-    Err(format!("{message} ({status})"))
+    let (status, body) = tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// The ready receiver pods of resource `resource` on the current store
+/// (`store`: the value of the store label), by name.
+pub async fn ready_pods(client: &Client, namespace: &str, resource: &str, store: &str) -> Result<Vec<String>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{},{STORE_LABEL}={store}", selector(resource));
+    let pods = api.list(&kube::api::ListParams::default().labels(&selector)).await?;
+    let mut names: Vec<String> = pods.items.iter().filter(|p| ready(p)).filter_map(|p| p.metadata.name.clone()).collect();
+    names.sort();
+    Ok(names)
+}
+
+fn selector(resource: &str) -> String {
+    format!("app.kubernetes.io/instance={resource},app.kubernetes.io/managed-by={}", names::FIELD_MANAGER)
+}
+
+fn ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Why the store of a receiver pod that is not ready cannot commit, as the
@@ -47,13 +123,9 @@ pub async fn stats(client: &Client, namespace: &str, pod: &str, token: &str) -> 
 /// `None` when no pod says so, or none can be asked.
 pub async fn store_problem(client: &Client, namespace: &str, resource: &str) -> Option<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("app.kubernetes.io/instance={resource},app.kubernetes.io/managed-by={}", names::FIELD_MANAGER);
-    let pods = api.list(&kube::api::ListParams::default().labels(&selector)).await.ok()?;
+    let pods = api.list(&kube::api::ListParams::default().labels(&selector(resource))).await.ok()?;
     let token = token(client, namespace, resource).await.ok()??;
-    let not_ready = pods.items.iter().filter(|p| {
-        let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-        !conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
-    });
+    let not_ready = pods.items.iter().filter(|p| !ready(p));
     for pod in not_ready.take(2) {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         if let Ok(stats) = stats(client, namespace, name, &token).await

@@ -61,8 +61,8 @@ impl Report {
             };
             steps.push(step);
         }
-        // Beside the steps, only while there is an old store.
-        steps.extend(self.steps.iter().filter(|s| s.kind == Kind::OldStoreDrained).cloned());
+        // Beside the steps: only while there is an old store, only with backfill.
+        steps.extend(self.steps.iter().filter(|s| s.kind.beside_ready()).cloned());
         steps
     }
 

@@ -156,6 +156,8 @@ pub struct Validated {
     pub external_url: Option<String>,
     /// The receiver's store (`type: none` when the spec has none).
     pub store: StoreSpec,
+    /// Backfill from the Webhook Event Log (`None`: off).
+    pub backfill: Option<crate::reconcile::backfill::scan::Settings>,
     /// On delete.
     pub deletion_policy: DeletionPolicy,
 }
@@ -272,6 +274,7 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         replicas: spec.receiver.replicas,
         external_url: spec.receiver.external_url.clone(),
         store,
+        backfill: crate::reconcile::backfill::scan::Settings::of(spec.backfill.as_ref()),
         deletion_policy: spec.deletion_policy,
     };
     receiver_accepts(&validated)?;

@@ -49,6 +49,7 @@ pub fn router(emulator: Emulator) -> Router {
         .route("/api/key/{id}", get(get_key).delete(delete_key))
         .route("/api/key/import", post(import_key_generated))
         .route("/api/key/import/{id}", post(import_key))
+        .route("/api/system-configuration", get(get_system_configuration).patch(patch_system_configuration))
         .route("/api/system/webhook-event-log/search", get(search_event_logs_get).post(search_event_logs_post))
         .route("/api/system/webhook-event-log/{id}", get(get_event_log))
         .route("/api/system/webhook-attempt-log/{id}", get(get_attempt_log))
@@ -88,6 +89,11 @@ async fn authenticate(State(emulator): State<Emulator>, request: Request, next: 
         }
         if let Some(tenant) = scope
             && !path.starts_with(&format!("/api/tenant/{tenant}"))
+        {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        if let Some(allowed) = key.and_then(|k| state.key_endpoints.get(k))
+            && !allowed.contains(&pattern)
         {
             return StatusCode::UNAUTHORIZED.into_response();
         }
@@ -382,7 +388,40 @@ async fn jwks(State(emulator): State<Emulator>) -> Answer {
 
 // ---- Webhook Event Log (FACTS.md §c.7) ----
 
+/// `GET /api/system-configuration`: only `webhookEventLogConfiguration` is modelled.
+async fn get_system_configuration(State(emulator): State<Emulator>) -> Answer {
+    let configuration = emulator.state().event_log_configuration.clone();
+    Answer::Json(json!({ "systemConfiguration": { "webhookEventLogConfiguration": configuration } }))
+}
+
+/// `PATCH /api/system-configuration`: merges `webhookEventLogConfiguration`.
+async fn patch_system_configuration(State(emulator): State<Emulator>, bytes: Bytes) -> Answer {
+    let body = match parse_body(&bytes) {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let mut state = emulator.state();
+    if let Some(change) = body.pointer("/systemConfiguration/webhookEventLogConfiguration") {
+        json_patch::merge(&mut state.event_log_configuration, change);
+    }
+    let configuration = state.event_log_configuration.clone();
+    Answer::Json(json!({ "systemConfiguration": { "webhookEventLogConfiguration": configuration } }))
+}
+
+/// Deletes entries older than the retention, as FusionAuth's nightly job
+/// does (FACTS.md §c.7; here at each read, so a test sees it at once).
+fn apply_retention(state: &mut super::State) {
+    let configuration = &state.event_log_configuration;
+    if configuration.pointer("/delete/enabled") != Some(&Value::Bool(true)) {
+        return;
+    }
+    let days = configuration.pointer("/delete/numberOfDaysToRetain").and_then(Value::as_i64).unwrap_or(30).max(1);
+    let oldest = now_ms() - days * 86_400_000;
+    state.event_logs.retain(|l| l["insertInstant"].as_i64().is_some_and(|t| t >= oldest));
+}
+
 async fn get_event_log(State(emulator): State<Emulator>, Path(id): Path<String>) -> Answer {
+    apply_retention(&mut emulator.state());
     let found = emulator.state().event_logs.iter().find(|l| l["id"].as_str() == Some(&id)).cloned();
     match found {
         Some(log) => Answer::Json(json!({ "webhookEventLog": log })),
@@ -408,10 +447,18 @@ fn search_event_logs(emulator: &Emulator, criteria: &Value) -> Answer {
     let number = |f: &str| criteria.get(f).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
     let text = |f: &str| criteria.get(f).and_then(Value::as_str).map(str::to_owned);
     // Defaults since 1.57.0: the last hour, floored/rounded to minutes.
-    let start = number("start").unwrap_or((now - 3_600_000) / 60_000 * 60_000);
-    let end = number("end").unwrap_or((now / 60_000 + 1) * 60_000);
-    let mut logs: Vec<Value> = emulator
-        .state()
+    // Explicit values are rounded the same way (see
+    // uncertain::EXPLICIT_EVENT_LOG_TIMES_ROUNDED): a client must not rely
+    // on a window finer than a minute.
+    let start = number("start").unwrap_or(now - 3_600_000).div_euclid(60_000) * 60_000;
+    let end = (number("end").unwrap_or(now).div_euclid(60_000) + 1) * 60_000;
+    let order = match sort_order(text("orderBy").as_deref()) {
+        Ok(order) => order,
+        Err(a) => return a,
+    };
+    let mut state = emulator.state();
+    apply_retention(&mut state);
+    let mut logs: Vec<Value> = state
         .event_logs
         .iter()
         .filter(|l| l["insertInstant"].as_i64().is_some_and(|t| t >= start && t <= end))
@@ -420,15 +467,41 @@ fn search_event_logs(emulator: &Emulator, criteria: &Value) -> Answer {
         .filter(|l| text("event").is_none_or(|needle| wildcard_match(&needle, &l["event"].to_string())))
         .cloned()
         .collect();
-    // Default order insertInstant DESC (1.57.0+).
+    drop(state);
+    let (field, descending) = order;
     logs.sort_by(|a, b| {
-        b["insertInstant"].as_i64().cmp(&a["insertInstant"].as_i64()).then(b["sequence"].as_i64().cmp(&a["sequence"].as_i64()))
+        let key = |l: &Value| (l[field].as_i64(), l[field].as_str().map(str::to_owned));
+        let ordering = key(a).cmp(&key(b));
+        if descending { ordering.reverse() } else { ordering }
     });
     let total = logs.len();
     let start_row = number("startRow").unwrap_or(0).max(0) as usize;
     let count = number("numberOfResults").unwrap_or(25).max(0) as usize;
     let page: Vec<Value> = logs.into_iter().skip(start_row).take(count).collect();
     Answer::Json(json!({ "total": total, "webhookEventLogs": page }))
+}
+
+/// `orderBy` (FACTS.md §c.7): a field and `ASC`/`DESC`; default
+/// `insertInstant DESC` (1.57.0+). Ties keep insertion order
+/// (see uncertain::EVENT_LOG_TIES_IN_INSERTION_ORDER).
+fn sort_order(order_by: Option<&str>) -> Result<(&'static str, bool), Answer> {
+    let text = order_by.unwrap_or("insertInstant DESC");
+    let mut words = text.split_whitespace();
+    let fields = ["eventResult", "eventType", "id", "insertInstant", "lastAttemptInstant", "linkedObjectId", "sequence"];
+    let field = words.next().and_then(|f| fields.iter().find(|k| k.eq_ignore_ascii_case(f)).copied());
+    let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(_) => return Err(invalid_order(text)),
+    };
+    match (field, words.next()) {
+        (Some(field), None) => Ok((field, descending)),
+        _ => Err(invalid_order(text)),
+    }
+}
+
+fn invalid_order(text: &str) -> Answer {
+    Answer::Invalid(Errors::field("search.orderBy", "[invalid]search.orderBy", format!("The orderBy value [{text}] is not valid.")))
 }
 
 async fn search_event_logs_get(

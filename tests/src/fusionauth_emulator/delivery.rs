@@ -72,8 +72,8 @@ pub struct WebhookDelivery {
 pub struct DeliveryReport {
     /// The event as sent (inside `{"event": …}`).
     pub event: Value,
-    /// Its Webhook Event Log id.
-    pub event_log_id: Uuid,
+    /// Its Webhook Event Log id (`None`: the Event Log is off).
+    pub event_log_id: Option<Uuid>,
     /// Whether the event type is transactional.
     pub transactional: bool,
     /// The tenant's transaction level for it (transactional events only).
@@ -152,6 +152,7 @@ pub(super) async fn raise(emulator: &Emulator, tenant: Option<Uuid>, event: Valu
         (targets, level)
     };
     let resolve = emulator;
+    let event_log_id = open(emulator, &envelope, &kind);
 
     let mut deliveries: Vec<WebhookDelivery> =
         futures::future::join_all(targets.iter().map(|t| async { first_delivery(t, &body, resolve).await })).await;
@@ -177,7 +178,9 @@ pub(super) async fn raise(emulator: &Emulator, tenant: Option<Uuid>, event: Valu
         .await;
     }
 
-    let event_log_id = record(emulator, &envelope, &kind, transactional, committed, &deliveries);
+    if let Some(id) = event_log_id {
+        close(emulator, id, transactional, committed, &deliveries);
+    }
     Ok(DeliveryReport {
         event,
         event_log_id,
@@ -323,9 +326,41 @@ fn call_response(attempt: &Attempt, url: &str) -> Value {
     response
 }
 
-/// Writes the Webhook Event Log entry (FACTS.md §c.7).
-fn record(emulator: &Emulator, envelope: &Value, kind: &str, transactional: bool, committed: bool, deliveries: &[WebhookDelivery]) -> Uuid {
+/// Writes the Webhook Event Log entry as the event is created: `Running`,
+/// no attempts (FACTS.md §c.7; see uncertain::EVENT_LOG_WRITTEN_BEFORE_DELIVERY).
+/// Nothing when the Event Log is off.
+fn open(emulator: &Emulator, envelope: &Value, kind: &str) -> Option<Uuid> {
+    let mut state = emulator.state();
+    if state.event_log_configuration["enabled"] == false {
+        return None;
+    }
     let id = Uuid::new_v4();
+    let now = now_ms();
+    let sequence = state.sequence;
+    state.sequence += 1;
+    let mut log = Map::new();
+    log.insert("attempts".into(), json!([]));
+    log.insert("data".into(), json!({}));
+    log.insert("event".into(), envelope.clone());
+    log.insert("eventResult".into(), json!("Running"));
+    log.insert("eventType".into(), json!(kind));
+    log.insert("failedAttempts".into(), json!(0));
+    log.insert("id".into(), json!(id));
+    log.insert("insertInstant".into(), json!(now));
+    log.insert("lastUpdateInstant".into(), json!(now));
+    if let Some(linked) = envelope.pointer("/event/linkedObjectId").or_else(|| envelope.pointer("/event/user/id")) {
+        log.insert("linkedObjectId".into(), linked.clone());
+    }
+    log.insert("sequence".into(), json!(sequence));
+    log.insert("successfulAttempts".into(), json!(0));
+    state.event_logs.push(Value::Object(log));
+    Some(id)
+}
+
+/// Records the attempts and the result: `Succeeded` once a transaction
+/// commits, and for a non-transactional event once sent whatever the
+/// answers; `Failed` when it was rolled back (FACTS.md §c.7).
+fn close(emulator: &Emulator, id: Uuid, transactional: bool, committed: bool, deliveries: &[WebhookDelivery]) {
     let now = now_ms();
     let mut attempts = Vec::new();
     for delivery in deliveries {
@@ -343,27 +378,16 @@ fn record(emulator: &Emulator, envelope: &Value, kind: &str, transactional: bool
         }
     }
     let successes = attempts.iter().filter(|a| a["attemptResult"] == "Success").count();
-    // Non-transactional events are Succeeded once sent, whatever the answers.
     let result = if !transactional || committed { "Succeeded" } else { "Failed" };
     let mut state = emulator.state();
-    let sequence = state.sequence;
-    state.sequence += 1;
-    let mut log = Map::new();
-    log.insert("attempts".into(), Value::Array(attempts.clone()));
-    log.insert("data".into(), json!({}));
-    log.insert("event".into(), envelope.clone());
-    log.insert("eventResult".into(), json!(result));
-    log.insert("eventType".into(), json!(kind));
-    log.insert("failedAttempts".into(), json!(attempts.len() - successes));
-    log.insert("id".into(), json!(id));
-    log.insert("insertInstant".into(), json!(now));
-    log.insert("lastAttemptInstant".into(), json!(now));
-    log.insert("lastUpdateInstant".into(), json!(now));
-    if let Some(linked) = envelope.pointer("/event/linkedObjectId").or_else(|| envelope.pointer("/event/user/id")) {
-        log.insert("linkedObjectId".into(), linked.clone());
+    // Gone meanwhile (retention): nothing to update.
+    let Some(log) = state.event_logs.iter_mut().rev().find(|l| l["id"] == json!(id)) else { return };
+    log["failedAttempts"] = json!(attempts.len() - successes);
+    log["successfulAttempts"] = json!(successes);
+    if !attempts.is_empty() {
+        log["lastAttemptInstant"] = json!(now);
     }
-    log.insert("sequence".into(), json!(sequence));
-    log.insert("successfulAttempts".into(), json!(successes));
-    state.event_logs.push(Value::Object(log));
-    id
+    log["attempts"] = Value::Array(attempts);
+    log["eventResult"] = json!(result);
+    log["lastUpdateInstant"] = json!(now);
 }

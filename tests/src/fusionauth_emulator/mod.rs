@@ -51,6 +51,12 @@ pub struct State {
     pub keys: BTreeMap<Uuid, keys::KeyRecord>,
     /// Webhook Event Log, oldest first.
     pub event_logs: Vec<Value>,
+    /// `systemConfiguration.webhookEventLogConfiguration` (FACTS.md §c.7).
+    pub event_log_configuration: Value,
+    /// API keys limited to some endpoints (path patterns like
+    /// `/api/webhook`); a call to any other answers 401, as FusionAuth
+    /// answers a key without permission for an endpoint.
+    pub key_endpoints: BTreeMap<String, Vec<String>>,
     /// Next event log sequence number.
     pub sequence: i64,
     /// Injected failures for the next API calls.
@@ -102,6 +108,9 @@ impl Emulator {
         let mut state = State::default();
         state.api_keys.insert(settings.api_key.clone(), None);
         state.sequence = 1;
+        // On, as on an instance upgraded from before 1.57.0 (new instances
+        // since then start with it off: FusionAuth's announcement, issue 14).
+        state.event_log_configuration = json!({"enabled": true, "delete": {"enabled": false, "numberOfDaysToRetain": 30}});
         let emulator = Self { state: Arc::new(Mutex::new(state)), settings: Arc::new(settings) };
         emulator.add_tenant(Uuid::parse_str(DEFAULT_TENANT_ID).unwrap_or_default(), "Default");
         emulator
@@ -145,6 +154,23 @@ impl Emulator {
     /// network fault, to show what a retry of a handled event does).
     pub fn lose_answers(&self, count: usize) {
         self.state().lost_answers += count;
+    }
+
+    /// Adds a global API key allowed to call only `endpoints` (path
+    /// patterns, e.g. `/api/webhook`, `/api/webhook/{id}`).
+    pub fn add_limited_api_key(&self, key: &str, endpoints: &[&str]) {
+        let mut state = self.state();
+        state.api_keys.insert(key.to_owned(), None);
+        state.key_endpoints.insert(key.to_owned(), endpoints.iter().map(|e| (*e).to_owned()).collect());
+    }
+
+    /// Sets the Webhook Event Log switch and retention (`None`: not deleted),
+    /// as `PATCH /api/system-configuration` would.
+    pub fn configure_event_log(&self, enabled: bool, retain_days: Option<u32>) {
+        self.state().event_log_configuration = json!({
+            "enabled": enabled,
+            "delete": {"enabled": retain_days.is_some(), "numberOfDaysToRetain": retain_days.unwrap_or(30)},
+        });
     }
 
     /// The next `count` API calls answer `status`.

@@ -74,6 +74,23 @@ pub const CUSTOM_HEADERS_OVERRIDE_BASIC: bool = true;
 /// request-shaped document, e.g. `/webhook/url` [infer].
 pub const JSON_PATCH_ROOT_IS_REQUEST: bool = true;
 
+/// Explicit `start`/`end` of a Webhook Event Log search are rounded like the
+/// defaults (start down, end up to the minute): the docs describe rounding
+/// only for the defaults (FACTS.md §c.7) [infer: the widest window, so a
+/// client that filters by `insertInstant` itself is right either way].
+pub const EXPLICIT_EVENT_LOG_TIMES_ROUNDED: bool = true;
+
+/// The Webhook Event Log entry is written when the event is created, as
+/// `Running`, and updated with its attempts and result afterwards
+/// (FACTS.md §c.7: `Running` is the initial result) [infer: the attempts
+/// appear one by one in FusionAuth; here they appear together at the end].
+pub const EVENT_LOG_WRITTEN_BEFORE_DELIVERY: bool = true;
+
+/// Entries with equal sort keys come in insertion (`sequence`) order
+/// [infer: the database's order is not documented; `sequence` is unique,
+/// so a client that pages by it is stable either way].
+pub const EVENT_LOG_TIES_IN_INSERTION_ORDER: bool = true;
+
 #[cfg(test)]
 mod tests {
     use super::*;

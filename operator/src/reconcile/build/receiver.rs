@@ -52,7 +52,8 @@ const RUN_AS: i64 = 65532;
 /// workloads' selectors cannot change: they are immutable).
 pub const STORE_LABEL: &str = "fusionhook.dev/store";
 
-fn store_label(v: &Validated) -> &'static str {
+/// The [`STORE_LABEL`] value of `v`'s store.
+pub fn store_label(v: &Validated) -> &'static str {
     match v.store.kind {
         StoreType::None => "none",
         StoreType::Embedded => "embedded",

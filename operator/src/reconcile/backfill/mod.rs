@@ -1,0 +1,325 @@
+//! backfill: events FusionAuth committed and failed to deliver to this
+//! resource's receiver are found in FusionAuth's Webhook Event Log
+//! (FACTS.md §c.7) and handed to the receiver through its admin API
+//! (`POST /v1/ingest`, never the FusionAuth-facing port: a replayed event
+//! carries no FusionAuth credentials), which treats each as a delivery of
+//! its `event.id` (dedupe makes a second hand-over harmless).
+//!
+//! A stage of the reconcile, after the webhook is registered: the leader
+//! runs a pass when one is due (`spec.backfill.intervalSeconds`) and asks
+//! for the next reconcile then. A pass:
+//!
+//! 1. reads `systemConfiguration.webhookEventLogConfiguration` (off: the
+//!    condition says so, nothing else is called);
+//! 2. searches the Event Log from the checkpoint, ordered by `sequence`,
+//!    page by page within the call budget ([`scan::Pager`]);
+//! 3. hands over each event [`scan::verdict`] picks, to one ready pod of the
+//!    current store (the same one each time, so its dedupe sees repeats);
+//! 4. moves the checkpoint only past what is settled ([`scan::Progress`]).
+//!
+//! The checkpoint is kept in memory and written to `status.backfill` when a
+//! pass hands something over or it moved on by ten minutes: a new leader
+//! (or a restarted operator) goes on from there, handing over again at most
+//! what the receiver's dedupe then recognises.
+
+pub mod scan;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fusionhook_fusionauth::client::{ClientError, FusionAuthClient};
+use fusionhook_fusionauth::model::{WebhookEventLog, WebhookEventLogSearchCriteria};
+use k8s_openapi::jiff::Timestamp;
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::reconcile::build::receiver::store_label;
+use crate::reconcile::conditions::{Kind, Reason, Step};
+use crate::reconcile::receiver_admin::{self, Refusal};
+use crate::reconcile::status::{self, Report};
+use crate::reconcile::validate::Validated;
+use scan::{Page, Pager, Progress, Settings, Verdict};
+
+/// The persisted checkpoint is rewritten once the one in memory is this far ahead.
+const PERSIST_AFTER_MS: i64 = 600_000;
+
+/// What the leader remembers per resource (by uid) between passes.
+#[derive(Debug, Default)]
+struct Remembered {
+    /// When the next pass is due.
+    due: Option<Instant>,
+    /// The checkpoint, epoch ms.
+    checkpoint: Option<i64>,
+    /// The last pass's condition.
+    step: Option<Step>,
+    /// Entries handed over at or after the checkpoint (instant, log id): not
+    /// handed over again while an earlier entry holds the checkpoint.
+    handed: BTreeSet<(i64, Uuid)>,
+}
+
+/// The leader's backfill memory (lost on restart or leader change: the
+/// status checkpoint is the fallback).
+#[derive(Debug, Default)]
+pub struct Memory {
+    resources: Mutex<HashMap<String, Remembered>>,
+}
+
+impl Memory {
+    fn with<T>(&self, uid: &str, f: impl FnOnce(&mut Remembered) -> T) -> T {
+        let mut all = self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(all.entry(uid.to_owned()).or_default())
+    }
+
+    /// Forgets a resource (deleted, or backfill turned off).
+    pub fn forget(&self, uid: &str) {
+        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
+    }
+
+    /// The condition of the last pass, for a reconcile that stopped before
+    /// the backfill stage (so the condition stays as it was).
+    pub fn last_step(&self, uid: &str) -> Option<Step> {
+        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(uid).and_then(|r| r.step.clone())
+    }
+}
+
+/// The stage: a pass when one is due. Records the condition and
+/// `status.backfill`; returns when the next pass is due (`None`: off).
+pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, report: &mut Report) -> Option<Duration> {
+    let Some(settings) = v.backfill else {
+        ctx.backfill.forget(&v.uid);
+        report.status.backfill = None;
+        return None;
+    };
+    let interval = Duration::from_secs(settings.interval_seconds.into());
+    let now = Instant::now();
+    let (due, remembered) = ctx.backfill.with(&v.uid, |r| (r.due, r.checkpoint));
+    if let Some(due) = due.filter(|d| *d > now) {
+        if let Some(step) = ctx.backfill.last_step(&v.uid) {
+            report.record(step);
+        }
+        return Some(due - now);
+    }
+    let mut persisted = report.status.backfill.clone().unwrap_or_default();
+    let persisted_ms = persisted.checkpoint.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_millisecond());
+    let started_ms = Timestamp::now().as_millisecond();
+    let from = remembered.or(persisted_ms).unwrap_or(started_ms - i64::from(settings.lookback_seconds) * 1000);
+    let handed = ctx.backfill.with(&v.uid, |r| std::mem::take(&mut r.handed));
+    let mut outcome = pass(ctx, v, fa, settings, from, started_ms, handed).await;
+    ctx.metrics.backfill_pass(&outcome.counts, outcome.calls);
+    let step = outcome.step.clone();
+    report.record(step.clone());
+    // Persist when something was handed over, or the checkpoint moved on far enough.
+    let far = persisted_ms.is_none_or(|p| outcome.checkpoint - p >= PERSIST_AFTER_MS);
+    let handed_now = outcome.handed_over.len() as u64;
+    if handed_now > 0 || far {
+        persisted.checkpoint = Some(rfc3339(outcome.checkpoint));
+    }
+    if handed_now > 0 {
+        persisted.handed_over += handed_now;
+        persisted.last_hand_over = Some(rfc3339(started_ms));
+        report.event(status::normal("BackfillHandedOver", "Backfill", outcome.summary(started_ms)));
+    }
+    report.status.backfill = Some(persisted);
+    ctx.backfill.with(&v.uid, |r| {
+        r.due = Some(Instant::now() + interval);
+        r.checkpoint = Some(outcome.checkpoint);
+        r.step = Some(step);
+        r.handed = outcome.handed.split_off(&(outcome.checkpoint, Uuid::nil()));
+    });
+    Some(interval)
+}
+
+fn rfc3339(ms: i64) -> String {
+    Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Counts of one pass, by [`Verdict::label`] plus `scanned`, `refused`.
+pub type Counts = Vec<(&'static str, u64)>;
+
+/// What one pass did.
+struct Outcome {
+    step: Step,
+    checkpoint: i64,
+    calls: u32,
+    counts: Counts,
+    /// The insert instants of what this pass handed over.
+    handed_over: Vec<i64>,
+    /// Everything handed over at or after the previous checkpoint (memory).
+    handed: BTreeSet<(i64, Uuid)>,
+}
+
+impl Outcome {
+    fn summary(&self, started_ms: i64) -> String {
+        let oldest = self.handed_over.iter().min().map_or(0, |t| (started_ms - t).max(0) / 1000);
+        let count = |label: &str| self.counts.iter().find(|(l, _)| *l == label).map_or(0, |(_, n)| *n);
+        format!(
+            "handed {} event(s) FusionAuth failed to deliver to the receiver (the oldest {oldest} s old); {} scanned, {} rolled back, {} still running, {} FusionAuth call(s)",
+            self.handed_over.len(),
+            count("scanned"),
+            count(Verdict::RolledBack.label()),
+            count(Verdict::Running.label()),
+            self.calls
+        )
+    }
+}
+
+/// Why the Event Log cannot be used: the condition's reason and message.
+fn unavailable(e: &ClientError, what: &str) -> (Reason, String) {
+    match e {
+        ClientError::Unauthorized { .. } => (
+            Reason::EventLogForbidden,
+            format!(
+                "FusionAuth refused the API key for {what} (401): give the key permission for GET /api/system-configuration and POST /api/system/webhook-event-log/search (or the webhook_event_log_viewer role's endpoints)"
+            ),
+        ),
+        ClientError::NotFound { .. } => (
+            Reason::EventLogUnsupported,
+            format!("FusionAuth has no {what} (404): the Webhook Event Log needs FusionAuth 1.53.0 or later"),
+        ),
+        other => (Reason::FusionAuthUnreachable, format!("cannot read {what}: {other}; the next pass tries again")),
+    }
+}
+
+/// One pass over `[from, now]`.
+async fn pass(
+    ctx: &Context,
+    v: &Validated,
+    fa: &FusionAuthClient,
+    settings: Settings,
+    from: i64,
+    started_ms: i64,
+    mut handed: BTreeSet<(i64, Uuid)>,
+) -> Outcome {
+    let mut calls = 1;
+    let stopped = |step: Step, handed| Outcome { step, checkpoint: from, calls: 1, counts: Vec::new(), handed_over: Vec::new(), handed };
+    let configuration = match fa.retrieve_webhook_event_log_configuration().await {
+        Ok(c) => c,
+        Err(e) => {
+            let (reason, message) = unavailable(&e, "the system configuration");
+            return stopped(Step::failed(Kind::BackfillAvailable, reason, message), handed);
+        }
+    };
+    if configuration.enabled == Some(false) {
+        let message = "FusionAuth's Webhook Event Log is off, so events it failed to deliver cannot be recovered: turn on systemConfiguration.webhookEventLogConfiguration.enabled (System > Webhook Log in the admin UI); the resource works without it";
+        return stopped(Step::failed(Kind::BackfillAvailable, Reason::EventLogOff, message), handed);
+    }
+    let retention_days = configuration.delete.as_ref().filter(|d| d.enabled).map(|d| d.number_of_days_to_retain.unwrap_or(30).max(1));
+    let mut counts: HashMap<&'static str, u64> = HashMap::new();
+    let mut handed_over = Vec::new();
+    let mut progress = Progress::default();
+    let mut pager = Pager::new(settings.page_size);
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let (start, end) = scan::window(from, started_ms);
+    let mut target: Option<(String, String)> = None;
+    let mut problem: Option<(Reason, String)> = None;
+    let mut complete = false;
+    'pages: while calls < settings.call_budget && pager.restarts <= 2 {
+        let (start_row, number) = pager.request();
+        let criteria = WebhookEventLogSearchCriteria {
+            start: Some(start),
+            end: Some(end),
+            start_row: Some(start_row),
+            number_of_results: Some(number),
+            order_by: Some("sequence ASC".into()),
+            ..WebhookEventLogSearchCriteria::default()
+        };
+        calls += 1;
+        let rows = match fa.search_webhook_event_logs(&criteria).await {
+            Ok(page) => page.webhook_event_logs,
+            Err(e) => {
+                problem = Some(unavailable(&e, "the Webhook Event Log"));
+                break;
+            }
+        };
+        let (rows, last) = match pager.accept(rows) {
+            Page::Rows(rows, last) => (rows, last),
+            Page::Moved => continue,
+        };
+        for entry in rows {
+            let (Some(id), Some(instant)) = (entry.id, entry.insert_instant) else { continue };
+            if !seen.insert(id) || instant < from || instant > started_ms {
+                // Settled by an earlier pass, or written after this one
+                // started (the checkpoint stays before it: the next pass sees it).
+                continue;
+            }
+            progress.read(instant);
+            *counts.entry("scanned").or_default() += 1;
+            let verdict = scan::verdict(&entry, v.webhook_id, started_ms);
+            match verdict {
+                Verdict::Running => progress.hold(instant),
+                Verdict::HandOver if handed.contains(&(instant, id)) => continue,
+                Verdict::HandOver => match hand_over(ctx, v, &mut target, &entry).await {
+                    Ok(()) => {
+                        handed.insert((instant, id));
+                        handed_over.push(instant);
+                    }
+                    Err(Refusal::Invalid(message)) => {
+                        *counts.entry("refused").or_default() += 1;
+                        tracing::warn!(namespace = v.namespace, name = v.name, event_log = %id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
+                        continue;
+                    }
+                    Err(Refusal::Failed(message)) => {
+                        progress.hold(instant);
+                        problem = Some((Reason::HandOverFailed, format!("the receiver did not take a missed event: {message}; the next pass tries again")));
+                        continue;
+                    }
+                    Err(Refusal::Unreachable(message)) => {
+                        progress.hold(instant);
+                        problem = Some((Reason::HandOverFailed, format!("cannot reach the receiver's admin API: {message}; the next pass tries again")));
+                        break 'pages;
+                    }
+                },
+                _ => {}
+            }
+            *counts.entry(verdict.label()).or_default() += 1;
+        }
+        if last {
+            complete = true;
+            break;
+        }
+    }
+    let checkpoint = progress.checkpoint(from, started_ms, complete);
+    let mut counts: Counts = counts.into_iter().collect();
+    counts.sort();
+    let lookback_days = f64::from(settings.lookback_seconds) / 86_400.0;
+    let behind_days = (started_ms - checkpoint) as f64 / 86_400_000.0;
+    let step = match (problem, retention_days) {
+        (Some((reason, message)), _) => Step::failed(Kind::BackfillAvailable, reason, message),
+        (None, Some(days)) if f64::from(days) < lookback_days.max(behind_days) => Step::failed(
+            Kind::BackfillAvailable,
+            Reason::RetentionShorterThanLookback,
+            format!(
+                "FusionAuth deletes logged events after {days} day(s), sooner than backfill looks back: raise systemConfiguration.webhookEventLogConfiguration.delete.numberOfDaysToRetain or lower spec.backfill.lookbackSeconds; backfill runs over what is kept"
+            ),
+        ),
+        (None, _) if !complete => Step::ok(
+            Kind::BackfillAvailable,
+            Reason::Available,
+            format!("the last pass used its budget of {} FusionAuth calls; the next one goes on from where it stopped", settings.call_budget),
+        ),
+        (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
+    };
+    Outcome { step, checkpoint, calls, counts, handed_over, handed }
+}
+
+/// Hands `entry`'s payload to the receiver pod `target` (picked once per
+/// pass: the first ready pod of the current store, by name).
+async fn hand_over(ctx: &Context, v: &Validated, target: &mut Option<(String, String)>, entry: &WebhookEventLog) -> Result<(), Refusal> {
+    let Some(event) = entry.event.as_ref().filter(|e| e.get("event").is_some()) else {
+        return Err(Refusal::Invalid("the logged entry has no event payload".into()));
+    };
+    if target.is_none() {
+        let unreachable = |e: kube::Error| Refusal::Unreachable(e.to_string());
+        let token = receiver_admin::token(&ctx.client, &v.namespace, &v.name).await.map_err(unreachable)?;
+        let token = token.ok_or_else(|| Refusal::Unreachable("the admin token is not generated yet".into()))?;
+        let pods = receiver_admin::ready_pods(&ctx.client, &v.namespace, &v.name, store_label(v)).await.map_err(unreachable)?;
+        let pod = pods.into_iter().next().ok_or_else(|| Refusal::Unreachable("no receiver pod is ready".into()))?;
+        *target = Some((pod, token));
+    }
+    let Some((pod, token)) = target.as_ref() else { return Err(Refusal::Unreachable("no receiver pod".into())) };
+    let body = serde_json::to_vec(event).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    let outcome = receiver_admin::ingest(&ctx.client, &v.namespace, pod, token, body).await?;
+    tracing::debug!(namespace = v.namespace, name = v.name, pod, outcome, "backfill: handed over a missed event");
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! scan: pure, what one backfill pass makes of FusionAuth's Webhook Event
+//! Log (FACTS.md §c.7): which entries to hand over, how to page without
+//! skipping or repeating an entry, and how far the checkpoint may move.
+
+use fusionhook_fusionauth::model::WebhookEventLog;
+use uuid::Uuid;
+
+use crate::resource::BackfillSpec;
+
+/// A minute, in ms: FusionAuth's search window is only as fine as that.
+const MINUTE_MS: i64 = 60_000;
+/// The checkpoint stays this far behind the pass's start: an entry written
+/// just before it may not be visible yet (another FusionAuth node, a
+/// database commit in flight).
+pub const SETTLE_MS: i64 = 10_000;
+/// Entries are paged by `sequence`; one written on another node may carry
+/// an `insertInstant` this much earlier than its neighbours.
+pub const SKEW_MS: i64 = 10_000;
+/// An event `Running` for longer than this is taken as abandoned (FusionAuth
+/// stopped during its transaction) and no longer holds the checkpoint.
+pub const ABANDONED_MS: i64 = 3_600_000;
+
+/// The settings, defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Seconds between passes.
+    pub interval_seconds: u32,
+    /// How far back the first pass looks.
+    pub lookback_seconds: u32,
+    /// Entries per search call.
+    pub page_size: u32,
+    /// Most FusionAuth calls per pass.
+    pub call_budget: u32,
+}
+
+impl Settings {
+    /// `None` when backfill is off.
+    pub fn of(spec: Option<&BackfillSpec>) -> Option<Self> {
+        let spec = spec.filter(|s| s.enabled)?;
+        Some(Self {
+            interval_seconds: spec.interval_seconds.unwrap_or(60).max(10),
+            lookback_seconds: spec.lookback_seconds.unwrap_or(3600).max(60),
+            page_size: spec.page_size.unwrap_or(100).clamp(10, 1000),
+            call_budget: spec.call_budget.unwrap_or(20).max(2),
+        })
+    }
+}
+
+/// What to do with one logged event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Committed, attempted to this webhook, never successfully: hand it over.
+    HandOver,
+    /// An attempt to this webhook succeeded.
+    Delivered,
+    /// Never attempted to this webhook (another webhook's event).
+    NotOurs,
+    /// Its transaction was rolled back (`Failed`): never replay it.
+    RolledBack,
+    /// Still `Running`: look again next pass.
+    Running,
+    /// `Running` for longer than [`ABANDONED_MS`]: passed over.
+    Abandoned,
+}
+
+impl Verdict {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::HandOver => "handed_over",
+            Self::Delivered => "delivered",
+            Self::NotOurs => "not_ours",
+            Self::RolledBack => "rolled_back",
+            Self::Running => "running",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// The verdict on `entry` for `webhook` at `now_ms`. `Running` is looked at
+/// first: its attempts may not be written yet.
+pub fn verdict(entry: &WebhookEventLog, webhook: Uuid, now_ms: i64) -> Verdict {
+    let result = entry.event_result.as_deref().unwrap_or("Running");
+    if result != "Succeeded" && result != "Failed" {
+        let age = now_ms - entry.insert_instant.unwrap_or(now_ms);
+        return if age > ABANDONED_MS { Verdict::Abandoned } else { Verdict::Running };
+    }
+    let ours: Vec<_> = entry.attempts.iter().filter(|a| a.webhook_id == Some(webhook)).collect();
+    if ours.is_empty() {
+        Verdict::NotOurs
+    } else if ours.iter().any(|a| a.attempt_result.as_deref() == Some("Success")) {
+        Verdict::Delivered
+    } else if result == "Failed" {
+        Verdict::RolledBack
+    } else {
+        Verdict::HandOver
+    }
+}
+
+/// The search window from `from_ms` to `now_ms`, widened to whole minutes
+/// (FusionAuth may round either bound; entries before `from_ms` are skipped
+/// by the caller).
+pub fn window(from_ms: i64, now_ms: i64) -> (i64, i64) {
+    (from_ms.div_euclid(MINUTE_MS) * MINUTE_MS, (now_ms.div_euclid(MINUTE_MS) + 1) * MINUTE_MS)
+}
+
+/// Pages through a search ordered by `sequence ASC` (unique, so the order
+/// is stable) with one row of overlap: each page after the first starts
+/// with the last row of the one before, which shows whether rows moved
+/// meanwhile (retention deleted some; an entry became visible late).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pager {
+    page_size: u32,
+    /// Rows of the current list up to and including `last`.
+    offset: u32,
+    last: Option<Uuid>,
+    /// Times the list moved under us and paging started over.
+    pub restarts: u32,
+}
+
+/// What a page brought.
+#[derive(Debug, PartialEq)]
+pub enum Page {
+    /// New rows (none seen before on this list), and whether it was the last page.
+    Rows(Vec<WebhookEventLog>, bool),
+    /// The list moved: page again from the start (seen rows are skipped by id).
+    Moved,
+}
+
+impl Pager {
+    /// Paging from the first row.
+    pub fn new(page_size: u32) -> Self {
+        Self { page_size, offset: 0, last: None, restarts: 0 }
+    }
+
+    /// `(startRow, numberOfResults)` of the next call.
+    pub fn request(&self) -> (u32, u32) {
+        match self.offset {
+            0 => (0, self.page_size),
+            n => (n - 1, self.page_size + 1),
+        }
+    }
+
+    /// Takes the rows a call answered.
+    pub fn accept(&mut self, rows: Vec<WebhookEventLog>) -> Page {
+        let (_, asked) = self.request();
+        let full = rows.len() >= asked as usize;
+        let skip = match self.last {
+            None => 0,
+            Some(last) => match rows.iter().position(|r| r.id == Some(last)) {
+                Some(at) => at + 1,
+                None => {
+                    self.offset = 0;
+                    self.last = None;
+                    self.restarts += 1;
+                    return Page::Moved;
+                }
+            },
+        };
+        // Rows before `last` in this answer appeared late: the offset moves by them too.
+        let new: Vec<WebhookEventLog> = rows.into_iter().skip(skip).collect();
+        self.offset = self.offset.saturating_sub(1) + u32::try_from(skip + new.len()).unwrap_or(u32::MAX);
+        if let Some(last) = new.last() {
+            self.last = last.id;
+        }
+        Page::Rows(new, !full)
+    }
+}
+
+/// How far the checkpoint may move after a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The earliest entry that must be looked at again (running, not handed over).
+    held: Option<i64>,
+    /// The latest `insertInstant` read.
+    last_read: Option<i64>,
+}
+
+impl Progress {
+    /// An entry read.
+    pub fn read(&mut self, instant: i64) {
+        self.last_read = Some(self.last_read.map_or(instant, |l| l.max(instant)));
+    }
+
+    /// An entry the next pass must see again.
+    pub fn hold(&mut self, instant: i64) {
+        self.held = Some(self.held.map_or(instant, |h| h.min(instant)));
+    }
+
+    /// The new checkpoint: before anything held, and before what this pass
+    /// could not have seen (entries written after it started, or, when it
+    /// stopped early, after the last one read); never behind `previous`.
+    pub fn checkpoint(&self, previous: i64, started_ms: i64, complete: bool) -> i64 {
+        let seen_up_to = if complete { started_ms - SETTLE_MS } else { self.last_read.map_or(previous, |l| l - SKEW_MS) };
+        self.held.map_or(seen_up_to, |h| h.min(seen_up_to)).max(previous)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fusionhook_fusionauth::model::WebhookAttemptLog;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn hook() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn entry(n: u128, result: &str, attempts: &[(Uuid, &str)], at: i64) -> WebhookEventLog {
+        WebhookEventLog {
+            id: Some(Uuid::from_u128(n)),
+            event_result: Some(result.into()),
+            insert_instant: Some(at),
+            attempts: attempts
+                .iter()
+                .map(|(w, r)| WebhookAttemptLog { webhook_id: Some(*w), attempt_result: Some((*r).into()), ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_committed_events_this_webhook_never_got_are_handed_over() {
+        let other = Uuid::from_u128(8);
+        let cases = [
+            (entry(1, "Succeeded", &[(hook(), "Failure"), (hook(), "Failure")], NOW), Verdict::HandOver),
+            (entry(2, "Succeeded", &[(hook(), "Failure"), (hook(), "Success")], NOW), Verdict::Delivered),
+            (entry(3, "Succeeded", &[(other, "Failure")], NOW), Verdict::NotOurs),
+            (entry(4, "Failed", &[(hook(), "Failure")], NOW), Verdict::RolledBack),
+            (entry(5, "Running", &[], NOW), Verdict::Running),
+            (entry(6, "Running", &[(hook(), "Failure")], NOW - ABANDONED_MS - 1), Verdict::Abandoned),
+            (entry(7, "Succeeded", &[(hook(), "Unknown")], NOW), Verdict::HandOver),
+        ];
+        for (e, want) in cases {
+            assert_eq!(verdict(&e, hook(), NOW), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn the_window_is_whole_minutes_around_it() {
+        assert_eq!(window(125_000, 181_000), (120_000, 240_000));
+        assert_eq!(window(120_000, 180_000), (120_000, 240_000));
+    }
+
+    fn rows(ids: &[u128]) -> Vec<WebhookEventLog> {
+        ids.iter().map(|n| entry(*n, "Succeeded", &[], NOW)).collect()
+    }
+
+    fn ids(page: Page) -> (Vec<u128>, bool) {
+        match page {
+            Page::Rows(r, last) => (r.iter().map(|e| e.id.unwrap_or_default().as_u128()).collect(), last),
+            Page::Moved => panic!("moved"),
+        }
+    }
+
+    /// A list the server pages: `startRow`, `numberOfResults`.
+    fn serve(list: &[u128], (start, count): (u32, u32)) -> Vec<WebhookEventLog> {
+        rows(&list.iter().copied().skip(start as usize).take(count as usize).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn pages_overlap_by_one_row_and_never_repeat_or_skip_one() {
+        let list: Vec<u128> = (1..=25).collect();
+        let mut pager = Pager::new(10);
+        let mut got = Vec::new();
+        loop {
+            let (new, last) = ids(pager.accept(serve(&list, pager.request())));
+            got.extend(new);
+            if last {
+                break;
+            }
+        }
+        assert_eq!(got, list);
+        // Exactly a multiple of the page: one more (empty but for the overlap) call says it is the end.
+        let list: Vec<u128> = (1..=20).collect();
+        let mut pager = Pager::new(10);
+        let mut got = Vec::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let (new, last) = ids(pager.accept(serve(&list, pager.request())));
+            got.extend(new);
+            if last {
+                break;
+            }
+        }
+        assert_eq!((got, calls), (list, 3));
+    }
+
+    #[test]
+    fn a_row_that_appears_before_the_position_is_not_read_twice_and_a_deleted_one_restarts() {
+        let mut list: Vec<u128> = (1..=15).collect();
+        let mut pager = Pager::new(10);
+        assert_eq!(ids(pager.accept(serve(&list, pager.request()))).0, (1..=10).collect::<Vec<_>>());
+        // An entry with an earlier sequence becomes visible late.
+        list.insert(3, 100);
+        let (new, last) = ids(pager.accept(serve(&list, pager.request())));
+        assert_eq!((new, last), ((11..=15).collect(), true), "the late one is before the position: the next pass sees it");
+        // Retention deletes rows before the position: the overlap row is not where it was.
+        let mut list: Vec<u128> = (1..=30).collect();
+        let mut pager = Pager::new(10);
+        let _ = pager.accept(serve(&list, pager.request()));
+        list.drain(0..5);
+        assert_eq!(pager.accept(serve(&list, pager.request())), Page::Moved);
+        assert_eq!((pager.restarts, pager.request()), (1, (0, 10)));
+    }
+
+    #[test]
+    fn the_checkpoint_stays_before_anything_held_and_what_was_not_read() {
+        let started = NOW;
+        let mut p = Progress::default();
+        p.read(NOW - 50_000);
+        assert_eq!(p.checkpoint(NOW - 60_000, started, true), started - SETTLE_MS);
+        assert_eq!(p.checkpoint(NOW - 60_000, started, false), NOW - 50_000 - SKEW_MS);
+        p.hold(NOW - 55_000);
+        assert_eq!(p.checkpoint(NOW - 60_000, started, true), NOW - 55_000);
+        assert_eq!(p.checkpoint(NOW - 40_000, started, true), NOW - 40_000, "never back");
+        assert_eq!(Progress::default().checkpoint(NOW - 60_000, started, false), NOW - 60_000, "nothing read, budget spent");
+    }
+}
