@@ -113,6 +113,8 @@ pub struct Kubelet {
     volumes: Arc<tempfile::TempDir>,
     /// How many pods of a workload run at most ([`Kubelet::run_up_to`]).
     max_replicas: Arc<std::sync::atomic::AtomicUsize>,
+    /// Namespaces where nothing runs ([`Kubelet::stop_namespace`]).
+    stopped: Arc<Mutex<Vec<String>>>,
 }
 
 fn secret_data(kube: &KubeEmulator, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
@@ -125,13 +127,26 @@ impl Kubelet {
     pub fn new(kube: KubeEmulator, fusionauth: Emulator, receiver: PathBuf) -> Self {
         let volumes = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory for volumes: {e}")));
         let max_replicas = Arc::new(std::sync::atomic::AtomicUsize::new(1));
-        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default(), volumes, max_replicas }
+        Self { kube, fusionauth, receiver, pods: Arc::default(), simulated: Arc::default(), volumes, max_replicas, stopped: Arc::default() }
     }
 
     /// In `namespace`, report Deployments available without running
     /// anything (for scale tests; nothing there can receive deliveries).
     pub fn simulate(&self, namespace: &str) {
         self.simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(namespace.to_owned());
+    }
+
+    /// Stops every receiver in `namespace` and starts none there (all its
+    /// nodes are gone) until [`Kubelet::start_namespace`]: FusionAuth's
+    /// deliveries find nothing listening.
+    pub fn stop_namespace(&self, namespace: &str) {
+        self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(namespace.to_owned());
+        self.sync();
+    }
+
+    /// Runs the receivers of `namespace` again.
+    pub fn start_namespace(&self, namespace: &str) {
+        self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|n| n != namespace);
     }
 
     /// Syncs every 100 ms until the returned task is aborted.
@@ -217,7 +232,8 @@ impl Kubelet {
             }
             return Vec::new();
         }
-        let running = replicas.min(self.max_replicas.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        let stopped = self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|n| n == ns);
+        let running = if stopped { 0 } else { replicas.min(self.max_replicas.load(std::sync::atomic::Ordering::Relaxed) as i64) };
         let keys: Vec<(String, String)> = (0..running).map(|i| (ns.to_owned(), pod_name_at(resource, name, i))).collect();
         for (ordinal, key) in keys.iter().enumerate() {
             self.sync_pod(resource, ns, name, ordinal as i64, key, workload, &template);
@@ -233,7 +249,7 @@ impl Kubelet {
             up += i64::from(ready);
         }
         // The pods it runs stand for all replicas once they all run.
-        let available = if up == running { replicas } else { up };
+        let available = if running > 0 && up == running { replicas } else { up };
         let current = templates.iter().filter(|t| t.as_deref() == Some(template.as_str())).count() as i64;
         let updated = if current == running { replicas } else { current };
         let mut status = json!({

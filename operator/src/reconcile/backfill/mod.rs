@@ -15,7 +15,9 @@
 //!    page by page within the call budget ([`scan::Pager`]);
 //! 3. hands over each event [`scan::verdict`] picks, to one ready pod of the
 //!    current store (the same one each time, so its dedupe sees repeats);
-//! 4. moves the checkpoint only past what is settled ([`scan::Progress`]).
+//! 4. moves the checkpoint, once it read to the end, only past what is
+//!    settled ([`scan::Progress`]); a pass that spent its call budget leaves
+//!    a cursor where it stopped, and the next one goes on from there.
 //!
 //! The checkpoint is kept in memory and written to `status.backfill` when a
 //! pass hands something over or it moved on by ten minutes: a new leader
@@ -53,9 +55,14 @@ struct Remembered {
     checkpoint: Option<i64>,
     /// The last pass's condition.
     step: Option<Step>,
-    /// Entries handed over at or after the checkpoint (instant, log id): not
-    /// handed over again while an earlier entry holds the checkpoint.
-    handed: BTreeSet<(i64, Uuid)>,
+    /// Entries at or after the checkpoint looked at and settled (instant,
+    /// log id): handed over, delivered, rolled back or not ours. Skipped by
+    /// later passes while an earlier entry holds the checkpoint.
+    settled: BTreeSet<(i64, Uuid)>,
+    /// Where a pass that spent its budget stopped, in the window from the checkpoint.
+    cursor: Option<(u32, Uuid)>,
+    /// The earliest entry passes since the checkpoint must look at again.
+    held: Option<i64>,
 }
 
 /// The leader's backfill memory (lost on restart or leader change: the
@@ -104,8 +111,8 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, report: 
     let persisted_ms = persisted.checkpoint.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_millisecond());
     let started_ms = Timestamp::now().as_millisecond();
     let from = remembered.or(persisted_ms).unwrap_or(started_ms - i64::from(settings.lookback_seconds) * 1000);
-    let handed = ctx.backfill.with(&v.uid, |r| std::mem::take(&mut r.handed));
-    let mut outcome = pass(ctx, v, fa, settings, from, started_ms, handed).await;
+    let resume = ctx.backfill.with(&v.uid, |r| Resume { settled: std::mem::take(&mut r.settled), cursor: r.cursor, held: r.held });
+    let mut outcome = pass(ctx, v, fa, settings, from, started_ms, resume).await;
     ctx.metrics.backfill_pass(&outcome.counts, outcome.calls);
     let step = outcome.step.clone();
     report.record(step.clone());
@@ -125,7 +132,9 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, report: 
         r.due = Some(Instant::now() + interval);
         r.checkpoint = Some(outcome.checkpoint);
         r.step = Some(step);
-        r.handed = outcome.handed.split_off(&(outcome.checkpoint, Uuid::nil()));
+        r.settled = outcome.resume.settled.split_off(&(outcome.checkpoint, Uuid::nil()));
+        r.cursor = outcome.resume.cursor;
+        r.held = outcome.resume.held;
     });
     Some(interval)
 }
@@ -137,6 +146,14 @@ fn rfc3339(ms: i64) -> String {
 /// Counts of one pass, by [`Verdict::label`] plus `scanned`, `refused`.
 pub type Counts = Vec<(&'static str, u64)>;
 
+/// What a pass goes on from (see [`Remembered`]).
+#[derive(Debug, Default)]
+struct Resume {
+    settled: BTreeSet<(i64, Uuid)>,
+    cursor: Option<(u32, Uuid)>,
+    held: Option<i64>,
+}
+
 /// What one pass did.
 struct Outcome {
     step: Step,
@@ -145,8 +162,8 @@ struct Outcome {
     counts: Counts,
     /// The insert instants of what this pass handed over.
     handed_over: Vec<i64>,
-    /// Everything handed over at or after the previous checkpoint (memory).
-    handed: BTreeSet<(i64, Uuid)>,
+    /// What the next pass goes on from.
+    resume: Resume,
 }
 
 impl Outcome {
@@ -189,31 +206,33 @@ async fn pass(
     settings: Settings,
     from: i64,
     started_ms: i64,
-    mut handed: BTreeSet<(i64, Uuid)>,
+    mut resume: Resume,
 ) -> Outcome {
     let mut calls = 1;
-    let stopped = |step: Step, handed| Outcome { step, checkpoint: from, calls: 1, counts: Vec::new(), handed_over: Vec::new(), handed };
+    let stopped = |step: Step, resume| Outcome { step, checkpoint: from, calls: 1, counts: Vec::new(), handed_over: Vec::new(), resume };
     let configuration = match fa.retrieve_webhook_event_log_configuration().await {
         Ok(c) => c,
         Err(e) => {
             let (reason, message) = unavailable(&e, "the system configuration");
-            return stopped(Step::failed(Kind::BackfillAvailable, reason, message), handed);
+            return stopped(Step::failed(Kind::BackfillAvailable, reason, message), resume);
         }
     };
     if configuration.enabled == Some(false) {
         let message = "FusionAuth's Webhook Event Log is off, so events it failed to deliver cannot be recovered: turn on systemConfiguration.webhookEventLogConfiguration.enabled (System > Webhook Log in the admin UI); the resource works without it";
-        return stopped(Step::failed(Kind::BackfillAvailable, Reason::EventLogOff, message), handed);
+        return stopped(Step::failed(Kind::BackfillAvailable, Reason::EventLogOff, message), resume);
     }
     let retention_days = configuration.delete.as_ref().filter(|d| d.enabled).map(|d| d.number_of_days_to_retain.unwrap_or(30).max(1));
     let mut counts: HashMap<&'static str, u64> = HashMap::new();
     let mut handed_over = Vec::new();
-    let mut progress = Progress::default();
-    let mut pager = Pager::new(settings.page_size);
+    let mut progress = Progress { held: resume.held };
+    let mut pager = resume.cursor.map_or_else(|| Pager::new(settings.page_size), |c| Pager::resume(settings.page_size, c));
     let mut seen: HashSet<Uuid> = HashSet::new();
     let (start, end) = scan::window(from, started_ms);
     let mut target: Option<(String, String)> = None;
     let mut problem: Option<(Reason, String)> = None;
     let mut complete = false;
+    // A page not looked at to its end: the next pass pages from the checkpoint again.
+    let mut broken = false;
     'pages: while calls < settings.call_budget && pager.restarts <= 2 {
         let (start_row, number) = pager.request();
         let criteria = WebhookEventLogSearchCriteria {
@@ -238,24 +257,21 @@ async fn pass(
         };
         for entry in rows {
             let (Some(id), Some(instant)) = (entry.id, entry.insert_instant) else { continue };
-            if !seen.insert(id) || instant < from || instant > started_ms {
+            let settled = resume.settled.contains(&(instant, id));
+            if !seen.insert(id) || settled || instant < from || instant > started_ms {
                 // Settled by an earlier pass, or written after this one
                 // started (the checkpoint stays before it: the next pass sees it).
                 continue;
             }
-            progress.read(instant);
             *counts.entry("scanned").or_default() += 1;
             let verdict = scan::verdict(&entry, v.webhook_id, started_ms);
             match verdict {
                 Verdict::Running => progress.hold(instant),
-                Verdict::HandOver if handed.contains(&(instant, id)) => continue,
                 Verdict::HandOver => match hand_over(ctx, v, &mut target, &entry).await {
-                    Ok(()) => {
-                        handed.insert((instant, id));
-                        handed_over.push(instant);
-                    }
+                    Ok(()) => handed_over.push(instant),
                     Err(Refusal::Invalid(message)) => {
                         *counts.entry("refused").or_default() += 1;
+                        resume.settled.insert((instant, id));
                         tracing::warn!(namespace = v.namespace, name = v.name, event_log = %id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
                         continue;
                     }
@@ -267,10 +283,14 @@ async fn pass(
                     Err(Refusal::Unreachable(message)) => {
                         progress.hold(instant);
                         problem = Some((Reason::HandOverFailed, format!("cannot reach the receiver's admin API: {message}; the next pass tries again")));
+                        broken = true;
                         break 'pages;
                     }
                 },
                 _ => {}
+            }
+            if verdict != Verdict::Running {
+                resume.settled.insert((instant, id));
             }
             *counts.entry(verdict.label()).or_default() += 1;
         }
@@ -279,7 +299,14 @@ async fn pass(
             break;
         }
     }
-    let checkpoint = progress.checkpoint(from, started_ms, complete);
+    // Read to the end: the checkpoint moves and paging starts over from it
+    // next time. Stopped early: it stays, and the next pass goes on from here.
+    let checkpoint = if complete { progress.checkpoint(from, started_ms) } else { from };
+    (resume.cursor, resume.held) = match (complete, broken) {
+        (true, _) => (None, None),
+        (false, false) => (pager.position(), progress.held),
+        (false, true) => (None, progress.held),
+    };
     let mut counts: Counts = counts.into_iter().collect();
     counts.sort();
     let lookback_days = f64::from(settings.lookback_seconds) / 86_400.0;
@@ -300,7 +327,7 @@ async fn pass(
         ),
         (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
     };
-    Outcome { step, checkpoint, calls, counts, handed_over, handed }
+    Outcome { step, checkpoint, calls, counts, handed_over, resume }
 }
 
 /// Hands `entry`'s payload to the receiver pod `target` (picked once per

@@ -13,9 +13,6 @@ const MINUTE_MS: i64 = 60_000;
 /// just before it may not be visible yet (another FusionAuth node, a
 /// database commit in flight).
 pub const SETTLE_MS: i64 = 10_000;
-/// Entries are paged by `sequence`; one written on another node may carry
-/// an `insertInstant` this much earlier than its neighbours.
-pub const SKEW_MS: i64 = 10_000;
 /// An event `Running` for longer than this is taken as abandoned (FusionAuth
 /// stopped during its transaction) and no longer holds the checkpoint.
 pub const ABANDONED_MS: i64 = 3_600_000;
@@ -133,6 +130,17 @@ impl Pager {
         Self { page_size, offset: 0, last: None, restarts: 0 }
     }
 
+    /// Paging on from where an earlier pass over the same window stopped
+    /// ([`Pager::position`]); the overlap row shows whether that still holds.
+    pub fn resume(page_size: u32, (offset, last): (u32, Uuid)) -> Self {
+        Self { page_size, offset, last: Some(last), restarts: 0 }
+    }
+
+    /// Where paging stands: rows read and the last one.
+    pub fn position(&self) -> Option<(u32, Uuid)> {
+        self.last.map(|last| (self.offset, last))
+    }
+
     /// `(startRow, numberOfResults)` of the next call.
     pub fn request(&self) -> (u32, u32) {
         match self.offset {
@@ -167,31 +175,24 @@ impl Pager {
     }
 }
 
-/// How far the checkpoint may move after a pass.
+/// How far the checkpoint may move after a pass that read to the end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
     /// The earliest entry that must be looked at again (running, not handed over).
-    held: Option<i64>,
-    /// The latest `insertInstant` read.
-    last_read: Option<i64>,
+    pub held: Option<i64>,
 }
 
 impl Progress {
-    /// An entry read.
-    pub fn read(&mut self, instant: i64) {
-        self.last_read = Some(self.last_read.map_or(instant, |l| l.max(instant)));
-    }
-
     /// An entry the next pass must see again.
     pub fn hold(&mut self, instant: i64) {
         self.held = Some(self.held.map_or(instant, |h| h.min(instant)));
     }
 
-    /// The new checkpoint: before anything held, and before what this pass
-    /// could not have seen (entries written after it started, or, when it
-    /// stopped early, after the last one read); never behind `previous`.
-    pub fn checkpoint(&self, previous: i64, started_ms: i64, complete: bool) -> i64 {
-        let seen_up_to = if complete { started_ms - SETTLE_MS } else { self.last_read.map_or(previous, |l| l - SKEW_MS) };
+    /// The new checkpoint once everything up to the pass's start was read:
+    /// before anything held and before what may not have been visible yet
+    /// ([`SETTLE_MS`]); never behind `previous`.
+    pub fn checkpoint(&self, previous: i64, started_ms: i64) -> i64 {
+        let seen_up_to = started_ms - SETTLE_MS;
         self.held.map_or(seen_up_to, |h| h.min(seen_up_to)).max(previous)
     }
 }
@@ -308,15 +309,24 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpoint_stays_before_anything_held_and_what_was_not_read() {
+    fn a_pass_that_stopped_early_resumes_where_it_stopped() {
+        let list: Vec<u128> = (1..=25).collect();
+        let mut pager = Pager::new(10);
+        let _ = pager.accept(serve(&list, pager.request()));
+        let position = pager.position();
+        assert_eq!(position, Some((10, Uuid::from_u128(10))));
+        let mut next = Pager::resume(10, position.unwrap_or_default());
+        assert_eq!(ids(next.accept(serve(&list, next.request()))), ((11..=20).collect(), false));
+    }
+
+    #[test]
+    fn the_checkpoint_stays_before_anything_held_and_what_may_not_be_visible_yet() {
         let started = NOW;
         let mut p = Progress::default();
-        p.read(NOW - 50_000);
-        assert_eq!(p.checkpoint(NOW - 60_000, started, true), started - SETTLE_MS);
-        assert_eq!(p.checkpoint(NOW - 60_000, started, false), NOW - 50_000 - SKEW_MS);
+        assert_eq!(p.checkpoint(NOW - 60_000, started), started - SETTLE_MS);
         p.hold(NOW - 55_000);
-        assert_eq!(p.checkpoint(NOW - 60_000, started, true), NOW - 55_000);
-        assert_eq!(p.checkpoint(NOW - 40_000, started, true), NOW - 40_000, "never back");
-        assert_eq!(Progress::default().checkpoint(NOW - 60_000, started, false), NOW - 60_000, "nothing read, budget spent");
+        p.hold(NOW - 50_000);
+        assert_eq!(p.checkpoint(NOW - 60_000, started), NOW - 55_000);
+        assert_eq!(p.checkpoint(NOW - 40_000, started), NOW - 40_000, "never back");
     }
 }
