@@ -86,7 +86,7 @@ async fn switches_and_a_vetoing_webhook(stack: &Stack) {
         events["user.registration.create"] = json!({"enabled": true, "transactionType": "AbsoluteMajority"});
     }
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let veto = json!({"webhook": {"url": format!("http://{closed}/veto"), "global": true, "eventsEnabled": {"user.registration.create": true}}});
+    let veto = json!({"webhook": {"url": format!("http://{closed}/veto"), "global": true, "connectTimeout": 500, "readTimeout": 500, "eventsEnabled": {"user.registration.create": true}}});
     let answer = reqwest::Client::new()
         .post(format!("{}/api/webhook", stack.fusionauth_url()))
         .header("authorization", KEY)
@@ -94,7 +94,8 @@ async fn switches_and_a_vetoing_webhook(stack: &Stack) {
         .send()
         .await
         .unwrap();
-    assert!(answer.status().is_success(), "{}", answer.status());
+    let status = answer.status();
+    assert!(status.is_success(), "{status}: {}", answer.text().await.unwrap_or_default());
 }
 
 /// What FusionAuth raised while the receivers were down.

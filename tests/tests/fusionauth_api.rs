@@ -397,3 +397,112 @@ async fn a_private_ca_bundle_is_trusted_only_when_given() {
     let trusted = FusionAuthClient::new(config).unwrap();
     assert_eq!(trusted.retrieve_webhooks().await.unwrap(), Vec::new());
 }
+
+/// What backfill relies on in the Webhook Event Log (FACTS.md §c.7): an
+/// entry is `Running` from the start and gets its attempts and result
+/// afterwards (`Succeeded`, or `Failed` when rolled back), search pages
+/// and sorts as asked with whole-minute windows, nothing is recorded while
+/// the log is off, retention deletes old entries, and a key without
+/// permission for the endpoint gets 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_event_log_records_results_pages_sorts_and_obeys_its_switches() {
+    let (emulator, running) = emulator().await;
+    let client = client_for(&running.url(), KEY, fast_retry(1));
+    // A receiver that answers 200 after 600 ms, and one that is not there.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}/hook", slow.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        "ok"
+    });
+    tokio::spawn(async move { axum::serve(slow, app).await });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut fine = webhook(&slow_url);
+    fine.events_enabled = BTreeMap::from([("user.create".into(), true), ("user.registration.create".into(), true)]);
+    let fine_id = Uuid::new_v4();
+    client.create_webhook(fine_id, &fine).await.unwrap();
+    let mut veto = webhook(&format!("http://{closed}/veto"));
+    veto.events_enabled = BTreeMap::from([("user.registration.create".into(), true)]);
+    client.create_webhook(Uuid::new_v4(), &veto).await.unwrap();
+    {
+        let mut state = emulator.state();
+        let events = &mut state.tenants.get_mut(&default_tenant()).unwrap()["eventConfiguration"]["events"];
+        events["user.create"] = json!({"enabled": true, "transactionType": "None"});
+        events["user.registration.create"] = json!({"enabled": true, "transactionType": "AbsoluteMajority"});
+    }
+    let search = |criteria: WebhookEventLogSearchCriteria| {
+        let client = client.clone();
+        async move { client.search_webhook_event_logs(&criteria).await.unwrap() }
+    };
+
+    // Running while it is being delivered, then Succeeded with the attempt.
+    let raising = {
+        let emulator = emulator.clone();
+        tokio::spawn(async move { emulator.raise(Some(default_tenant()), json!({"type": "user.create", "user": {"id": "u-1"}})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let during = search(WebhookEventLogSearchCriteria::default()).await;
+    assert_eq!(during.webhook_event_logs[0].event_result.as_deref(), Some("Running"));
+    assert!(during.webhook_event_logs[0].attempts.is_empty());
+    let created = raising.await.unwrap().unwrap();
+    let id = created.event_log_id.unwrap();
+    let after = search(WebhookEventLogSearchCriteria::default()).await.webhook_event_logs[0].clone();
+    assert_eq!((after.id, after.event_result.as_deref()), (Some(id), Some("Succeeded")));
+    assert_eq!(after.attempts.len(), 1);
+    assert_eq!((after.attempts[0].webhook_id, after.attempts[0].attempt_result.as_deref()), (Some(fine_id), Some("Success")));
+    assert_eq!(after.event.as_ref().unwrap()["event"]["id"], created.event["id"], "the payload as sent");
+
+    // Vetoed by the other webhook: rolled back, Failed.
+    let vetoed = emulator
+        .raise(Some(default_tenant()), json!({"type": "user.registration.create", "user": {"id": "u-1"}, "registration": {}}))
+        .await
+        .unwrap();
+    assert!(vetoed.vetoed);
+    let failed = search(WebhookEventLogSearchCriteria { event_result: Some("Failed".into()), ..Default::default() }).await;
+    assert_eq!(failed.webhook_event_logs.iter().map(|l| l.id).collect::<Vec<_>>(), [vetoed.event_log_id]);
+
+    // Sorting and paging.
+    for i in 2..=5 {
+        emulator.raise(Some(default_tenant()), json!({"type": "user.create", "user": {"id": format!("u-{i}")}})).await.unwrap();
+    }
+    let sequences = |page: fusionhook_fusionauth::model::WebhookEventLogSearchResult| {
+        page.webhook_event_logs.iter().map(|l| l.sequence.unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(sequences(search(WebhookEventLogSearchCriteria::default()).await), [6, 5, 4, 3, 2, 1], "insertInstant DESC by default");
+    let ascending = WebhookEventLogSearchCriteria { order_by: Some("sequence ASC".into()), ..Default::default() };
+    let page = WebhookEventLogSearchCriteria { start_row: Some(2), number_of_results: Some(3), ..ascending.clone() };
+    let second = search(page).await;
+    assert_eq!((second.total, sequences(second)), (6, vec![3, 4, 5]));
+    let wrong = WebhookEventLogSearchCriteria { order_by: Some("sequence UP".into()), ..Default::default() };
+    assert!(matches!(client.search_webhook_event_logs(&wrong).await, Err(ClientError::Invalid { .. })));
+
+    // Whole minutes: a window starting just after an entry's instant still holds it.
+    let instant = after.insert_instant.unwrap();
+    if (instant + 1) % 60_000 != 0 {
+        let narrow = WebhookEventLogSearchCriteria { start: Some(instant + 1), end: Some(instant + 1), ..ascending.clone() };
+        assert!(search(narrow).await.webhook_event_logs.iter().any(|l| l.id == Some(id)), "start rounds down to the minute");
+    }
+
+    // Off: nothing recorded, and the system configuration says so.
+    emulator.configure_event_log(false, None);
+    assert_eq!(client.retrieve_webhook_event_log_configuration().await.unwrap().enabled, Some(false));
+    let unlogged = emulator.raise(Some(default_tenant()), json!({"type": "user.create", "user": {"id": "u-9"}})).await.unwrap();
+    assert_eq!(unlogged.event_log_id, None);
+    assert_eq!(search(WebhookEventLogSearchCriteria::default()).await.total, 6);
+
+    // Retention: an entry older than the days kept is gone.
+    emulator.configure_event_log(true, Some(1));
+    let retention = client.retrieve_webhook_event_log_configuration().await.unwrap();
+    assert_eq!(retention.delete.map(|d| (d.enabled, d.number_of_days_to_retain)), Some((true, Some(1))));
+    emulator.state().event_logs[0]["insertInstant"] = json!(instant - 2 * 86_400_000);
+    let kept = search(WebhookEventLogSearchCriteria { start: Some(0), ..Default::default() }).await;
+    assert_eq!(kept.total, 5);
+    assert!(kept.webhook_event_logs.iter().all(|l| l.id != Some(id)));
+
+    // A key without permission for the Event Log.
+    emulator.add_limited_api_key("webhooks-only", &["/api/webhook", "/api/webhook/{id}"]);
+    let limited = client_for(&running.url(), "webhooks-only", fast_retry(1));
+    assert!(limited.retrieve_webhook(fine_id).await.unwrap().is_some());
+    let refused = limited.search_webhook_event_logs(&WebhookEventLogSearchCriteria::default()).await;
+    assert!(matches!(refused, Err(ClientError::Unauthorized { .. })), "{refused:?}");
+}

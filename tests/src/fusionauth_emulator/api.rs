@@ -470,7 +470,7 @@ fn search_event_logs(emulator: &Emulator, criteria: &Value) -> Answer {
     drop(state);
     let (field, descending) = order;
     logs.sort_by(|a, b| {
-        let key = |l: &Value| (l[field].as_i64(), l[field].as_str().map(str::to_owned));
+        let key = |l: &Value| (l[field].as_i64(), l[field].as_str().map(str::to_owned), l["sequence"].as_i64());
         let ordering = key(a).cmp(&key(b));
         if descending { ordering.reverse() } else { ordering }
     });
@@ -482,8 +482,8 @@ fn search_event_logs(emulator: &Emulator, criteria: &Value) -> Answer {
 }
 
 /// `orderBy` (FACTS.md §c.7): a field and `ASC`/`DESC`; default
-/// `insertInstant DESC` (1.57.0+). Ties keep insertion order
-/// (see uncertain::EVENT_LOG_TIES_IN_INSERTION_ORDER).
+/// `insertInstant DESC` (1.57.0+). Ties go by `sequence` in the same
+/// direction (see uncertain::EVENT_LOG_TIES_BY_SEQUENCE).
 fn sort_order(order_by: Option<&str>) -> Result<(&'static str, bool), Answer> {
     let text = order_by.unwrap_or("insertInstant DESC");
     let mut words = text.split_whitespace();

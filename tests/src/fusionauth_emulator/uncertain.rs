@@ -86,10 +86,10 @@ pub const EXPLICIT_EVENT_LOG_TIMES_ROUNDED: bool = true;
 /// appear one by one in FusionAuth; here they appear together at the end].
 pub const EVENT_LOG_WRITTEN_BEFORE_DELIVERY: bool = true;
 
-/// Entries with equal sort keys come in insertion (`sequence`) order
+/// Entries with equal sort keys come by `sequence`, in the direction asked
 /// [infer: the database's order is not documented; `sequence` is unique,
 /// so a client that pages by it is stable either way].
-pub const EVENT_LOG_TIES_IN_INSERTION_ORDER: bool = true;
+pub const EVENT_LOG_TIES_BY_SEQUENCE: bool = true;
 
 #[cfg(test)]
 mod tests {
