@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::model::{
-    Errors, EventConfiguration, EventConfigurationData, Key, Webhook, WebhookEventLogConfiguration, WebhookEventLogSearchCriteria, WebhookEventLogSearchResult,
-    WebhookSearchCriteria, WebhookSearchResult,
+    Errors, EventConfiguration, EventConfigurationData, Key, Webhook, WebhookEventLogConfiguration, WebhookEventLogSearchCriteria,
+    WebhookEventLogSearchResult, WebhookSearchCriteria, WebhookSearchResult,
 };
 
 /// An API key. `Debug` and `Display` never show it.

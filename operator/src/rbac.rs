@@ -43,9 +43,10 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "get", "list", "patch", "watch"] }),
     // The receiver's pods, listed only when a rollout is stuck, to say why.
     (Place::Watched, Permission { group: "", resource: "pods", verbs: &["list"] }),
-    // An old embedded store is asked what it still holds (its admin API,
-    // through the API server's pod proxy), then its claims are deleted.
-    (Place::Watched, Permission { group: "", resource: "pods/proxy", verbs: &["get"] }),
+    // A receiver's admin API, through the API server's pod proxy: an old
+    // embedded store is asked what it still holds (get), then its claims
+    // are deleted; backfill hands missed events to `/v1/ingest` (create).
+    (Place::Watched, Permission { group: "", resource: "pods/proxy", verbs: &["create", "get"] }),
     (Place::Watched, Permission { group: "", resource: "persistentvolumeclaims", verbs: &["delete"] }),
     // Events about the resources (a repeated Event is patched as a series).
     (Place::Watched, Permission { group: "events.k8s.io", resource: "events", verbs: &["create", "patch"] }),
@@ -121,7 +122,8 @@ mod tests {
             needed("GET", "/api/v1/namespaces/x/pods/p-0:8081/proxy/v1/stats", ""),
             Some(("".into(), "pods/proxy".into(), vec!["get"]))
         );
-        assert!(!granted("POST", "/api/v1/namespaces/x/pods/p-0:8081/proxy/v1/replay", ""), "read only");
+        assert!(granted("POST", "/api/v1/namespaces/x/pods/p-0:8081/proxy/v1/ingest", ""), "backfill");
+        assert!(!granted("DELETE", "/api/v1/namespaces/x/pods/p-0:8081/proxy/v1/ingest", ""));
     }
 
     #[test]

@@ -56,7 +56,7 @@ it touches.
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["pods/proxy"]
-  verbs: ["get"]
+  verbs: ["create", "get"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["delete"]

@@ -94,7 +94,8 @@ async fn call(
         let body = response.into_body().collect_bytes().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((status, body))
     };
-    let (status, body) = tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
+    let (status, body) =
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 

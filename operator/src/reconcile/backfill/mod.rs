@@ -190,10 +190,9 @@ fn unavailable(e: &ClientError, what: &str) -> (Reason, String) {
                 "FusionAuth refused the API key for {what} (401): give the key permission for GET /api/system-configuration and POST /api/system/webhook-event-log/search (or the webhook_event_log_viewer role's endpoints)"
             ),
         ),
-        ClientError::NotFound { .. } => (
-            Reason::EventLogUnsupported,
-            format!("FusionAuth has no {what} (404): the Webhook Event Log needs FusionAuth 1.53.0 or later"),
-        ),
+        ClientError::NotFound { .. } => {
+            (Reason::EventLogUnsupported, format!("FusionAuth has no {what} (404): the Webhook Event Log needs FusionAuth 1.53.0 or later"))
+        }
         other => (Reason::FusionAuthUnreachable, format!("cannot read {what}: {other}; the next pass tries again")),
     }
 }
@@ -277,12 +276,18 @@ async fn pass(
                     }
                     Err(Refusal::Failed(message)) => {
                         progress.hold(instant);
-                        problem = Some((Reason::HandOverFailed, format!("the receiver did not take a missed event: {message}; the next pass tries again")));
+                        problem = Some((
+                            Reason::HandOverFailed,
+                            format!("the receiver did not take a missed event: {message}; the next pass tries again"),
+                        ));
                         continue;
                     }
                     Err(Refusal::Unreachable(message)) => {
                         progress.hold(instant);
-                        problem = Some((Reason::HandOverFailed, format!("cannot reach the receiver's admin API: {message}; the next pass tries again")));
+                        problem = Some((
+                            Reason::HandOverFailed,
+                            format!("cannot reach the receiver's admin API: {message}; the next pass tries again"),
+                        ));
                         broken = true;
                         break 'pages;
                     }
@@ -323,7 +328,10 @@ async fn pass(
         (None, _) if !complete => Step::ok(
             Kind::BackfillAvailable,
             Reason::Available,
-            format!("the last pass used its budget of {} FusionAuth calls; the next one goes on from where it stopped", settings.call_budget),
+            format!(
+                "the last pass used its budget of {} FusionAuth calls; the next one goes on from where it stopped",
+                settings.call_budget
+            ),
         ),
         (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
     };
