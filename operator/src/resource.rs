@@ -122,6 +122,12 @@ pub struct BackfillStatus {
     /// When a pass last handed something over (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_hand_over: Option<String>,
+    /// The value of annotation `fusionhook.dev/backfill-requested` last handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
+    /// What that requested pass did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_result: Option<String>,
 }
 
 /// FusionAuth's API endpoint and credentials.
@@ -537,6 +543,10 @@ pub struct FusionAuthWebhookStatus {
     /// Backfill from FusionAuth's Webhook Event Log, when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<BackfillStatus>,
+    /// The value of annotation `fusionhook.dev/reconcile-requested-at` the
+    /// last reconcile handled (`kubectl fusionhook reconcile --wait` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_reconcile_request: Option<String>,
     /// `Ready` and one condition per step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -183,6 +183,8 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
     }
     let mut report = Report::new(r);
     let outcome = pipeline(r, ctx, &mut report).await;
+    // Handled, whatever the outcome: `kubectl fusionhook reconcile --wait` prints it.
+    report.status.handled_reconcile_request = r.annotations().get(names::RECONCILE_ANNOTATION).cloned();
     if outcome.is_err()
         && r.spec.backfill.as_ref().is_some_and(|b| b.enabled)
         && let Some(step) = ctx.backfill.last_step(&r.uid().unwrap_or_default())
@@ -256,7 +258,8 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
     ctx.fusionauth_webhook_written(&v.connection(), v.webhook_id).await;
     let soon = registered?.soon || draining;
     keep_the_key_fusionauth_signs_with(ctx, &v, &credentials, &owner).await;
-    let backfill = backfill::stage(ctx, &v, &fa, report).await;
+    let request = r.annotations().get(names::BACKFILL_ANNOTATION).map(String::as_str);
+    let backfill = backfill::stage(ctx, &v, &fa, request, report).await;
     Ok(Pass { soon, backfill })
 }
 

@@ -92,10 +92,20 @@ impl Memory {
 
 /// The stage: a pass when one is due. Records the condition and
 /// `status.backfill`; returns when the next pass is due (`None`: off).
-pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, report: &mut Report) -> Option<Duration> {
+/// `request`: the value of [`crate::names::BACKFILL_ANNOTATION`], a pass
+/// asked for by a person (run once per value, backfill on or off).
+pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request: Option<&str>, report: &mut Report) -> Option<Duration> {
+    if let Some(request) = request
+        && report.status.backfill.as_ref().and_then(|b| b.handled_request.as_deref()) != Some(request)
+    {
+        requested(ctx, v, fa, request, report).await;
+    }
     let Some(settings) = v.backfill else {
         ctx.backfill.forget(&v.uid);
-        report.status.backfill = None;
+        if let Some(b) = report.status.backfill.as_mut() {
+            // Only what a requested pass left.
+            b.checkpoint = None;
+        }
         return None;
     };
     let interval = Duration::from_secs(settings.interval_seconds.into());
@@ -137,6 +147,38 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, report: 
         r.held = outcome.resume.held;
     });
     Some(interval)
+}
+
+/// A pass a person asked for (`<since>/<requested-at>`): over `[since,
+/// now]`, with the resource's page size and budget (the defaults when
+/// backfill is off), without touching the checkpoint.
+async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request: &str, report: &mut Report) {
+    let settings = v.backfill.or_else(|| Settings::of(Some(&crate::resource::BackfillSpec { enabled: true, ..Default::default() })));
+    let since = request.split_once('/').map_or(request, |(since, _)| since).parse::<Timestamp>();
+    let started_ms = Timestamp::now().as_millisecond();
+    let mut status = report.status.backfill.clone().unwrap_or_default();
+    status.handled_request = Some(request.to_owned());
+    let result = match (since, settings) {
+        (Err(e), _) => format!("not run: {} in the annotation is not an RFC 3339 time ({e})", crate::names::BACKFILL_ANNOTATION),
+        (Ok(_), None) => "not run".to_owned(),
+        (Ok(since), Some(settings)) => {
+            let settled = ctx.backfill.with(&v.uid, |r| r.settled.clone());
+            let outcome = pass(ctx, v, fa, settings, since.as_millisecond(), started_ms, Resume { settled, ..Resume::default() }).await;
+            ctx.metrics.backfill_pass(&outcome.counts, outcome.calls);
+            let handed = outcome.handed_over.len() as u64;
+            status.handed_over += handed;
+            if handed > 0 {
+                status.last_hand_over = Some(rfc3339(started_ms));
+                report.event(status::normal("BackfillHandedOver", "Backfill", format!("requested pass: {}", outcome.summary(started_ms))));
+            }
+            match outcome.step.state {
+                crate::reconcile::conditions::State::True => outcome.summary(started_ms),
+                _ => format!("{}: {}", outcome.step.reason.as_str(), outcome.step.message),
+            }
+        }
+    };
+    status.last_request_result = Some(result);
+    report.status.backfill = Some(status);
 }
 
 fn rfc3339(ms: i64) -> String {
