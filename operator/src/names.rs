@@ -9,7 +9,6 @@ use uuid::Uuid;
 pub const FIELD_MANAGER: &str = "fusionhook-operator";
 /// Finalizer that holds deletion until the FusionAuth webhook is gone.
 pub const FINALIZER: &str = "fusionhook.dev/cleanup";
-/// `data` key on the FusionAuth webhook naming the owning resource.
 /// Annotation asking for a reconcile now (`kubectl fusionhook reconcile`):
 /// any new value; the operator copies the value it handled to
 /// `status.handledReconcileRequest`.
@@ -18,6 +17,7 @@ pub const RECONCILE_ANNOTATION: &str = "fusionhook.dev/reconcile-requested-at";
 /// (`kubectl fusionhook backfill`): `<since RFC 3339>/<requested-at RFC 3339>`;
 /// the outcome goes to `status.backfill.handledRequest` and `lastRequestResult`.
 pub const BACKFILL_ANNOTATION: &str = "fusionhook.dev/backfill-requested";
+/// `data` key on the FusionAuth webhook naming the owning resource.
 pub const OWNER_DATA_KEY: &str = "fusionhook.dev/owner";
 /// `data` key with the owning resource's uid.
 pub const OWNER_UID_DATA_KEY: &str = "fusionhook.dev/uid";
