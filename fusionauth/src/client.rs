@@ -510,6 +510,26 @@ impl FusionAuthClient {
         self.json("search webhook event log", Method::POST, "api/system/webhook-event-log/search", Some(("application/json", &body))).await
     }
 
+    /// `GET /api/tenant`: every tenant's id, name and event switches.
+    pub async fn retrieve_tenants(&self) -> Result<Vec<(Uuid, String, EventConfiguration)>, ClientError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Tenant {
+            id: Uuid,
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            event_configuration: EventConfiguration,
+        }
+        #[derive(serde::Deserialize)]
+        struct Tenants {
+            #[serde(default)]
+            tenants: Vec<Tenant>,
+        }
+        let r: Tenants = self.json("retrieve tenants", Method::GET, "api/tenant", None).await?;
+        Ok(r.tenants.into_iter().map(|t| (t.id, t.name, t.event_configuration)).collect())
+    }
+
     /// `GET /api/system-configuration`, only its `webhookEventLogConfiguration`
     /// (the rest is not read, and never logged).
     pub async fn retrieve_webhook_event_log_configuration(&self) -> Result<WebhookEventLogConfiguration, ClientError> {

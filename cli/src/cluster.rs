@@ -1,0 +1,250 @@
+//! cluster: the Kubernetes side. The user's kubeconfig and context; the
+//! resource; the receiver's admin API through the API server's service
+//! proxy (`services/NAME-receiver:admin/proxy/…`, RBAC `services/proxy`),
+//! with the admin token from the operator's Secret (it travels in
+//! `X-Fusionhook-Token`: the proxy drops `Authorization`). Errors say what
+//! to do.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use fusionhook_operator::names;
+use fusionhook_operator::resource::FusionAuthWebhook;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Config};
+use serde_json::{Value, json};
+
+/// A connection to the cluster, in one namespace.
+pub struct Cluster {
+    /// The client.
+    pub client: Client,
+    /// The namespace.
+    pub namespace: String,
+}
+
+impl Cluster {
+    /// From the kubeconfig (`KUBECONFIG` or `~/.kube/config`), `context` or the current one.
+    pub async fn connect(context: Option<&str>, namespace: Option<&str>) -> anyhow::Result<Self> {
+        let options = kube::config::KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+        let config = match Config::from_kubeconfig(&options).await {
+            Ok(config) => config,
+            Err(e) => bail!(
+                "no usable kubeconfig ({e}): set KUBECONFIG or create ~/.kube/config (kubectl config view shows what kubectl uses){}",
+                context.map(|c| format!("; is `{c}` one of `kubectl config get-contexts`?")).unwrap_or_default()
+            ),
+        };
+        let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_owned);
+        let client = Client::try_from(config).context("cannot build a Kubernetes client from the kubeconfig")?;
+        Ok(Self { client, namespace })
+    }
+
+    fn resources(&self) -> Api<FusionAuthWebhook> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The resource, or an error that says how to find it.
+    pub async fn resource(&self, name: &str) -> anyhow::Result<FusionAuthWebhook> {
+        match self.resources().get_opt(name).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => bail!(
+                "FusionAuthWebhook {name} not found in namespace {}: `kubectl get faw -A` lists them (use -n NAMESPACE)",
+                self.namespace
+            ),
+            Err(e) => Err(explain(e, &format!("read FusionAuthWebhook {name}"), "get fusionauthwebhooks.fusionhook.dev")),
+        }
+    }
+
+    /// A Secret's key, `None` when it or the key is missing.
+    pub async fn secret_key(&self, name: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secret = api.get_opt(name).await.map_err(|e| explain(e, &format!("read Secret {name}"), "get secrets"))?;
+        Ok(secret.and_then(|s| s.data).and_then(|d| d.get(key).map(|v| v.0.clone())))
+    }
+
+    /// A call to the admin API of resource `name`'s receivers through the
+    /// service proxy; the JSON answer, or an error with the receiver's message.
+    pub async fn admin(
+        &self,
+        name: &str,
+        method: http::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, value) = self.admin_raw(name, method, path, query, body).await?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["errors"][0]["message"].as_str().or_else(|| value["message"].as_str()).map(str::to_owned);
+        match (status.as_u16(), message) {
+            (409, Some(m)) => bail!("{m} (the receiver has no durable store: set spec.receiver.store)"),
+            (_, Some(m)) => bail!("the receiver's admin API answered {status}: {m}"),
+            (_, None) => bail!("the receiver's admin API answered {status}"),
+        }
+    }
+
+    /// As [`Cluster::admin`], with the status whatever it is.
+    pub async fn admin_raw(
+        &self,
+        name: &str,
+        method: http::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Value>,
+    ) -> anyhow::Result<(http::StatusCode, Value)> {
+        let token = self.secret_key(&names::authorization_secret_name(name), names::kept::ADMIN_TOKEN).await?;
+        let token = token.ok_or_else(|| {
+            anyhow!(
+                "no admin token in Secret {}: the operator has not reconciled {name} yet (kubectl fusionhook status {name})",
+                names::authorization_secret_name(name)
+            )
+        })?;
+        let token = String::from_utf8(token).context("the admin token is not text")?;
+        let service = names::receiver_name(name);
+        let mut uri = format!("/api/v1/namespaces/{}/services/{service}:admin/proxy/{path}", self.namespace);
+        if !query.is_empty() {
+            let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+            uri = format!("{uri}?{}", pairs.join("&"));
+        }
+        let builder = http::Request::builder().method(method).uri(uri).header("x-fusionhook-token", token.trim());
+        let request = match body {
+            Some(body) => builder.header("content-type", "application/json").body(serde_json::to_vec(&body)?),
+            None => builder.body(Vec::new()),
+        }?;
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.send(request.map(kube::client::Body::from)))
+            .await
+            .map_err(|_| anyhow!("the receiver's admin API did not answer within 30 s"))?
+            .map_err(|e| explain(e, &format!("reach the admin API of {service}"), "create services/proxy (and get for GET calls)"))?;
+        let status = response.status();
+        let bytes = response.into_body().collect_bytes().await?;
+        if status == http::StatusCode::FORBIDDEN {
+            bail!(
+                "the API server refused the service proxy to {service} (403): you need RBAC `get` and `create` on `services/proxy` in namespace {}",
+                self.namespace
+            );
+        }
+        if status == http::StatusCode::SERVICE_UNAVAILABLE && serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| v["kind"] == "Status") {
+            bail!("no ready receiver behind Service {service}: kubectl fusionhook status {name}");
+        }
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// Sets the reconcile annotation and, with `wait`, waits until the
+    /// operator recorded that it handled it; the resource's Ready then.
+    pub async fn reconcile(&self, name: &str, wait: bool, timeout: Duration) -> anyhow::Result<Value> {
+        self.resource(name).await?;
+        let requested = k8s_openapi::jiff::Timestamp::now().to_string();
+        self.annotate(name, names::RECONCILE_ANNOTATION, &requested).await?;
+        if !wait {
+            return Ok(json!({"requested": requested, "handled": false}));
+        }
+        let r = self
+            .wait_for(name, timeout, |r| r.status.as_ref().and_then(|s| s.handled_reconcile_request.as_deref()) == Some(requested.as_str()))
+            .await?;
+        let ready = r.status.iter().flat_map(|s| &s.conditions).find(|c| c.type_ == "Ready").cloned();
+        Ok(json!({
+            "requested": requested,
+            "handled": true,
+            "ready": ready.as_ref().map(|c| c.status.clone()),
+            "reason": ready.as_ref().map(|c| c.reason.clone()),
+            "message": ready.as_ref().map(|c| c.message.clone()),
+        }))
+    }
+
+    /// Asks for one backfill pass from `since` ago and waits for its result.
+    pub async fn backfill(&self, name: &str, since: Duration, timeout: Duration) -> anyhow::Result<Value> {
+        self.resource(name).await?;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let from = now.checked_sub(k8s_openapi::jiff::SignedDuration::try_from(since)?)?;
+        let request = format!("{from}/{now}");
+        self.annotate(name, names::BACKFILL_ANNOTATION, &request).await?;
+        let handled = |r: &FusionAuthWebhook| {
+            r.status.as_ref().and_then(|s| s.backfill.as_ref()).and_then(|b| b.handled_request.as_deref()) == Some(request.as_str())
+        };
+        let r = self.wait_for(name, timeout, handled).await.context(
+            "the operator runs a requested pass only once the receiver is available and the webhook registered: kubectl fusionhook status NAME",
+        )?;
+        let result = r.status.and_then(|s| s.backfill).and_then(|b| b.last_request_result).unwrap_or_default();
+        Ok(json!({"since": from.to_string(), "result": result}))
+    }
+
+    async fn annotate(&self, name: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.resources()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| explain(e, &format!("annotate FusionAuthWebhook {name}"), "patch fusionauthwebhooks.fusionhook.dev"))?;
+        Ok(())
+    }
+
+    async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&FusionAuthWebhook) -> bool,
+    ) -> anyhow::Result<FusionAuthWebhook> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.resource(name).await?;
+            if done(&r) {
+                return Ok(r);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the operator did not handle the request within {}: is it running? (kubectl -n fusionhook-system get pods; its leader holds Lease fusionhook-operator)",
+                    humantime::format_duration(timeout)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Sends `event` (the `{"event": …}` body) through the receiver's
+    /// routes (admin `POST /v1/ingest`), then, with a store, waits up to
+    /// `timeout` for its deliveries to settle.
+    pub async fn send(&self, name: &str, event: &Value, timeout: Duration) -> anyhow::Result<Value> {
+        let id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
+        let (status, answer) = self.admin_raw(name, http::Method::POST, "v1/ingest", &[], Some(event.clone())).await?;
+        let mut outcome = json!({"eventId": id, "type": event["event"]["type"], "status": status.as_u16(), "answer": answer});
+        if answer["outcome"] != "stored" {
+            return Ok(outcome);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, view) = self.admin_raw(name, http::Method::GET, &format!("v1/events/{id}"), &[], None).await?;
+            let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
+            let settled = status.is_success() && !deliveries.is_empty() && deliveries.iter().all(|d| d["state"] != "pending");
+            if settled || Instant::now() > deadline {
+                outcome["deliveries"] = Value::Array(deliveries);
+                outcome["settled"] = json!(settled);
+                return Ok(outcome);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Kubernetes error in words: what failed and, for 401/403, which permission is missing.
+pub fn explain(e: kube::Error, what: &str, permission: &str) -> anyhow::Error {
+    match &e {
+        kube::Error::Api(status) if status.code == 403 => {
+            anyhow!("cannot {what}: forbidden; you need RBAC `{permission}` ({})", status.message)
+        }
+        kube::Error::Api(status) if status.code == 401 => {
+            anyhow!("cannot {what}: the API server does not accept your credentials (401); log in again or check the kubeconfig's user")
+        }
+        _ => anyhow!("cannot {what}: {e}"),
+    }
+}
