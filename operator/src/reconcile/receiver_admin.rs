@@ -39,10 +39,14 @@ pub async fn stats(client: &Client, namespace: &str, pod: &str, token: &str) -> 
 pub async fn ingest(client: &Client, namespace: &str, pod: &str, token: &str, event: Vec<u8>) -> Result<String, Refusal> {
     let call = call(client, namespace, pod, token, http::Method::POST, "v1/ingest", Some(event), INGEST_TIMEOUT).await;
     let (status, value) = call.map_err(Refusal::Unreachable)?;
+    // The receiver's own answers carry `{"errors": [...]}`; the API server's
+    // (a pod gone mid-pass: 404, RBAC: 403) a `Status`: those are not about
+    // the event and are tried again.
+    let from_receiver = value["errors"].is_array();
     match status.as_u16() {
         200..=299 => Ok(value["outcome"].as_str().unwrap_or("handled").to_owned()),
-        400..=499 if status != http::StatusCode::TOO_MANY_REQUESTS => Err(Refusal::Invalid(failure(status, &value))),
-        500 => Err(Refusal::Failed(failure(status, &value))),
+        400 | 413 | 415 if from_receiver => Err(Refusal::Invalid(failure(status, &value))),
+        500 if from_receiver => Err(Refusal::Failed(failure(status, &value))),
         _ => Err(Refusal::Unreachable(failure(status, &value))),
     }
 }
@@ -59,7 +63,7 @@ pub enum Refusal {
     /// The receiver could not act on it now (500: a route failed, the store
     /// cannot commit): try later.
     Failed(String),
-    /// The receiver refused it (4xx): it never will take it.
+    /// The receiver itself refused it (400, 413, 415): it never will take it.
     Invalid(String),
 }
 

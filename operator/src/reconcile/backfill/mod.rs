@@ -63,6 +63,12 @@ struct Remembered {
     cursor: Option<(u32, Uuid)>,
     /// The earliest entry passes since the checkpoint must look at again.
     held: Option<i64>,
+    /// When the first pass of a cursor chain started: the chain looks at
+    /// entries up to then, and the checkpoint moves to it at the end.
+    chain_started: Option<i64>,
+    /// Hand-overs the receiver failed (500), by log id: given up after
+    /// [`scan::MAX_HAND_OVER_FAILURES`] passes.
+    failures: HashMap<Uuid, u32>,
 }
 
 /// The leader's backfill memory (lost on restart or leader change: the
@@ -121,7 +127,13 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
     let persisted_ms = persisted.checkpoint.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_millisecond());
     let started_ms = Timestamp::now().as_millisecond();
     let from = remembered.or(persisted_ms).unwrap_or(started_ms - i64::from(settings.lookback_seconds) * 1000);
-    let resume = ctx.backfill.with(&v.uid, |r| Resume { settled: std::mem::take(&mut r.settled), cursor: r.cursor, held: r.held });
+    let resume = ctx.backfill.with(&v.uid, |r| Resume {
+        settled: std::mem::take(&mut r.settled),
+        cursor: r.cursor,
+        held: r.held,
+        chain_started: r.chain_started,
+        failures: std::mem::take(&mut r.failures),
+    });
     let mut outcome = pass(ctx, v, fa, settings, from, started_ms, resume).await;
     ctx.metrics.backfill_pass(&outcome.counts, outcome.calls);
     let step = outcome.step.clone();
@@ -145,7 +157,12 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
         r.settled = outcome.resume.settled.split_off(&(outcome.checkpoint, Uuid::nil()));
         r.cursor = outcome.resume.cursor;
         r.held = outcome.resume.held;
+        r.chain_started = outcome.resume.chain_started;
+        r.failures = std::mem::take(&mut outcome.resume.failures);
     });
+    for event in std::mem::take(&mut outcome.warnings) {
+        report.event(event);
+    }
     Some(interval)
 }
 
@@ -194,6 +211,8 @@ struct Resume {
     settled: BTreeSet<(i64, Uuid)>,
     cursor: Option<(u32, Uuid)>,
     held: Option<i64>,
+    chain_started: Option<i64>,
+    failures: HashMap<Uuid, u32>,
 }
 
 /// What one pass did.
@@ -206,6 +225,8 @@ struct Outcome {
     handed_over: Vec<i64>,
     /// What the next pass goes on from.
     resume: Resume,
+    /// Warning Events (a hand-over given up).
+    warnings: Vec<kube::runtime::events::Event>,
 }
 
 impl Outcome {
@@ -250,7 +271,15 @@ async fn pass(
     mut resume: Resume,
 ) -> Outcome {
     let mut calls = 1;
-    let stopped = |step: Step, resume| Outcome { step, checkpoint: from, calls: 1, counts: Vec::new(), handed_over: Vec::new(), resume };
+    let stopped = |step: Step, resume| Outcome {
+        step,
+        checkpoint: from,
+        calls: 1,
+        counts: Vec::new(),
+        handed_over: Vec::new(),
+        resume,
+        warnings: Vec::new(),
+    };
     let configuration = match fa.retrieve_webhook_event_log_configuration().await {
         Ok(c) => c,
         Err(e) => {
@@ -265,7 +294,15 @@ async fn pass(
     let retention_days = configuration.delete.as_ref().filter(|d| d.enabled).map(|d| d.number_of_days_to_retain.unwrap_or(30).max(1));
     let mut counts: HashMap<&'static str, u64> = HashMap::new();
     let mut handed_over = Vec::new();
-    let mut progress = Progress { held: resume.held };
+    // A chain of passes (each stopped by its budget) looks at entries up to
+    // when its first pass started, so none written meanwhile is passed by the cursor.
+    let started_ms = match (resume.cursor, resume.chain_started) {
+        (Some(_), Some(chain)) => chain,
+        _ => started_ms,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(settings.interval_seconds.into());
+    let mut warnings = Vec::new();
+    let mut progress = Progress { held: resume.held, last_read: None };
     let mut pager = resume.cursor.map_or_else(|| Pager::new(settings.page_size), |c| Pager::resume(settings.page_size, c));
     let mut seen: HashSet<Uuid> = HashSet::new();
     let (start, end) = scan::window(from, started_ms);
@@ -285,19 +322,20 @@ async fn pass(
             ..WebhookEventLogSearchCriteria::default()
         };
         calls += 1;
-        let rows = match fa.search_webhook_event_logs(&criteria).await {
-            Ok(page) => page.webhook_event_logs,
+        let (rows, total) = match fa.search_webhook_event_logs(&criteria).await {
+            Ok(page) => (page.webhook_event_logs, page.total),
             Err(e) => {
                 problem = Some(unavailable(&e, "the Webhook Event Log"));
                 break;
             }
         };
-        let (rows, last) = match pager.accept(rows) {
+        let (rows, last) = match pager.accept(rows, total) {
             Page::Rows(rows, last) => (rows, last),
             Page::Moved => continue,
         };
         for entry in rows {
             let (Some(id), Some(instant)) = (entry.id, entry.insert_instant) else { continue };
+            progress.read(instant);
             let settled = resume.settled.contains(&(instant, id));
             if !seen.insert(id) || settled || instant < from || instant > started_ms {
                 // Settled by an earlier pass, or written after this one
@@ -309,7 +347,10 @@ async fn pass(
             match verdict {
                 Verdict::Running => progress.hold(instant),
                 Verdict::HandOver => match hand_over(ctx, v, &mut target, &entry).await {
-                    Ok(()) => handed_over.push(instant),
+                    Ok(()) => {
+                        resume.failures.remove(&id);
+                        handed_over.push(instant);
+                    }
                     Err(Refusal::Invalid(message)) => {
                         *counts.entry("refused").or_default() += 1;
                         resume.settled.insert((instant, id));
@@ -317,6 +358,24 @@ async fn pass(
                         continue;
                     }
                     Err(Refusal::Failed(message)) => {
+                        let failed = resume.failures.entry(id).or_default();
+                        *failed += 1;
+                        if *failed >= scan::MAX_HAND_OVER_FAILURES {
+                            resume.failures.remove(&id);
+                            resume.settled.insert((instant, id));
+                            *counts.entry("gave_up").or_default() += 1;
+                            let event_id = entry.event.as_ref().and_then(|e| e["event"]["id"].as_str()).unwrap_or("?").to_owned();
+                            warnings.push(status::warning(
+                                "BackfillGaveUp",
+                                "Backfill",
+                                format!(
+                                    "event {event_id} ({}) failed in the receiver in {} passes in a row ({message}); it is not offered again: send it yourself once fixed (kubectl fusionhook send --from-file)",
+                                    entry.event_type.as_deref().unwrap_or("?"),
+                                    scan::MAX_HAND_OVER_FAILURES
+                                ),
+                            ));
+                            continue;
+                        }
                         progress.hold(instant);
                         problem = Some((
                             Reason::HandOverFailed,
@@ -345,14 +404,18 @@ async fn pass(
             complete = true;
             break;
         }
+        if std::time::Instant::now() > deadline {
+            // Hand-overs took the whole interval: the next pass goes on from here.
+            break;
+        }
     }
     // Read to the end: the checkpoint moves and paging starts over from it
     // next time. Stopped early: it stays, and the next pass goes on from here.
     let checkpoint = if complete { progress.checkpoint(from, started_ms) } else { from };
-    (resume.cursor, resume.held) = match (complete, broken) {
-        (true, _) => (None, None),
-        (false, false) => (pager.position(), progress.held),
-        (false, true) => (None, progress.held),
+    (resume.cursor, resume.held, resume.chain_started) = match (complete, broken) {
+        (true, _) => (None, None, None),
+        (false, false) if pager.position().is_some() => (pager.position(), progress.held, Some(started_ms)),
+        (false, _) => (None, progress.held, None),
     };
     let mut counts: Counts = counts.into_iter().collect();
     counts.sort();
@@ -377,7 +440,7 @@ async fn pass(
         ),
         (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
     };
-    Outcome { step, checkpoint, calls, counts, handed_over, resume }
+    Outcome { step, checkpoint, calls, counts, handed_over, resume, warnings }
 }
 
 /// Hands `entry`'s payload to the receiver pod `target` (picked once per

@@ -11,11 +11,18 @@ use crate::resource::BackfillSpec;
 const MINUTE_MS: i64 = 60_000;
 /// The checkpoint stays this far behind the pass's start: an entry written
 /// just before it may not be visible yet (another FusionAuth node, a
-/// database commit in flight).
-pub const SETTLE_MS: i64 = 10_000;
+/// database commit in flight), and FusionAuth's clock may be behind the
+/// operator's by up to this much.
+pub const SETTLE_MS: i64 = 30_000;
 /// An event `Running` for longer than this is taken as abandoned (FusionAuth
 /// stopped during its transaction) and no longer holds the checkpoint.
 pub const ABANDONED_MS: i64 = 3_600_000;
+/// A finished event this young with no attempt to this webhook yet is
+/// looked at again: its attempts may still be on their way into the log.
+pub const ATTEMPTS_SETTLE_MS: i64 = 120_000;
+/// A hand-over the receiver failed (500) this many passes in a row is given
+/// up (a Warning Event says so), so one poisoned event cannot pin the checkpoint.
+pub const MAX_HAND_OVER_FAILURES: u32 = 5;
 
 /// The settings, defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,15 +82,18 @@ impl Verdict {
 }
 
 /// The verdict on `entry` for `webhook` at `now_ms`. `Running` is looked at
-/// first: its attempts may not be written yet.
+/// first: its attempts may not be written yet; nor those of a young
+/// finished event without one of ours ([`ATTEMPTS_SETTLE_MS`]).
 pub fn verdict(entry: &WebhookEventLog, webhook: Uuid, now_ms: i64) -> Verdict {
     let result = entry.event_result.as_deref().unwrap_or("Running");
+    let age = now_ms - entry.insert_instant.unwrap_or(now_ms);
     if result != "Succeeded" && result != "Failed" {
-        let age = now_ms - entry.insert_instant.unwrap_or(now_ms);
         return if age > ABANDONED_MS { Verdict::Abandoned } else { Verdict::Running };
     }
     let ours: Vec<_> = entry.attempts.iter().filter(|a| a.webhook_id == Some(webhook)).collect();
-    if ours.is_empty() {
+    if ours.is_empty() && age < ATTEMPTS_SETTLE_MS {
+        Verdict::Running
+    } else if ours.is_empty() {
         Verdict::NotOurs
     } else if ours.iter().any(|a| a.attempt_result.as_deref() == Some("Success")) {
         Verdict::Delivered
@@ -149,10 +159,12 @@ impl Pager {
         }
     }
 
-    /// Takes the rows a call answered.
-    pub fn accept(&mut self, rows: Vec<WebhookEventLog>) -> Page {
+    /// Takes the rows a call answered and the `total` it reported: the end
+    /// is where the rows read reach the total (a server that answers fewer
+    /// rows than asked is paged on); without a total, a short page.
+    pub fn accept(&mut self, rows: Vec<WebhookEventLog>, total: u64) -> Page {
         let (_, asked) = self.request();
-        let full = rows.len() >= asked as usize;
+        let short = rows.len() < asked as usize;
         let skip = match self.last {
             None => 0,
             Some(last) => match rows.iter().position(|r| r.id == Some(last)) {
@@ -171,7 +183,8 @@ impl Pager {
         if let Some(last) = new.last() {
             self.last = last.id;
         }
-        Page::Rows(new, !full)
+        let end = if total > 0 { u64::from(self.offset) >= total } else { short };
+        Page::Rows(new, end)
     }
 }
 
@@ -180,6 +193,8 @@ impl Pager {
 pub struct Progress {
     /// The earliest entry that must be looked at again (running, not handed over).
     pub held: Option<i64>,
+    /// The latest `insertInstant` read (FusionAuth's clock).
+    pub last_read: Option<i64>,
 }
 
 impl Progress {
@@ -188,11 +203,18 @@ impl Progress {
         self.held = Some(self.held.map_or(instant, |h| h.min(instant)));
     }
 
-    /// The new checkpoint once everything up to the pass's start was read:
-    /// before anything held and before what may not have been visible yet
-    /// ([`SETTLE_MS`]); never behind `previous`.
+    /// An entry read.
+    pub fn read(&mut self, instant: i64) {
+        self.last_read = Some(self.last_read.map_or(instant, |l| l.max(instant)));
+    }
+
+    /// The new checkpoint once everything up to the pass's (or its chain's)
+    /// start was read: before anything held, and [`SETTLE_MS`] before both
+    /// that start (operator's clock) and the latest entry read (FusionAuth's
+    /// clock, which may be behind) for what may not have been visible yet;
+    /// never behind `previous`.
     pub fn checkpoint(&self, previous: i64, started_ms: i64) -> i64 {
-        let seen_up_to = started_ms - SETTLE_MS;
+        let seen_up_to = self.last_read.map_or(started_ms, |l| l.min(started_ms)) - SETTLE_MS;
         self.held.map_or(seen_up_to, |h| h.min(seen_up_to)).max(previous)
     }
 }
@@ -228,7 +250,8 @@ mod tests {
         let cases = [
             (entry(1, "Succeeded", &[(hook(), "Failure"), (hook(), "Failure")], NOW), Verdict::HandOver),
             (entry(2, "Succeeded", &[(hook(), "Failure"), (hook(), "Success")], NOW), Verdict::Delivered),
-            (entry(3, "Succeeded", &[(other, "Failure")], NOW), Verdict::NotOurs),
+            (entry(3, "Succeeded", &[(other, "Failure")], NOW - ATTEMPTS_SETTLE_MS - 1), Verdict::NotOurs),
+            (entry(8, "Succeeded", &[(other, "Failure")], NOW), Verdict::Running),
             (entry(4, "Failed", &[(hook(), "Failure")], NOW), Verdict::RolledBack),
             (entry(5, "Running", &[], NOW), Verdict::Running),
             (entry(6, "Running", &[(hook(), "Failure")], NOW - ABANDONED_MS - 1), Verdict::Abandoned),
@@ -267,7 +290,7 @@ mod tests {
         let mut pager = Pager::new(10);
         let mut got = Vec::new();
         loop {
-            let (new, last) = ids(pager.accept(serve(&list, pager.request())));
+            let (new, last) = ids(pager.accept(serve(&list, pager.request()), list.len() as u64));
             got.extend(new);
             if last {
                 break;
@@ -281,52 +304,70 @@ mod tests {
         let mut calls = 0;
         loop {
             calls += 1;
-            let (new, last) = ids(pager.accept(serve(&list, pager.request())));
+            let (new, last) = ids(pager.accept(serve(&list, pager.request()), list.len() as u64));
             got.extend(new);
             if last {
                 break;
             }
         }
-        assert_eq!((got, calls), (list, 3));
+        assert_eq!((got, calls), (list, 2), "the total says where it ends");
     }
 
     #[test]
     fn a_row_that_appears_before_the_position_is_not_read_twice_and_a_deleted_one_restarts() {
         let mut list: Vec<u128> = (1..=15).collect();
         let mut pager = Pager::new(10);
-        assert_eq!(ids(pager.accept(serve(&list, pager.request()))).0, (1..=10).collect::<Vec<_>>());
+        assert_eq!(ids(pager.accept(serve(&list, pager.request()), list.len() as u64)).0, (1..=10).collect::<Vec<_>>());
         // An entry with an earlier sequence becomes visible late.
         list.insert(3, 100);
-        let (new, last) = ids(pager.accept(serve(&list, pager.request())));
+        let (new, last) = ids(pager.accept(serve(&list, pager.request()), list.len() as u64));
         assert_eq!((new, last), ((11..=15).collect(), true), "the late one is before the position: the next pass sees it");
         // Retention deletes rows before the position: the overlap row is not where it was.
         let mut list: Vec<u128> = (1..=30).collect();
         let mut pager = Pager::new(10);
-        let _ = pager.accept(serve(&list, pager.request()));
+        let _ = pager.accept(serve(&list, pager.request()), list.len() as u64);
         list.drain(0..5);
-        assert_eq!(pager.accept(serve(&list, pager.request())), Page::Moved);
+        assert_eq!(pager.accept(serve(&list, pager.request()), list.len() as u64), Page::Moved);
         assert_eq!((pager.restarts, pager.request()), (1, (0, 10)));
+    }
+
+    #[test]
+    fn a_server_that_answers_fewer_rows_than_asked_is_paged_on_to_the_total() {
+        let list: Vec<u128> = (1..=12).collect();
+        let mut pager = Pager::new(10);
+        let mut got = Vec::new();
+        loop {
+            let (start, _) = pager.request();
+            let (new, last) = ids(pager.accept(serve(&list, (start, 4)), 12));
+            got.extend(new);
+            if last {
+                break;
+            }
+        }
+        assert_eq!(got, list);
     }
 
     #[test]
     fn a_pass_that_stopped_early_resumes_where_it_stopped() {
         let list: Vec<u128> = (1..=25).collect();
         let mut pager = Pager::new(10);
-        let _ = pager.accept(serve(&list, pager.request()));
+        let _ = pager.accept(serve(&list, pager.request()), list.len() as u64);
         let position = pager.position();
         assert_eq!(position, Some((10, Uuid::from_u128(10))));
         let mut next = Pager::resume(10, position.unwrap_or_default());
-        assert_eq!(ids(next.accept(serve(&list, next.request()))), ((11..=20).collect(), false));
+        assert_eq!(ids(next.accept(serve(&list, next.request()), list.len() as u64)), ((11..=20).collect(), false));
     }
 
     #[test]
     fn the_checkpoint_stays_before_anything_held_and_what_may_not_be_visible_yet() {
         let started = NOW;
         let mut p = Progress::default();
-        assert_eq!(p.checkpoint(NOW - 60_000, started), started - SETTLE_MS);
-        p.hold(NOW - 55_000);
-        p.hold(NOW - 50_000);
-        assert_eq!(p.checkpoint(NOW - 60_000, started), NOW - 55_000);
+        assert_eq!(p.checkpoint(NOW - 600_000, started), started - SETTLE_MS);
+        p.read(NOW - 100_000);
+        assert_eq!(p.checkpoint(NOW - 600_000, started), NOW - 100_000 - SETTLE_MS, "FusionAuth's clock may be behind");
+        p.hold(NOW - 550_000);
+        p.hold(NOW - 500_000);
+        assert_eq!(p.checkpoint(NOW - 600_000, started), NOW - 550_000);
         assert_eq!(p.checkpoint(NOW - 40_000, started), NOW - 40_000, "never back");
     }
 }
