@@ -1,8 +1,10 @@
-# fusionhook image: both binaries, built once, on a minimal non-root runtime.
+# fusionhook image: the operator, the receiver and the kubectl plugin, built
+# once, on a minimal non-root runtime.
 #   docker build -t fusionhook .
 #   docker run --rm fusionhook --help                        # the operator (default command)
 #   docker run --rm -v $PWD/examples/receiver-config:/config --entrypoint /usr/local/bin/fusionhook-receiver \
 #     fusionhook --config /config/receiver.yaml              # the receiver (what the operator deploys)
+#   docker run --rm --entrypoint /usr/local/bin/kubectl-fusionhook fusionhook --help   # the plugin
 #
 # Size: the distroless/cc base (not measurable without a registry) plus the
 # two stripped release binaries, 15.5 MB + 8.0 MB as measured (README "Image").
@@ -11,9 +13,10 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # The release profile (Cargo.toml): thin LTO, 4 codegen units, stripped.
-RUN cargo build --release --locked -p fusionhook-operator -p fusionhook-receiver \
+RUN cargo build --release --locked -p fusionhook-operator -p fusionhook-receiver -p fusionhook-cli \
  && install -D -m 0755 target/release/fusionhook-operator /out/fusionhook-operator \
- && install -D -m 0755 target/release/fusionhook-receiver /out/fusionhook-receiver
+ && install -D -m 0755 target/release/fusionhook-receiver /out/fusionhook-receiver \
+ && install -D -m 0755 target/release/kubectl-fusionhook /out/kubectl-fusionhook
 
 # distroless/cc: glibc and libgcc only, no shell, uid 65532. TLS roots are
 # compiled into the binaries (rustls + webpki roots): no CA bundle needed.

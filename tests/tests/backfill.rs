@@ -286,7 +286,10 @@ async fn a_leader_change_in_the_middle_of_a_pass_skips_nothing_and_repeats_nothi
 
     every_committed_event_once(&sink, &raised, Duration::from_secs(3 * INTERVAL + 10), &stack).await;
     let handed = ingests(&stack);
-    assert!(handed > raised.committed.len(), "the new leader handed over again what the old one had ({handed}): the receiver deduplicated it");
+    assert!(
+        handed > raised.committed.len(),
+        "the new leader handed over again what the old one had ({handed}): the receiver deduplicated it"
+    );
     println!(
         "backfill with a leader change: {} committed, {} rolled back, leader killed after {at_kill} hand-overs, {handed} hand-overs in all ({} again, deduplicated by the receiver), each committed event delivered once",
         raised.committed.len(),

@@ -222,15 +222,16 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
 
     step(12, "kubectl fusionhook status todo-cleanup -n todo (the plugin, run directly)");
     let plugin = fusionhook_tests::binaries::built("fusionhook-cli", "kubectl-fusionhook")?;
-    let status = std::process::Command::new(&plugin)
-        .args(["status", "todo-cleanup", "-n", "todo"])
-        .env("KUBECONFIG", &stack.kubeconfig)
-        .output()?;
+    let status =
+        std::process::Command::new(&plugin).args(["status", "todo-cleanup", "-n", "todo"]).env("KUBECONFIG", &stack.kubeconfig).output()?;
     let text = String::from_utf8_lossy(&status.stdout);
     for line in text.lines().take(12) {
         println!("    | {line}");
     }
-    check(status.status.success() && text.contains("ok  Ready"), "the plugin reads the resource, its pods, FusionAuth's switches and the store")?;
+    check(
+        status.status.success() && text.contains("ok  Ready"),
+        "the plugin reads the resource, its pods, FusionAuth's switches and the store",
+    )?;
 
     println!("\nEvery step succeeded.");
     if args.exit {
