@@ -4,14 +4,22 @@
 //! with the admin token from the operator's Secret (it travels in
 //! `X-Fusionhook-Token`: the proxy drops `Authorization`). Errors say what
 //! to do.
+//!
+//! With an embedded store each replica has its own store and its own
+//! delivery ids: its admin API is reached pod by pod through the pod proxy
+//! (`pods/NAME-receiver-N:admin/proxy/…`, RBAC `pods/proxy`), which also
+//! reaches a pod that is not ready (its store may be what is wrong).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use fusionhook_operator::names;
+use fusionhook_operator::reconcile::build::receiver_config::ADMIN_PORT;
 use fusionhook_operator::resource::FusionAuthWebhook;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use fusionhook_operator::resource::StoreType;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 
@@ -35,6 +43,9 @@ impl Cluster {
             ),
         };
         let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_owned);
+        let mut config = config;
+        // A proxy's 503 (no ready pod) is an answer to show, not to retry for half a minute.
+        config.default_retry = false;
         let client = Client::try_from(config).context("cannot build a Kubernetes client from the kubeconfig")?;
         Ok(Self { client, namespace })
     }
@@ -62,17 +73,38 @@ impl Cluster {
         Ok(secret.and_then(|s| s.data).and_then(|d| d.get(key).map(|v| v.0.clone())))
     }
 
-    /// A call to the admin API of resource `name`'s receivers through the
-    /// service proxy; the JSON answer, or an error with the receiver's message.
+    /// Where the admin API of resource `name` is called: with an embedded
+    /// store each pod of the StatefulSet (running or not, by name), else
+    /// the Service (one shared store, or none).
+    pub async fn targets(&self, r: &FusionAuthWebhook) -> anyhow::Result<Vec<Target>> {
+        let name = r.metadata.name.clone().unwrap_or_default();
+        if r.spec.receiver.store.as_ref().map(|s| s.kind) != Some(StoreType::Embedded) {
+            return Ok(vec![Target::Service(names::receiver_name(&name))]);
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector =
+            format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=fusionhook-operator,fusionhook.dev/store=embedded");
+        let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| explain(e, "list Pods", "list pods"))?;
+        let mut pods: Vec<String> = pods.items.into_iter().filter_map(|p| p.metadata.name).collect();
+        pods.sort();
+        if pods.is_empty() {
+            bail!("no receiver pod of {name} exists: kubectl fusionhook status {name}");
+        }
+        Ok(pods.into_iter().map(Target::Pod).collect())
+    }
+
+    /// A call to the admin API of resource `name`'s receivers at `target`;
+    /// the JSON answer, or an error with the receiver's message.
     pub async fn admin(
         &self,
         name: &str,
+        target: &Target,
         method: http::Method,
         path: &str,
         query: &[(String, String)],
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let (status, value) = self.admin_raw(name, method, path, query, body).await?;
+        let (status, value) = self.admin_raw(name, target, method, path, query, body).await?;
         if status.is_success() {
             return Ok(value);
         }
@@ -88,6 +120,7 @@ impl Cluster {
     pub async fn admin_raw(
         &self,
         name: &str,
+        target: &Target,
         method: http::Method,
         path: &str,
         query: &[(String, String)],
@@ -96,13 +129,17 @@ impl Cluster {
         let token = self.secret_key(&names::authorization_secret_name(name), names::kept::ADMIN_TOKEN).await?;
         let token = token.ok_or_else(|| {
             anyhow!(
-                "no admin token in Secret {}: the operator has not reconciled {name} yet (kubectl fusionhook status {name})",
+                "no admin token in Secret {}: the operator has not got {name} that far (an invalid spec, a missing Secret, or it is not running): kubectl fusionhook status {name}",
                 names::authorization_secret_name(name)
             )
         })?;
         let token = String::from_utf8(token).context("the admin token is not text")?;
-        let service = names::receiver_name(name);
-        let mut uri = format!("/api/v1/namespaces/{}/services/{service}:admin/proxy/{path}", self.namespace);
+        let (kind, service) = match target {
+            Target::Service(s) => ("services", s.clone()),
+            Target::Pod(p) => ("pods", p.clone()),
+        };
+        let port = if kind == "pods" { format!("{ADMIN_PORT}") } else { "admin".to_owned() };
+        let mut uri = format!("/api/v1/namespaces/{}/{kind}/{service}:{port}/proxy/{path}", self.namespace);
         if !query.is_empty() {
             let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
             uri = format!("{uri}?{}", pairs.join("&"));
@@ -115,17 +152,18 @@ impl Cluster {
         let response = tokio::time::timeout(Duration::from_secs(30), self.client.send(request.map(kube::client::Body::from)))
             .await
             .map_err(|_| anyhow!("the receiver's admin API did not answer within 30 s"))?
-            .map_err(|e| explain(e, &format!("reach the admin API of {service}"), "create services/proxy (and get for GET calls)"))?;
+            .map_err(|e| explain(e, &format!("reach the admin API of {service}"), &format!("get and create on {kind}/proxy")))?;
         let status = response.status();
         let bytes = response.into_body().collect_bytes().await?;
-        if status == http::StatusCode::FORBIDDEN {
+        let from_api_server = serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| v["kind"] == "Status");
+        if status == http::StatusCode::FORBIDDEN && from_api_server {
             bail!(
-                "the API server refused the service proxy to {service} (403): you need RBAC `get` and `create` on `services/proxy` in namespace {}",
+                "the API server refused the proxy to {service} (403): you need RBAC `get` and `create` on `{kind}/proxy` in namespace {}",
                 self.namespace
             );
         }
-        if status == http::StatusCode::SERVICE_UNAVAILABLE && serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| v["kind"] == "Status") {
-            bail!("no ready receiver behind Service {service}: kubectl fusionhook status {name}");
+        if status == http::StatusCode::SERVICE_UNAVAILABLE && from_api_server {
+            bail!("no ready receiver behind {service}, or it does not answer: kubectl fusionhook status {name}");
         }
         Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
@@ -139,8 +177,17 @@ impl Cluster {
         if !wait {
             return Ok(json!({"requested": requested, "handled": false}));
         }
+        // Done once the operator handled our request or a later one (another
+        // user's: the operator copies the annotation it read).
+        let ours: Timestamp = requested.parse()?;
         let r = self
-            .wait_for(name, timeout, |r| r.status.as_ref().and_then(|s| s.handled_reconcile_request.as_deref()) == Some(requested.as_str()))
+            .wait_for(name, timeout, |r| {
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.handled_reconcile_request.as_deref())
+                    .and_then(|h| h.parse::<Timestamp>().ok())
+                    .is_some_and(|handled| handled >= ours)
+            })
             .await?;
         let ready = r.status.iter().flat_map(|s| &s.conditions).find(|c| c.type_ == "Ready").cloned();
         Ok(json!({
@@ -162,11 +209,16 @@ impl Cluster {
         let handled = |r: &FusionAuthWebhook| {
             r.status.as_ref().and_then(|s| s.backfill.as_ref()).and_then(|b| b.handled_request.as_deref()) == Some(request.as_str())
         };
-        let r = self.wait_for(name, timeout, handled).await.context(
-            "the operator runs a requested pass only once the receiver is available and the webhook registered: kubectl fusionhook status NAME",
-        )?;
-        let result = r.status.and_then(|s| s.backfill).and_then(|b| b.last_request_result).unwrap_or_default();
-        Ok(json!({"since": from.to_string(), "result": result}))
+        let r = self.wait_for(name, timeout, |r| handled(r) || blocked(r).is_some()).await?;
+        if !handled(&r) {
+            bail!(
+                "the operator runs a requested pass once the receiver is available and the webhook registered; now: {} (kubectl fusionhook status {name})",
+                blocked(&r).unwrap_or_default()
+            );
+        }
+        let backfill = r.status.and_then(|s| s.backfill).unwrap_or_default();
+        let result = backfill.last_request_result.unwrap_or_default();
+        Ok(json!({"since": from.to_string(), "result": result, "ok": result.starts_with("handed ")}))
     }
 
     async fn annotate(&self, name: &str, key: &str, value: &str) -> anyhow::Result<()> {
@@ -190,9 +242,13 @@ impl Cluster {
             if done(&r) {
                 return Ok(r);
             }
+            if r.metadata.deletion_timestamp.is_some() {
+                let ready = r.status.iter().flat_map(|s| &s.conditions).find(|c| c.type_ == "Ready").map(|c| c.message.clone());
+                bail!("{name} is being deleted: {}", ready.unwrap_or_else(|| "the operator is removing it".into()));
+            }
             if Instant::now() > deadline {
                 bail!(
-                    "the operator did not handle the request within {}: is it running? (kubectl -n fusionhook-system get pods; its leader holds Lease fusionhook-operator)",
+                    "the operator did not handle the request within {}: is it running? (kubectl get leases -A | grep fusionhook-operator names its leader pod)",
                     humantime::format_duration(timeout)
                 );
             }
@@ -204,15 +260,18 @@ impl Cluster {
     /// routes (admin `POST /v1/ingest`), then, with a store, waits up to
     /// `timeout` for its deliveries to settle.
     pub async fn send(&self, name: &str, event: &Value, timeout: Duration) -> anyhow::Result<Value> {
+        let r = self.resource(name).await?;
+        // One pod: the outcome is asked where the event was stored.
+        let target = self.targets(&r).await?.remove(0);
         let id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
-        let (status, answer) = self.admin_raw(name, http::Method::POST, "v1/ingest", &[], Some(event.clone())).await?;
+        let (status, answer) = self.admin_raw(name, &target, http::Method::POST, "v1/ingest", &[], Some(event.clone())).await?;
         let mut outcome = json!({"eventId": id, "type": event["event"]["type"], "status": status.as_u16(), "answer": answer});
         if answer["outcome"] != "stored" {
             return Ok(outcome);
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let (status, view) = self.admin_raw(name, http::Method::GET, &format!("v1/events/{id}"), &[], None).await?;
+            let (status, view) = self.admin_raw(name, &target, http::Method::GET, &format!("v1/events/{id}"), &[], None).await?;
             let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
             let settled = status.is_success() && !deliveries.is_empty() && deliveries.iter().all(|d| d["state"] != "pending");
             if settled || Instant::now() > deadline {
@@ -223,6 +282,33 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// Where an admin API call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The receiver Service (any ready pod).
+    Service(String),
+    /// One pod.
+    Pod(String),
+}
+
+impl Target {
+    /// The pod's name (`None` for the Service).
+    pub fn pod(&self) -> Option<&str> {
+        match self {
+            Self::Pod(p) => Some(p),
+            Self::Service(_) => None,
+        }
+    }
+}
+
+/// Why a requested backfill pass cannot run now: the first of the
+/// receiver's and the webhook's conditions that is False.
+fn blocked(r: &FusionAuthWebhook) -> Option<String> {
+    let conditions = r.status.iter().flat_map(|s| &s.conditions);
+    let failing = conditions.filter(|c| ["ReceiverAvailable", "WebhookRegistered", "SecretsResolved"].contains(&c.type_.as_str()));
+    failing.filter(|c| c.status == "False").map(|c| format!("{} is False ({}): {}", c.type_, c.reason, c.message)).next()
 }
 
 /// Percent-encodes a query value.

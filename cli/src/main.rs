@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use cluster::Cluster;
+use cluster::{Cluster, Target};
 use output::Format;
 
 /// See, test and repair a FusionAuth webhook run by fusionhook.
@@ -87,9 +87,12 @@ enum Command {
         /// Only those accepted within this long (e.g. 15m, 2h).
         #[arg(long)]
         since: Option<String>,
-        /// At most this many.
+        /// At most this many (per pod with an embedded store).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Only those with an id above this (the next page).
+        #[arg(long)]
+        after: Option<u64>,
     },
     /// Deliver dead (or chosen) deliveries again.
     #[command(
@@ -107,6 +110,9 @@ enum Command {
         /// Only list what would be replayed.
         #[arg(long)]
         dry_run: bool,
+        /// The pod whose store holds the ids (embedded store with several replicas; `deliveries` shows it).
+        #[arg(long)]
+        pod: Option<String>,
     },
     /// Give up on deliveries (they are not delivered).
     #[command(after_help = "Examples:\n  kubectl fusionhook discard todo-cleanup --id 42")]
@@ -119,6 +125,9 @@ enum Command {
         /// Only list what would be discarded.
         #[arg(long)]
         dry_run: bool,
+        /// The pod whose store holds the ids (embedded store with several replicas; `deliveries` shows it).
+        #[arg(long)]
+        pod: Option<String>,
     },
     /// Send a synthetic event through the receiver's routes (no FusionAuth involved).
     #[command(
@@ -236,7 +245,61 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The admin API targets for ids: with an embedded store of several pods
+/// the ids are per pod, so `--pod` says which.
+async fn targets_for_ids(cluster: &Cluster, name: &str, pod: Option<String>, by_ids: bool) -> anyhow::Result<Vec<Target>> {
+    let all = cluster.targets(&cluster.resource(name).await?).await?;
+    match pod {
+        Some(pod) if all.iter().any(|t| t.pod() == Some(pod.as_str())) => Ok(vec![Target::Pod(pod)]),
+        Some(pod) => anyhow::bail!(
+            "{pod} is not a receiver pod with its own store of {name} (pods: {:?})",
+            all.iter().filter_map(Target::pod).collect::<Vec<_>>()
+        ),
+        None if by_ids && all.len() > 1 => anyhow::bail!(
+            "{name}'s embedded store has one store per pod, each with its own delivery ids: give --pod (the POD column of `kubectl fusionhook deliveries {name}`)"
+        ),
+        None => Ok(all),
+    }
+}
+
+/// Calls every target; answers merged: `deliveries` and `ids` concatenated,
+/// each delivery with its `pod` (embedded store).
+async fn on_each(
+    cluster: &Cluster,
+    name: &str,
+    targets: &[Target],
+    method: http::Method,
+    path: &str,
+    query: &[(String, String)],
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut merged = json!({"deliveries": [], "ids": []});
+    for target in targets {
+        let mut answer = cluster.admin(name, target, method.clone(), path, query, body.clone()).await?;
+        for key in ["deliveries", "ids"] {
+            for mut item in answer[key].as_array().cloned().unwrap_or_default() {
+                match (target.pod(), item.as_object_mut()) {
+                    (Some(pod), Some(object)) => {
+                        object.insert("pod".into(), json!(pod));
+                    }
+                    (Some(pod), None) => item = json!(format!("{pod}/{item}")),
+                    (None, _) => {}
+                }
+                if let Some(list) = merged[key].as_array_mut() {
+                    list.push(item);
+                }
+            }
+        }
+        if let Some(next) = answer.get_mut("next").filter(|n| !n.is_null()) {
+            merged["next"] = next.take();
+        }
+        merged["dryRun"] = answer["dryRun"].take();
+    }
+    Ok(merged)
+}
+
 async fn in_cluster(cluster: &Cluster, command: Command, format: Format) -> anyhow::Result<ExitCode> {
+    let failed = |bad: bool| if bad { ExitCode::from(1) } else { ExitCode::SUCCESS };
     match command {
         Command::Status { name } => {
             let report = status::gather(cluster, &name).await?;
@@ -245,22 +308,29 @@ async fn in_cluster(cluster: &Cluster, command: Command, format: Format) -> anyh
         Command::Reconcile { name, wait, timeout } => {
             let outcome = cluster.reconcile(&name, wait, timeout).await?;
             output::print(format, &outcome, &status::render_reconcile(&outcome))?;
+            // With --wait, the exit status is Ready's, as `kubectl wait` would give.
+            return Ok(failed(wait && outcome["ready"] != "True"));
         }
-        Command::Deliveries { name, state, route, since, limit } => {
+        Command::Deliveries { name, state, route, since, limit, after } => {
             let mut query = vec![("limit".to_owned(), limit.to_string())];
             query.extend(state.map(|s| ("state".to_owned(), s.as_str().to_owned())));
             query.extend(route.map(|r| ("route".to_owned(), r)));
             query.extend(since.map(|s| ("since".to_owned(), s)));
-            let answer = cluster.admin(&name, http::Method::GET, "v1/deliveries", &query, None).await?;
+            query.extend(after.map(|a| ("after".to_owned(), a.to_string())));
+            let targets = targets_for_ids(cluster, &name, None, false).await?;
+            let answer = on_each(cluster, &name, &targets, http::Method::GET, "v1/deliveries", &query, None).await?;
             output::print(format, &answer, &output::deliveries_table(&answer))?;
         }
-        Command::Replay { name, ids, dead, dry_run } => {
+        Command::Replay { name, ids, dead, dry_run, pod } => {
             let body = if dead { json!({"state": "dead", "dryRun": dry_run}) } else { json!({"ids": ids, "dryRun": dry_run}) };
-            let answer = cluster.admin(&name, http::Method::POST, "v1/replay", &[], Some(body)).await?;
+            let targets = targets_for_ids(cluster, &name, pod, !dead).await?;
+            let answer = on_each(cluster, &name, &targets, http::Method::POST, "v1/replay", &[], Some(body)).await?;
             output::print(format, &answer, &output::changed("replayed", &answer))?;
         }
-        Command::Discard { name, ids, dry_run } => {
-            let answer = cluster.admin(&name, http::Method::POST, "v1/discard", &[], Some(json!({"ids": ids, "dryRun": dry_run}))).await?;
+        Command::Discard { name, ids, dry_run, pod } => {
+            let targets = targets_for_ids(cluster, &name, pod, true).await?;
+            let body = json!({"ids": ids, "dryRun": dry_run});
+            let answer = on_each(cluster, &name, &targets, http::Method::POST, "v1/discard", &[], Some(body)).await?;
             output::print(format, &answer, &output::changed("discarded", &answer))?;
         }
         Command::Send { name, event, sets, from_file, timeout } => {
@@ -274,10 +344,14 @@ async fn in_cluster(cluster: &Cluster, command: Command, format: Format) -> anyh
             let built = send::build(event.as_deref(), base, &sets)?;
             let outcome = cluster.send(&name, &built, timeout).await?;
             output::print(format, &outcome, &send::render(&outcome))?;
+            let refused = !(200..300).contains(&outcome["status"].as_u64().unwrap_or(0));
+            let dead = outcome["deliveries"].as_array().into_iter().flatten().any(|d| d["state"] == "dead");
+            return Ok(failed(refused || dead));
         }
         Command::Backfill { name, since, timeout } => {
             let outcome = cluster.backfill(&name, since, timeout).await?;
             output::print(format, &outcome, outcome["result"].as_str().unwrap_or_default())?;
+            return Ok(failed(outcome["ok"] != true));
         }
         Command::Verify { .. } | Command::Completion { .. } => unreachable!("handled without a cluster"),
     }

@@ -32,13 +32,16 @@ pub fn deliveries_table(answer: &Value) -> String {
     if list.is_empty() {
         return "no deliveries match\n".to_owned();
     }
-    let mut out =
-        format!("{:<8} {:<10} {:<16} {:<26} {:<38} {:>8}  {}\n", "ID", "STATE", "ROUTE", "TYPE", "EVENT ID", "ATTEMPTS", "LAST ERROR");
+    let mut out = format!(
+        "{:<20} {:<8} {:<10} {:<16} {:<26} {:<38} {:>8}  {}\n",
+        "POD", "ID", "STATE", "ROUTE", "TYPE", "EVENT ID", "ATTEMPTS", "LAST ERROR"
+    );
     for d in &list {
         let text = |k: &str| d[k].as_str().map_or_else(|| d[k].to_string(), str::to_owned);
         let _ = writeln!(
             out,
-            "{:<8} {:<10} {:<16} {:<26} {:<38} {:>8}  {}",
+            "{:<20} {:<8} {:<10} {:<16} {:<26} {:<38} {:>8}  {}",
+            d["pod"].as_str().unwrap_or("(shared)"),
             text("id"),
             text("state"),
             text("route"),
@@ -49,7 +52,7 @@ pub fn deliveries_table(answer: &Value) -> String {
         );
     }
     if let Some(next) = answer["next"].as_u64() {
-        let _ = writeln!(out, "(more after id {next}: raise --limit)");
+        let _ = writeln!(out, "(more: --after {next})");
     }
     out
 }

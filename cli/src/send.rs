@@ -81,17 +81,26 @@ fn unwrap(value: Value) -> Value {
     }
 }
 
-/// The published example of `kind`; for a type without one, the bare
-/// fields every event has (and a user for `user.*`).
+/// The published example of `kind`; for a type without one here (e.g.
+/// `user.create`), its family's (`user.registration.verified` for
+/// registrations, `user.delete` for other user events, `group.create`,
+/// `entity.create`) with the type changed; else the bare fields.
 fn example(kind: &str) -> anyhow::Result<Value> {
-    let published = EXAMPLES.iter().filter_map(|(_, text)| serde_json::from_str::<Value>(text).ok()).map(unwrap);
-    if let Some(event) = published.into_iter().find(|e| e["type"] == kind) {
+    let published = |wanted: &str| {
+        EXAMPLES.iter().filter_map(|(_, text)| serde_json::from_str::<Value>(text).ok()).map(unwrap).find(|e| e["type"] == wanted)
+    };
+    if let Some(event) = published(kind) {
         return Ok(event);
     }
-    let mut event = json!({ "type": kind });
-    if kind.starts_with("user.") {
-        event["user"] = json!({ "id": uuid::Uuid::new_v4() });
-    }
+    let family = [
+        ("user.registration.", "user.registration.verified"),
+        ("user.", "user.delete"),
+        ("group.", "group.create"),
+        ("entity.", "entity.create"),
+    ];
+    let mut event =
+        family.iter().find(|(prefix, _)| kind.starts_with(prefix)).and_then(|(_, example)| published(example)).unwrap_or_else(|| json!({}));
+    event["type"] = json!(kind);
     Ok(event)
 }
 
@@ -155,6 +164,15 @@ mod tests {
         assert_eq!((&a["event"]["user"]["id"], &a["event"]["user"]["active"]), (&json!("u-1"), &json!(false)));
         assert_eq!(a["event"]["user"]["data"]["plan"], "pro");
         assert!(a["event"]["user"]["email"].is_string(), "the rest of the published example stays");
+    }
+
+    #[test]
+    fn a_type_without_a_published_example_borrows_its_familys() {
+        let created = build(Some("user.create"), None, &[]).unwrap_or_default();
+        assert_eq!(created["event"]["type"], "user.create");
+        assert!(created["event"]["user"]["email"].is_string() && created["event"]["tenantId"].is_string(), "{created}");
+        let registered = build(Some("user.registration.create"), None, &[]).unwrap_or_default();
+        assert!(registered["event"]["registration"]["applicationId"].is_string(), "{registered}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use fusionhook_fusionauth::client::{ApiKey, ClientConfig, FusionAuthClient, RetryPolicy};
+use fusionhook_fusionauth::event_types::{self, EventScope};
 use fusionhook_operator::resource::{FusionAuthWebhook, StoreType};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
@@ -38,16 +39,13 @@ pub async fn gather(cluster: &Cluster, name: &str) -> anyhow::Result<Value> {
     let store = r.spec.receiver.store.as_ref().map_or(StoreType::None, |s| s.kind);
     let store_figures = match store {
         StoreType::None => Value::Null,
-        _ => match cluster.admin(name, http::Method::GET, "v1/stats", &[], None).await {
-            Ok(stats) => stats,
-            Err(e) => json!({"error": format!("{e:#}")}),
-        },
+        _ => figures(cluster, &r).await.unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
     };
     Ok(json!({
         "name": name,
         "namespace": cluster.namespace,
         "conditions": conditions,
-        "events": events(cluster, name).await.unwrap_or_else(|e| vec![json!({"error": format!("{e:#}")})]),
+        "events": events(cluster, &r).await.unwrap_or_else(|e| vec![json!({"error": format!("{e:#}")})]),
         "pods": pods(cluster, name).await.unwrap_or_else(|e| vec![json!({"error": format!("{e:#}")})]),
         "webhook": {"id": status.webhook_id, "url": status.url, "fusionAuthUrl": status.fusion_auth_url},
         "switches": switches(cluster, &r).await.unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
@@ -59,13 +57,52 @@ pub async fn gather(cluster: &Cluster, name: &str) -> anyhow::Result<Value> {
     }))
 }
 
-async fn events(cluster: &Cluster, name: &str) -> anyhow::Result<Vec<Value>> {
+/// The store's figures: with an embedded store, each pod's (pod proxy,
+/// ready or not) and their sum; with PostgreSQL, the shared store's.
+async fn figures(cluster: &Cluster, r: &FusionAuthWebhook) -> anyhow::Result<Value> {
+    let name = r.name_any();
+    let mut total = json!({"pending": 0, "dead": 0, "delivered": 0, "oldestPendingSeconds": null, "pods": []});
+    for target in cluster.targets(r).await? {
+        let stats = match cluster.admin(&name, &target, http::Method::GET, "v1/stats", &[], None).await {
+            Ok(stats) => stats,
+            Err(e) => json!({"error": format!("{e:#}")}),
+        };
+        for key in ["pending", "dead", "delivered"] {
+            match (stats[key].as_u64(), total[key].as_u64()) {
+                (Some(n), Some(sum)) => total[key] = json!(sum + n),
+                // A store that cannot be read makes the sum unknown.
+                _ => total[key] = Value::Null,
+            }
+        }
+        if let Some(age) = stats["oldestPendingSeconds"].as_u64() {
+            total["oldestPendingSeconds"] = json!(total["oldestPendingSeconds"].as_u64().map_or(age, |a| a.max(age)));
+        }
+        if let Some(problem) = stats["storeProblem"].as_str().or_else(|| stats["error"].as_str()) {
+            let previous = total["storeProblem"].as_str().map(|p| format!("{p}; ")).unwrap_or_default();
+            total["storeProblem"] = json!(format!("{previous}{}{problem}", target.pod().map(|p| format!("{p}: ")).unwrap_or_default()));
+        }
+        if let (Some(pod), Some(pods)) = (target.pod(), total["pods"].as_array_mut()) {
+            pods.push(json!({"pod": pod, "stats": stats}));
+        }
+    }
+    Ok(total)
+}
+
+async fn events(cluster: &Cluster, r: &FusionAuthWebhook) -> anyhow::Result<Vec<Value>> {
+    let (name, uid) = (r.name_any(), r.metadata.uid.clone());
     let api: Api<Event> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let list = api.list(&ListParams::default()).await.map_err(|e| explain(e, "list Events", "list events.events.k8s.io"))?;
     let mut mine: Vec<Event> = list
         .items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().is_some_and(|o| o.name.as_deref() == Some(name) && o.kind.as_deref() == Some("FusionAuthWebhook")))
+        .filter(|e| {
+            // This resource's, not those of a deleted one of the same name.
+            e.regarding.as_ref().is_some_and(|o| {
+                o.name.as_deref() == Some(name.as_str())
+                    && o.kind.as_deref() == Some("FusionAuthWebhook")
+                    && (o.uid.is_none() || o.uid == uid)
+            })
+        })
         .collect();
     let when = |e: &Event| {
         e.event_time.as_ref().map(|t| t.0.to_string()).or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
@@ -119,16 +156,24 @@ async fn switches(cluster: &Cluster, r: &FusionAuthWebhook) -> anyhow::Result<Va
     let mut rows = Vec::new();
     for event in &r.spec.events {
         let on_webhook = webhook.events_enabled.get(event).copied().unwrap_or(false);
+        // Instance events (audit-log.create, kickstart.success, …) skip the tenant switches (FACTS.md §c.5).
+        let instance = event_types::lookup(event).is_some_and(|t| t.scope == EventScope::Instance);
+        if instance {
+            rows.push(json!({"event": event, "tenant": "(instance event)", "webhookEvent": on_webhook, "tenantScope": true, "tenantSwitch": true, "on": on_webhook}));
+            continue;
+        }
+        // Every tenant the webhook covers, and those the spec names that it does not.
+        let named: Vec<String> = r.spec.tenants.as_ref().map(|t| t.tenant_ids.clone()).unwrap_or_default();
         for (tenant, tenant_name, configuration) in &tenants {
             let in_scope = webhook.global || webhook.tenant_ids.contains(tenant);
-            if !in_scope {
+            if !in_scope && !named.contains(&tenant.to_string()) {
                 continue;
             }
             let tenant_switch = configuration.events.get(event).is_some_and(|e| e.enabled);
             rows.push(json!({
                 "event": event, "tenant": tenant_name, "tenantId": tenant,
                 "webhookEvent": on_webhook, "tenantScope": in_scope, "tenantSwitch": tenant_switch,
-                "on": on_webhook && tenant_switch,
+                "on": on_webhook && in_scope && tenant_switch,
             }));
         }
     }
@@ -192,6 +237,10 @@ pub fn render(report: &Value) -> String {
     if let Some(e) = figures["error"].as_str() {
         let _ = writeln!(out, " (cannot read: {e})");
     } else if figures.is_object() {
+        let pods = figures["pods"].as_array().cloned().unwrap_or_default();
+        if pods.len() > 1 {
+            let _ = write!(out, " (the sum of {} pods' stores)", pods.len());
+        }
         let _ = writeln!(
             out,
             ": {} pending (oldest {} s), {} dead, {} delivered{}",

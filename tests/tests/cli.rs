@@ -218,7 +218,14 @@ async fn every_command_against_a_running_webhook() {
 
     // send: a synthetic user.delete through the routes; the sink is down, so it goes dead.
     sink.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    let sent = json_of(&ok(&stack, &["send", "hook", "-n", "team", "--event", "user.delete", "--set", "user.id=u-42", "-o", "json"]));
+    let run = kubectl_fusionhook(
+        &stack.kubeconfig,
+        &["send", "hook", "-n", "team", "--event", "user.delete", "--set", "user.id=u-42", "-o", "json"],
+        None,
+    );
+    assert!(!run.ok, "a dead delivery exits 1");
+    let sent = json_of(&run.stdout);
+    assert_eq!(sent["answer"]["outcome"], "stored", "{sent}");
     assert_eq!(sent["answer"]["outcome"], "stored", "{sent}");
     assert_eq!(sent["deliveries"][0]["state"], "dead", "{sent}");
     let event_id = sent["eventId"].as_str().unwrap().to_owned();
@@ -250,7 +257,9 @@ async fn every_command_against_a_running_webhook() {
 
     // discard: another dead one, given up on.
     sink.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    let sent = json_of(&ok(&stack, &["send", "hook", "-n", "team", "--event", "user.delete", "-o", "json"]));
+    let sent = json_of(
+        &kubectl_fusionhook(&stack.kubeconfig, &["send", "hook", "-n", "team", "--event", "user.delete", "-o", "json"], None).stdout,
+    );
     let id = sent["deliveries"][0]["id"].as_u64().unwrap().to_string();
     let discarded = ok(&stack, &["discard", "hook", "-n", "team", "--id", &id]);
     assert!(discarded.contains("1 delivery discarded"), "{discarded}");
@@ -281,4 +290,59 @@ async fn every_command_against_a_running_webhook() {
         "{}",
         missing.stderr
     );
+    create(
+        &stack,
+        "storeless",
+        json!({
+            "fusionAuth": {"url": stack.fusionauth_url(), "apiKeySecretRef": {"name": "fusionauth-api-key", "key": "api-key"}},
+            "events": ["user.delete"],
+            "receiver": {"replicas": 1},
+        }),
+    );
+    assert!(eventually(WAIT, || stack.condition("team", "storeless", "Ready").is_some_and(|c| c.0 == "True")).await);
+    let storeless = kubectl_fusionhook(&stack.kubeconfig, &["deliveries", "storeless", "-n", "team"], None);
+    assert!(!storeless.ok && storeless.stderr.contains("spec.receiver.store"), "{}", storeless.stderr);
+
+    // The admin token never shows either.
+    let secret = stack.kube.get("", "v1", "secrets", "team", "hook-receiver-auth").unwrap();
+    use base64::Engine;
+    let token =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(secret["data"]["admin-token"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let everything = format!("{status}{reconciled}{table}{dry}{replayed}{discarded}{backfill}{broken}{as_json}");
+    assert!(!everything.contains(token.trim()), "the admin token is never printed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_embedded_store_of_two_pods_is_asked_pod_by_pod() {
+    let (stack, sink, service) = start().await;
+    stack.kubelet.run_up_to(2);
+    create(
+        &stack,
+        "hook",
+        json!({
+            "fusionAuth": {"url": stack.fusionauth_url(), "apiKeySecretRef": {"name": "fusionauth-api-key", "key": "api-key"}},
+            "events": ["user.delete"],
+            "receiver": {"replicas": 2, "store": {"type": "embedded", "size": "1Gi"}},
+            "routes": [{"name": "sink", "events": ["user.delete"], "http": {"method": "POST", "url": format!("http://{}/sink", service.addr)},
+                        "retry": {"maxAttempts": 1}}],
+        }),
+    );
+    assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
+    sink.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let sent = kubectl_fusionhook(&stack.kubeconfig, &["send", "hook", "-n", "team", "--event", "user.delete", "-o", "json"], None);
+    assert!(!sent.ok, "a delivery that went dead is a failure (exit 1)");
+    let sent = json_of(&sent.stdout);
+    assert_eq!(sent["deliveries"][0]["state"], "dead", "asked on the pod that stored it: {sent}");
+    let id = sent["deliveries"][0]["id"].as_u64().unwrap().to_string();
+
+    let listed = json_of(&ok(&stack, &["deliveries", "hook", "-n", "team", "--state", "dead", "-o", "json"]));
+    let pods: Vec<&str> = listed["deliveries"].as_array().unwrap().iter().filter_map(|d| d["pod"].as_str()).collect();
+    assert_eq!(pods, ["hook-receiver-0"], "{listed}");
+    let status = ok(&stack, &["status", "hook", "-n", "team"]);
+    assert!(status.contains("1 dead") && status.contains("the sum of 2 pods' stores"), "{status}");
+    let ambiguous = kubectl_fusionhook(&stack.kubeconfig, &["discard", "hook", "-n", "team", "--id", &id], None);
+    assert!(!ambiguous.ok && ambiguous.stderr.contains("--pod"), "{}", ambiguous.stderr);
+    let discarded = ok(&stack, &["discard", "hook", "-n", "team", "--id", &id, "--pod", "hook-receiver-0"]);
+    assert!(discarded.contains("1 delivery discarded"), "{discarded}");
 }

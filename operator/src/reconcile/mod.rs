@@ -228,7 +228,9 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
             let was_kept =
                 r.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "Ready" && c.reason == Reason::OldStoreKept.as_str());
             let step = conditions::Step::failed(Kind::Ready, Reason::OldStoreKept, format!("deleting, once the store is empty: {message}"));
-            status::write(r, ctx, api, Report::new(r), Some(&step)).await?;
+            let mut report = Report::new(r);
+            report.status.handled_reconcile_request = r.annotations().get(names::RECONCILE_ANNOTATION).cloned();
+            status::write(r, ctx, api, report, Some(&step)).await?;
             if !was_kept {
                 status::publish(r, ctx, &[status::warning("OldStoreKept", "Delete", step.message)]).await;
             }

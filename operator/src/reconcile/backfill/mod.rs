@@ -188,8 +188,14 @@ async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
                 status.last_hand_over = Some(rfc3339(started_ms));
                 report.event(status::normal("BackfillHandedOver", "Backfill", format!("requested pass: {}", outcome.summary(started_ms))));
             }
+            let stopped_early = if outcome.complete {
+                String::new()
+            } else {
+                "; it stopped before the end of the window (call budget or time spent): what came later was not looked at, ask again"
+                    .to_owned()
+            };
             match outcome.step.state {
-                crate::reconcile::conditions::State::True => outcome.summary(started_ms),
+                crate::reconcile::conditions::State::True => format!("{}{stopped_early}", outcome.summary(started_ms)),
                 _ => format!("{}: {}", outcome.step.reason.as_str(), outcome.step.message),
             }
         }
@@ -227,6 +233,8 @@ struct Outcome {
     resume: Resume,
     /// Warning Events (a hand-over given up).
     warnings: Vec<kube::runtime::events::Event>,
+    /// Whether it read to the end of its window.
+    complete: bool,
 }
 
 impl Outcome {
@@ -279,6 +287,7 @@ async fn pass(
         handed_over: Vec::new(),
         resume,
         warnings: Vec::new(),
+        complete: false,
     };
     let configuration = match fa.retrieve_webhook_event_log_configuration().await {
         Ok(c) => c,
@@ -440,7 +449,7 @@ async fn pass(
         ),
         (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
     };
-    Outcome { step, checkpoint, calls, counts, handed_over, resume, warnings }
+    Outcome { step, checkpoint, calls, counts, handed_over, resume, warnings, complete }
 }
 
 /// Hands `entry`'s payload to the receiver pod `target` (picked once per
