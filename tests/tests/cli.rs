@@ -70,7 +70,16 @@ fn ok(stack: &Stack, args: &[&str]) -> String {
 
 /// A request FusionAuth (the emulator) signed with an HMAC key, as a plain
 /// TCP listener captured it: request line, headers, blank line, body.
-async fn captured_signed_request(secret: &str) -> Vec<u8> {
+/// How the captured request is signed: an HMAC secret, or an RSA key FusionAuth publishes in its JWKS.
+enum Signing<'a> {
+    Hmac(&'a str),
+    Rsa,
+}
+
+const RSA_PRIVATE: &str = include_str!("../../fusionauth/tests/fixtures/keys/rsa-private.pem");
+
+/// The captured request, and the emulator (serving its JWKS) while the caller holds it.
+async fn captured_signed_request(signing: Signing<'_>) -> (Vec<u8>, fusionhook_tests::fusionauth_emulator::RunningEmulator) {
     let emulator = Emulator::new(Settings { api_key: KEY.into(), retry_delay: Duration::ZERO });
     let running = emulator.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -102,7 +111,21 @@ async fn captured_signed_request(secret: &str) -> Vec<u8> {
     });
     let client = FusionAuthClient::new(ClientConfig::new(running.url().parse().unwrap(), ApiKey::new(KEY))).unwrap();
     let key_id = Uuid::new_v4();
-    client.import_hmac_key(key_id, "cli-test", "HS256", secret).await.unwrap();
+    match signing {
+        Signing::Hmac(secret) => {
+            client.import_hmac_key(key_id, "cli-test", "HS256", secret).await.unwrap();
+        }
+        Signing::Rsa => {
+            let imported = reqwest::Client::new()
+                .post(format!("{}/api/key/import/{key_id}", running.url()))
+                .header("authorization", KEY)
+                .json(&json!({"key": {"algorithm": "RS256", "name": "rsa", "privateKey": RSA_PRIVATE, "kid": "rsa-kid"}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(imported.status(), 200);
+        }
+    }
     let webhook = Webhook {
         url,
         connect_timeout: 1000,
@@ -120,7 +143,7 @@ async fn captured_signed_request(secret: &str) -> Vec<u8> {
         .await
         .unwrap();
     assert!(report.webhooks[0].succeeded, "{report:?}");
-    tokio::task::spawn_blocking(move || capture.join().unwrap()).await.unwrap()
+    (tokio::task::spawn_blocking(move || capture.join().unwrap()).await.unwrap(), running)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +154,7 @@ async fn verify_completion_help_and_errors_without_a_cluster() {
     let secret = secret_file.to_str().unwrap();
     let nowhere = dir.path().join("no-kubeconfig");
 
-    let request = captured_signed_request("a-shared-hmac-secret").await;
+    let (request, _fusionauth) = captured_signed_request(Signing::Hmac("a-shared-hmac-secret")).await;
     let valid = kubectl_fusionhook(&nowhere, &["verify", "--hmac-secret-file", secret], Some(&request));
     assert!(valid.ok && valid.stdout.contains("VALID"), "{}{}", valid.stdout, valid.stderr);
     // The same capture with LF line ends (as pasted into a file).
@@ -151,6 +174,19 @@ async fn verify_completion_help_and_errors_without_a_cluster() {
     assert!(!algorithm.ok && algorithm.stdout.contains("not allowed"), "{}", algorithm.stdout);
     let json = kubectl_fusionhook(&nowhere, &["verify", "--hmac-secret-file", secret, "-o", "json"], Some(&request));
     assert_eq!(serde_json::from_str::<Value>(&json.stdout).unwrap()["valid"], true);
+
+    // An RSA-signed capture, checked against FusionAuth's JWKS: valid; then the key gone from it.
+    let (signed, fusionauth) = captured_signed_request(Signing::Rsa).await;
+    let jwks = format!("{}/.well-known/jwks.json", fusionauth.url());
+    let rsa = kubectl_fusionhook(&nowhere, &["verify", "--jwks-url", &jwks], Some(&signed));
+    assert!(rsa.ok && rsa.stdout.contains("kid `rsa-kid` is published"), "{}{}", rsa.stdout, rsa.stderr);
+    let hmac_against_jwks = kubectl_fusionhook(&nowhere, &["verify", "--jwks-url", &jwks], Some(&request));
+    assert!(!hmac_against_jwks.ok && hmac_against_jwks.stdout.contains("--hmac-secret-file"), "{}", hmac_against_jwks.stdout);
+    // Another FusionAuth (its JWKS holds no such key).
+    let (_, another) = captured_signed_request(Signing::Hmac("y")).await;
+    let empty = format!("{}/.well-known/jwks.json", another.url());
+    let unknown = kubectl_fusionhook(&nowhere, &["verify", "--jwks-url", &empty], Some(&signed));
+    assert!(!unknown.ok && unknown.stdout.contains("unknown kid `rsa-kid`"), "{}{}", unknown.stdout, unknown.stderr);
 
     for shell in ["bash", "zsh", "fish"] {
         let completion = kubectl_fusionhook(&nowhere, &["completion", shell], None);
