@@ -220,13 +220,18 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
         &format!("bob's todos are gone, {:.0} s later (the next retry)", back.elapsed().as_secs_f64()),
     )?;
 
-    step(12, "kubectl fusionhook status todo-cleanup -n todo (the plugin, run directly)");
+    step(12, "kubectl fusionhook status todo-cleanup-durable -n todo (the plugin, run directly)");
     let plugin = fusionhook_tests::binaries::built("fusionhook-cli", "kubectl-fusionhook")?;
-    let status =
-        std::process::Command::new(&plugin).args(["status", "todo-cleanup", "-n", "todo"]).env("KUBECONFIG", &stack.kubeconfig).output()?;
+    let status = std::process::Command::new(&plugin)
+        .args(["status", "todo-cleanup-durable", "-n", "todo"])
+        .env("KUBECONFIG", &stack.kubeconfig)
+        .output()?;
     let text = String::from_utf8_lossy(&status.stdout);
     for line in text.lines().take(12) {
         println!("    | {line}");
+    }
+    if !status.status.success() {
+        println!("    | {}", String::from_utf8_lossy(&status.stderr).trim());
     }
     check(
         status.status.success() && text.contains("ok  Ready"),
@@ -247,10 +252,10 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
          webhooks:        curl -s {fa}/api/webhook -H 'authorization: {API_KEY}'\n  \
          operator:        curl -s http://{metrics}/metrics | grep fusionhook_\n  \
          the plugin:      export PATH={plugin_dir}:$PATH   (then, with KUBECONFIG as above)\n                   \
-         kubectl fusionhook status todo-cleanup -n todo\n                   \
-         kubectl fusionhook deliveries todo-cleanup -n todo --state delivered\n                   \
-         kubectl fusionhook send todo-cleanup -n todo --event user.delete --set user.id={BOB}\n                   \
-         kubectl fusionhook reconcile todo-cleanup -n todo --wait\n",
+         kubectl fusionhook status todo-cleanup-durable -n todo\n                   \
+         kubectl fusionhook deliveries todo-cleanup-durable -n todo --state delivered\n                   \
+         kubectl fusionhook send todo-cleanup-durable -n todo --event user.delete --set user.id={BOB}\n                   \
+         kubectl fusionhook reconcile todo-cleanup-durable -n todo --wait\n",
         kubeconfig = stack.kubeconfig.display(),
         plugin_dir = plugin.parent().map(|p| p.display().to_string()).unwrap_or_default(),
         fa = stack.fusionauth_url(),
