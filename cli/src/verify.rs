@@ -44,8 +44,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn fail(mut checked: Vec<String>, reason: impl Into<String>) -> Self {
-        checked.shrink_to_fit();
+    fn fail(checked: Vec<String>, reason: impl Into<String>) -> Self {
         Self { valid: false, checked, reason: Some(reason.into()) }
     }
 

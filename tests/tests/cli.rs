@@ -214,6 +214,23 @@ fn create(stack: &Stack, name: &str, spec: Value) {
     stack.create("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", object).unwrap();
 }
 
+/// `team/hook`: user.delete posted to the sink (the event as body), an
+/// embedded store on `replicas` pods, one attempt per delivery (so a
+/// failure goes dead at once).
+fn create_embedded_hook(stack: &Stack, sink: &TodoService, replicas: u32) {
+    create(
+        stack,
+        "hook",
+        json!({
+            "fusionAuth": {"url": stack.fusionauth_url(), "apiKeySecretRef": {"name": "fusionauth-api-key", "key": "api-key"}},
+            "events": ["user.delete"],
+            "receiver": {"replicas": replicas, "store": {"type": "embedded", "size": "1Gi"}},
+            "routes": [{"name": "sink", "events": ["user.delete"], "http": {"method": "POST", "url": format!("http://{}/sink", sink.addr), "body": "event"},
+                        "retry": {"maxAttempts": 1}}],
+        }),
+    );
+}
+
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -221,17 +238,7 @@ fn json_of(text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_against_a_running_webhook() {
     let (stack, sink, service) = start().await;
-    create(
-        &stack,
-        "hook",
-        json!({
-            "fusionAuth": {"url": stack.fusionauth_url(), "apiKeySecretRef": {"name": "fusionauth-api-key", "key": "api-key"}},
-            "events": ["user.delete"],
-            "receiver": {"replicas": 1, "store": {"type": "embedded", "size": "1Gi"}},
-            "routes": [{"name": "sink", "events": ["user.delete"], "http": {"method": "POST", "url": format!("http://{}/sink", service.addr), "body": "event"},
-                        "retry": {"maxAttempts": 1}}],
-        }),
-    );
+    create_embedded_hook(&stack, &service, 1);
     assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
     stack.fusionauth.state().tenants.get_mut(&Uuid::parse_str(DEFAULT_TENANT_ID).unwrap()).unwrap()["eventConfiguration"]["events"]["user.delete"] =
         json!({"enabled": true, "transactionType": "None"});
@@ -353,17 +360,7 @@ async fn every_command_against_a_running_webhook() {
 async fn an_embedded_store_of_two_pods_is_asked_pod_by_pod() {
     let (stack, sink, service) = start().await;
     stack.kubelet.run_up_to(2);
-    create(
-        &stack,
-        "hook",
-        json!({
-            "fusionAuth": {"url": stack.fusionauth_url(), "apiKeySecretRef": {"name": "fusionauth-api-key", "key": "api-key"}},
-            "events": ["user.delete"],
-            "receiver": {"replicas": 2, "store": {"type": "embedded", "size": "1Gi"}},
-            "routes": [{"name": "sink", "events": ["user.delete"], "http": {"method": "POST", "url": format!("http://{}/sink", service.addr)},
-                        "retry": {"maxAttempts": 1}}],
-        }),
-    );
+    create_embedded_hook(&stack, &service, 2);
     assert!(eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await);
     sink.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
     let sent = kubectl_fusionhook(&stack.kubeconfig, &["send", "hook", "-n", "team", "--event", "user.delete", "-o", "json"], None);
