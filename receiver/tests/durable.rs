@@ -267,3 +267,103 @@ async fn signed_calls_verify_with_the_official_standard_webhooks_library() {
     assert!(!verify(&changed, secret).0);
     assert!(!verify(&call.body, "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXk=").0);
 }
+
+/// A tmpfs of its own (root only, as the tests run); unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).status();
+        assert!(status.is_ok_and(|s| s.success()), "mounting a tmpfs needs root (the tests run as root in CI)");
+        Self(path.to_owned())
+    }
+
+    /// Writes a file until the filesystem is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        for size in [4096, 512, 1] {
+            while file.write_all(&chunk[..size]).is_ok() {}
+        }
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue 24, item 1. Before: once a commit failed for lack of space every
+/// later write failed, also after the space was freed, and a delivery the
+/// service had accepted, whose outcome could not be recorded, was sent
+/// again at once, thousands of times. Now: the store recovers by itself,
+/// the outcome is kept until it can be committed, and the delivery is sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_neither_kills_the_store_nor_sends_a_delivery_again() {
+    let (sink, sink_addr) = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("store"), "16m");
+    // The service may take 10 s; a retry would come a minute later.
+    let yaml = config(dir.path(), sink_addr, "    retry: {scheduleMs: [60000]}").replace("timeoutMs: 2000", "timeoutMs: 10000");
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+    let auth = [("authorization", "API-KEY".to_owned())];
+
+    // A delivery under way while the disk fills: the service answers in 3 s.
+    sink.delay(Duration::from_secs(3));
+    let first = id(1);
+    assert_eq!(receiver.post(&client, &auth, events::user_delete(&first, "u-1")).await.0, StatusCode::OK);
+    wait_for("the delivery to start", Duration::from_secs(10), async || sink.started() == 1).await;
+    let filler = disk.fill();
+    // Events with large bodies until a commit fails for lack of space.
+    let pad = "x".repeat(200 * 1024);
+    let mut refused = 0;
+    for i in 2..200 {
+        let body = events::event("user.delete", &id(i), json!({"user": {"id": "u-2", "data": {"pad": pad}}}));
+        if receiver.post(&client, &auth, body).await.0 == StatusCode::INTERNAL_SERVER_ERROR {
+            refused = i;
+            break;
+        }
+    }
+    assert!(refused > 0, "no commit failed on a full disk");
+    sink.delay(Duration::ZERO);
+    // The first delivery's answer (204/200) comes while nothing can be committed.
+    wait_for("the first delivery's answer", Duration::from_secs(10), async || !sink.calls().is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.started(), 1, "a delivery whose outcome could not be recorded was sent again");
+    let health = client.get(receiver.url("/healthz")).send().await.unwrap().status();
+    assert_eq!(health, StatusCode::OK, "liveness: a full disk is not cured by a restart");
+    wait_for("readiness to fail", Duration::from_secs(15), async || {
+        client.get(receiver.url("/readyz")).send().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+
+    // Space comes back: the store writes again without a restart.
+    std::fs::remove_file(filler).unwrap();
+    let later = id(500);
+    wait_for("an event to be accepted again", Duration::from_secs(20), async || {
+        receiver.post(&client, &auth, events::user_delete(&later, "u-3")).await.0 == StatusCode::OK
+    })
+    .await;
+    wait_for("readiness to come back", Duration::from_secs(15), async || {
+        client.get(receiver.url("/readyz")).send().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    wait_for("both deliveries recorded", Duration::from_secs(15), async || {
+        let (_, view) = admin(&client, &receiver, reqwest::Method::GET, &format!("/v1/events/{first}"), None).await;
+        let (_, later_view) = admin(&client, &receiver, reqwest::Method::GET, &format!("/v1/events/{later}"), None).await;
+        view["deliveries"][0]["state"] == "delivered" && later_view["deliveries"][0]["state"] == "delivered"
+    })
+    .await;
+    let (_, view) = admin(&client, &receiver, reqwest::Method::GET, &format!("/v1/events/{first}"), None).await;
+    assert_eq!(view["deliveries"][0]["totalAttempts"], 1, "{view}");
+    assert_eq!(sink.delivered().get(&first), Some(&1), "the first event went out once");
+    assert_eq!(sink.delivered().get(&later), Some(&1));
+}

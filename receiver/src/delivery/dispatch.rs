@@ -4,6 +4,12 @@
 //! finishes, or `delivery.pollIntervalMs` passes (retries come due, or
 //! another replica committed). Memory is bounded by the routes'
 //! concurrency, never by the backlog: the backlog stays in the store.
+//!
+//! While the store cannot commit (readiness says so), nothing is claimed:
+//! an outcome that could not be recorded must not make its delivery due
+//! again, and a service is not called for deliveries whose outcome could
+//! not be kept. Claims resume with the first commit that succeeds (the
+//! housekeeping probe tries every few seconds).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,7 +83,7 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
         }
         let free = slots.available_permits();
         let mut more = false;
-        if free > 0 {
+        if free > 0 && !state.store_health.failing() {
             // Counted as in flight from before the claim, so a stop cannot
             // see zero between a claim and the tasks it starts.
             in_flight.fetch_add(1, Ordering::SeqCst);

@@ -12,11 +12,23 @@
 //! outcome is committed, so no snapshot can hand it out twice: a claim
 //! holds that set's lock from before its snapshot until it has checked
 //! every entry, and the writer removes ids only after their commit.
+//!
+//! A commit that fails (a full disk, an I/O error) fails every operation of
+//! its batch, and redb then refuses every later write until the database is
+//! closed and opened again. So the writer reopens it (at most once a
+//! second, behind the next operation; the readiness probe sends one every
+//! few seconds) until it can write again: the store recovers by itself
+//! once space is freed. An outcome that could not be committed is kept in
+//! memory and committed with the next batch that succeeds; its delivery
+//! stays claimed meanwhile, so it is never sent again sooner than its
+//! outcome says (a restart before then sends it again: at least once).
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
@@ -65,17 +77,25 @@ const CLAIM_SCAN: usize = 10_000;
 const COMPACT_BATCH: usize = 10_000;
 /// A listing reads at most this many records looking for matches.
 const LIST_SCAN: usize = 200_000;
+/// After a failed commit, the database is reopened at most this often.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// A reopen waits at most this long for reads under way to let go of the
+/// database (a read takes milliseconds).
+const READERS_GONE: Duration = Duration::from_secs(2);
+/// The file's name in the store's directory.
+const FILE_NAME: &str = "fusionhook.redb";
 
 /// The embedded store.
 pub struct Embedded {
-    db: Arc<Database>,
+    /// Empty while the writer reopens the database after a failed commit.
+    db: Arc<ArcSwapOption<Database>>,
     ops: mpsc::UnboundedSender<Op>,
     claimed: Arc<Mutex<HashSet<u64>>>,
 }
 
 enum Op {
     Accept(NewEvent, oneshot::Sender<Result<Accepted, StoreError>>),
-    Record { id: u64, outcome: Outcome, error: Option<String>, now: u64 },
+    Record(Record),
     Replay(Filter, bool, u64, oneshot::Sender<Result<Vec<u64>, StoreError>>),
     Discard(Filter, bool, oneshot::Sender<Result<Vec<u64>, StoreError>>),
     Compact(u64, oneshot::Sender<Result<u64, StoreError>>),
@@ -86,6 +106,14 @@ macro_rules! r {
     ($e:expr, $ctx:literal) => {
         $e.map_err(|e| StoreError::from($ctx, redb::Error::from(e)))
     };
+}
+
+/// An attempt's outcome, to be committed.
+struct Record {
+    id: u64,
+    outcome: Outcome,
+    error: Option<String>,
+    now: u64,
 }
 
 fn lock(claimed: &Mutex<HashSet<u64>>) -> MutexGuard<'_, HashSet<u64>> {
@@ -137,43 +165,14 @@ impl Embedded {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::from(&format!("cannot create {}", dir.display()), e))?;
-        let file = dir.join("fusionhook.redb");
-        // redb's page cache is its memory: bounded here, whatever the backlog.
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&file)
-            .map_err(|e| StoreError::from(&format!("cannot open {}", file.display()), e))?;
-        let db = Arc::new(db);
-        // Create every table up front, so readers never meet a missing one.
-        {
-            let txn = r!(db.begin_write(), "begin")?;
-            for layout in [txn.open_table(EVENTS).map(drop), txn.open_table(EVENT_IDS).map(drop)] {
-                if let Err(e @ redb::TableError::TableTypeMismatch { .. }) = layout {
-                    return Err(StoreError(format!(
-                        "{} was written by a development build of fusionhook with another layout ({e}); move it away",
-                        file.display()
-                    )));
-                }
-                r!(layout, "open")?;
-            }
-            r!(txn.open_table(EVENT_TIMES), "open")?;
-            r!(txn.open_table(DELIVERIES), "open")?;
-            r!(txn.open_table(DUE), "open")?;
-            r!(txn.open_table(PENDING), "open")?;
-            r!(txn.open_table(DEAD), "open")?;
-            r!(txn.open_table(DELIVERED), "open")?;
-            r!(txn.open_table(ORDERED), "open")?;
-            r!(txn.open_table(COUNTS), "open")?;
-            r!(txn.open_table(META), "open")?;
-            r!(txn.commit(), "commit")?;
-        }
+        let file = dir.join(FILE_NAME);
+        let db = Arc::new(ArcSwapOption::from_pointee(open_database(&file)?));
         let (ops, rx) = mpsc::unbounded_channel();
         let claimed = Arc::new(Mutex::new(HashSet::new()));
-        let writer_db = db.clone();
-        let writer_claimed = claimed.clone();
+        let writer = Writer { file, db: db.clone(), claimed: claimed.clone(), retention, held: Vec::new(), broken: None };
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(&writer_db, rx, &writer_claimed, retention, &latency))
+            .spawn(move || writer.run(rx, &latency))
             .map_err(|e| StoreError::from("cannot start the store writer", e))?;
         Ok(Self { db, ops, claimed })
     }
@@ -183,7 +182,7 @@ impl Embedded {
     }
 
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
-        let db = self.db.clone();
+        let db = self.db.load_full().ok_or_else(|| StoreError("the store is being reopened after a failed commit".into()))?;
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::from("store read", e))?
     }
 
@@ -246,7 +245,7 @@ impl Embedded {
     }
 
     pub(super) async fn record(&self, delivery: &Delivery, outcome: Outcome, error: Option<String>) -> Result<(), StoreError> {
-        self.send(Op::Record { id: delivery.id, outcome, error, now: super::now_ms() })
+        self.send(Op::Record(Record { id: delivery.id, outcome, error, now: super::now_ms() }))
     }
 
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
@@ -314,12 +313,14 @@ impl Embedded {
     }
 
     pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+        chosen(filter)?;
         let (tx, rx) = oneshot::channel();
         self.send(Op::Replay(filter.clone(), dry_run, super::now_ms(), tx))?;
         rx.await.map_err(|_| StoreError("the store writer stopped".into()))?
     }
 
     pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+        chosen(filter)?;
         let (tx, rx) = oneshot::channel();
         self.send(Op::Discard(filter.clone(), dry_run, tx))?;
         rx.await.map_err(|_| StoreError("the store writer stopped".into()))?
@@ -375,25 +376,167 @@ fn select(
     Ok(out)
 }
 
-fn writer(
-    db: &Database,
-    mut rx: mpsc::UnboundedReceiver<Op>,
-    claimed: &Mutex<HashSet<u64>>,
-    retention: Retention,
-    latency: &CommitLatency,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        let started = std::time::Instant::now();
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+/// Opens the database file, creating it (and every table) when it does not
+/// exist. A new file is made under another name and moved into place once
+/// initialised, so a file at the store's path is never legitimately empty:
+/// an empty or damaged one is refused, never started over.
+fn open_database(file: &Path) -> Result<Database, StoreError> {
+    let builder = || {
+        let mut builder = redb::Builder::new();
+        // redb's page cache is its memory: bounded here, whatever the backlog.
+        builder.set_cache_size(CACHE_BYTES);
+        builder
+    };
+    match std::fs::metadata(file) {
+        Ok(meta) if meta.len() == 0 => return Err(StoreError(damaged(file, "it is empty (0 bytes)"))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh = file.with_extension("redb.new");
+            // A leftover of a start that died half-way holds nothing.
+            let _ = std::fs::remove_file(&fresh);
+            let db = builder().create(&fresh).map_err(|e| StoreError::from(&format!("cannot create {}", fresh.display()), e))?;
+            create_tables(&db, file)?;
+            drop(db);
+            std::fs::rename(&fresh, file).map_err(|e| StoreError::from(&format!("cannot move {} into place", fresh.display()), e))?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::from("cannot sync the store's directory", e))?;
             }
         }
-        commit(db, &mut batch, claimed, retention);
-        latency.observe(started.elapsed().as_secs_f64());
+        Err(e) => return Err(StoreError::from(&format!("cannot read {}", file.display()), e)),
+    }
+    // Every page's checksum is checked: a damaged file is refused here
+    // with a message, instead of failing (or panicking) later.
+    let mut builder = builder();
+    builder.set_check_integrity_on_open(true);
+    let db = match builder.open(file) {
+        Ok(db) => db,
+        Err(e @ (redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) | redb::DatabaseError::UpgradeRequired(_))) => {
+            return Err(StoreError(damaged(file, &e.to_string())));
+        }
+        Err(e) => return Err(StoreError::from(&format!("cannot open {}", file.display()), e)),
+    };
+    create_tables(&db, file)?;
+    Ok(db)
+}
+
+/// What a refused store file says: what is wrong and the way out.
+fn damaged(file: &Path, what: &str) -> String {
+    format!(
+        "the store file {} is damaged: {what}. The receiver will not start over it with an empty store (that would forget \
+         every pending delivery). Keep a copy, run `fusionhook-receiver salvage --store {}` to read out what can still be \
+         read (events owed a delivery, as JSON lines to hand to the admin API's /v1/ingest), then move the file away to \
+         start an empty store",
+        file.display(),
+        file.parent().map_or_else(|| ".".into(), |p| p.display().to_string())
+    )
+}
+
+/// Creates every table up front, so readers never meet a missing one.
+fn create_tables(db: &Database, file: &Path) -> Result<(), StoreError> {
+    let txn = r!(db.begin_write(), "begin")?;
+    for layout in [txn.open_table(EVENTS).map(drop), txn.open_table(EVENT_IDS).map(drop)] {
+        if let Err(e @ redb::TableError::TableTypeMismatch { .. }) = layout {
+            return Err(StoreError(format!(
+                "{} was written by a development build of fusionhook with another layout ({e}); move it away",
+                file.display()
+            )));
+        }
+        r!(layout, "open")?;
+    }
+    r!(txn.open_table(EVENT_TIMES), "open")?;
+    r!(txn.open_table(DELIVERIES), "open")?;
+    r!(txn.open_table(DUE), "open")?;
+    r!(txn.open_table(PENDING), "open")?;
+    r!(txn.open_table(DEAD), "open")?;
+    r!(txn.open_table(DELIVERED), "open")?;
+    r!(txn.open_table(ORDERED), "open")?;
+    r!(txn.open_table(COUNTS), "open")?;
+    r!(txn.open_table(META), "open")?;
+    r!(txn.commit(), "commit")
+}
+
+/// The writer thread's state.
+struct Writer {
+    file: PathBuf,
+    db: Arc<ArcSwapOption<Database>>,
+    claimed: Arc<Mutex<HashSet<u64>>>,
+    retention: Retention,
+    /// Outcomes whose commit failed, committed with the next batch; their
+    /// deliveries stay claimed until then.
+    held: Vec<Record>,
+    /// Since when, and why, the database needs reopening.
+    broken: Option<(Instant, String)>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>, latency: &CommitLatency) {
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            let started = Instant::now();
+            // Outcomes still owed go first, in the order they happened.
+            batch.extend(self.held.drain(..).map(Op::Record));
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            match self.database() {
+                Ok(db) => {
+                    if let Err(e) = commit(&db, &mut batch, &self.claimed, self.retention, &mut self.held) {
+                        // redb refuses every write after an I/O error until it is reopened.
+                        self.broken = Some((Instant::now(), e.0));
+                    }
+                }
+                Err(e) => {
+                    for op in batch.drain(..) {
+                        fail(op, &e, &mut self.held);
+                    }
+                }
+            }
+            latency.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The database to write to; after a failed commit, reopened first (at
+    /// most once every [`REOPEN_EVERY`]).
+    fn database(&mut self) -> Result<Arc<Database>, StoreError> {
+        let Some((since, why)) = &self.broken else {
+            return self.db.load_full().ok_or_else(|| StoreError("the store is closed".into()));
+        };
+        if since.elapsed() < REOPEN_EVERY {
+            return Err(StoreError(why.clone()));
+        }
+        if let Some(old) = self.db.swap(None) {
+            let deadline = Instant::now() + READERS_GONE;
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match Arc::try_unwrap(old) {
+                // Closing a database that failed may fail too: it is gone either way.
+                Ok(db) => drop(db.close()),
+                Err(old) => {
+                    self.db.store(Some(old));
+                    self.broken = Some((Instant::now(), "the store cannot be reopened while reads hold it".into()));
+                    return Err(StoreError("the store cannot be reopened while reads hold it".into()));
+                }
+            }
+        }
+        match open_database(&self.file) {
+            Ok(db) => {
+                let db = Arc::new(db);
+                self.db.store(Some(db.clone()));
+                self.broken = None;
+                tracing::info!(file = %self.file.display(), "the store was reopened after a failed commit");
+                Ok(db)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the store cannot be reopened yet; trying again with the next commit");
+                self.broken = Some((Instant::now(), e.0.clone()));
+                Err(e)
+            }
+        }
     }
 }
 
@@ -402,53 +545,38 @@ enum Reply {
     Accept(oneshot::Sender<Result<Accepted, StoreError>>, Accepted),
     Ids(oneshot::Sender<Result<Vec<u64>, StoreError>>, Vec<u64>),
     Count(oneshot::Sender<Result<u64, StoreError>>, u64),
-    Released(u64),
+    /// An outcome in this batch: committed, its delivery is released.
+    Recorded(Record),
+    /// An outcome that can never be committed (its delivery is unreadable):
+    /// its delivery stays claimed until the process restarts.
+    Stuck,
 }
 
-fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, retention: Retention) {
-    let started = std::time::Instant::now();
+/// Commits the batch in one transaction. On failure every op is answered
+/// with the error and the outcomes go back to `held`.
+fn commit(
+    db: &Database,
+    batch: &mut Vec<Op>,
+    claimed: &Mutex<HashSet<u64>>,
+    retention: Retention,
+    held: &mut Vec<Record>,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
     let count = batch.len();
     let mut replies = Vec::with_capacity(batch.len());
     let mut ops = std::mem::take(batch).into_iter();
     let result = (|| -> Result<(), StoreError> {
-        let begun = (|| {
-            let mut txn = r!(db.begin_write(), "begin write")?;
-            r!(txn.set_durability(Durability::Immediate), "durability")?;
-            Ok(txn)
-        })();
-        let txn = match begun {
-            Ok(txn) => txn,
-            Err(e) => {
-                // Every op of the batch is answered (and its claim released).
-                for op in ops.by_ref() {
-                    fail(op, &e, claimed);
-                }
-                return Err(e);
-            }
-        };
+        let mut txn = r!(db.begin_write(), "begin write")?;
+        r!(txn.set_durability(Durability::Immediate), "durability")?;
         {
-            let mut t = match Tables::open(&txn, retention) {
-                Ok(t) => t,
-                Err(e) => {
-                    for op in ops.by_ref() {
-                        fail(op, &e, claimed);
-                    }
-                    return Err(e);
-                }
-            };
-            while let Some(op) = ops.next() {
-                match apply(&mut t, op, &mut replies) {
-                    Ok(()) => {}
-                    Err((e, op)) => {
-                        // Answer the op that failed; the rest of the batch
-                        // fails with it (the transaction is not committed).
-                        fail(*op, &e, claimed);
-                        for op in ops.by_ref() {
-                            fail(op, &e, claimed);
-                        }
-                        return Err(e);
-                    }
-                }
+            let mut t = Tables::open(&txn, retention)?;
+            for op in ops.by_ref() {
+                apply(&mut t, op, &mut replies).map_err(|(e, op)| {
+                    // The op that failed is answered; the rest of the batch
+                    // fails with it (the transaction is not committed).
+                    fail(*op, &e, held);
+                    e
+                })?;
             }
             t.finish()?;
         }
@@ -456,42 +584,47 @@ fn commit(db: &Database, batch: &mut Vec<Op>, claimed: &Mutex<HashSet<u64>>, ret
     })();
     match result {
         Ok(()) => {
-            let mut held = None;
+            let mut claims = None;
             for reply in replies {
                 match reply {
                     Reply::Accept(tx, accepted) => drop(tx.send(Ok(accepted))),
                     Reply::Ids(tx, ids) => drop(tx.send(Ok(ids))),
                     Reply::Count(tx, n) => drop(tx.send(Ok(n))),
-                    Reply::Released(id) => {
-                        held.get_or_insert_with(|| lock(claimed)).remove(&id);
+                    Reply::Recorded(record) => {
+                        claims.get_or_insert_with(|| lock(claimed)).remove(&record.id);
                     }
+                    Reply::Stuck => {}
                 }
             }
             tracing::trace!(ops = count, took_us = started.elapsed().as_micros() as u64, "store commit");
+            Ok(())
         }
         Err(e) => {
             tracing::error!(error = %e, ops = count, "store commit failed");
+            for op in ops {
+                fail(op, &e, held);
+            }
             for reply in replies {
                 match reply {
                     Reply::Accept(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
                     Reply::Ids(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
                     Reply::Count(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
-                    Reply::Released(id) => {
-                        lock(claimed).remove(&id);
-                    }
+                    Reply::Recorded(record) => held.push(record),
+                    Reply::Stuck => {}
                 }
             }
+            Err(e)
         }
     }
 }
 
-fn fail(op: Op, e: &StoreError, claimed: &Mutex<HashSet<u64>>) {
+/// Answers an op of a batch that was not committed; an outcome is kept for
+/// the next batch (its delivery stays claimed).
+fn fail(op: Op, e: &StoreError, held: &mut Vec<Record>) {
     let e = StoreError(e.0.clone());
     match op {
         Op::Accept(_, tx) => drop(tx.send(Err(e))),
-        Op::Record { id, .. } => {
-            lock(claimed).remove(&id);
-        }
+        Op::Record(record) => held.push(record),
         Op::Replay(_, _, _, tx) | Op::Discard(_, _, tx) => drop(tx.send(Err(e))),
         Op::Compact(_, tx) | Op::Flush(tx) => drop(tx.send(Err(e))),
     }
@@ -672,14 +805,14 @@ fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (St
             Ok(accepted) => replies.push(Reply::Accept(tx, accepted)),
             Err(e) => return Err((e, Box::new(Op::Accept(event, tx)))),
         },
-        Op::Record { id, outcome, error, now } => {
-            // A record that fails is dropped: the delivery stays pending and
-            // is tried again (at least once).
-            if let Err(e) = record(t, id, outcome, error, now) {
-                tracing::warn!(error = %e, id, "could not record a delivery outcome; it will be tried again");
+        Op::Record(record) => match self::record(t, &record) {
+            Ok(true) => replies.push(Reply::Recorded(record)),
+            Ok(false) => {
+                tracing::error!(delivery = record.id, "a delivery's record is unreadable; its outcome cannot be kept, and it is not sent again until the receiver restarts");
+                replies.push(Reply::Stuck);
             }
-            replies.push(Reply::Released(id));
-        }
+            Err(e) => return Err((e, Box::new(Op::Record(record)))),
+        },
         Op::Replay(filter, dry_run, now, tx) => match replay(t, &filter, dry_run, now) {
             Ok(ids) => replies.push(Reply::Ids(tx, ids)),
             Err(e) => return Err((e, Box::new(Op::Replay(filter, dry_run, now, tx)))),
@@ -734,12 +867,18 @@ fn accept(t: &mut Tables<'_>, event: &NewEvent) -> Result<Accepted, StoreError> 
     Ok(Accepted::Stored)
 }
 
-fn record(t: &mut Tables<'_>, id: u64, outcome: Outcome, error: Option<String>, now: u64) -> Result<(), StoreError> {
-    let Some((seq, mut d)) = t.get(id)? else { return Ok(()) };
+/// Applies an outcome; `false` when the delivery's record cannot be read
+/// (the outcome can then never be kept). A write that fails fails the batch.
+fn record(t: &mut Tables<'_>, record: &Record) -> Result<bool, StoreError> {
+    let Some(stored) = r!(t.deliveries.get(record.id), "read")? else { return Ok(true) };
+    let Ok((seq, mut d)) = decode_delivery(stored.value()) else { return Ok(false) };
+    drop(stored);
     if d.state != State::Pending {
         // Discarded or changed by a person meanwhile.
-        return Ok(());
+        return Ok(true);
     }
+    let (outcome, now) = (record.outcome, record.now);
+    let error = record.error.clone();
     let next_before = d.next_attempt_ms;
     d.record(outcome, error, now);
     match d.state {
@@ -762,13 +901,20 @@ fn record(t: &mut Tables<'_>, id: u64, outcome: Outcome, error: Option<String>, 
             t.bump(&d.route, State::Dead, 1);
         }
     }
-    t.put(seq, &d)
+    t.put(seq, &d)?;
+    Ok(true)
 }
 
-fn selected(t: &Tables<'_>, filter: &Filter) -> Result<Vec<(u64, Delivery)>, StoreError> {
+/// Refused before it reaches the writer: a refusal must not fail the
+/// batch it would share with other requests.
+fn chosen(filter: &Filter) -> Result<(), StoreError> {
     if filter.ids.is_empty() && filter.state.is_none() {
         return Err(StoreError("give ids or a state".into()));
     }
+    Ok(())
+}
+
+fn selected(t: &Tables<'_>, filter: &Filter) -> Result<Vec<(u64, Delivery)>, StoreError> {
     select(&t.deliveries, &t.pending, &t.dead, filter)
 }
 

@@ -389,6 +389,11 @@ impl Health {
         self.failing.store(problem.is_some(), Ordering::Relaxed);
     }
 
+    /// Whether the last commit failed (one atomic read).
+    pub fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Why the last commit failed, while it is the last word.
     pub fn problem(&self) -> Option<String> {
         self.problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()

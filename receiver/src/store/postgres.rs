@@ -15,7 +15,10 @@
 //! claim token: a replica that dies mid-delivery leaves a lease that runs
 //! out, and any replica then tries again; an outcome is recorded only if
 //! its claim still holds the delivery, so a late one cannot overwrite a
-//! newer claim's. The connection string comes from the secret file (re-read
+//! newer claim's. An outcome whose group failed is kept in memory and goes
+//! with the next group (an accept or the readiness probe's flush), not
+//! dropped: its delivery is not claimed again sooner than it says while
+//! this process lives. The connection string comes from the secret file (re-read
 //! like every secret file) and is never logged. TLS to PostgreSQL is not
 //! supported yet (`sslmode=disable`).
 
@@ -205,8 +208,10 @@ impl Postgres {
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let commits = Arc::new(RwLock::new(()));
         let failed_groups = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
         for _ in 0..WRITERS {
-            tokio::spawn(batcher(url.clone(), migrated.clone(), rx.clone(), commits.clone(), failed_groups.clone(), latency.clone()));
+            let shared = Shared { commits: commits.clone(), failed_groups: failed_groups.clone(), held: held.clone() };
+            tokio::spawn(batcher(url.clone(), migrated.clone(), rx.clone(), shared, latency.clone()));
         }
         Ok(Self { url, migrated, shared: RwLock::new(client), ops, retention, failed_groups })
     }
@@ -505,6 +510,16 @@ struct Prepared {
     record: Statement,
 }
 
+/// What the [`WRITERS`] share.
+struct Shared {
+    /// Held for reading while a group commits; a flush takes the write side.
+    commits: Arc<RwLock<()>>,
+    /// Groups that failed so far.
+    failed_groups: Arc<std::sync::atomic::AtomicU64>,
+    /// Outcomes of failed groups, for the next group.
+    held: Arc<std::sync::Mutex<Vec<Box<Delivery>>>>,
+}
+
 /// One of the [`WRITERS`]: whichever is free takes everything queued at
 /// that moment, so groups commit in parallel while PostgreSQL flushes.
 /// A group being committed holds `commits` for reading; a flush waits for
@@ -513,16 +528,17 @@ async fn batcher(
     url: Arc<Secret>,
     migrated: Arc<AtomicBool>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Op>>>,
-    commits: Arc<RwLock<()>>,
-    failed_groups: Arc<std::sync::atomic::AtomicU64>,
+    shared: Shared,
     latency: CommitLatency,
 ) {
+    let Shared { commits, failed_groups, held } = shared;
     let mut connection: Option<(Client, Prepared)> = None;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let committing = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
+            batch.extend(held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).map(Op::Record));
             batch.push(first);
             while batch.len() < BATCH {
                 match rx.try_recv() {
@@ -567,7 +583,8 @@ async fn batcher(
         }
         // A flush in a failed group says why (readiness shows it).
         let group_failure = result.as_ref().err().map(|e| e.0.clone());
-        answer(rest.into_iter(), result);
+        let unrecorded = answer(rest.into_iter(), result);
+        held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(unrecorded);
         if !flushes.is_empty() {
             let _all_committed = commits.write().await;
             let failed = failed_groups.load(std::sync::atomic::Ordering::SeqCst);
@@ -653,7 +670,9 @@ async fn commit(client: &mut Client, prepared: &Prepared, batch: &[Op]) -> Resul
     Ok(fresh)
 }
 
-fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>) {
+/// Answers a group's ops; gives back the outcomes of a failed group.
+fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>) -> Vec<Box<Delivery>> {
+    let mut unrecorded = Vec::new();
     match result {
         Ok(fresh) => {
             let mut fresh = fresh.into_iter();
@@ -673,10 +692,13 @@ fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>
                 match op {
                     Op::Accept(_, tx) => drop(tx.send(Err(StoreError(e.0.clone())))),
                     Op::Flush(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
-                    // The lease runs out and the delivery is tried again.
-                    Op::Record(d) => tracing::warn!(delivery = d.id, "a delivery outcome was not committed; it will be tried again"),
+                    Op::Record(d) => {
+                        tracing::warn!(delivery = d.id, "a delivery outcome was not committed; it goes with the next group");
+                        unrecorded.push(d);
+                    }
                 }
             }
         }
     }
+    unrecorded
 }

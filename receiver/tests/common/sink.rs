@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,10 @@ pub struct Call {
 pub struct Sink {
     mode: AtomicU8,
     n: AtomicUsize,
+    /// Each call is answered this much later.
+    delay_ms: AtomicU64,
+    /// Calls that arrived (answered or not yet).
+    started: AtomicUsize,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -52,6 +56,16 @@ impl Sink {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
+    /// Answers every later call this much later.
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(u64::try_from(delay.as_millis()).unwrap(), Ordering::SeqCst);
+    }
+
+    /// Calls that arrived, answered or not yet.
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
@@ -67,6 +81,11 @@ impl Sink {
 }
 
 async fn answer(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    sink.started.fetch_add(1, Ordering::SeqCst);
+    let delay = sink.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let n = sink.n.fetch_add(1, Ordering::SeqCst);
     let status = match sink.mode.load(Ordering::SeqCst) {
         OK => StatusCode::OK,
