@@ -195,6 +195,13 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The answer is larger than [`MAX_ANSWER_BYTES`] (a search page of
+    /// large entries): ask for less.
+    #[error("{operation}: FusionAuth's answer is larger than the client's limit of {} MiB", MAX_ANSWER_BYTES / (1024 * 1024))]
+    TooLarge {
+        /// What was attempted.
+        operation: &'static str,
+    },
     /// The client could not be built (bad CA bundle, bad base URL).
     #[error("FusionAuth client configuration: {0}")]
     Config(String),
@@ -300,10 +307,7 @@ impl FusionAuthClient {
             Ok(response) => {
                 let status = response.status();
                 match crate::limited::read_body(response, MAX_ANSWER_BYTES).await {
-                    Ok(body) if body.truncated => Answer::Failed(ClientError::Decode {
-                        operation,
-                        reason: format!("the answer is larger than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)),
-                    }),
+                    Ok(body) if body.truncated => Answer::Failed(ClientError::TooLarge { operation }),
                     Ok(body) => Answer::Status(status, body.bytes),
                     Err(e) if e.is_timeout() => Answer::Failed(ClientError::Timeout { operation }),
                     Err(e) => Answer::Failed(ClientError::Connect { operation, reason: e.without_url().to_string() }),

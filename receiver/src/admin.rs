@@ -59,6 +59,35 @@ pub fn router(state: Arc<AppState>, token: Arc<Secret>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(admin.clone(), bearer))
         .with_state(admin)
+        .layer(middleware::map_response(as_json))
+}
+
+/// Every refusal in the JSON shape of the public port (`{"errors": [{"code",
+/// "message"}]}`), also those axum and hyper make themselves (a body over
+/// the limit: 413, an unknown path: 404, a wrong method: 405): a client
+/// such as the operator's backfill tells the receiver's own refusal from a
+/// proxy's by that shape.
+async fn as_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "[tooLarge]",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "[unsupportedMediaType]",
+        StatusCode::NOT_FOUND => "[notFound]",
+        StatusCode::METHOD_NOT_ALLOWED => "[methodNotAllowed]",
+        s if s.is_server_error() => "[internal]",
+        _ => "[invalid]",
+    };
+    // axum's own texts are short and hold nothing of the request's content.
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_owned(),
+        text => text.to_owned(),
+    };
+    error(status, code, &message)
 }
 
 /// The header that carries the token through the API server's service and

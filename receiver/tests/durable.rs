@@ -367,3 +367,36 @@ async fn a_full_disk_neither_kills_the_store_nor_sends_a_delivery_again() {
     assert_eq!(sink.delivered().get(&first), Some(&1), "the first event went out once");
     assert_eq!(sink.delivered().get(&later), Some(&1));
 }
+
+/// Issue 24, item 2: the admin API answered a body over the limit with
+/// axum's plain-text 413, which the operator's backfill read as "admin API
+/// unreachable" and stopped at for good. Every refusal is JSON now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_refusal_is_json_like_the_public_port() {
+    let (_sink, sink_addr) = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("maxBodyBytes: 2048\n{}", config(dir.path(), sink_addr, ""));
+    let receiver = Receiver::start_in(dir, &yaml);
+    let client = reqwest::Client::new();
+    let big = events::event("user.delete", &id(1), json!({"user": {"id": "u", "data": {"pad": "x".repeat(4096)}}}));
+    let public = receiver.post(&client, &[("authorization", "API-KEY".to_owned())], big.clone()).await;
+    assert_eq!(public.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let admin_url = |path: &str| format!("http://{}{path}", receiver.admin.unwrap());
+    let cases = [
+        (
+            client.post(admin_url("/v1/ingest")).header("content-type", "application/json").body(big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "[tooLarge]",
+        ),
+        (client.get(admin_url("/v1/nothing-here")), StatusCode::NOT_FOUND, "[notFound]"),
+        (client.delete(admin_url("/v1/stats")), StatusCode::METHOD_NOT_ALLOWED, "[methodNotAllowed]"),
+    ];
+    for (request, status, code) in cases {
+        let response = request.bearer_auth("admin-secret-token").send().await.unwrap();
+        assert_eq!(response.status(), status);
+        let body: serde_json::Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["errors"][0]["code"], code, "{body}");
+        assert!(body["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+    assert_eq!(public.1["errors"][0]["code"], "[tooLarge]", "the same code on both ports");
+}

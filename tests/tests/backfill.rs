@@ -350,3 +350,44 @@ fn base64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// Issue 24, item 2. Before: the receiver's admin API refused an event over
+/// its body limit with a plain-text 413, which the operator read as "admin
+/// API unreachable": every later pass stopped at that entry and an event
+/// missed afterwards was never handed over. Now the refusal is final: given
+/// up with a Warning Event and a count, and the pass goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_the_receiver_can_never_take_is_given_up_and_the_ones_after_it_are_handed_over() {
+    let (mut stack, sink, service) = start().await;
+    stack.start_operator("op-a", "2s").unwrap();
+    create_hook(&stack, &service, json!({"type": "none"}));
+    assert!(ready(&stack).await, "{}", resource(&stack));
+    switches_and_a_vetoing_webhook(&stack).await;
+
+    stack.kubelet.stop_namespace("team");
+    // Over the receiver's default maxBodyBytes (1 MiB).
+    let pad = "x".repeat(1024 * 1024 + 1);
+    let big = json!({"type": "user.create", "user": {"id": "6c0e5b2a-0000-4000-8000-00000000b16e", "data": {"pad": pad}}});
+    let report = stack.fusionauth.raise(Some(tenant()), big).await.unwrap();
+    let big_id = report.event["id"].as_str().unwrap().to_owned();
+    let raised = raise_while_down(&stack, 3, 0).await;
+    stack.kubelet.start_namespace("team");
+    assert!(ready(&stack).await, "{}", resource(&stack));
+
+    every_committed_event_once(&sink, &raised, Duration::from_secs(3 * INTERVAL), &stack).await;
+    assert!(!received(&sink).contains_key(&big_id));
+    let gave_up = |stack: &Stack| -> Vec<String> {
+        stack
+            .kube
+            .list("events.k8s.io", "v1", "events", Some("team"))
+            .iter()
+            .filter(|e| e["reason"] == "BackfillGaveUp" && e["type"] == "Warning")
+            .filter_map(|e| e["note"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(eventually(WAIT, || gave_up(&stack).iter().any(|n| n.contains(&big_id))).await, "{:?}", gave_up(&stack));
+    let refused = stack.operators[0].metric("fusionhook_operator_backfill_events_total{outcome=\"refused\"}").await;
+    assert_eq!(refused as u64, 1);
+    assert_eq!(stack.condition("team", "hook", "BackfillAvailable").unwrap().0, "True", "{}", resource(&stack));
+    stack.operators.clear();
+}

@@ -399,7 +399,9 @@ fn open_database(file: &Path) -> Result<Database, StoreError> {
             drop(db);
             std::fs::rename(&fresh, file).map_err(|e| StoreError::from(&format!("cannot move {} into place", fresh.display()), e))?;
             if let Some(dir) = file.parent() {
-                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::from("cannot sync the store's directory", e))?;
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StoreError::from("cannot sync the store's directory", e))?;
             }
         }
         Err(e) => return Err(StoreError::from(&format!("cannot read {}", file.display()), e)),
@@ -808,7 +810,10 @@ fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (St
         Op::Record(record) => match self::record(t, &record) {
             Ok(true) => replies.push(Reply::Recorded(record)),
             Ok(false) => {
-                tracing::error!(delivery = record.id, "a delivery's record is unreadable; its outcome cannot be kept, and it is not sent again until the receiver restarts");
+                tracing::error!(
+                    delivery = record.id,
+                    "a delivery's record is unreadable; its outcome cannot be kept, and it is not sent again until the receiver restarts"
+                );
                 replies.push(Reply::Stuck);
             }
             Err(e) => return Err((e, Box::new(Op::Record(record)))),

@@ -32,7 +32,8 @@ impl ApplyError {
             | ClientError::Timeout { .. }
             | ClientError::Connect { .. }
             | ClientError::Unexpected { .. }
-            | ClientError::Decode { .. } => Reason::FusionAuthUnreachable,
+            | ClientError::Decode { .. }
+            | ClientError::TooLarge { .. } => Reason::FusionAuthUnreachable,
         }
     }
 }

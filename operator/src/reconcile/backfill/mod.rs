@@ -76,6 +76,17 @@ struct Remembered {
 #[derive(Debug, Default)]
 pub struct Memory {
     resources: Mutex<HashMap<String, Remembered>>,
+    /// Requested passes that stopped before the end of their window, by
+    /// uid: asking again for the same `since` goes on from there.
+    requests: Mutex<HashMap<String, RequestChain>>,
+}
+
+/// Where a requested pass stopped.
+#[derive(Debug)]
+struct RequestChain {
+    /// The request's `since`, epoch ms.
+    since_ms: i64,
+    resume: Resume,
 }
 
 impl Memory {
@@ -84,9 +95,27 @@ impl Memory {
         f(all.entry(uid.to_owned()).or_default())
     }
 
-    /// Forgets a resource (deleted, or backfill turned off).
+    /// Forgets a resource (deleted).
     pub fn forget(&self, uid: &str) {
+        self.forget_passes(uid);
+        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
+    }
+
+    /// Forgets the scheduled passes of a resource (backfill turned off);
+    /// a requested chain stays.
+    fn forget_passes(&self, uid: &str) {
         self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
+    }
+
+    /// Takes the chain a requested pass over `since_ms` left, if any.
+    fn take_request(&self, uid: &str, since_ms: i64) -> Option<Resume> {
+        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let chain = requests.remove(uid)?;
+        (chain.since_ms == since_ms).then_some(chain.resume)
+    }
+
+    fn keep_request(&self, uid: &str, since_ms: i64, resume: Resume) {
+        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid.to_owned(), RequestChain { since_ms, resume });
     }
 
     /// The condition of the last pass, for a reconcile that stopped before
@@ -107,7 +136,7 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
         requested(ctx, v, fa, request, report).await;
     }
     let Some(settings) = v.backfill else {
-        ctx.backfill.forget(&v.uid);
+        ctx.backfill.forget_passes(&v.uid);
         if let Some(b) = report.status.backfill.as_mut() {
             // Only what a requested pass left.
             b.checkpoint = None;
@@ -179,8 +208,16 @@ async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
         (Err(e), _) => format!("not run: {} in the annotation is not an RFC 3339 time ({e})", crate::names::BACKFILL_ANNOTATION),
         (Ok(_), None) => "not run".to_owned(),
         (Ok(since), Some(settings)) => {
-            let settled = ctx.backfill.with(&v.uid, |r| r.settled.clone());
-            let outcome = pass(ctx, v, fa, settings, since.as_millisecond(), started_ms, Resume { settled, ..Resume::default() }).await;
+            let since_ms = since.as_millisecond();
+            // Asked again after a pass that stopped early: on from there.
+            let resume = ctx.backfill.take_request(&v.uid, since_ms).unwrap_or_else(|| {
+                let settled = ctx.backfill.with(&v.uid, |r| r.settled.clone());
+                Resume { settled, ..Resume::default() }
+            });
+            let mut outcome = pass(ctx, v, fa, settings, since_ms, started_ms, resume).await;
+            if !outcome.complete && outcome.resume.cursor.is_some() {
+                ctx.backfill.keep_request(&v.uid, since_ms, std::mem::take(&mut outcome.resume));
+            }
             ctx.metrics.backfill_pass(&outcome.counts, outcome.calls);
             let handed = outcome.handed_over.len() as u64;
             status.handed_over += handed;
@@ -191,7 +228,7 @@ async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
             let stopped_early = if outcome.complete {
                 String::new()
             } else {
-                "; it stopped before the end of the window (call budget or time spent): what came later was not looked at, ask again"
+                "; it stopped before the end of the window (call budget or time spent): ask again with the same --since to go on from where it stopped"
                     .to_owned()
             };
             match outcome.step.state {
@@ -333,6 +370,22 @@ async fn pass(
         calls += 1;
         let (rows, total) = match fa.search_webhook_event_logs(&criteria).await {
             Ok(page) => (page.webhook_event_logs, page.total),
+            // Smaller pages; a single entry larger than the client takes is
+            // passed by (said in an Event), never a pass stuck on it.
+            Err(ClientError::TooLarge { .. }) if pager.shrink() => continue,
+            Err(ClientError::TooLarge { .. }) => {
+                pager.skip_unreadable();
+                *counts.entry("gave_up").or_default() += 1;
+                warnings.push(status::warning(
+                    "BackfillGaveUp",
+                    "Backfill",
+                    format!(
+                        "an entry of FusionAuth's Webhook Event Log (row {start_row} of this window) is larger than the operator reads ({} MiB) and was passed by: look it up in FusionAuth (System > Webhook Log) and send it yourself if it matters",
+                        fusionhook_fusionauth::client::MAX_ANSWER_BYTES / (1024 * 1024)
+                    ),
+                ));
+                continue;
+            }
             Err(e) => {
                 problem = Some(unavailable(&e, "the Webhook Event Log"));
                 break;
@@ -364,6 +417,15 @@ async fn pass(
                         *counts.entry("refused").or_default() += 1;
                         resume.settled.insert((instant, id));
                         tracing::warn!(namespace = v.namespace, name = v.name, event_log = %id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
+                        warnings.push(status::warning(
+                            "BackfillGaveUp",
+                            "Backfill",
+                            format!(
+                                "event {} ({}) is refused by the receiver ({message}); it can never be taken as it is and is not offered again: look it up in FusionAuth (System > Webhook Log)",
+                                event_id(&entry),
+                                entry.event_type.as_deref().unwrap_or("?")
+                            ),
+                        ));
                         continue;
                     }
                     Err(Refusal::Failed(message)) => {
@@ -373,7 +435,7 @@ async fn pass(
                             resume.failures.remove(&id);
                             resume.settled.insert((instant, id));
                             *counts.entry("gave_up").or_default() += 1;
-                            let event_id = entry.event.as_ref().and_then(|e| e["event"]["id"].as_str()).unwrap_or("?").to_owned();
+                            let event_id = event_id(&entry);
                             warnings.push(status::warning(
                                 "BackfillGaveUp",
                                 "Backfill",
@@ -450,6 +512,11 @@ async fn pass(
         (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
     };
     Outcome { step, checkpoint, calls, counts, handed_over, resume, warnings, complete }
+}
+
+/// The logged event's `event.id`, for messages.
+fn event_id(entry: &WebhookEventLog) -> String {
+    entry.event.as_ref().and_then(|e| e["event"]["id"].as_str()).unwrap_or("?").to_owned()
 }
 
 /// Hands `entry`'s payload to the receiver pod `target` (picked once per

@@ -151,20 +151,41 @@ impl Pager {
         self.last.map(|last| (self.offset, last))
     }
 
-    /// `(startRow, numberOfResults)` of the next call.
+    /// `(startRow, numberOfResults)` of the next call: from the last row
+    /// read (the overlap shows whether the list moved), when there is one.
     pub fn request(&self) -> (u32, u32) {
-        match self.offset {
-            0 => (0, self.page_size),
-            n => (n - 1, self.page_size + 1),
+        match (self.offset, self.last) {
+            (n, Some(_)) if n > 0 => (n - 1, self.page_size + 1),
+            (n, _) => (n, self.page_size),
         }
+    }
+
+    /// The answer was larger than the client takes: smaller pages from here
+    /// on. `false` when a page is one row already (that row cannot be read).
+    pub fn shrink(&mut self) -> bool {
+        if self.page_size == 1 {
+            return false;
+        }
+        self.page_size = (self.page_size / 2).max(1);
+        true
+    }
+
+    /// Passes by the next row, which cannot be read (larger than the
+    /// client's limit alone): paging goes on after it, without an overlap
+    /// row to check the list by (there is none that can be read).
+    pub fn skip_unreadable(&mut self) {
+        self.offset = self.offset.saturating_add(1);
+        self.last = None;
     }
 
     /// Takes the rows a call answered and the `total` it reported: the end
     /// is where the rows read reach the total (a server that answers fewer
     /// rows than asked is paged on); without a total, a short page.
     pub fn accept(&mut self, rows: Vec<WebhookEventLog>, total: u64) -> Page {
-        let (_, asked) = self.request();
+        let (from, asked) = self.request();
         let short = rows.len() < asked as usize;
+        // With an overlap row, the answer starts one row before the offset.
+        let base = from.min(self.offset);
         let skip = match self.last {
             None => 0,
             Some(last) => match rows.iter().position(|r| r.id == Some(last)) {
@@ -179,7 +200,7 @@ impl Pager {
         };
         // Rows before `last` in this answer appeared late: the offset moves by them too.
         let new: Vec<WebhookEventLog> = rows.into_iter().skip(skip).collect();
-        self.offset = self.offset.saturating_sub(1) + u32::try_from(skip + new.len()).unwrap_or(u32::MAX);
+        self.offset = base + u32::try_from(skip + new.len()).unwrap_or(u32::MAX);
         if let Some(last) = new.last() {
             self.last = last.id;
         }
@@ -311,6 +332,35 @@ mod tests {
             }
         }
         assert_eq!((got, calls), (list, 2), "the total says where it ends");
+    }
+
+    /// Issue 24, item 2: a page larger than the client takes is asked for
+    /// again in smaller pages, and a row too large alone is passed by, so
+    /// the checkpoint never freezes at it.
+    #[test]
+    fn pages_too_large_shrink_and_a_row_too_large_alone_is_passed_by() {
+        let list: Vec<u128> = (1..=9).collect();
+        // Row 5 is too large to read; a page holding it is too large.
+        let too_large = |(start, count): (u32, u32)| (start..start + count).contains(&4);
+        let mut pager = Pager::new(4);
+        let (mut got, mut skipped) = (Vec::new(), 0);
+        for _ in 0..40 {
+            let asked = pager.request();
+            if too_large(asked) && (asked.0 as usize) < list.len() {
+                if !pager.shrink() {
+                    pager.skip_unreadable();
+                    skipped += 1;
+                }
+                continue;
+            }
+            let (new, last) = ids(pager.accept(serve(&list, asked), list.len() as u64));
+            got.extend(new);
+            if last {
+                break;
+            }
+        }
+        assert_eq!(skipped, 1);
+        assert_eq!(got, [1, 2, 3, 4, 6, 7, 8, 9], "every readable row once, in order, to the end");
     }
 
     #[test]
