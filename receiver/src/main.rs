@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -64,10 +63,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Connections the admin API serves at once (people and the operator).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let header_timeout = config.body_timeout;
-    let max_connections = config.max_connections;
+    let limits = server::Limits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+        drain_timeout: config.shutdown.drain_timeout,
+    };
     let shutdown = config.shutdown;
     let secrets = config.secrets();
     let refresh = config.secret_refresh;
@@ -97,7 +102,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
             let router = fusionhook_receiver::admin::router(state.clone(), admin.token);
             let mut stopped = admin_stopped;
-            Some(tokio::spawn(server::serve(admin_listener, router, Duration::from_secs(10), 64, shutdown.drain_timeout, async move {
+            let admin_limits = server::Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
+            let metrics = state.metrics.admin_connections.clone();
+            Some(tokio::spawn(server::serve(admin_listener, router, admin_limits, metrics, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             })))
         }
@@ -110,15 +117,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         signal_state.set_ready(false);
         tokio::time::sleep(shutdown.delay).await;
     };
-    server::serve(
-        listener,
-        app(state.clone()),
-        header_timeout.max(Duration::from_secs(1)),
-        max_connections,
-        shutdown.drain_timeout,
-        on_signal,
-    )
-    .await;
+    server::serve(listener, app(state.clone()), limits, state.metrics.connections.clone(), on_signal).await;
     // No more events come in; deliveries in flight get the drain time to finish.
     dispatcher.stop(shutdown.drain_timeout).await;
     if let Some(store) = &state.store

@@ -70,6 +70,66 @@ pub struct Metrics {
     dead_lettered: Family<RouteLabels, Counter>,
     /// Each store commit's latency (the store observes into it).
     pub store_commit: Histogram,
+    /// The public listener's connections.
+    pub connections: ConnectionMetrics,
+    /// The admin listener's connections.
+    pub admin_connections: ConnectionMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// One listener's connections: open, and what the limit did.
+#[derive(Clone, Debug)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    closed_idle: Counter,
+    refused: Counter,
+}
+
+impl ConnectionMetrics {
+    fn register(
+        listener: &'static str,
+        open: &Family<ListenerLabels, Gauge>,
+        closed_idle: &Family<ListenerLabels, Counter>,
+        refused: &Family<ListenerLabels, Counter>,
+    ) -> Self {
+        let labels = ListenerLabels { listener };
+        Self {
+            open: open.get_or_create(&labels).clone(),
+            closed_idle: closed_idle.get_or_create(&labels).clone(),
+            refused: refused.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// A connection opened; counted until the guard drops.
+    pub fn open(&self) -> OpenConnection {
+        self.open.inc();
+        OpenConnection(self.open.clone())
+    }
+
+    /// The limit was reached; an idle connection was closed to make room, or none could be.
+    pub fn limit_reached(&self, closed_an_idle_one: bool) {
+        if closed_an_idle_one {
+            self.closed_idle.inc();
+        }
+    }
+
+    /// A new connection was closed: every slot had a request in service.
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
+}
+
+/// Decrements the open-connections gauge when dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn action_histogram() -> Histogram {
@@ -110,6 +170,22 @@ impl Metrics {
         // 0.1 ms .. ~3 s.
         let store_commit = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
         registry.register("store_commit_seconds", "Time taken by each store commit (one per group of requests)", store_commit.clone());
+        let open = Family::<ListenerLabels, Gauge>::default();
+        registry.register("connections_open", "Open connections, by listener (public, admin)", open.clone());
+        let closed_idle = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connections_closed_idle",
+            "Idle connections closed to make room at maxConnections, by listener",
+            closed_idle.clone(),
+        );
+        let refused = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "New connections closed at maxConnections because every connection had a request in service, by listener",
+            refused.clone(),
+        );
+        let connections = ConnectionMetrics::register("public", &open, &closed_idle, &refused);
+        let admin_connections = ConnectionMetrics::register("admin", &open, &closed_idle, &refused);
         Self {
             registry,
             requests,
@@ -123,6 +199,8 @@ impl Metrics {
             attempts,
             dead_lettered,
             store_commit,
+            connections,
+            admin_connections,
         }
     }
 

@@ -273,28 +273,131 @@ async fn an_hmac_secret_rotated_under_load_refuses_nothing() {
     assert_eq!(deliver(&client, &receiver, &[("x-fusionauth-signature-jwt", sig)], body).await.0, StatusCode::UNAUTHORIZED);
 }
 
+/// Holds `n` idle connections to `addr` (never a byte sent), opening a new
+/// one whenever the receiver closes one, until `stop`.
+fn idle_flood(addr: std::net::SocketAddr, n: usize, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<tokio::task::JoinHandle<usize>> {
+    (0..n)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut opened = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(mut stream) = TcpStream::connect(addr).await else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    opened += 1;
+                    let mut byte = [0; 1];
+                    // Until the receiver closes it (or the test ends).
+                    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+                        while !stop.load(Ordering::SeqCst) {
+                            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await {
+                                return;
+                            }
+                        }
+                    })
+                    .await;
+                }
+                opened
+            })
+        })
+        .collect()
+}
+
+/// A delivery the way FusionAuth makes one: a fresh connection within
+/// 1 s, the answer within 2 s (its default connect and read timeouts).
+async fn fusionauth_like(url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<StatusCode, String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(3))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut request = client.post(url).header("content-type", "application/json").body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let started = Instant::now();
+    let response = request.send().await.map_err(|e| format!("no answer: {e}"))?;
+    let took = started.elapsed();
+    if took > Duration::from_secs(2) {
+        return Err(format!("answered after {took:?}, past FusionAuth's 2 s read timeout"));
+    }
+    Ok(response.status())
+}
+
+/// Issue 24, item 3. Before: 530 idle connections (the default limit is
+/// 512) made 8 of 10 FusionAuth-like deliveries time out, the admin port
+/// fell the same way with 64, and nothing was logged. Now the connection
+/// idle the longest makes room, and it is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_are_capped_and_idle_ones_do_not_hold_a_slot_forever() {
+async fn idle_connections_without_any_credential_do_not_shut_fusionauth_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin-token"), "admin-secret-token\n").unwrap();
+    let yaml = format!(
+        "auth: {{authorization: API-KEY}}\nadmin: {{listen: \"127.0.0.1:0\", tokenFile: \"{}\"}}\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
+        dir.path().join("admin-token").display()
+    );
+    let receiver = Receiver::start_in(dir, &yaml);
+    let admin = receiver.admin.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = idle_flood(receiver.addr, 530, stop.clone());
+    flood.extend(idle_flood(admin, 80, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut failures = Vec::new();
+    for i in 0..10 {
+        let body = events::user_delete(&format!("0b9a3a5e-7000-4000-8000-{i:012}"), ALICE);
+        match fusionauth_like(&receiver.url("/events"), &[("authorization", "API-KEY")], body).await {
+            Ok(StatusCode::OK) => {}
+            other => failures.push(format!("delivery {i}: {other:?}")),
+        }
+        let stats =
+            fusionauth_like(&format!("http://{admin}/v1/ingest"), &[("authorization", "Bearer admin-secret-token")], b"{}".to_vec()).await;
+        if !matches!(stats, Ok(StatusCode::BAD_REQUEST)) {
+            failures.push(format!("admin call {i}: {stats:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::get(receiver.url("/metrics")).await.unwrap().text().await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let mut opened = 0;
+    for task in flood {
+        opened += task.await.unwrap();
+    }
+    assert_eq!(failures, Vec::<String>::new(), "every FusionAuth-like call answered within its timeout");
+    let counted = |listener: &str| -> f64 {
+        let name = format!("fusionhook_receiver_connections_closed_idle_total{{listener=\"{listener}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    assert!(counted("public") >= 18.0 && counted("admin") >= 16.0, "closing idle connections is counted: {metrics}");
+    eprintln!(
+        "idle flood: {opened} attacking connections opened, every delivery answered in time; closed idle: public {} admin {}",
+        counted("public"),
+        counted("admin")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_makes_room_and_a_silent_one_is_closed_after_the_header_timeout() {
     let receiver = Receiver::start(
-        "auth: {authorization: API-KEY}\nmaxConnections: 2\nbodyTimeoutMs: 1000\nroutes: [{name: l, events: ['*'], log: {}}]",
+        "auth: {authorization: API-KEY}\nmaxConnections: 2\nheaderTimeoutMs: 1000\nroutes: [{name: l, events: ['*'], log: {}}]",
     );
     // Two connections that never send a byte take both slots...
     let mut idle = Vec::new();
     for _ in 0..2 {
         idle.push(TcpStream::connect(receiver.addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // ...so a third waits in the backlog: no answer while they hold on.
+    // ...and a third is served at once: the one idle the longest made room.
     let mut third = TcpStream::connect(receiver.addr).await.unwrap();
     third.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
     let mut answer = vec![0; 256];
-    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut answer)).await;
-    assert!(early.is_err(), "a third connection was served beside two others with maxConnections: 2");
-    // The header-read timeout closes the silent ones, and the third is served.
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer)).await.expect("served once a slot is free").unwrap();
+    let n = tokio::time::timeout(Duration::from_millis(800), third.read(&mut answer)).await.expect("served at once").unwrap();
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
-    for mut stream in idle {
-        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await.unwrap();
-        assert!(matches!(closed, Ok(0) | Err(_)), "an idle connection is closed by the header-read timeout");
-    }
+    let closed = tokio::time::timeout(Duration::from_millis(500), idle[0].read(&mut answer)).await.expect("the oldest idle one is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)));
+    // The header-read timeout closes a silent connection on its own.
+    let closed = tokio::time::timeout(Duration::from_secs(3), idle[1].read(&mut answer)).await.expect("closed by the header timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)));
 }

@@ -3,7 +3,9 @@
 //! values file in `charts/fusionhook/ci/`, the rendered chart against its
 //! committed snapshots (`FUSIONHOOK_BLESS=1` rewrites them), RBAC equal to
 //! what the operator uses, the "restricted" Pod Security Standard, the CRD
-//! equal to the generated one, and a values typo refused by the schema.
+//! equal to the generated one, a values typo refused by the schema, and a
+//! NetworkPolicy that admits metrics scrapes only from the namespaces a
+//! selector names (none by default).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -327,4 +329,115 @@ fn the_image_recipe_holds_what_the_chart_and_the_operator_run() {
     assert_eq!(container["args"][0], "run");
     let receiver = std::fs::read_to_string(workspace_root().join("operator/src/reconcile/build/receiver.rs")).unwrap();
     assert!(receiver.contains(r#"command: Some(vec!["/usr/local/bin/fusionhook-receiver".to_owned()])"#));
+}
+
+/// The ingress rules of every rendered NetworkPolicy that admit `port`, with
+/// the policy's namespace and name.
+fn ingress_rules_for_port(docs: &[Value], port: u64) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for policy in of_kind(docs, "NetworkPolicy") {
+        let name = format!("{}/{}", policy["metadata"]["namespace"].as_str().unwrap(), policy["metadata"]["name"].as_str().unwrap());
+        let rules = policy["spec"].get("ingress").and_then(Value::as_sequence).cloned().unwrap_or_default();
+        for rule in rules {
+            // A rule without ports admits every port.
+            let ports = rule.get("ports").and_then(Value::as_sequence);
+            if ports.is_none_or(|ports| ports.iter().any(|p| p["port"].as_u64() == Some(port))) {
+                out.push((name.clone(), rule));
+            }
+        }
+    }
+    out
+}
+
+/// The peers (`from`) of a rule that admit pods of every namespace: an
+/// empty or absent `from` (anyone), or a `namespaceSelector` that selects
+/// every namespace (empty, or only `{}` parts).
+fn admits_every_namespace(rule: &Value) -> bool {
+    let Some(from) = rule.get("from").and_then(Value::as_sequence) else { return true };
+    from.is_empty()
+        || from.iter().any(|peer| {
+            peer.get("namespaceSelector").is_some_and(|selector| {
+                let empty = |key: &str| {
+                    selector.get(key).is_none_or(|v| {
+                        v.is_null() || v.as_mapping().is_some_and(|m| m.is_empty()) || v.as_sequence().is_some_and(|s| s.is_empty())
+                    })
+                };
+                selector.is_null() || (empty("matchLabels") && empty("matchExpressions"))
+            })
+        })
+}
+
+#[test]
+fn the_default_network_policy_admits_no_metrics_scrapes_from_other_namespaces() {
+    let template = |sets: &[&str], set_json: &[&str]| {
+        let mut command = Command::new(&tools().helm);
+        command.args(["template", RELEASE]).arg(chart()).args(["--namespace", NAMESPACE]);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        for set in set_json {
+            command.args(["--set-json", set]);
+        }
+        let output = run(&mut command);
+        assert!(output.status.success(), "helm template {sets:?} {set_json:?}: {}", String::from_utf8_lossy(&output.stderr));
+        documents(&String::from_utf8(output.stdout).unwrap())
+    };
+
+    // The chart's defaults with only the policy switched on: the operator's
+    // policy exists and no rule admits the metrics port at all.
+    let docs = template(&["networkPolicy.enabled=true"], &[]);
+    let policies = of_kind(&docs, "NetworkPolicy");
+    assert_eq!(policies.len(), 1, "the operator's policy, no receiver namespaces by default");
+    assert_eq!(policies[0]["spec"]["policyTypes"][0], "Ingress", "ingress is restricted, not left open");
+    let rules = ingress_rules_for_port(&docs, 8080);
+    assert!(rules.iter().all(|(_, rule)| !admits_every_namespace(rule)), "metrics open to every namespace by default: {rules:?}");
+    assert!(rules.is_empty(), "no metrics selector given, yet a rule admits the metrics port: {rules:?}");
+
+    // The receivers' policy with FusionAuth's CIDRs but no selector: port
+    // 8080 only from those CIDRs, no namespace peer beside them.
+    let receivers = [
+        "networkPolicy.enabled=true",
+        "operator.watchNamespaces={todo}",
+        "networkPolicy.apiServerCIDRs={10.0.0.1/32}",
+        "networkPolicy.fusionAuthCIDRs={10.20.0.0/16}",
+    ];
+    let docs = template(&receivers, &[]);
+    let rules = ingress_rules_for_port(&docs, 8080);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let (name, rule) = &rules[0];
+    assert_eq!(name, "todo/fusionhook-receivers");
+    let from = rule["from"].as_sequence().unwrap();
+    assert_eq!(from.len(), 1, "only FusionAuth's CIDRs: {from:?}");
+    assert_eq!(from[0]["ipBlock"]["cidr"], "10.20.0.0/16");
+
+    // A selector given: the metrics rule of both policies has exactly it.
+    let selector: Value = serde_yaml::from_str("matchLabels:\n  kubernetes.io/metadata.name: monitoring\n").unwrap();
+    let json = format!("networkPolicy.metricsNamespaceSelector={}", serde_json::to_string(&selector).unwrap());
+    let docs = template(&receivers, &[&json]);
+    let rules = ingress_rules_for_port(&docs, 8080);
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    for (name, rule) in &rules {
+        let selectors: Vec<&Value> = rule["from"].as_sequence().unwrap().iter().filter_map(|peer| peer.get("namespaceSelector")).collect();
+        assert_eq!(selectors, [&selector], "{name}");
+        assert!(!admits_every_namespace(rule), "{name}");
+    }
+
+    // An explicit {} still opens it, as the user wrote.
+    let docs = template(&["networkPolicy.enabled=true"], &["networkPolicy.metricsNamespaceSelector={}"]);
+    let rules = ingress_rules_for_port(&docs, 8080);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(admits_every_namespace(&rules[0].1));
+
+    // The install notes say why scrapes fail without a selector.
+    let output = run(Command::new(&tools().helm).args(["install", RELEASE]).arg(chart()).args([
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--set",
+        "networkPolicy.enabled=true",
+    ]));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let notes = stdout.split("NOTES:").nth(1).unwrap();
+    assert!(notes.contains("networkPolicy.metricsNamespaceSelector is unset"), "{notes}");
 }

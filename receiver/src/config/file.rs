@@ -39,6 +39,9 @@ pub struct ConfigFile {
     /// Time allowed to receive a body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_timeout_ms: Option<u64>,
+    /// Time allowed for a request head, on a new or a kept-alive connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_timeout_ms: Option<u64>,
     /// FusionAuth's read timeout for this webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_timeout_ms: Option<u64>,

@@ -72,10 +72,14 @@ pub struct Config {
     /// requests together (signature-only or unauthenticated setups); past
     /// it, 503.
     pub unauthenticated_body_budget: usize,
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once; at the limit the one idle the longest
+    /// is closed to make room.
     pub max_connections: usize,
     /// Time allowed to receive the whole body (slow clients get 408).
     pub body_timeout: Duration,
+    /// Time allowed for a request head on a new or kept-alive connection
+    /// (then it is closed).
+    pub header_timeout: Duration,
     /// FusionAuth's read timeout for this webhook; route timeouts must fit inside.
     pub read_timeout: Duration,
     /// Deduplication.
@@ -348,6 +352,7 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
         unauthenticated_body_budget,
         max_connections,
         body_timeout: positive_ms("bodyTimeoutMs", raw.body_timeout_ms, 10_000)?,
+        header_timeout: positive_ms("headerTimeoutMs", raw.header_timeout_ms, 5_000)?,
         read_timeout,
         dedupe,
         unmatched: raw.unmatched,
