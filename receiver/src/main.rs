@@ -18,8 +18,13 @@ use fusionhook_receiver::{AppState, Config, app, secret, server};
 #[command(version)]
 struct Cli {
     /// The config file (YAML).
-    #[arg(long, env = "FUSIONHOOK_CONFIG")]
-    config: PathBuf,
+    #[arg(long, env = "FUSIONHOOK_CONFIG", required_unless_present = "salvage")]
+    config: Option<PathBuf>,
+    /// Read what can still be read out of the embedded store in this
+    /// directory (damaged or not, without writing to it): the events owed a
+    /// delivery, one JSON line each on stdout, for the admin API's /v1/ingest.
+    #[arg(long, value_name = "STORE_DIR", conflicts_with = "check")]
+    salvage: Option<PathBuf>,
     /// Check the config and exit (0 when it is valid).
     #[arg(long)]
     check: bool,
@@ -31,10 +36,14 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let config = match Config::load(&cli.config) {
+    if let Some(dir) = &cli.salvage {
+        return salvage(dir);
+    }
+    let Some(path) = cli.config.as_deref() else { return ExitCode::from(2) };
+    let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("fusionhook-receiver: invalid config {}: {e}", cli.config.display());
+            eprintln!("fusionhook-receiver: invalid config {}: {e}", path.display());
             return ExitCode::from(2);
         }
     };
@@ -42,7 +51,7 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     if cli.check {
-        println!("{}: valid, {} route(s)", cli.config.display(), config.routes.len());
+        println!("{}: valid, {} route(s)", path.display(), config.routes.len());
         return ExitCode::SUCCESS;
     }
     // Blocking work is the embedded store's reads: a few threads do, and
@@ -59,6 +68,30 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--salvage DIR`: what can be read goes to stdout, a report to stderr;
+/// exit 0 when nothing was damaged, 1 when something was passed by.
+fn salvage(dir: &std::path::Path) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match store::embedded::salvage(dir, &mut out) {
+        Ok(report) => {
+            eprintln!(
+                "fusionhook-receiver: wrote {} event(s) of {} read from {} (those owed a delivery, or every one found when that cannot be told)",
+                report.written,
+                report.events,
+                dir.display()
+            );
+            for damage in &report.damage {
+                eprintln!("  could not read: {damage}");
+            }
+            if report.damage.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("fusionhook-receiver: cannot salvage {}: {e}", dir.display());
+            ExitCode::from(2)
         }
     }
 }

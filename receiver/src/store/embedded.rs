@@ -421,13 +421,170 @@ fn open_database(file: &Path) -> Result<Database, StoreError> {
     Ok(db)
 }
 
+/// What [`salvage`] read out of a store file.
+#[derive(Debug, Default)]
+pub struct Salvaged {
+    /// Events read.
+    pub events: u64,
+    /// Events written out (owed a delivery, or every one read when the
+    /// deliveries could not all be read).
+    pub written: u64,
+    /// What could not be read, in words.
+    pub damage: Vec<String>,
+}
+
+/// Reads what can still be read out of the store in `dir`, damaged or not,
+/// without writing to it (a copy is opened when redb must repair it): the
+/// events still owed a delivery (pending or dead), one JSON line each, the
+/// body exactly as received, which is what the admin API's `/v1/ingest`
+/// takes. A damaged region is passed by: reading goes on after it.
+pub fn salvage(dir: &Path, out: &mut dyn std::io::Write) -> Result<Salvaged, StoreError> {
+    let file = dir.join(FILE_NAME);
+    let db: Box<dyn ReadableDatabase> = match redb::Builder::new().open_read_only(&file) {
+        Ok(db) => Box::new(db),
+        Err(_) => {
+            // Repaired on a copy: the file itself is never written.
+            let copy = tempfile_path("fusionhook-salvage");
+            std::fs::copy(&file, &copy).map_err(|e| StoreError::from(&format!("cannot copy {}", file.display()), e))?;
+            let opened = std::panic::catch_unwind(|| redb::Builder::new().open(&copy));
+            let _ = std::fs::remove_file(&copy);
+            match opened {
+                Ok(Ok(db)) => Box::new(db),
+                Ok(Err(e)) => return scan_bytes(&file, &e.to_string(), out),
+                Err(_) => return scan_bytes(&file, "redb failed on it", out),
+            }
+        }
+    };
+    let mut report = Salvaged::default();
+    let txn = r!(db.begin_read(), "begin read")?;
+    // Which events are owed a delivery; all of them when that cannot be told.
+    let mut owed = Some(HashSet::new());
+    let deliveries = r!(txn.open_table(DELIVERIES), "open deliveries")?;
+    read_past_damage(&deliveries, "deliveries", &mut report.damage, |_, value| {
+        match decode_delivery(value) {
+            Ok((seq, d)) if d.state != State::Delivered => drop(owed.as_mut().map(|o| o.insert(seq))),
+            Ok(_) => {}
+            Err(_) => owed = None,
+        }
+        Ok(())
+    })?;
+    if !report.damage.is_empty() {
+        owed = None;
+    }
+    let events = r!(txn.open_table(EVENTS), "open events")?;
+    read_past_damage(&events, "events", &mut report.damage, |seq, value| {
+        report.events += 1;
+        let Some((_, _, body)) = decode_event(value) else { return Ok(()) };
+        if owed.as_ref().is_none_or(|o| o.contains(&seq)) {
+            write_line(out, &body)?;
+            report.written += 1;
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// One event body as one JSON line (a body with line breaks is written compact).
+fn write_line(out: &mut dyn std::io::Write, body: &[u8]) -> Result<(), StoreError> {
+    let compact;
+    let line = match body.contains(&b'\n') {
+        false => body,
+        true => {
+            compact = serde_json::from_slice::<serde_json::Value>(body).and_then(|v| serde_json::to_vec(&v)).unwrap_or_default();
+            &compact
+        }
+    };
+    out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(|e| StoreError::from("cannot write", e))
+}
+
+/// The last resort when redb cannot open the file at all (its roots are
+/// damaged): every event body found in the file's bytes, once per
+/// `event.id`. Which were delivered cannot be told then, so every one found
+/// is written (a route acting again sends the same idempotency key).
+fn scan_bytes(file: &Path, why: &str, out: &mut dyn std::io::Write) -> Result<Salvaged, StoreError> {
+    let bytes = std::fs::read(file).map_err(|e| StoreError::from(&format!("cannot read {}", file.display()), e))?;
+    let mut report = Salvaged {
+        damage: vec![format!(
+            "the file's structure ({why}): every event found in its bytes is written, delivered ones too (they cannot be told apart)"
+        )],
+        ..Salvaged::default()
+    };
+    let mut seen = HashSet::new();
+    let mut at = 0;
+    let start = b"{\"event\":";
+    while let Some(found) = bytes[at..].windows(start.len()).position(|w| w == start) {
+        let from = at + found;
+        let mut values = serde_json::Deserializer::from_slice(&bytes[from..]).into_iter::<serde_json::Value>();
+        at = from + 1;
+        let Some(Ok(value)) = values.next() else { continue };
+        let end = from + values.byte_offset();
+        let Some(id) = value["event"]["id"].as_str() else { continue };
+        report.events += 1;
+        if seen.insert(id.to_owned()) {
+            write_line(out, &bytes[from..end])?;
+            report.written += 1;
+        }
+        at = end;
+    }
+    Ok(report)
+}
+
+/// A path in the temporary directory, unique to this process.
+fn tempfile_path(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{prefix}-{}-{}.redb", std::process::id(), super::now_ms()))
+}
+
+/// Calls `each` for every entry of `table` that can be read, in key order.
+/// Where an entry cannot be read (an error or a panic of redb's on a damaged
+/// page), the damage is noted and reading starts again further on, probing
+/// ever larger steps for the next key that reads.
+fn read_past_damage(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    name: &str,
+    damage: &mut Vec<String>,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut from = 0_u64;
+    let mut step = 1_u64;
+    loop {
+        let mut last = None;
+        // `Err(Ok(e))`: `each` failed (final); `Err(Err(text))`: damage.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), Result<StoreError, String>> {
+            for entry in table.range(from..).map_err(|e| Err(e.to_string()))? {
+                let (key, value) = entry.map_err(|e| Err(e.to_string()))?;
+                each(key.value(), value.value()).map_err(Ok)?;
+                last = Some(key.value());
+            }
+            Ok(())
+        }));
+        let problem = match read {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(Ok(fatal))) => return Err(fatal),
+            Ok(Err(Err(damage))) => damage,
+            Err(_) => "redb failed on a damaged page".to_owned(),
+        };
+        let resume = last.map_or(from, |l| l.saturating_add(1));
+        if last.is_some() {
+            step = 1;
+        }
+        if damage.last().is_none_or(|d| !d.starts_with(&format!("{name} from key {resume}"))) {
+            damage.push(format!("{name} from key {resume}: {problem}"));
+        }
+        step = step.saturating_mul(2);
+        if step > 1 << 40 {
+            return Ok(());
+        }
+        from = resume.saturating_add(step);
+    }
+}
+
 /// What a refused store file says: what is wrong and the way out.
 fn damaged(file: &Path, what: &str) -> String {
     format!(
         "the store file {} is damaged: {what}. The receiver will not start over it with an empty store (that would forget \
-         every pending delivery). Keep a copy, run `fusionhook-receiver salvage --store {}` to read out what can still be \
-         read (events owed a delivery, as JSON lines to hand to the admin API's /v1/ingest), then move the file away to \
-         start an empty store",
+         every pending delivery). Keep a copy, run `fusionhook-receiver --salvage {} > owed.jsonl` to read out what can \
+         still be read (events owed a delivery, one JSON line each, to hand to the admin API's /v1/ingest), then move the \
+         file away to start an empty store",
         file.display(),
         file.parent().map_or_else(|| ".".into(), |p| p.display().to_string())
     )
