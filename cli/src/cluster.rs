@@ -21,6 +21,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Config};
+
+/// The most the plugin reads of one admin API answer (a page of 1,000
+/// deliveries with their histories takes a few MiB).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 use serde_json::{Value, json};
 
 /// A connection to the cluster, in one namespace.
@@ -149,12 +153,25 @@ impl Cluster {
             Some(body) => builder.header("content-type", "application/json").body(serde_json::to_vec(&body)?),
             None => builder.body(Vec::new()),
         }?;
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.send(request.map(kube::client::Body::from)))
+        let exchange = async {
+            let response = self
+                .client
+                .send(request.map(kube::client::Body::from))
+                .await
+                .map_err(|e| explain(e, &format!("reach the admin API of {service}"), &format!("get and create on {kind}/proxy")))?;
+            let status = response.status();
+            // What a receiver pod (the resource's own image) answers is bounded.
+            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES))
+                .await
+                .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => anyhow!("the admin API of {service} answered more than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)),
+                    None => anyhow!("reading the admin API's answer: {e}"),
+                })?;
+            Ok::<_, anyhow::Error>((status, body.to_bytes()))
+        };
+        let (status, bytes) = tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
-            .map_err(|_| anyhow!("the receiver's admin API did not answer within 30 s"))?
-            .map_err(|e| explain(e, &format!("reach the admin API of {service}"), &format!("get and create on {kind}/proxy")))?;
-        let status = response.status();
-        let bytes = response.into_body().collect_bytes().await?;
+            .map_err(|_| anyhow!("the receiver's admin API did not answer within 30 s"))??;
         let from_api_server = serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| v["kind"] == "Status");
         if status == http::StatusCode::FORBIDDEN && from_api_server {
             bail!(

@@ -51,6 +51,12 @@ pub async fn ingest(client: &Client, namespace: &str, pod: &str, token: &str, ev
     }
 }
 
+/// The most the operator reads of an admin API answer (stats and ingest
+/// answers take well under 4 KiB): a receiver pod runs an image the
+/// resource names, so a namespace must not make the cluster-wide operator
+/// read until it is killed.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
 /// How long an ingest may take: a route without a store runs before the
 /// answer (its own timeouts are shorter).
 const INGEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,7 +101,14 @@ async fn call(
     let exchange = async {
         let response = client.send(request).await.map_err(|e| e.to_string())?;
         let status = response.status();
-        let body = response.into_body().collect_bytes().await.map_err(|e| e.to_string())?;
+        // The pod runs the resource's own image: what it answers is bounded.
+        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES))
+            .await
+            .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => format!("the answer is larger than {} KiB", MAX_ANSWER_BYTES / 1024),
+                None => e.to_string(),
+            })?
+            .to_bytes();
         Ok::<_, String>((status, body))
     };
     let (status, body) =
