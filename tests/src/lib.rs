@@ -2,6 +2,7 @@
 //! the sandbox: a FusionAuth emulator, a todo service, event builders.
 
 pub mod binaries;
+pub mod control_plane;
 pub mod events;
 pub mod fusionauth_emulator;
 pub mod kube_emulator;

@@ -1,0 +1,189 @@
+//! What fusionhook claims about Kubernetes, on a real API server (etcd,
+//! kube-apiserver and kube-controller-manager built from Kubernetes' Go
+//! modules: `fusionhook_tests::control_plane`), with the real `kubectl`
+//! and `helm` 4: the CRD's schema and CEL rules, every example, the chart
+//! installed by helm, its ValidatingAdmissionPolicy as the server evaluates
+//! it, and RBAC. One control plane for this binary, one namespace per test.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+
+use fusionhook_tests::control_plane::ControlPlane;
+use fusionhook_tests::tools::{tools, workspace_root};
+use serde_json::{Value, json};
+
+fn plane() -> &'static ControlPlane {
+    ControlPlane::shared()
+}
+
+/// The chart installed as the README says (`helm install fusionhook
+/// charts/fusionhook --namespace fusionhook`, the operator's replicas at 0:
+/// no kubelet runs its pods here), once per control plane: the CRD comes
+/// with it. Then the README's upgrade step for the CRD.
+fn crd() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        plane().kubectl(&["create", "namespace", "fusionhook"]).unwrap();
+        let installed = helm(&["install", "fusionhook", "charts/fusionhook", "--namespace", "fusionhook", "--set", "operator.replicas=0"]);
+        assert!(installed.is_ok(), "{installed:?}");
+        plane().kubectl(&["wait", "--for=condition=Established", "crd/fusionauthwebhooks.fusionhook.dev", "--timeout=60s"]).unwrap();
+        let upgraded = plane().kubectl(&["apply", "-f", "crds/"]).unwrap();
+        assert!(upgraded.contains("fusionauthwebhooks.fusionhook.dev"), "{upgraded}");
+    });
+}
+
+/// `examples/<name>` with its namespace replaced by `namespace`, in a file.
+fn example_in(name: &str, namespace: &str, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(workspace_root().join("examples").join(name)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text.replace("namespace: todo", &format!("namespace: {namespace}"))).unwrap();
+    path
+}
+
+/// A FusionAuthWebhook applied with `spec` patched in; the server's refusal, if any.
+fn apply_variant(namespace: &str, name: &str, change: impl FnOnce(&mut Value)) -> Result<String, String> {
+    let mut object: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml")).unwrap()).unwrap();
+    object["metadata"] = json!({"name": name, "namespace": namespace});
+    change(&mut object);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("variant.json");
+    std::fs::write(&file, serde_json::to_vec(&object).unwrap()).unwrap();
+    plane().kubectl(&["apply", "-f", file.to_str().unwrap()]).map_err(|e| e.to_string())
+}
+
+/// A change to a resource, named, and the refusal it must get.
+type Change = Box<dyn FnOnce(&mut Value)>;
+
+#[test]
+fn every_example_applies_and_the_schema_and_cel_rules_refuse_what_the_readme_says() {
+    crd();
+    let ns = plane().namespace("examples").unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=k"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["todo-cleanup.yaml", "todo-cleanup-durable.yaml"] {
+        let file = example_in(name, &ns, dir.path());
+        // Client-side validation on: the server's OpenAPI documents include the CRD's schema.
+        let applied = plane().kubectl(&["apply", "-f", file.to_str().unwrap()]).unwrap();
+        assert!(applied.contains("created") || applied.contains("configured"), "{applied}");
+    }
+    let table = plane().kubectl(&["-n", &ns, "get", "faw"]).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "WEBHOOK", "ID", "EVENTS", "AGE"], "{table}");
+
+    // The README's list of what the schema and CEL refuse at apply time,
+    // each with the message the server gives.
+    let cases: Vec<(&str, Change, &str)> = vec![
+        ("no-events", Box::new(|o: &mut Value| o["spec"]["events"] = json!([])), "spec.events"),
+        ("bad-event-name", Box::new(|o: &mut Value| o["spec"]["events"] = json!(["user_delete!"])), "spec.events"),
+        ("zero-timeout", Box::new(|o: &mut Value| o["spec"]["delivery"]["connectTimeoutMs"] = json!(0)), "connectTimeoutMs"),
+        (
+            "global-and-tenants",
+            Box::new(|o: &mut Value| o["spec"]["tenants"] = json!({"global": true, "tenantIds": ["e872a880-b14f-6d62-c312-cb40f22af465"]})),
+            "tenants: set global: true or list tenantIds, not both",
+        ),
+        ("two-actions", Box::new(|o: &mut Value| o["spec"]["routes"][0]["log"] = json!({})), "a route has exactly one action: http or log"),
+        (
+            "url-secret-without-postgres",
+            Box::new(|o: &mut Value| {
+                o["spec"]["receiver"] = json!({"store": {"type": "embedded", "urlSecretRef": {"name": "pg", "key": "url"}}})
+            }),
+            "store: urlSecretRef goes with type: postgres, and postgres needs it",
+        ),
+    ];
+    for (name, change, message) in cases {
+        let refused = apply_variant(&ns, name, change).expect_err(name);
+        assert!(refused.contains(message), "{name}: the server said {refused}");
+    }
+}
+
+/// `helm …` with the admin's kubeconfig and a private HOME.
+fn helm(args: &[&str]) -> Result<String, String> {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(&tools().helm)
+        .args(args)
+        .current_dir(workspace_root())
+        .env("KUBECONFIG", &plane().kubeconfig)
+        .env("HOME", home.path())
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn the_chart_installs_with_helm_and_the_server_enforces_its_fusionauth_url_policy() {
+    crd();
+    let release_ns = plane().namespace("chart").unwrap();
+    let ns = plane().namespace("policed").unwrap();
+    let allowed = "http://fusionauth.allowed.svc:9011";
+    // A second release in the cluster: the CRD is there already.
+    let installed = helm(&[
+        "install",
+        &format!("fh-{release_ns}"),
+        "charts/fusionhook",
+        "--skip-crds",
+        "--namespace",
+        &release_ns,
+        "--set",
+        "operator.replicas=0",
+        "--set",
+        &format!("operator.watchNamespaces[0]={ns}"),
+        "--set",
+        "fusionAuthUrlPolicy.enabled=true",
+        "--set",
+        &format!("fusionAuthUrlPolicy.allowedUrls[0]={allowed}"),
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(installed.is_ok(), "{installed:?}");
+    let status = helm(&["status", &format!("fh-{release_ns}"), "--namespace", &release_ns]).unwrap();
+    assert!(status.contains("STATUS: deployed"), "{status}");
+
+    // The policy takes a moment to be loaded by the API server.
+    let refused =
+        wait_refused(|| apply_variant(&ns, "elsewhere", |o| o["spec"]["fusionAuth"]["url"] = json!("http://attacker.example:9011")));
+    assert!(
+        refused.contains("spec.fusionAuth.url http://attacker.example:9011 is not a FusionAuth instance this cluster allows"),
+        "{refused}"
+    );
+    apply_variant(&ns, "allowed", |o| o["spec"]["fusionAuth"]["url"] = json!(allowed)).unwrap();
+    apply_variant(&ns, "allowed-path", |o| o["spec"]["fusionAuth"]["url"] = json!(format!("{allowed}/"))).unwrap();
+    // Issue 24, item 13: the status subresource is covered too (the
+    // operator removes the webhook from status.fusionAuthUrl after a move).
+    let patch = json!({"status": {"fusionAuthUrl": "http://attacker.example:9011"}}).to_string();
+    let refused =
+        plane().kubectl(&["-n", &ns, "patch", "faw", "allowed", "--subresource=status", "--type=merge", "-p", &patch]).unwrap_err();
+    assert!(refused.to_string().contains("status.fusionAuthUrl http://attacker.example:9011 is not a FusionAuth instance"), "{refused}");
+    let patch = json!({"status": {"fusionAuthUrl": allowed}}).to_string();
+    plane().kubectl(&["-n", &ns, "patch", "faw", "allowed", "--subresource=status", "--type=merge", "-p", &patch]).unwrap();
+    // Namespaces the release's operator does not watch are not its to police.
+    let other = plane().namespace("unpoliced").unwrap();
+    apply_variant(&other, "elsewhere", |o| o["spec"]["fusionAuth"]["url"] = json!("http://fusionauth.other.svc:9011")).unwrap();
+    let uninstalled = helm(&["uninstall", &format!("fh-{release_ns}"), "--namespace", &release_ns, "--wait"]);
+    assert!(uninstalled.is_ok(), "{uninstalled:?}");
+}
+
+/// Tries `apply` until the server refuses it (an admission policy is
+/// enforced a moment after it is created); the refusal.
+fn wait_refused(mut apply: impl FnMut() -> Result<String, String>) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match apply() {
+            Err(refused) => return refused,
+            Ok(accepted) => {
+                assert!(std::time::Instant::now() < deadline, "never refused: {accepted}");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+}
