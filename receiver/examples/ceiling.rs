@@ -20,9 +20,12 @@ fn main() -> std::io::Result<()> {
         fusionhook_receiver::server::serve(
             listener,
             app,
-            Duration::from_secs(10),
-            fusionhook_receiver::config::DEFAULT_MAX_CONNECTIONS,
-            Duration::from_secs(1),
+            fusionhook_receiver::server::Limits {
+                max_connections: fusionhook_receiver::config::DEFAULT_MAX_CONNECTIONS,
+                header_timeout: Duration::from_secs(10),
+                drain_timeout: Duration::from_secs(1),
+            },
+            fusionhook_receiver::metrics::Metrics::new().connections,
             fusionhook_receiver::process::termination(),
         )
         .await;

@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use fusionhook_fusionauth::EventRequest;
+use fusionhook_fusionauth::{EnvelopeError, EventRequest};
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
@@ -36,6 +36,13 @@ use crate::verify::Verifier;
 
 /// The longest any outbound connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest `event.id` taken, in bytes; a longer one is refused (400).
+/// FusionAuth's ids are UUIDs (36 characters), so this never refuses one of
+/// its events; it keeps an id within what every store can index
+/// (PostgreSQL refuses index rows over about 2700 bytes), so an odd id is
+/// refused alone here instead of failing a store commit it shares.
+pub const MAX_EVENT_ID_BYTES: usize = 512;
 
 /// Everything a request needs, built once from the config.
 pub struct AppState {
@@ -189,6 +196,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
 pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled, ReceiverError> {
     state.last_event_ms.store(now_ms(), Ordering::Relaxed);
     let event = request.event();
+    check_id(event.id.as_deref())?;
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");
     }
@@ -281,6 +289,18 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
             state.metrics.event(&event.kind, "store_unavailable");
             Err(ReceiverError::StoreUnavailable)
         }
+    }
+}
+
+/// Refuses an id longer than [`MAX_EVENT_ID_BYTES`] (400, like any other
+/// unusable field; the id is not echoed).
+fn check_id(id: Option<&str>) -> Result<(), ReceiverError> {
+    match id {
+        Some(id) if id.len() > MAX_EVENT_ID_BYTES => Err(ReceiverError::BadRequest(EnvelopeError::InvalidField(format!(
+            "event.id: longer than {MAX_EVENT_ID_BYTES} bytes ({} bytes; FusionAuth's ids are 36-character UUIDs)",
+            id.len()
+        )))),
+        _ => Ok(()),
     }
 }
 
@@ -402,5 +422,20 @@ async fn read_body<'s>(
         Err(_) => Err(ReceiverError::BodyTimeout { timeout_ms: timeout.as_millis() }),
         Ok(Err(e)) => Err(e),
         Ok(Ok(bytes)) => Ok((bytes, charge)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_over_the_limit_in_bytes_is_refused_with_400() {
+        assert!(check_id(None).is_ok());
+        assert!(check_id(Some(&"a".repeat(MAX_EVENT_ID_BYTES))).is_ok());
+        let refused = check_id(Some(&"a".repeat(MAX_EVENT_ID_BYTES + 1))).unwrap_err();
+        assert_eq!(refused.into_response().status(), StatusCode::BAD_REQUEST);
+        // Bytes, not characters: what an index holds.
+        assert!(check_id(Some(&"é".repeat(MAX_EVENT_ID_BYTES / 2 + 1))).is_err());
     }
 }

@@ -4,7 +4,11 @@
 //! stopped under load makes the receiver answer 500, never 200, and it
 //! recovers by itself when PostgreSQL is back, losing nothing accepted;
 //! meanwhile it is not ready. A receiver started while PostgreSQL is down
-//! runs (no crash loop), answers 500 and recovers the same way.
+//! runs (no crash loop), answers 500 and recovers the same way. An event
+//! id too long to index is refused alone (400) before it reaches a commit
+//! group, and a statement that fails in a group fails only its own op; a
+//! schema dropped while the receiver runs is migrated again without a
+//! restart.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -14,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use fusionhook_receiver::store::{Accepted, NewDelivery, NewEvent, Outcome, Retention, Store};
 use fusionhook_tests::events;
 use fusionhook_tests::postgres::Postgres;
 
@@ -208,4 +213,214 @@ async fn postgres_stopped_under_load_means_500_never_200_and_the_receiver_recove
     assert!(refused > 0, "the load never met the outage");
     assert_eq!(ok_while_down, 0, "200 while PostgreSQL was down");
     assert!(while_down.iter().all(|a| a.3 == StatusCode::INTERNAL_SERVER_ERROR), "only 500 while down");
+}
+
+/// `len` characters that look random (letters and digits from a fixed
+/// seed): PostgreSQL compresses a long value before indexing it, so a
+/// repeated character would fit the index and prove nothing.
+fn random_looking(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            char::from(ALPHABET[usize::try_from(z % ALPHABET.len() as u64).unwrap()])
+        })
+        .collect()
+}
+
+async fn wait_ready(client: &reqwest::Client, receiver: &Receiver) {
+    wait_for("ready", Duration::from_secs(15), async || readyz(client, receiver).await.0 == StatusCode::OK).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_too_long_to_index_is_refused_alone_with_400_and_36_events_sent_with_it_are_stored() {
+    let pg = Postgres::start();
+    let (sink, receiver) = receiver_on(&pg, "").await;
+    let client = reqwest::Client::new();
+    let key = [("authorization", "API-KEY".to_owned())];
+    wait_ready(&client, &receiver).await;
+
+    // 36 events and one whose id (3000 bytes, random-looking) PostgreSQL's
+    // index cannot hold, all at once: they would share a commit group.
+    let long = random_looking(3000, 7);
+    let bodies: Vec<Vec<u8>> = (0..36).map(|i| events::user_delete(&id(i), "u-1")).chain([events::user_delete(&long, "u-1")]).collect();
+    let answers = futures::future::join_all(bodies.into_iter().map(|body| receiver.post(&client, &key, body))).await;
+    let (long_status, long_answer) = answers.last().unwrap().clone();
+    let others: Vec<StatusCode> = answers[..36].iter().map(|a| a.0).collect();
+    let ready = readyz(&client, &receiver).await;
+    println!(
+        "36 events and one with a 3000-byte id sent together: the long one {long_status} {long_answer}; the others {others:?}; readiness {ready:?}"
+    );
+    assert_eq!(long_status, StatusCode::BAD_REQUEST, "{long_answer}");
+    // The receiver's 400 shape, naming the field and the limit; the id is not echoed.
+    let error = &long_answer["errors"][0];
+    assert_eq!(error["code"], "[invalid]event", "{long_answer}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("event.id") && m.contains("512")), "{long_answer}");
+    assert!(!long_answer.to_string().contains(&long[..64]), "{long_answer}");
+    assert!(others.iter().all(|s| *s == StatusCode::OK), "{others:?}");
+    assert_eq!(ready, (StatusCode::OK, "ready".to_owned()));
+
+    // At the limit (512 bytes, random-looking) it is stored; one byte over is not.
+    let at_limit = random_looking(512, 8);
+    assert_eq!(receiver.post(&client, &key, events::user_delete(&at_limit, "u-1")).await.0, StatusCode::OK);
+    let over = random_looking(513, 9);
+    assert_eq!(receiver.post(&client, &key, events::user_delete(&over, "u-1")).await.0, StatusCode::BAD_REQUEST);
+    // The admin API's ingest refuses it the same way.
+    let response = client
+        .post(format!("http://{}/v1/ingest", receiver.admin.unwrap()))
+        .bearer_auth("admin-secret-token")
+        .header("content-type", "application/json")
+        .body(events::user_delete(&long, "u-1"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["errors"][0]["code"], "[invalid]event", "{answer}");
+
+    wait_for("the 37 stored events delivered", Duration::from_secs(30), async || sink.delivered().len() == 37).await;
+    assert_eq!(readyz(&client, &receiver).await.0, StatusCode::OK);
+}
+
+fn new_event(id: &str, route: &str) -> NewEvent {
+    let body = events::user_delete(id, "u-1");
+    let deliveries = vec![NewDelivery { route: route.to_owned(), due_ms: 0, ordered_by: None }];
+    NewEvent {
+        id: id.to_owned(),
+        kind: "user.delete".to_owned(),
+        received_ms: fusionhook_receiver::store::now_ms(),
+        body: body.into(),
+        deliveries,
+    }
+}
+
+/// The store itself (HTTP refuses such an id before it gets here): every
+/// op is queued before a writer runs (one thread), so they share a group.
+#[tokio::test(flavor = "current_thread")]
+async fn a_statement_failing_in_a_commit_group_fails_only_its_own_op() {
+    let pg = Postgres::start();
+    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
+    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
+    let latency = fusionhook_receiver::metrics::Metrics::new().store_commit.clone();
+    let store = Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, latency).await.unwrap());
+    // Stored before: one event to see again (Duplicate), one delivery to record.
+    assert_eq!(store.accept(new_event("seen-before", "other")).await.unwrap(), Accepted::Stored);
+    assert_eq!(store.accept(new_event("to-record", "r")).await.unwrap(), Accepted::Stored);
+    let claimed = store.claim("r", 10, fusionhook_receiver::store::now_ms(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // 10,000 random-looking characters: over what a btree index row holds
+    // (about 2700 bytes), even compressed.
+    let long = random_looking(10_000, 11);
+    let mut accepts: Vec<_> = (0..36).map(|i| store.accept(new_event(&id(i), "other"))).collect();
+    accepts.push(store.accept(new_event("seen-before", "other")));
+    accepts.push(store.accept(new_event(&long, "other")));
+    let record = store.record(&claimed[0].delivery, Outcome::Delivered, None);
+    let (results, recorded) = tokio::join!(futures::future::join_all(accepts), record);
+    recorded.unwrap();
+    let flushed = store.flush().await;
+
+    let summary: Vec<String> =
+        results.iter().map(|r| format!("{:?}", r.as_ref().map_err(|e| e.0.chars().take(120).collect::<String>()))).collect();
+    println!("one group of 36 new events, 1 duplicate, 1 id of 10,000 bytes and 1 outcome: {summary:?}; flush: {flushed:?}");
+    for (i, result) in results[..36].iter().enumerate() {
+        assert_eq!(result.as_ref().ok(), Some(&Accepted::Stored), "event {i}: {result:?}");
+    }
+    assert_eq!(results[36].as_ref().ok(), Some(&Accepted::Duplicate), "{:?}", results[36]);
+    let error = results[37].as_ref().expect_err("the long id was stored");
+    assert!(error.0.contains("index row"), "{error}");
+    assert!(!error.0.contains(&long[..64]), "the error quotes the id");
+    // The outcome in that group was committed, not held back.
+    flushed.unwrap();
+    let delivered =
+        store.list(&fusionhook_receiver::store::Filter { ids: vec![claimed[0].delivery.id], ..Default::default() }).await.unwrap();
+    assert_eq!(delivered[0].state, fusionhook_receiver::store::State::Delivered);
+    // The store still commits.
+    assert_eq!(store.accept(new_event("after", "other")).await.unwrap(), Accepted::Stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_dropped_while_the_receiver_runs_are_created_again_without_a_restart() {
+    let pg = Postgres::start();
+    let (sink, receiver) = receiver_on(&pg, "").await;
+    let client = reqwest::Client::new();
+    let key = [("authorization", "API-KEY".to_owned())];
+    wait_ready(&client, &receiver).await;
+    assert_eq!(receiver.post(&client, &key, events::user_delete(&id(0), "u-1")).await.0, StatusCode::OK);
+    wait_for("the first event delivered", Duration::from_secs(30), async || sink.delivered().get(&id(0)) == Some(&1)).await;
+
+    // Someone empties the database (as if it were dropped and created again).
+    let (sql, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    sql.batch_execute("DROP TABLE fusionhook_deliveries, fusionhook_events, fusionhook_schema").await.unwrap();
+    let dropped = Instant::now();
+
+    // Events are answered 200 again (the first ones may get 500) and readiness follows.
+    let mut statuses = Vec::new();
+    let mut i = 1;
+    loop {
+        let status = receiver.post(&client, &key, events::user_delete(&id(i), "u-1")).await.0;
+        statuses.push(status.as_u16());
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(dropped.elapsed() < Duration::from_secs(15), "no 200 within 15 s of the drop: {statuses:?}");
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("tables dropped under a running receiver: answers {statuses:?}, 200 again after {:?}", dropped.elapsed());
+    wait_ready(&client, &receiver).await;
+    let accepted = id(i);
+    wait_for("the event accepted after the drop delivered", Duration::from_secs(30), async || sink.delivered().get(&accepted) == Some(&1))
+        .await;
+    let tables: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('fusionhook_deliveries', 'fusionhook_events', 'fusionhook_schema')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 3);
+}
+
+/// The store itself, with nothing else using it (no dispatcher): the
+/// writer that finds the tables gone has the next group create them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_dropped_under_the_store_are_created_again_by_its_next_commit() {
+    let pg = Postgres::start();
+    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
+    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
+    let latency = fusionhook_receiver::metrics::Metrics::new().store_commit.clone();
+    let store = Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, latency).await.unwrap());
+    assert_eq!(store.accept(new_event("before", "r")).await.unwrap(), Accepted::Stored);
+    let (sql, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    sql.batch_execute("DROP TABLE fusionhook_deliveries, fusionhook_events, fusionhook_schema").await.unwrap();
+
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        let accepted = store.accept(new_event(&id(i), "r")).await;
+        answers.push(accepted.as_ref().map_err(|e| e.0.chars().take(100).collect::<String>()).map(|a| format!("{a:?}")));
+        if accepted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("accepts after the tables were dropped: {answers:?}");
+    assert!(answers.last().unwrap().is_ok(), "{answers:?}");
+    assert!(answers.len() <= 2, "more than one accept refused: {answers:?}");
+    // The schema is whole again: the same id is a duplicate, an outcome can be recorded.
+    assert_eq!(store.accept(new_event(&id(answers.len() - 1), "r")).await.unwrap(), Accepted::Duplicate);
+    let claimed = store.claim("r", 10, fusionhook_receiver::store::now_ms(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store.record(&claimed[0].delivery, Outcome::Delivered, None).await.unwrap();
+    store.flush().await.unwrap();
 }

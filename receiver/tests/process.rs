@@ -98,7 +98,9 @@ fn read_answer(stream: &mut TcpStream, limit: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_and_the_receiver_stays_healthy() {
-    let receiver = Receiver::start("auth: {authorization: API-KEY}\nbodyTimeoutMs: 1000\nroutes: [{name: l, events: ['*'], log: {}}]");
+    let receiver = Receiver::start(
+        "auth: {authorization: API-KEY}\nbodyTimeoutMs: 1000\nheaderTimeoutMs: 1000\nroutes: [{name: l, events: ['*'], log: {}}]",
+    );
     let addr = receiver.addr;
     let answers = tokio::task::spawn_blocking(move || {
         // A body that never finishes.

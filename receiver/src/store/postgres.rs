@@ -9,7 +9,12 @@
 //! answered before the COMMIT. Other calls are single statements on one
 //! more connection. A broken or hung connection is dropped and opened
 //! again on the next call, so the receiver recovers by itself when
-//! PostgreSQL returns; until then, accepts fail (500).
+//! PostgreSQL returns; until then, accepts fail (500). A group PostgreSQL
+//! refuses a statement of (say, a value its index cannot hold) is run again
+//! op by op, each alone, so only that op fails; the others get their own
+//! answer. A statement that finds the tables gone (the database emptied or
+//! created again while this process runs) makes the next connection apply
+//! the migrations again, so the receiver recovers without a restart.
 //!
 //! Deliveries are claimed with `FOR UPDATE SKIP LOCKED`, a lease and a
 //! claim token: a replica that dies mid-delivery leaves a lease that runs
@@ -27,7 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::TryFutureExt;
 use tokio::sync::{RwLock, mpsc, oneshot};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
@@ -133,6 +140,68 @@ fn pg(context: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
     }
 }
 
+/// What a failed statement says about what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// PostgreSQL refused this statement on a working connection (e.g. a
+    /// value its index cannot hold): other statements may well succeed.
+    Refused,
+    /// The tables are gone (SQLSTATE 42P01): the next connection migrates.
+    SchemaGone,
+    /// The connection broke or hung, or the server cannot work now.
+    Unusable,
+}
+
+fn failure(e: &tokio_postgres::Error) -> Failure {
+    match e.code() {
+        None => Failure::Unusable,
+        Some(code) if *code == SqlState::UNDEFINED_TABLE => Failure::SchemaGone,
+        // Connection, resources, operator intervention (shutdown, cancel),
+        // system and internal errors: about the server, not the statement.
+        Some(code) if ["08", "53", "57", "58", "XX"].iter().any(|class| code.code().starts_with(class)) => Failure::Unusable,
+        Some(_) => Failure::Refused,
+    }
+}
+
+/// A group (or one op of it) that did not commit, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+struct GroupError {
+    kind: Failure,
+    error: StoreError,
+}
+
+fn group_error(context: &str) -> impl Fn(tokio_postgres::Error) -> GroupError + '_ {
+    move |e| GroupError { kind: failure(&e), error: pg(context)(e) }
+}
+
+fn timed_out(context: &str) -> GroupError {
+    GroupError {
+        kind: Failure::Unusable,
+        error: StoreError(format!("{context}: PostgreSQL did not answer within {} s", QUERY_TIMEOUT.as_secs())),
+    }
+}
+
+/// The tables are gone while this process runs (dropped, or the database
+/// created again): the next connection applies the migrations again
+/// (under the advisory lock, so replicas noticing together apply them once).
+fn forget_schema(migrated: &AtomicBool) {
+    if migrated.swap(false, Ordering::SeqCst) {
+        tracing::warn!("the fusionhook tables are gone from the database; the next connection creates them again");
+    }
+}
+
+/// Passes a statement's error on; one that finds the tables gone first
+/// marks the schema for migration ([`forget_schema`]).
+fn watch(migrated: &AtomicBool) -> impl Fn(tokio_postgres::Error) -> tokio_postgres::Error + '_ {
+    move |e| {
+        if failure(&e) == Failure::SchemaGone {
+            forget_schema(migrated);
+        }
+        e
+    }
+}
+
 /// PostgreSQL refuses NUL in `text`; an id or type holding one (never
 /// FusionAuth's) is stored with U+FFFD instead, the same way every time, so
 /// deduplication still works and one odd event cannot fail its whole group.
@@ -230,10 +299,11 @@ impl Postgres {
         Ok(client)
     }
 
-    /// Runs one statement; a timeout drops the connection (it may be hung).
+    /// Runs one statement; a failure drops the connection (it may be hung),
+    /// and one that finds the tables gone has the next connection migrate.
     async fn query(&self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
-        let result = within(what, client.query(sql, params)).await;
+        let result = within(what, client.query(sql, params).map_err(watch(&self.migrated))).await;
         if result.is_err() {
             let mut slot = self.shared.write().await;
             if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
@@ -514,10 +584,10 @@ struct Prepared {
 struct Shared {
     /// Held for reading while a group commits; a flush takes the write side.
     commits: Arc<RwLock<()>>,
-    /// Groups that failed so far.
+    /// Groups that failed, or lost an outcome, so far.
     failed_groups: Arc<std::sync::atomic::AtomicU64>,
     /// Outcomes of failed groups, for the next group.
-    held: Arc<std::sync::Mutex<Vec<Box<Delivery>>>>,
+    held: Arc<std::sync::Mutex<Vec<Delivery>>>,
 }
 
 /// One of the [`WRITERS`]: whichever is free takes everything queued at
@@ -532,13 +602,13 @@ async fn batcher(
     latency: CommitLatency,
 ) {
     let Shared { commits, failed_groups, held } = shared;
-    let mut connection: Option<(Client, Prepared)> = None;
+    let mut writer = Writer { url, migrated, connection: None };
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let committing = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            batch.extend(held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).map(Op::Record));
+            batch.extend(held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).map(|d| Op::Record(Box::new(d))));
             batch.push(first);
             while batch.len() < BATCH {
                 match rx.try_recv() {
@@ -549,27 +619,10 @@ async fn batcher(
             commits.clone().read_owned().await
         };
         let started = std::time::Instant::now();
-        if connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            connection = match open_writer(&url, &migrated).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot reach PostgreSQL; the events of this group are refused (500)");
-                    None
-                }
-            };
-        }
-        let result = match connection.as_mut() {
-            None => Err(StoreError("PostgreSQL cannot be reached".into())),
-            Some((client, prepared)) => match tokio::time::timeout(QUERY_TIMEOUT, commit(client, prepared, &batch)).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError(format!("PostgreSQL did not commit within {} s", QUERY_TIMEOUT.as_secs()))),
-            },
-        };
-        if let Err(e) = &result {
+        let group = writer.run(&batch).await;
+        // Counted before the flushes waiting for this group can look.
+        if group.lost_outcomes(&batch) {
             failed_groups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tracing::error!(error = %e, ops = batch.len(), "store commit failed");
-            // The connection may be broken or hung: the next group opens a new one.
-            connection = None;
         }
         latency.observe(started.elapsed().as_secs_f64());
         drop(committing);
@@ -582,123 +635,300 @@ async fn batcher(
             }
         }
         // A flush in a failed group says why (readiness shows it).
-        let group_failure = result.as_ref().err().map(|e| e.0.clone());
-        let unrecorded = answer(rest.into_iter(), result);
+        let group_failure = match &group {
+            Group::Failed(e) => Some(e.0.clone()),
+            _ => None,
+        };
+        let unrecorded = answer(rest.into_iter(), group);
         held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(unrecorded);
         if !flushes.is_empty() {
             let _all_committed = commits.write().await;
-            let failed = failed_groups.load(std::sync::atomic::Ordering::SeqCst);
-            for (tx, failures) in flushes {
-                let _ = tx.send(match &group_failure {
-                    Some(why) => Err(StoreError(why.clone())),
-                    None if failed > failures => Err(StoreError(
-                        "a group of outcomes could not be committed to PostgreSQL; those deliveries will be tried again".into(),
-                    )),
-                    None => Ok(()),
-                });
+            answer_flushes(flushes, group_failure.as_deref(), failed_groups.load(std::sync::atomic::Ordering::SeqCst));
+        }
+    }
+}
+
+/// Answers flushes once every group taken before them committed: an error
+/// when their own group failed (`group_failure`: why), or when a group
+/// failed since each was asked for (`failed`: how many so far).
+fn answer_flushes(flushes: Vec<(oneshot::Sender<Result<(), StoreError>>, u64)>, group_failure: Option<&str>, failed: u64) {
+    for (tx, failures) in flushes {
+        let _ = tx.send(match group_failure {
+            Some(why) => Err(StoreError(why.to_owned())),
+            None if failed > failures => {
+                Err(StoreError("a group of outcomes could not be committed to PostgreSQL; those deliveries will be tried again".into()))
+            }
+            None => Ok(()),
+        });
+    }
+}
+
+/// How a group went.
+enum Group {
+    /// Committed in one transaction; per accept, in order, whether its event was new.
+    Committed(Vec<bool>),
+    /// Nothing committed, and for the same reason for everyone in it: no
+    /// connection, a broken or hung one, or the tables gone.
+    Failed(StoreError),
+    /// PostgreSQL refused a statement of it, so each op ran alone: per op
+    /// but the flushes, in order, its own result (for an accept, whether
+    /// its event was new).
+    Alone(Vec<Result<bool, StoreError>>),
+}
+
+impl Group {
+    /// Whether an outcome of it was not committed (or, failed as a whole,
+    /// anything): flushes asked for before then answer an error.
+    fn lost_outcomes(&self, batch: &[Op]) -> bool {
+        match self {
+            Self::Committed(_) => false,
+            Self::Failed(_) => true,
+            Self::Alone(results) => {
+                batch.iter().filter(|op| !matches!(op, Op::Flush(..))).zip(results).any(|(op, r)| matches!(op, Op::Record(_)) && r.is_err())
             }
         }
+    }
+}
+
+/// A writer's connection, opened (and the schema migrated, when needed)
+/// by the first group that finds none.
+struct Writer {
+    url: Arc<Secret>,
+    migrated: Arc<AtomicBool>,
+    connection: Option<(Client, Prepared)>,
+}
+
+impl Writer {
+    /// Commits a group in one transaction. When PostgreSQL refuses a
+    /// statement of it, runs each op alone, so only that op fails; any
+    /// other failure fails the group and drops the connection (it may be
+    /// broken or hung: the next group opens a new one).
+    async fn run(&mut self, batch: &[Op]) -> Group {
+        if self.connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            self.connection = match open_writer(&self.url, &self.migrated).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reach PostgreSQL; the events of this group are refused (500)");
+                    None
+                }
+            };
+        }
+        let Some((client, prepared)) = self.connection.as_mut() else {
+            return Group::Failed(StoreError("PostgreSQL cannot be reached".into()));
+        };
+        let failed = match tokio::time::timeout(QUERY_TIMEOUT, commit(client, prepared, batch)).await {
+            Ok(Ok(fresh)) => return Group::Committed(fresh),
+            Ok(Err(e)) => e,
+            Err(_) => timed_out("commit"),
+        };
+        tracing::error!(error = %failed, ops = batch.len(), "store commit failed");
+        if failed.kind != Failure::Refused || client.is_closed() {
+            self.lost(failed.kind);
+            return Group::Failed(failed.error);
+        }
+        tracing::warn!(ops = batch.len(), "PostgreSQL refused a statement of the group; each op is run alone");
+        let results = alone(client, prepared, batch).await;
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            tracing::error!(error = %e, "an op run alone failed; only it is refused");
+        }
+        // Checked on every op: one may have found the tables gone or the connection broken.
+        if let Some(kind) = results.iter().filter_map(|r| r.as_ref().err()).map(|e| e.kind).find(|k| *k != Failure::Refused) {
+            self.lost(kind);
+        }
+        Group::Alone(results.into_iter().map(|r| r.map_err(|e| e.error)).collect())
+    }
+
+    /// Drops the connection after a failure not about one statement; tables
+    /// found gone are created again by the next connection.
+    fn lost(&mut self, kind: Failure) {
+        if kind == Failure::SchemaGone {
+            forget_schema(&self.migrated);
+        }
+        self.connection = None;
     }
 }
 
 async fn open_writer(url: &Secret, migrated: &AtomicBool) -> Result<(Client, Prepared), StoreError> {
     let client = usable(url, migrated).await?;
-    let accept = within("prepare", client.prepare(ACCEPT)).await?;
-    let record = within("prepare", client.prepare(RECORD)).await?;
+    // Preparing reads the tables: it is where a writer finds them gone first.
+    let accept = within("prepare", client.prepare(ACCEPT).map_err(watch(migrated))).await?;
+    let record = within("prepare", client.prepare(RECORD).map_err(watch(migrated))).await?;
     Ok((client, Prepared { accept, record }))
+}
+
+/// An accept's parameters, in [`ACCEPT`]'s order.
+struct AcceptArgs<'a> {
+    id: std::borrow::Cow<'a, str>,
+    kind: std::borrow::Cow<'a, str>,
+    received_ms: i64,
+    body: &'a [u8],
+    routes: Vec<&'a str>,
+    due: Vec<i64>,
+    ordered: Vec<Option<std::borrow::Cow<'a, str>>>,
+}
+
+impl<'a> AcceptArgs<'a> {
+    fn of(event: &'a NewEvent) -> Self {
+        Self {
+            id: text(&event.id),
+            kind: text(&event.kind),
+            received_ms: i64_of(event.received_ms),
+            body: event.body.as_ref(),
+            routes: event.deliveries.iter().map(|d| d.route.as_str()).collect(),
+            due: event.deliveries.iter().map(|d| i64_of(d.due_ms)).collect(),
+            ordered: event.deliveries.iter().map(|d| d.ordered_by.as_deref().map(text)).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [&self.id, &self.kind, &self.received_ms, &self.body, &self.routes, &self.due, &self.ordered]
+    }
+}
+
+/// An outcome's parameters, in [`RECORD`]'s order.
+struct RecordArgs<'a> {
+    id: i64,
+    state: i16,
+    attempts: i32,
+    total: i32,
+    next_attempt_ms: Option<i64>,
+    updated_ms: i64,
+    last_error: &'a Option<String>,
+    history: String,
+    claim: i64,
+}
+
+impl<'a> RecordArgs<'a> {
+    fn of(d: &'a Delivery) -> Self {
+        Self {
+            id: i64_of(d.id),
+            state: i16::from(d.state.code()),
+            attempts: i32::try_from(d.attempts).unwrap_or(i32::MAX),
+            total: i32::try_from(d.total_attempts).unwrap_or(i32::MAX),
+            next_attempt_ms: d.next_attempt_ms.map(i64_of),
+            updated_ms: i64_of(d.updated_ms),
+            last_error: &d.last_error,
+            history: serde_json::to_string(&d.history).unwrap_or_else(|_| "[]".into()),
+            claim: d.claim,
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.id,
+            &self.state,
+            &self.attempts,
+            &self.total,
+            &self.next_attempt_ms,
+            &self.updated_ms,
+            self.last_error,
+            &self.history,
+            &self.claim,
+        ]
+    }
+}
+
+/// [`ACCEPT`]'s answer: whether the event was new.
+fn fresh(row: &Row) -> Result<bool, tokio_postgres::Error> {
+    row.try_get::<_, i64>(0).map(|n| n == 1)
 }
 
 /// Runs the group in one transaction; the statements are pipelined. The
 /// result holds, per accept, whether the event was new.
-async fn commit(client: &mut Client, prepared: &Prepared, batch: &[Op]) -> Result<Vec<bool>, StoreError> {
-    let txn = client.transaction().await.map_err(pg("begin"))?;
+async fn commit(client: &mut Client, prepared: &Prepared, batch: &[Op]) -> Result<Vec<bool>, GroupError> {
+    let txn = client.transaction().await.map_err(group_error("begin"))?;
     let accepts = batch.iter().filter_map(|op| match op {
         Op::Accept(event, _) => Some(event),
         _ => None,
     });
     let accept_futures = accepts.map(|event| {
-        let txn = &txn;
-        let accept = &prepared.accept;
+        let (txn, accept) = (&txn, &prepared.accept);
         async move {
-            let routes: Vec<&str> = event.deliveries.iter().map(|d| d.route.as_str()).collect();
-            let due: Vec<i64> = event.deliveries.iter().map(|d| i64_of(d.due_ms)).collect();
-            let ordered: Vec<Option<std::borrow::Cow<'_, str>>> =
-                event.deliveries.iter().map(|d| d.ordered_by.as_deref().map(text)).collect();
-            let row = txn
-                .query_one(
-                    accept,
-                    &[&text(&event.id), &text(&event.kind), &i64_of(event.received_ms), &event.body.as_ref(), &routes, &due, &ordered],
-                )
-                .await?;
-            Ok::<bool, tokio_postgres::Error>(row.get::<_, i64>(0) == 1)
+            let args = AcceptArgs::of(event);
+            fresh(&txn.query_one(accept, &args.params()).await?)
         }
     });
-    let record_futures = batch.iter().filter_map(|op| match op {
+    let records = batch.iter().filter_map(|op| match op {
         Op::Record(d) => Some(d),
         _ => None,
     });
-    let record_futures = record_futures.map(|d| {
-        let txn = &txn;
-        let record = &prepared.record;
+    let record_futures = records.map(|d| {
+        let (txn, record) = (&txn, &prepared.record);
         async move {
-            let history = serde_json::to_string(&d.history).unwrap_or_else(|_| "[]".into());
-            let state = i16::from(d.state.code());
-            let attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
-            let total = i32::try_from(d.total_attempts).unwrap_or(i32::MAX);
-            txn.execute(
-                record,
-                &[
-                    &i64_of(d.id),
-                    &state,
-                    &attempts,
-                    &total,
-                    &d.next_attempt_ms.map(i64_of),
-                    &i64_of(d.updated_ms),
-                    &d.last_error,
-                    &history,
-                    &d.claim,
-                ],
-            )
-            .await
+            let args = RecordArgs::of(d);
+            txn.execute(record, &args.params()).await
         }
     });
     let (fresh, _) =
         futures::future::try_join(futures::future::try_join_all(accept_futures), futures::future::try_join_all(record_futures))
             .await
-            .map_err(pg("write"))?;
-    txn.commit().await.map_err(pg("commit"))?;
+            .map_err(group_error("write"))?;
+    txn.commit().await.map_err(group_error("commit"))?;
     Ok(fresh)
 }
 
-/// Answers a group's ops; gives back the outcomes of a failed group.
-fn answer(batch: impl Iterator<Item = Op>, result: Result<Vec<bool>, StoreError>) -> Vec<Box<Delivery>> {
-    let mut unrecorded = Vec::new();
-    match result {
-        Ok(fresh) => {
-            let mut fresh = fresh.into_iter();
-            for op in batch {
-                match op {
-                    Op::Accept(_, tx) => {
-                        let stored = fresh.next().unwrap_or(false);
-                        let _ = tx.send(Ok(if stored { Accepted::Stored } else { Accepted::Duplicate }));
-                    }
-                    Op::Flush(tx, _) => drop(tx.send(Ok(()))),
-                    Op::Record(_) => {}
+/// Runs each op of a group but the flushes alone, each statement its own
+/// transaction (pipelined, outside any transaction), so a statement
+/// PostgreSQL refuses fails only its op. Results in the ops' order; the
+/// whole is bounded like one commit.
+async fn alone(client: &Client, prepared: &Prepared, batch: &[Op]) -> Vec<Result<bool, GroupError>> {
+    let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
+    let each = batch.iter().filter(|op| !matches!(op, Op::Flush(..))).map(|op| async move {
+        let run = async {
+            match op {
+                Op::Accept(event, _) => {
+                    let args = AcceptArgs::of(event);
+                    fresh(&client.query_one(&prepared.accept, &args.params()).await?)
                 }
+                Op::Record(d) => {
+                    let args = RecordArgs::of(d);
+                    client.execute(&prepared.record, &args.params()).await.map(|_| true)
+                }
+                Op::Flush(..) => Ok(true),
             }
+        };
+        match tokio::time::timeout_at(deadline, run).await {
+            Ok(result) => result.map_err(group_error("write alone")),
+            Err(_) => Err(timed_out("write alone")),
         }
-        Err(e) => {
-            for op in batch {
-                match op {
-                    Op::Accept(_, tx) => drop(tx.send(Err(StoreError(e.0.clone())))),
-                    Op::Flush(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
-                    Op::Record(d) => {
-                        tracing::warn!(delivery = d.id, "a delivery outcome was not committed; it goes with the next group");
-                        unrecorded.push(d);
-                    }
-                }
-            }
+    });
+    futures::future::join_all(each).await
+}
+
+/// Answers a group's ops (the flushes taken out); gives back the outcomes
+/// that were not committed, for the next group.
+fn answer(batch: impl Iterator<Item = Op>, group: Group) -> Vec<Delivery> {
+    match group {
+        Group::Committed(fresh) => {
+            let mut fresh = fresh.into_iter();
+            batch
+                .filter_map(|op| {
+                    let new = matches!(op, Op::Accept(..)).then(|| fresh.next().unwrap_or(false)).unwrap_or(true);
+                    answer_one(op, Ok(new))
+                })
+                .collect()
+        }
+        Group::Failed(e) => batch.filter_map(|op| answer_one(op, Err(StoreError(e.0.clone())))).collect(),
+        Group::Alone(results) => batch.zip(results).filter_map(|(op, result)| answer_one(op, result)).collect(),
+    }
+}
+
+/// Answers one op with its result (for an accept, whether its event was
+/// new); gives back an outcome that was not committed.
+fn answer_one(op: Op, result: Result<bool, StoreError>) -> Option<Delivery> {
+    match (op, result) {
+        (Op::Accept(_, tx), result) => {
+            let _ = tx.send(result.map(|new| if new { Accepted::Stored } else { Accepted::Duplicate }));
+            None
+        }
+        (Op::Flush(tx, _), result) => {
+            let _ = tx.send(result.map(|_| ()));
+            None
+        }
+        (Op::Record(_), Ok(_)) => None,
+        (Op::Record(d), Err(_)) => {
+            tracing::warn!(delivery = d.id, "a delivery outcome was not committed; it goes with the next group");
+            Some(*d)
         }
     }
-    unrecorded
 }
