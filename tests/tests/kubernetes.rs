@@ -187,3 +187,154 @@ fn wait_refused(mut apply: impl FnMut() -> Result<String, String>) -> String {
         }
     }
 }
+
+/// The operator process, as the chart's ServiceAccount (a token from the
+/// TokenRequest API): every call it makes passes or fails through the real
+/// RBAC the chart grants. Killed on drop.
+struct OperatorProcess {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OperatorProcess {
+    /// Runs the operator with the environment of the chart's Deployment in
+    /// `namespace` (release `release`), as its pod would: only the metrics
+    /// address (a free loopback port) and the backoff (2 s, for the test's
+    /// pace) differ.
+    fn start(release: &str, namespace: &str, kubeconfig: &Path, dir: &Path) -> Self {
+        let deployment: Value =
+            serde_json::from_str(&plane().kubectl(&["-n", namespace, "get", "deployment", release, "-o", "json"]).unwrap()).unwrap();
+        let bin = fusionhook_tests::binaries::built("fusionhook-operator", "fusionhook-operator").unwrap();
+        let log = dir.join("operator.log");
+        let mut command = fusionhook_tests::control_plane::tied(&bin, &log).unwrap();
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        for arg in container["args"].as_array().into_iter().flatten() {
+            command.arg(arg.as_str().unwrap());
+        }
+        for var in container["env"].as_array().unwrap() {
+            if let Some(value) = var["value"].as_str() {
+                command.env(var["name"].as_str().unwrap(), value);
+            }
+        }
+        command
+            .env("POD_NAME", format!("{release}-test-0"))
+            .env("POD_NAMESPACE", namespace)
+            .env("FUSIONHOOK_METRICS_ADDR", "127.0.0.1:0")
+            .env("FUSIONHOOK_MAX_BACKOFF", "2s")
+            .env("KUBECONFIG", kubeconfig);
+        Self { child: command.spawn().unwrap(), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A server that records every request it gets (method, path and the
+/// Authorization header): where an API key must never go.
+async fn recorder() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            let auth = request.headers().get("authorization").map(|v| v.to_str().unwrap_or("?").to_owned()).unwrap_or_default();
+            seen.lock().unwrap().push(format!("{} {} {auth}", request.method(), request.uri()));
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, calls)
+}
+
+/// `status.conditions[type]` as (status, reason, message).
+fn condition(namespace: &str, name: &str, kind: &str) -> Option<(String, String, String)> {
+    let object: Value = serde_json::from_str(&plane().kubectl(&["-n", namespace, "get", "faw", name, "-o", "json"]).ok()?).ok()?;
+    let c = object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)?.clone();
+    Some((c["status"].as_str()?.to_owned(), c["reason"].as_str()?.to_owned(), c["message"].as_str().unwrap_or_default().to_owned()))
+}
+
+fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_under_the_charts_service_account_works_and_names_a_permission_it_lacks() {
+    crd();
+    let fusionauth = fusionhook_tests::fusionauth_emulator::Emulator::new(fusionhook_tests::fusionauth_emulator::Settings {
+        api_key: "rbac-key".into(),
+        retry_delay: std::time::Duration::ZERO,
+    });
+    let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let ns = plane().namespace("rbac").unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=rbac-key"]).unwrap();
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let url = format!("http://{}", running.addr);
+    apply_variant(&ns, "hook", |o| o["spec"]["fusionAuth"]["url"] = json!(url)).unwrap();
+
+    // Everything it builds, it may build: the receiver's objects appear and
+    // the status says it waits for the receiver (no kubelet runs pods here).
+    let objects = || plane().kubectl(&["-n", &ns, "get", "deployment,service,configmap,secret", "-o", "name"]).unwrap_or_default();
+    assert!(
+        tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || {
+            let o = objects();
+            o.contains("deployment.apps/hook-receiver") && o.contains("service/hook-receiver") && o.contains("secret/hook-receiver-auth")
+        })),
+        "{}\n{}",
+        objects(),
+        operator.log()
+    );
+    let waiting = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || condition(&ns, "hook", "ReceiverAvailable").is_some_and(|c| c.0 == "False"))
+    });
+    assert!(waiting, "{:?}\n{}", condition(&ns, "hook", "ReceiverAvailable"), operator.log());
+
+    // Issue 24, item 13: a person with status rights (and no admission
+    // policy in the way) points status.fusionAuthUrl elsewhere: the
+    // operator does not send the API key there.
+    let (attacker, calls) = recorder().await;
+    let patch = json!({"status": {"fusionAuthUrl": format!("http://{attacker}")}}).to_string();
+    plane().kubectl(&["-n", &ns, "patch", "faw", "hook", "--subresource=status", "--type=merge", "-p", &patch]).unwrap();
+    let warned = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || {
+            plane().kubectl(&["-n", &ns, "get", "events.events.k8s.io", "-o", "json"]).is_ok_and(|e| e.contains("StatusUrlNotOurs"))
+        })
+    });
+    assert!(warned, "a Warning says why the status URL is not used\n{}", operator.log());
+    assert_eq!(calls.lock().unwrap().clone(), Vec::<String>::new(), "nothing reached the URL someone else wrote");
+    assert!(!operator.log().contains("rbac-key"));
+
+    // One rule less: creating Services is refused by the API server.
+    let role: Value = serde_json::from_str(&plane().kubectl(&["get", "clusterrole", "fusionhook", "-o", "json"]).unwrap()).unwrap();
+    let rules: Vec<Value> = role["rules"].as_array().unwrap().iter().filter(|r| r["resources"] != json!(["services"])).cloned().collect();
+    let patch = json!({"rules": rules}).to_string();
+    plane().kubectl(&["patch", "clusterrole", "fusionhook", "--type=merge", "-p", &patch]).unwrap();
+    plane().kubectl(&["-n", &ns, "delete", "service", "hook-receiver"]).unwrap();
+    let named = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            condition(&ns, "hook", "Ready").is_some_and(|c| c.2.contains("services") && c.2.contains("forbidden"))
+        })
+    });
+    let ready = condition(&ns, "hook", "Ready");
+    // Put the rule back for whoever runs next.
+    plane().kubectl(&["patch", "clusterrole", "fusionhook", "--type=merge", "-p", &json!({"rules": role["rules"]}).to_string()]).unwrap();
+    assert!(named, "the condition names the refused permission: {ready:?}\n{}", operator.log());
+}

@@ -72,6 +72,39 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
     Ok(())
 }
 
+/// `status.fusionAuthUrl`, where the resource is registered: the API key is
+/// sent there to clean up after a move. `Err(manager)` when someone other
+/// than the operator wrote it last (a person with `fusionauthwebhooks/status`
+/// rights, which an admission policy on the spec's URL does not see): the
+/// key is then not sent there. Without field ownership recorded (an old
+/// server, the emulator), or with the nameless manager of earlier
+/// operators (kube-rs sends no User-Agent, which names the manager otherwise), the
+/// status is taken as the operator's.
+fn registered_url(r: &FusionAuthWebhook) -> Result<Option<String>, String> {
+    let Some(url) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()) else { return Ok(None) };
+    let owners = r
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.get("f:status").and_then(|s| s.get("f:fusionAuthUrl")).is_some()));
+    for owner in owners {
+        let manager = owner.manager.as_deref().unwrap_or_default();
+        if !manager.is_empty() && manager != names::FIELD_MANAGER {
+            return Err(manager.to_owned());
+        }
+    }
+    Ok(Some(url))
+}
+
+/// The Warning when [`registered_url`] refused the status's URL.
+fn foreign_url(manager: &str) -> kube::runtime::events::Event {
+    let note = format!(
+        "status.fusionAuthUrl was last written by {manager}, not the operator: the API key is not sent there; remove the webhook from that FusionAuth yourself if it is one of yours"
+    );
+    warning("StatusUrlNotOurs", "Cleanup", note)
+}
+
 /// [`remove_from`] the spec's FusionAuth and, when a move to it had not
 /// finished, the one the resource is still registered with.
 async fn remove_everywhere(
@@ -81,7 +114,13 @@ async fn remove_everywhere(
     webhook_id: Uuid,
     keys: BTreeSet<Uuid>,
 ) -> Result<(), Error> {
-    let registered = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()).filter(|u| !same_instance(u, &connection.url));
+    let registered = match registered_url(r) {
+        Ok(url) => url.filter(|u| !same_instance(u, &connection.url)),
+        Err(manager) => {
+            status::publish(r, ctx, &[foreign_url(&manager)]).await;
+            None
+        }
+    };
     let instances = registered.map(|url| Connection { url, ..connection.clone() }).into_iter().chain([connection]);
     for instance in instances {
         let fa = ctx.fusionauth(&instance).map_err(|e| Error::FusionAuth(e.into()))?;
@@ -95,7 +134,15 @@ async fn remove_everywhere(
 /// whether the resource moved, so the generated `Authorization` value is
 /// replaced: the old instance must not be able to reach the receiver.
 pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Validated, report: &mut Report) -> Result<bool, Stopped> {
-    let Some(previous) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()).filter(|u| !same_instance(u, &v.fusionauth_url)) else {
+    let previous = match registered_url(r) {
+        Ok(url) => url,
+        Err(manager) => {
+            report.event(foreign_url(&manager));
+            report.status.fusion_auth_url = None;
+            return Ok(false);
+        }
+    };
+    let Some(previous) = previous.filter(|u| !same_instance(u, &v.fusionauth_url)) else {
         return Ok(false);
     };
     if v.deletion_policy == DeletionPolicy::Orphan {

@@ -325,7 +325,10 @@ pub async fn patch_status(
         }
     }
     let patch = serde_json::json!({ "status": body });
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    // Under the operator's own name, so a status field someone else wrote is
+    // told apart by its manager (see cleanup's `registered_url`).
+    let params = PatchParams { field_manager: Some(names::FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+    api.patch_status(&name, &params, &Patch::Merge(&patch)).await?;
     Ok(true)
 }
 
