@@ -8,8 +8,9 @@
 //!   per route; `quietSeconds` since the last event arrived; `storeProblem`.
 //! - `GET /v1/deliveries?state=&route=&eventType=&eventId=&since=&after=&limit=`
 //! - `GET /v1/events/{id}`: the event as received, with its deliveries and their attempts.
-//! - `POST /v1/replay`, `POST /v1/discard`: `{"ids": [...]}` or a filter
-//!   (`{"state": "dead", "route": ...}`), with `"dryRun": true` to only list.
+//! - `POST /v1/replay`, `POST /v1/discard`: `{"ids": [...]}` and/or a filter
+//!   (`{"state": "dead", "route": ...}`; every one given applies), with
+//!   `"dryRun": true` to only list; `next` (give it as `after`) when more may follow.
 //! - `POST /v1/ingest`: an event exactly as FusionAuth sends it; handled as a
 //!   delivery of that `event.id` (routes, dedupe, store) without FusionAuth's
 //!   credentials, which a replayed event cannot carry.
@@ -209,10 +210,7 @@ async fn deliveries(State(admin): State<Arc<Admin>>, Query(query): Query<HashMap
         Err(r) => return r,
     };
     match store.list(&filter).await {
-        Ok(list) => {
-            let next = (list.len() >= filter.limit()).then(|| list.last().map(|d| d.id)).flatten();
-            Json(json!({"deliveries": list, "next": next})).into_response()
-        }
+        Ok(page) => Json(json!({"deliveries": page.items, "next": page.next})).into_response(),
         Err(e) => store_failed(&e),
     }
 }
@@ -246,6 +244,8 @@ struct Selection {
     #[serde(default)]
     since: Option<String>,
     #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
     dry_run: bool,
@@ -269,7 +269,7 @@ fn selection(body: &Bytes) -> Result<(Filter, bool), Response> {
         event_type: s.event_type,
         event_id: s.event_id,
         since_ms,
-        after: None,
+        after: s.after,
         limit: s.limit,
     };
     Ok((filter, s.dry_run))
@@ -294,14 +294,14 @@ async fn change(admin: &Admin, body: &Bytes, replay: bool) -> Response {
     };
     let result = if replay { store.replay(&filter, dry_run).await } else { store.discard(&filter, dry_run).await };
     match result {
-        Ok(ids) => {
+        Ok(page) => {
             if replay && !dry_run {
                 for wake in &admin.state.wake {
                     wake.notify_one();
                 }
             }
-            tracing::info!(action = if replay { "replay" } else { "discard" }, count = ids.len(), dry_run, "admin API");
-            Json(json!({"ids": ids, "dryRun": dry_run})).into_response()
+            tracing::info!(action = if replay { "replay" } else { "discard" }, count = page.items.len(), dry_run, "admin API");
+            Json(json!({"ids": page.items, "dryRun": dry_run, "next": page.next})).into_response()
         }
         Err(e) => store_failed(&e),
     }

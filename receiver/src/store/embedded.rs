@@ -33,7 +33,7 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, State, Stats, StoreError};
+use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Page, Retention, State, Stats, StoreError};
 use crate::dedupe::event_key;
 
 /// `event sequence number -> id, type and body`. Keyed in arrival order, so
@@ -96,8 +96,8 @@ pub struct Embedded {
 enum Op {
     Accept(NewEvent, oneshot::Sender<Result<Accepted, StoreError>>),
     Record(Record),
-    Replay(Filter, bool, u64, oneshot::Sender<Result<Vec<u64>, StoreError>>),
-    Discard(Filter, bool, oneshot::Sender<Result<Vec<u64>, StoreError>>),
+    Replay(Filter, bool, u64, oneshot::Sender<Result<Page<u64>, StoreError>>),
+    Discard(Filter, bool, oneshot::Sender<Result<Page<u64>, StoreError>>),
     Compact(u64, oneshot::Sender<Result<u64, StoreError>>),
     Flush(oneshot::Sender<Result<u64, StoreError>>),
 }
@@ -276,7 +276,7 @@ impl Embedded {
         .await
     }
 
-    pub(super) async fn list(&self, filter: &Filter) -> Result<Vec<Delivery>, StoreError> {
+    pub(super) async fn list(&self, filter: &Filter) -> Result<Page<Delivery>, StoreError> {
         let filter = filter.clone();
         self.read(move |db| {
             let txn = r!(db.begin_read(), "begin read")?;
@@ -285,7 +285,8 @@ impl Embedded {
                 pending: r!(txn.open_table(PENDING), "open")?,
                 dead: r!(txn.open_table(DEAD), "open")?,
             };
-            Ok(select(&t.deliveries, &t.pending, &t.dead, &filter)?.into_iter().map(|(_, d)| d).collect())
+            let (found, next) = select(&t.deliveries, &t.pending, &t.dead, &filter, LIST_SCAN)?;
+            Ok(Page { items: found.into_iter().map(|(_, d)| d).collect(), next })
         })
         .await
     }
@@ -312,14 +313,14 @@ impl Embedded {
         .await
     }
 
-    pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+    pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
         chosen(filter)?;
         let (tx, rx) = oneshot::channel();
         self.send(Op::Replay(filter.clone(), dry_run, super::now_ms(), tx))?;
         rx.await.map_err(|_| StoreError("the store writer stopped".into()))?
     }
 
-    pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+    pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
         chosen(filter)?;
         let (tx, rx) = oneshot::channel();
         self.send(Op::Discard(filter.clone(), dry_run, tx))?;
@@ -339,41 +340,52 @@ struct ReadTables {
     dead: redb::ReadOnlyTable<u64, u64>,
 }
 
-/// The deliveries `filter` takes, by id.
+/// The deliveries `filter` takes, by id, and where the next page starts
+/// when this one stopped early: at the filter's limit, or after reading
+/// `scan` records (a filter that matches little must not read the whole
+/// store in one call).
 fn select(
     deliveries: &impl ReadableTable<u64, &'static [u8]>,
     pending: &impl ReadableTable<u64, u64>,
     dead: &impl ReadableTable<u64, u64>,
     filter: &Filter,
-) -> Result<Vec<(u64, Delivery)>, StoreError> {
+    scan: usize,
+) -> Result<(Vec<(u64, Delivery)>, Option<u64>), StoreError> {
     let limit = filter.limit();
-    let mut out = Vec::new();
-    if !filter.ids.is_empty() {
-        for &id in filter.ids.iter().take(super::MAX_PAGE) {
-            if let Some(record) = r!(deliveries.get(id), "read")? {
-                out.push(decode_delivery(record.value())?);
-            }
-        }
-        return Ok(out);
-    }
     let start = filter.after.map_or(0, |a| a.saturating_add(1));
-    let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = match filter.state {
-        Some(State::Pending) => Box::new(r!(pending.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
-        Some(State::Dead) => Box::new(r!(dead.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
-        _ => Box::new(r!(deliveries.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+    let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = if !filter.ids.is_empty() {
+        let mut ids: Vec<u64> = filter.ids.iter().copied().filter(|id| *id >= start).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Box::new(ids.into_iter().map(Ok))
+    } else {
+        match filter.state {
+            Some(State::Pending) => Box::new(r!(pending.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+            Some(State::Dead) => Box::new(r!(dead.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+            _ => Box::new(r!(deliveries.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
+        }
     };
-    for id in ids.take(LIST_SCAN) {
+    let mut out = Vec::new();
+    let mut read = 0;
+    let mut last = None;
+    for id in ids {
         let id = id?;
+        if read == scan {
+            // More to look at: the next page goes on after the last one read.
+            return Ok((out, last));
+        }
+        read += 1;
+        last = Some(id);
         let Some(record) = r!(deliveries.get(id), "read")? else { continue };
         let (seq, delivery) = decode_delivery(record.value())?;
-        if filter.state.is_none_or(|s| s == delivery.state) && filter.admits(&delivery) {
+        if filter.admits(&delivery) {
             out.push((seq, delivery));
             if out.len() >= limit {
-                break;
+                return Ok((out, last));
             }
         }
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 /// Opens the database file, creating it (and every table) when it does not
@@ -702,7 +714,7 @@ impl Writer {
 /// What each op of a batch gets told once the batch is committed (or not).
 enum Reply {
     Accept(oneshot::Sender<Result<Accepted, StoreError>>, Accepted),
-    Ids(oneshot::Sender<Result<Vec<u64>, StoreError>>, Vec<u64>),
+    Ids(oneshot::Sender<Result<Page<u64>, StoreError>>, Page<u64>),
     Count(oneshot::Sender<Result<u64, StoreError>>, u64),
     /// An outcome in this batch: committed, its delivery is released.
     Recorded(Record),
@@ -1076,13 +1088,14 @@ fn chosen(filter: &Filter) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn selected(t: &Tables<'_>, filter: &Filter) -> Result<Vec<(u64, Delivery)>, StoreError> {
-    select(&t.deliveries, &t.pending, &t.dead, filter)
+fn selected(t: &Tables<'_>, filter: &Filter) -> Result<(Vec<(u64, Delivery)>, Option<u64>), StoreError> {
+    select(&t.deliveries, &t.pending, &t.dead, filter, LIST_SCAN)
 }
 
-fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Result<Vec<u64>, StoreError> {
+fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Result<Page<u64>, StoreError> {
     let mut ids = Vec::new();
-    for (seq, mut d) in selected(t, filter)? {
+    let (found, next) = selected(t, filter)?;
+    for (seq, mut d) in found {
         let was = d.state;
         if was == State::Pending {
             continue;
@@ -1110,12 +1123,13 @@ fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Resul
         t.pend(&d)?;
         t.put(seq, &d)?;
     }
-    Ok(ids)
+    Ok(Page { items: ids, next })
 }
 
-fn discard(t: &mut Tables<'_>, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+fn discard(t: &mut Tables<'_>, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
     let mut ids = Vec::new();
-    for (_, d) in selected(t, filter)? {
+    let (found, next) = selected(t, filter)?;
+    for (_, d) in found {
         if d.state == State::Delivered {
             continue;
         }
@@ -1133,7 +1147,7 @@ fn discard(t: &mut Tables<'_>, filter: &Filter, dry_run: bool) -> Result<Vec<u64
         t.bump(&d.route, d.state, -1);
         t.delete_delivery(&d)?;
     }
-    Ok(ids)
+    Ok(Page { items: ids, next })
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -1214,7 +1228,7 @@ mod tests {
         store.record(&claimed[0].delivery, Outcome::Dead, Some("answered 400".into())).await.unwrap();
         // The record is committed by the writer; a replay is queued after it.
         let ids = store.replay(&Filter { state: Some(State::Dead), ..Filter::default() }, false).await.unwrap();
-        assert_eq!(ids, vec![id]);
+        assert_eq!(ids.items, vec![id]);
         let stats = store.stats(2_000).await.unwrap();
         assert_eq!((stats.pending, stats.dead, stats.delivered), (2, 0, 0));
         let again = store.claim("a", 10, u64::MAX / 2, LEASE).await.unwrap();
@@ -1226,6 +1240,62 @@ mod tests {
         assert_eq!(a.state, State::Delivered);
         assert_eq!(a.total_attempts, 2);
         assert_eq!(a.history.len(), 2);
+    }
+
+    /// Issue 24, item 8: a listing that reads its whole scan budget without
+    /// filling a page says where to go on (it used to answer `next: null`,
+    /// hiding every later match).
+    #[tokio::test]
+    async fn a_scan_that_stops_early_returns_a_cursor_and_paging_finds_every_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap();
+        let store = Store::Embedded(embedded);
+        for i in 0..30 {
+            let route = if i % 10 == 7 { "rare" } else { "common" };
+            store.accept(event(&format!("e{i}"), &[route])).await.unwrap();
+        }
+        let Store::Embedded(embedded) = &store else { unreachable!() };
+        let db = embedded.db.load_full().unwrap();
+        let txn = db.begin_read().unwrap();
+        let (deliveries, pending, dead) =
+            (txn.open_table(DELIVERIES).unwrap(), txn.open_table(PENDING).unwrap(), txn.open_table(DEAD).unwrap());
+        let mut filter = Filter { route: Some("rare".into()), limit: Some(100), ..Filter::default() };
+        let (mut found, mut pages) = (Vec::new(), 0);
+        loop {
+            pages += 1;
+            let (page, next) = select(&deliveries, &pending, &dead, &filter, 4).unwrap();
+            found.extend(page.into_iter().map(|(_, d)| d.event_id));
+            match next {
+                Some(after) => filter.after = Some(after),
+                None => break,
+            }
+        }
+        assert_eq!(found, ["e7", "e17", "e27"], "every match, across pages of at most 4 records read");
+        assert!(pages >= 8, "{pages} pages");
+    }
+
+    /// Issue 24, item 9: ids and the other filters together take only what
+    /// passes all of them (`{"ids": [...], "state": "dead"}` used to discard
+    /// pending deliveries too).
+    #[tokio::test]
+    async fn ids_with_a_state_or_route_take_only_what_passes_every_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        store.accept(event("dead-one", &["a"])).await.unwrap();
+        store.accept(event("pending-one", &["a"])).await.unwrap();
+        let claimed = store.claim("a", 1, 2_000, LEASE).await.unwrap();
+        store.record(&claimed[0].delivery, Outcome::Dead, Some("410".into())).await.unwrap();
+        store.flush().await.unwrap();
+        let all: Vec<u64> =
+            store.list(&Filter { state: None, ids: vec![1, 2], ..Filter::default() }).await.unwrap().items.iter().map(|d| d.id).collect();
+        assert_eq!(all, [1, 2]);
+        let dead_id = claimed[0].delivery.id;
+        let wrong_route = Filter { ids: all.clone(), route: Some("b".into()), ..Filter::default() };
+        assert!(store.discard(&wrong_route, false).await.unwrap().items.is_empty(), "another route's filter takes nothing");
+        let only_dead = Filter { ids: all.clone(), state: Some(State::Dead), ..Filter::default() };
+        assert_eq!(store.discard(&only_dead, false).await.unwrap().items, [dead_id]);
+        let stats = store.stats(2_000).await.unwrap();
+        assert_eq!((stats.pending, stats.dead), (1, 0), "the pending one stays");
     }
 
     #[tokio::test]

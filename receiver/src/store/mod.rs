@@ -249,11 +249,22 @@ pub struct Claimed {
     pub body: Bytes,
 }
 
+/// One page of a listing, replay or discard: what it took, and where the
+/// next page starts (`after`) when it stopped before the end: at its limit,
+/// or (embedded) after reading as many records as one call may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The deliveries (or their ids).
+    pub items: Vec<T>,
+    /// `after` for the next page; `None` at the end.
+    pub next: Option<u64>,
+}
+
 /// Which deliveries a listing, replay or discard takes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filter {
-    /// These ids (other filters ignored).
+    /// These ids (the other filters apply too).
     #[serde(default)]
     pub ids: Vec<u64>,
     /// In this state.
@@ -288,9 +299,11 @@ impl Filter {
         self.limit.unwrap_or(100).clamp(1, MAX_PAGE)
     }
 
-    /// Whether `d` passes every filter except ids, state and paging.
+    /// Whether `d` passes every filter but paging (ids, state, route, type, event, since).
     pub fn admits(&self, d: &Delivery) -> bool {
-        self.route.as_ref().is_none_or(|r| *r == d.route)
+        (self.ids.is_empty() || self.ids.contains(&d.id))
+            && self.state.is_none_or(|s| s == d.state)
+            && self.route.as_ref().is_none_or(|r| *r == d.route)
             && self.event_type.as_ref().is_none_or(|t| *t == d.event_type)
             && self.event_id.as_ref().is_none_or(|e| *e == d.event_id)
             && self.since_ms.is_none_or(|s| d.updated_ms >= s)
@@ -489,7 +502,7 @@ impl Store {
     }
 
     /// Deliveries matching `filter`, by id.
-    pub async fn list(&self, filter: &Filter) -> Result<Vec<Delivery>, StoreError> {
+    pub async fn list(&self, filter: &Filter) -> Result<Page<Delivery>, StoreError> {
         each!(self, s => s.list(filter).await)
     }
 
@@ -500,12 +513,12 @@ impl Store {
 
     /// Makes the matching dead (or delivered) deliveries pending again;
     /// with `dry_run`, only says which.
-    pub async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+    pub async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
         each!(self, s => s.replay(filter, dry_run).await)
     }
 
     /// Deletes the matching pending or dead deliveries; with `dry_run`, only says which.
-    pub async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+    pub async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
         each!(self, s => s.discard(filter, dry_run).await)
     }
 

@@ -38,7 +38,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Retention, State, Stats, StoreError};
+use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Page, Retention, State, Stats, StoreError};
 use crate::secret::Secret;
 
 /// Connecting gives up after this long.
@@ -391,12 +391,14 @@ impl Postgres {
         Ok(stats)
     }
 
-    pub(super) async fn list(&self, filter: &Filter) -> Result<Vec<Delivery>, StoreError> {
+    pub(super) async fn list(&self, filter: &Filter) -> Result<Page<Delivery>, StoreError> {
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let condition = where_clause(filter, &mut params, None);
         let sql = format!("SELECT {COLUMNS} FROM fusionhook_deliveries d WHERE {condition} ORDER BY d.id LIMIT {}", filter.limit());
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        self.query("list", &sql, &refs).await?.iter().map(delivery).collect()
+        let items: Vec<Delivery> = self.query("list", &sql, &refs).await?.iter().map(delivery).collect::<Result<_, _>>()?;
+        let next = page_end(filter, items.last().map(|d| d.id), items.len());
+        Ok(Page { items, next })
     }
 
     pub(super) async fn event(&self, event_id: &str) -> Result<Option<EventView>, StoreError> {
@@ -415,7 +417,7 @@ impl Postgres {
         }))
     }
 
-    pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+    pub(super) async fn replay(&self, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let condition = where_clause(filter, &mut params, Some("d.state IN (1, 2)"));
         let select = format!(
@@ -434,18 +436,18 @@ impl Postgres {
                  WHERE id IN ({select}) AND state IN (1, 2) RETURNING id"
             )
         };
-        self.ids("replay", &sql, &params).await
+        self.ids("replay", &sql, &params, filter).await
     }
 
-    pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, StoreError> {
+    pub(super) async fn discard(&self, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let condition = where_clause(filter, &mut params, Some("d.state IN (0, 1)"));
         let select = format!("SELECT d.id FROM fusionhook_deliveries d WHERE {condition} ORDER BY d.id LIMIT {}", filter.limit());
         let sql = if dry_run { select } else { format!("DELETE FROM fusionhook_deliveries WHERE id IN ({select}) RETURNING id") };
-        self.ids("discard", &sql, &params).await
+        self.ids("discard", &sql, &params, filter).await
     }
 
-    async fn ids(&self, what: &str, sql: &str, params: &[Box<dyn ToSql + Sync + Send>]) -> Result<Vec<u64>, StoreError> {
+    async fn ids(&self, what: &str, sql: &str, params: &[Box<dyn ToSql + Sync + Send>], filter: &Filter) -> Result<Page<u64>, StoreError> {
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let mut ids: Vec<u64> = self
             .query(what, sql, &refs)
@@ -454,7 +456,8 @@ impl Postgres {
             .map(|r| r.try_get::<_, i64>(0).map(u64_of).map_err(pg("read")))
             .collect::<Result<_, _>>()?;
         ids.sort_unstable();
-        Ok(ids)
+        let next = page_end(filter, ids.last().copied(), ids.len());
+        Ok(Page { items: ids, next })
     }
 
     pub(super) async fn compact(&self, now: u64) -> Result<u64, StoreError> {
@@ -518,7 +521,13 @@ fn delivery(row: &Row) -> Result<Delivery, StoreError> {
     })
 }
 
-/// The SQL condition for a filter; parameters are appended to `params`.
+/// `after` for the next page: a full page may have more behind it.
+fn page_end(filter: &Filter, last: Option<u64>, taken: usize) -> Option<u64> {
+    (taken >= filter.limit()).then_some(last).flatten()
+}
+
+/// The SQL condition for a filter (every filter given, ids included);
+/// parameters are appended to `params`.
 fn where_clause(filter: &Filter, params: &mut Vec<Box<dyn ToSql + Sync + Send>>, states: Option<&str>) -> String {
     let mut conditions: Vec<String> = states.map(str::to_owned).into_iter().collect();
     let mut param = |value: Box<dyn ToSql + Sync + Send>| {
@@ -528,25 +537,24 @@ fn where_clause(filter: &Filter, params: &mut Vec<Box<dyn ToSql + Sync + Send>>,
     if !filter.ids.is_empty() {
         let ids: Vec<i64> = filter.ids.iter().take(super::MAX_PAGE).map(|&id| i64_of(id)).collect();
         conditions.push(format!("d.id = ANY({})", param(Box::new(ids))));
-    } else {
-        if let Some(state) = filter.state {
-            conditions.push(format!("d.state = {}", param(Box::new(i16::from(state.code())))));
-        }
-        if let Some(route) = &filter.route {
-            conditions.push(format!("d.route = {}", param(Box::new(route.clone()))));
-        }
-        if let Some(kind) = &filter.event_type {
-            conditions.push(format!("d.event_type = {}", param(Box::new(kind.clone()))));
-        }
-        if let Some(event_id) = &filter.event_id {
-            conditions.push(format!("d.event_id = {}", param(Box::new(event_id.clone()))));
-        }
-        if let Some(since) = filter.since_ms {
-            conditions.push(format!("d.updated_ms >= {}", param(Box::new(i64_of(since)))));
-        }
-        if let Some(after) = filter.after {
-            conditions.push(format!("d.id > {}", param(Box::new(i64_of(after)))));
-        }
+    }
+    if let Some(state) = filter.state {
+        conditions.push(format!("d.state = {}", param(Box::new(i16::from(state.code())))));
+    }
+    if let Some(route) = &filter.route {
+        conditions.push(format!("d.route = {}", param(Box::new(route.clone()))));
+    }
+    if let Some(kind) = &filter.event_type {
+        conditions.push(format!("d.event_type = {}", param(Box::new(kind.clone()))));
+    }
+    if let Some(event_id) = &filter.event_id {
+        conditions.push(format!("d.event_id = {}", param(Box::new(event_id.clone()))));
+    }
+    if let Some(since) = filter.since_ms {
+        conditions.push(format!("d.updated_ms >= {}", param(Box::new(i64_of(since)))));
+    }
+    if let Some(after) = filter.after {
+        conditions.push(format!("d.id > {}", param(Box::new(i64_of(after)))));
     }
     if conditions.is_empty() { "TRUE".to_owned() } else { conditions.join(" AND ") }
 }
