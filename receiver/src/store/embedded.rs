@@ -285,8 +285,8 @@ impl Embedded {
                 pending: r!(txn.open_table(PENDING), "open")?,
                 dead: r!(txn.open_table(DEAD), "open")?,
             };
-            let (found, next) = select(&t.deliveries, &t.pending, &t.dead, &filter, LIST_SCAN)?;
-            Ok(Page { items: found.into_iter().map(|(_, d)| d).collect(), next })
+            let page = select(&t.deliveries, &t.pending, &t.dead, &filter, LIST_SCAN)?;
+            Ok(Page { items: page.items.into_iter().map(|(_, d)| d).collect(), next: page.next })
         })
         .await
     }
@@ -350,7 +350,7 @@ fn select(
     dead: &impl ReadableTable<u64, u64>,
     filter: &Filter,
     scan: usize,
-) -> Result<(Vec<(u64, Delivery)>, Option<u64>), StoreError> {
+) -> Result<Page<(u64, Delivery)>, StoreError> {
     let limit = filter.limit();
     let start = filter.after.map_or(0, |a| a.saturating_add(1));
     let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> = if !filter.ids.is_empty() {
@@ -365,27 +365,25 @@ fn select(
             _ => Box::new(r!(deliveries.range(start..), "read")?.map(|e| r!(e.map(|(k, _)| k.value()), "read"))),
         }
     };
-    let mut out = Vec::new();
-    let mut read = 0;
+    let mut items = Vec::new();
     let mut last = None;
-    for id in ids {
+    for (read, id) in ids.enumerate() {
         let id = id?;
         if read == scan {
             // More to look at: the next page goes on after the last one read.
-            return Ok((out, last));
+            return Ok(Page { items, next: last });
         }
-        read += 1;
         last = Some(id);
         let Some(record) = r!(deliveries.get(id), "read")? else { continue };
         let (seq, delivery) = decode_delivery(record.value())?;
         if filter.admits(&delivery) {
-            out.push((seq, delivery));
-            if out.len() >= limit {
-                return Ok((out, last));
+            items.push((seq, delivery));
+            if items.len() >= limit {
+                return Ok(Page { items, next: last });
             }
         }
     }
-    Ok((out, None))
+    Ok(Page { items, next: None })
 }
 
 /// Opens the database file, creating it (and every table) when it does not
@@ -1088,13 +1086,13 @@ fn chosen(filter: &Filter) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn selected(t: &Tables<'_>, filter: &Filter) -> Result<(Vec<(u64, Delivery)>, Option<u64>), StoreError> {
+fn selected(t: &Tables<'_>, filter: &Filter) -> Result<Page<(u64, Delivery)>, StoreError> {
     select(&t.deliveries, &t.pending, &t.dead, filter, LIST_SCAN)
 }
 
 fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Result<Page<u64>, StoreError> {
     let mut ids = Vec::new();
-    let (found, next) = selected(t, filter)?;
+    let Page { items: found, next } = selected(t, filter)?;
     for (seq, mut d) in found {
         let was = d.state;
         if was == State::Pending {
@@ -1128,7 +1126,7 @@ fn replay(t: &mut Tables<'_>, filter: &Filter, dry_run: bool, now: u64) -> Resul
 
 fn discard(t: &mut Tables<'_>, filter: &Filter, dry_run: bool) -> Result<Page<u64>, StoreError> {
     let mut ids = Vec::new();
-    let (found, next) = selected(t, filter)?;
+    let Page { items: found, next } = selected(t, filter)?;
     for (_, d) in found {
         if d.state == State::Delivered {
             continue;
@@ -1263,9 +1261,9 @@ mod tests {
         let (mut found, mut pages) = (Vec::new(), 0);
         loop {
             pages += 1;
-            let (page, next) = select(&deliveries, &pending, &dead, &filter, 4).unwrap();
-            found.extend(page.into_iter().map(|(_, d)| d.event_id));
-            match next {
+            let page = select(&deliveries, &pending, &dead, &filter, 4).unwrap();
+            found.extend(page.items.into_iter().map(|(_, d)| d.event_id));
+            match page.next {
                 Some(after) => filter.after = Some(after),
                 None => break,
             }
