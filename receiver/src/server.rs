@@ -7,10 +7,12 @@
 //! At the limit, a new connection is not left in the kernel's backlog
 //! while idle ones hold every slot (530 silent connections used to shut
 //! FusionAuth out): the connection idle the longest (no request in
-//! service) is closed to make room, as nginx reuses keep-alive
-//! connections. Only when every connection has a request in service does a
-//! new one wait (briefly) or get closed. Both are logged and counted
-//! (`fusionhook_receiver_connections_*`).
+//! service, no byte since its last one) is closed to make room, as nginx
+//! reuses keep-alive connections; failing that, the one that has been
+//! sending a request head the longest. A new connection waits for the
+//! room it made (up to 1.5 s, making room again every 100 ms); only when
+//! every connection has a request in service all that time is it closed.
+//! Both are logged and counted (`fusionhook_receiver_connections_*`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,9 +37,14 @@ use crate::metrics::ConnectionMetrics;
 /// credential is seen. Memory for heads is at most `max_connections` times this.
 pub const MAX_BUFFER_BYTES: usize = 32 * 1024;
 
-/// How long a new connection waits for a slot when every connection has a
-/// request in service (then it is closed: the client tries again).
-const WAIT_FOR_SLOT: Duration = Duration::from_millis(500);
+/// How long a new connection waits for a slot (then it is closed: the
+/// client tries again): within FusionAuth's default read timeout (2 s).
+const WAIT_FOR_SLOT: Duration = Duration::from_millis(1500);
+/// While it waits, room is made again this often (a connection accepted
+/// but not read yet cannot be told idle, so an earlier try may have found none).
+const MAKE_ROOM_EVERY: Duration = Duration::from_millis(100);
+/// New connections that may wait for a slot at once (more are closed).
+const MAX_WAITING: usize = 64;
 /// "Connection limit reached" is logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -68,8 +75,88 @@ struct Connection {
     busy: AtomicBool,
     /// Since when it has had none (ms since the listener started).
     idle_since: AtomicU64,
-    /// Closes it (when idle) to make room.
+    /// Since when it has been sending the next request (its first byte
+    /// since the last request; 0: none yet).
+    reading_since: AtomicU64,
+    /// A read found nothing to read since the last request: known idle (a
+    /// connection not read yet may have its request waiting in the kernel).
+    polled_idle: AtomicBool,
+    /// Closes it (when not in service) to make room.
     close: Notify,
+}
+
+impl Connection {
+    /// Which to close first: known-idle ones (idle the longest first), then
+    /// those sending a head (the longest at it first); `None`: in service,
+    /// or not read since accepted or since its last request (its request
+    /// may be waiting in the kernel's buffer).
+    fn eviction_rank(&self) -> Option<(bool, u64)> {
+        if self.busy.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.reading_since.load(Ordering::Relaxed) {
+            0 if self.polled_idle.load(Ordering::Relaxed) => Some((false, self.idle_since.load(Ordering::Relaxed))),
+            0 => None,
+            since => Some((true, since)),
+        }
+    }
+}
+
+/// The connection's stream, noting when a request starts to arrive.
+struct Noted<S> {
+    inner: S,
+    connection: Arc<Connection>,
+    connections: Arc<Connections>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Noted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let waiting = self.connection.reading_since.load(Ordering::Relaxed) == 0;
+        if buf.filled().len() > before && waiting {
+            let now = self.connections.now().max(1);
+            self.connection.reading_since.store(now, Ordering::Relaxed);
+            self.connection.polled_idle.store(false, Ordering::Relaxed);
+        } else if polled.is_pending() && waiting {
+            self.connection.polled_idle.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Noted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// The open connections of one listener.
@@ -86,8 +173,13 @@ impl Connections {
 
     fn add(&self) -> (u64, Arc<Connection>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let connection =
-            Arc::new(Connection { busy: AtomicBool::new(false), idle_since: AtomicU64::new(self.now()), close: Notify::new() });
+        let connection = Arc::new(Connection {
+            busy: AtomicBool::new(false),
+            idle_since: AtomicU64::new(self.now()),
+            reading_since: AtomicU64::new(0),
+            polled_idle: AtomicBool::new(false),
+            close: Notify::new(),
+        });
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, connection.clone());
         (id, connection)
     }
@@ -96,12 +188,13 @@ impl Connections {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
     }
 
-    /// Asks the connection idle the longest to close; `false` when every
-    /// one has a request in service.
+    /// Asks the connection idle the longest to close (see
+    /// [`Connection::eviction_rank`]); `false` when every one has a request
+    /// in service.
     fn close_longest_idle(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let idle = open.values().filter(|c| !c.busy.load(Ordering::Acquire)).min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
-        match idle {
+        let idle = open.values().filter_map(|c| c.eviction_rank().map(|rank| (rank, c))).min_by_key(|(rank, _)| *rank);
+        match idle.map(|(_, c)| c) {
             Some(connection) => {
                 connection.close.notify_one();
                 true
@@ -117,6 +210,8 @@ struct InService<'c>(&'c Connection, &'c Connections);
 impl<'c> InService<'c> {
     fn begin(connection: &'c Connection, connections: &'c Connections) -> Self {
         connection.busy.store(true, Ordering::Release);
+        connection.reading_since.store(0, Ordering::Relaxed);
+        connection.polled_idle.store(false, Ordering::Relaxed);
         Self(connection, connections)
     }
 }
@@ -128,11 +223,29 @@ impl Drop for InService<'_> {
     }
 }
 
+/// What every connection of one listener shares.
+#[derive(Clone)]
+struct Listener {
+    app: Router,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    /// New connections waiting for a slot while every one is in service.
+    waiting: Arc<Semaphore>,
+    connections: Arc<Connections>,
+    metrics: ConnectionMetrics,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: ConnectionMetrics, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let connections = Arc::new(Connections { started: Instant::now(), open: Mutex::new(HashMap::new()), next: AtomicU64::new(0) });
+    let shared = Listener {
+        app,
+        limits,
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        waiting: Arc::new(Semaphore::new(MAX_WAITING)),
+        connections: Arc::new(Connections { started: Instant::now(), open: Mutex::new(HashMap::new()), next: AtomicU64::new(0) }),
+        metrics,
+    };
     let mut logged: Option<Instant> = None;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -148,62 +261,43 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
             },
             () = &mut shutdown => break,
         };
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                let made_room = connections.close_longest_idle();
-                metrics.limit_reached(made_room);
-                if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-                    logged = Some(Instant::now());
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        closed_an_idle_one = made_room,
-                        "connection limit reached: the connection idle the longest is closed to make room (fusionhook_receiver_connections_closed_idle_total); with every one busy a new one waits or is closed"
-                    );
-                }
-                match tokio::time::timeout(WAIT_FOR_SLOT, slots.clone().acquire_owned()).await {
-                    Ok(Ok(slot)) => slot,
-                    _ => {
-                        metrics.refused();
-                        continue;
-                    }
+        let slot = shared.slots.clone().try_acquire_owned().ok();
+        let mut waiter = None;
+        if slot.is_none() {
+            let made_room = shared.connections.close_longest_idle();
+            shared.metrics.limit_reached(made_room);
+            if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                logged = Some(Instant::now());
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    closed_an_idle_one = made_room,
+                    "connection limit reached: the connection idle the longest is closed to make room (fusionhook_receiver_connections_closed_idle_total); with every one in service a new one waits or is closed"
+                );
+            }
+            match shared.waiting.clone().try_acquire_owned() {
+                Ok(permit) => waiter = Some(permit),
+                Err(_) => {
+                    shared.metrics.refused();
+                    continue;
                 }
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let (id, connection) = connections.add();
-        let tracked = {
-            let (app, connection, connections) = (app.clone(), connection.clone(), connections.clone());
-            tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let (app, connection, connections) = (app.clone(), connection.clone(), connections.clone());
-                async move {
-                    let _in_service = InService::begin(&connection, &connections);
-                    tower::ServiceExt::oneshot(app, request).await
-                }
-            })
-        };
-        let served = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(MAX_BUFFER_BYTES)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(tracked));
-        let served = graceful.watch(served);
-        let connections = connections.clone();
-        let open = metrics.open();
+        }
+        let (shared, watcher) = (shared.clone(), graceful.watcher());
+        // The accept loop never waits for a slot: a connection that must
+        // wait does so in its own task.
         tokio::spawn(async move {
-            let _slot = slot;
-            let _open = open;
-            tokio::select! {
-                result = served => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+            let slot = match slot {
+                Some(slot) => slot,
+                None => match wait_for_slot(&shared).await {
+                    Some(slot) => slot,
+                    None => {
+                        shared.metrics.refused();
+                        return;
                     }
-                }
-                // Closed to make room while idle (not in service): the
-                // request head it may be waiting for has not arrived.
-                () = connection.close.notified() => {}
-            }
-            connections.remove(id);
+                },
+            };
+            drop(waiter);
+            serve_connection(stream, slot, &shared, watcher).await;
         });
     }
     drop(listener);
@@ -211,4 +305,63 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
         () = graceful.shutdown() => tracing::info!("all in-flight requests finished"),
         () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
+}
+
+/// A slot for a connection that found none free, making room while it
+/// waits; `None` after [`WAIT_FOR_SLOT`].
+async fn wait_for_slot(shared: &Listener) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let deadline = Instant::now() + WAIT_FOR_SLOT;
+    loop {
+        if let Ok(Ok(slot)) = tokio::time::timeout(MAKE_ROOM_EVERY, shared.slots.clone().acquire_owned()).await {
+            return Some(slot);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        if shared.connections.close_longest_idle() {
+            shared.metrics.limit_reached(true);
+        }
+    }
+}
+
+/// Serves one connection in its slot until it ends or is closed to make room.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    shared: &Listener,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _slot = slot;
+    let _open = shared.metrics.open();
+    let _ = stream.set_nodelay(true);
+    let connections = shared.connections.clone();
+    let (id, connection) = connections.add();
+    let tracked = {
+        let (app, connection, connections) = (shared.app.clone(), connection.clone(), connections.clone());
+        tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let (app, connection, connections) = (app.clone(), connection.clone(), connections.clone());
+            async move {
+                let _in_service = InService::begin(&connection, &connections);
+                tower::ServiceExt::oneshot(app, request).await
+            }
+        })
+    };
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(MAX_BUFFER_BYTES)
+        .serve_connection(
+            TokioIo::new(Noted { inner: stream, connection: connection.clone(), connections: connections.clone() }),
+            TowerToHyperService::new(tracked),
+        );
+    tokio::select! {
+        result = watcher.watch(served) => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        // Closed to make room while known idle (not in service, nothing read).
+        () = connection.close.notified() => {}
+    }
+    connections.remove(id);
 }
