@@ -51,11 +51,20 @@ struct Global {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Conditions in plain words with what to do, Events, pods, the
-    /// FusionAuth webhook and its switches, the store's figures, backfill.
-    #[command(after_help = "Examples:\n  kubectl fusionhook status todo-cleanup -n todo\n  kubectl fusionhook status todo-cleanup -o yaml")]
+    /// FusionAuth webhook, the store's figures, backfill; with --fusionauth,
+    /// FusionAuth's three switches too.
+    #[command(
+        after_help = "Examples:\n  kubectl fusionhook status todo-cleanup -n todo\n  kubectl fusionhook status todo-cleanup -o yaml\n  kubectl fusionhook status todo-cleanup --fusionauth"
+    )]
     Status {
         /// The FusionAuthWebhook.
         name: String,
+        /// Also read FusionAuth's three switches for each event (webhook
+        /// event, tenant scope, tenant switch). This reads the resource's
+        /// API key Secret (a global FusionAuth key): it needs `get` on that
+        /// Secret, which someone who only looks at a webhook should not hold.
+        #[arg(long)]
+        fusionauth: bool,
     },
     /// Ask the operator to reconcile now; with --wait, print the outcome.
     #[command(
@@ -301,8 +310,8 @@ async fn on_each(
 async fn in_cluster(cluster: &Cluster, command: Command, format: Format) -> anyhow::Result<ExitCode> {
     let failed = |bad: bool| if bad { ExitCode::from(1) } else { ExitCode::SUCCESS };
     match command {
-        Command::Status { name } => {
-            let report = status::gather(cluster, &name).await?;
+        Command::Status { name, fusionauth } => {
+            let report = status::gather(cluster, &name, fusionauth).await?;
             output::print(format, &report, &status::render(&report))?;
         }
         Command::Reconcile { name, wait, timeout } => {

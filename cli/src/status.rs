@@ -22,7 +22,7 @@ use crate::cluster::{Cluster, explain};
 const EVENTS: usize = 10;
 
 /// Reads the resource, its Events and pods, FusionAuth's side and the store.
-pub async fn gather(cluster: &Cluster, name: &str) -> anyhow::Result<Value> {
+pub async fn gather(cluster: &Cluster, name: &str, fusionauth: bool) -> anyhow::Result<Value> {
     let r = cluster.resource(name).await?;
     let status = r.status.clone().unwrap_or_default();
     let conditions: Vec<Value> = status
@@ -48,7 +48,11 @@ pub async fn gather(cluster: &Cluster, name: &str) -> anyhow::Result<Value> {
         "events": events(cluster, &r).await.unwrap_or_else(|e| vec![json!({"error": format!("{e:#}")})]),
         "pods": pods(cluster, name).await.unwrap_or_else(|e| vec![json!({"error": format!("{e:#}")})]),
         "webhook": {"id": status.webhook_id, "url": status.url, "fusionAuthUrl": status.fusion_auth_url},
-        "switches": switches(cluster, &r).await.unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
+        "switches": if fusionauth {
+            switches(cluster, &r).await.unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
+        } else {
+            json!({"skipped": "add --fusionauth to read them with the resource's API key Secret"})
+        },
         "store": {"type": format!("{store:?}").to_lowercase(), "figures": store_figures},
         "backfill": {
             "enabled": r.spec.backfill.as_ref().is_some_and(|b| b.enabled),
@@ -201,7 +205,9 @@ pub fn render(report: &Value) -> String {
     let _ = writeln!(out, "\nFusionAuth webhook: {} (FusionAuth {})", text(&webhook["id"]), text(&webhook["fusionAuthUrl"]));
     let _ = writeln!(out, "  calls: {}", text(&webhook["url"]));
     let switches = &report["switches"];
-    if let Some(e) = switches["error"].as_str() {
+    if let Some(why) = switches["skipped"].as_str() {
+        let _ = writeln!(out, "  switches: not read ({why})");
+    } else if let Some(e) = switches["error"].as_str() {
         let _ = writeln!(out, "  switches: cannot read ({e})");
     } else {
         let _ = writeln!(out, "  switches (webhook event, tenant scope, tenant switch):");
