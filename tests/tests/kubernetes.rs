@@ -256,6 +256,49 @@ async fn recorder() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Ve
     (addr, calls)
 }
 
+/// The README's Role for plugin users (its YAML block), for `name`.
+fn readme_plugin_rules(name: &str) -> Value {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let start = readme.find("What a user of the plugin needs in the namespace:").unwrap();
+    let block = &readme[start..];
+    let yaml = &block[block.find("```yaml\n").unwrap() + 8..];
+    let yaml = &yaml[..yaml.find("```").unwrap()];
+    let rules: Value = serde_yaml::from_str(&yaml.replace("NAME", name)).unwrap();
+    rules["rules"].clone()
+}
+
+/// `kubectl fusionhook ARGS` as user `alice`; (success, stdout, stderr).
+fn plugin_as(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let plugin = fusionhook_tests::binaries::built("fusionhook-cli", "kubectl-fusionhook").unwrap();
+    let output = Command::new(plugin).args(args).env("KUBECONFIG", kubeconfig).output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+fn plugin_user_without_the_proxy_rule(ns: &str, name: &str) {
+    let rules: Vec<Value> = readme_plugin_rules(name)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["resources"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().ends_with("/proxy")))
+        .cloned()
+        .collect();
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "plugin-user", "namespace": ns}, "rules": rules});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "plugin-user", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "plugin-user"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rbac.json");
+    std::fs::write(&file, serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": [role, binding]})).unwrap()).unwrap();
+    plane().kubectl(&["apply", "-f", file.to_str().unwrap()]).unwrap();
+    let alice = plane().kubeconfig_for_user("alice").unwrap();
+    let (ok, out, err) = plugin_as(&alice, &["status", name, "-n", ns]);
+    assert!(ok && out.contains("ReceiverAvailable"), "status with the README's Role: {out}{err}");
+    assert!(out.contains("switches: not read (add --fusionauth"), "status reads no API key Secret by default: {out}");
+    let (ok, out, err) = plugin_as(&alice, &["send", name, "-n", ns, "--event", "user.delete"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("you need RBAC `get` and `create` on `services/proxy`"), "the README's message: {err}");
+}
+
 /// `status.conditions[type]` as (status, reason, message).
 fn condition(namespace: &str, name: &str, kind: &str) -> Option<(String, String, String)> {
     let object: Value = serde_json::from_str(&plane().kubectl(&["-n", namespace, "get", "faw", name, "-o", "json"]).ok()?).ok()?;
@@ -321,6 +364,10 @@ async fn the_operator_under_the_charts_service_account_works_and_names_a_permiss
     assert!(warned, "a Warning says why the status URL is not used\n{}", operator.log());
     assert_eq!(calls.lock().unwrap().clone(), Vec::<String>::new(), "nothing reached the URL someone else wrote");
     assert!(!operator.log().contains("rbac-key"));
+
+    // A person bound to the README's least-privilege Role for plugin users,
+    // less the proxy rule: status works, send is refused with what to grant.
+    plugin_user_without_the_proxy_rule(&ns, "hook");
 
     // One rule less: creating Services is refused by the API server.
     let role: Value = serde_json::from_str(&plane().kubectl(&["get", "clusterrole", "fusionhook", "-o", "json"]).unwrap()).unwrap();
