@@ -6,17 +6,19 @@
 //!
 //! At the limit, a new connection is not left in the kernel's backlog
 //! while idle ones hold every slot (530 silent connections used to shut
-//! FusionAuth out): the connection idle the longest (no request in
-//! service, no byte since its last one) is closed to make room, as nginx
-//! reuses keep-alive connections; failing that, the one that has been
-//! sending a request head the longest. A new connection waits for the
-//! room it made (up to 1.5 s, making room again every 100 ms); only when
-//! every connection has a request in service all that time is it closed.
-//! Both are logged and counted (`fusionhook_receiver_connections_*`).
+//! FusionAuth out): the connection known idle the longest (no request in
+//! service, and a read found nothing since its last one) is closed to make
+//! room, as nginx reuses keep-alive connections. The close takes effect in
+//! the connection's own read, only if that read finds nothing: a request
+//! that arrived meanwhile is served, never dropped. A connection sending a
+//! head is left to the header timeout. A new connection waits for the room
+//! it made (up to 1.5 s, making room again every 100 ms; at most 64 wait,
+//! more are closed at once), then is closed. Both are logged and counted
+//! (`fusionhook_receiver_connections_*`).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::metrics::ConnectionMetrics;
 
@@ -69,44 +71,37 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
+/// Where a connection stands, as the limit sees it.
+mod state {
+    /// Not read since it was accepted or since its last request: its next
+    /// request may already wait in the kernel's buffer.
+    pub const UNKNOWN: u8 = 0;
+    /// A read found nothing: known idle.
+    pub const IDLE: u8 = 1;
+    /// Bytes of its next request arrived (a head on its way).
+    pub const READING: u8 = 2;
+    /// A request is in service.
+    pub const BUSY: u8 = 3;
+    /// Chosen to make room: it ends at its next read that finds nothing.
+    pub const CLOSING: u8 = 4;
+}
+
 /// A connection, as the limit sees it.
 struct Connection {
-    /// A request is in service.
-    busy: AtomicBool,
-    /// Since when it has had none (ms since the listener started).
+    /// See [`state`].
+    state: AtomicU8,
+    /// Since when it has had no request in service (ms since the listener started).
     idle_since: AtomicU64,
-    /// Since when it has been sending the next request (its first byte
-    /// since the last request; 0: none yet).
-    reading_since: AtomicU64,
-    /// A read found nothing to read since the last request: known idle (a
-    /// connection not read yet may have its request waiting in the kernel).
-    polled_idle: AtomicBool,
-    /// Closes it (when not in service) to make room.
-    close: Notify,
+    /// Wakes its task, so a connection chosen to make room reads (and ends) now.
+    waker: Mutex<Option<std::task::Waker>>,
 }
 
-impl Connection {
-    /// Which to close first: known-idle ones (idle the longest first), then
-    /// those sending a head (the longest at it first); `None`: in service,
-    /// or not read since accepted or since its last request (its request
-    /// may be waiting in the kernel's buffer).
-    fn eviction_rank(&self) -> Option<(bool, u64)> {
-        if self.busy.load(Ordering::Acquire) {
-            return None;
-        }
-        match self.reading_since.load(Ordering::Relaxed) {
-            0 if self.polled_idle.load(Ordering::Relaxed) => Some((false, self.idle_since.load(Ordering::Relaxed))),
-            0 => None,
-            since => Some((true, since)),
-        }
-    }
-}
-
-/// The connection's stream, noting when a request starts to arrive.
+/// The connection's stream. A close to make room takes effect here, and
+/// only when a read finds nothing: a request that arrived meanwhile is read
+/// and served (the close is called off), never dropped.
 struct Noted<S> {
     inner: S,
     connection: Arc<Connection>,
-    connections: Arc<Connections>,
 }
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Noted<S> {
@@ -117,13 +112,23 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Noted<S> {
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        let waiting = self.connection.reading_since.load(Ordering::Relaxed) == 0;
-        if buf.filled().len() > before && waiting {
-            let now = self.connections.now().max(1);
-            self.connection.reading_since.store(now, Ordering::Relaxed);
-            self.connection.polled_idle.store(false, Ordering::Relaxed);
-        } else if polled.is_pending() && waiting {
-            self.connection.polled_idle.store(true, Ordering::Relaxed);
+        let connection = &self.connection;
+        match &polled {
+            std::task::Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                // A request (or more of one): not idle, and a close is off.
+                for from in [state::UNKNOWN, state::IDLE, state::CLOSING] {
+                    let _ = connection.state.compare_exchange(from, state::READING, Ordering::AcqRel, Ordering::Acquire);
+                }
+            }
+            std::task::Poll::Pending => {
+                *connection.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cx.waker().clone());
+                let _ = connection.state.compare_exchange(state::UNKNOWN, state::IDLE, Ordering::AcqRel, Ordering::Acquire);
+                if connection.state.load(Ordering::Acquire) == state::CLOSING {
+                    // Nothing was waiting: end of stream, and hyper closes it.
+                    return std::task::Poll::Ready(Ok(()));
+                }
+            }
+            _ => {}
         }
         polled
     }
@@ -171,36 +176,40 @@ impl Connections {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn add(&self) -> (u64, Arc<Connection>) {
+    /// Registers a connection; it leaves the list when the guard drops.
+    fn add(self: &Arc<Self>) -> (Registered, Arc<Connection>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let connection = Arc::new(Connection {
-            busy: AtomicBool::new(false),
-            idle_since: AtomicU64::new(self.now()),
-            reading_since: AtomicU64::new(0),
-            polled_idle: AtomicBool::new(false),
-            close: Notify::new(),
-        });
+        let connection =
+            Arc::new(Connection { state: AtomicU8::new(state::UNKNOWN), idle_since: AtomicU64::new(self.now()), waker: Mutex::new(None) });
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, connection.clone());
-        (id, connection)
+        (Registered(id, self.clone()), connection)
     }
 
-    fn remove(&self, id: u64) {
-        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
-    }
-
-    /// Asks the connection idle the longest to close (see
-    /// [`Connection::eviction_rank`]); `false` when every one has a request
-    /// in service.
+    /// Chooses the connection known idle the longest to close and wakes it
+    /// (it ends at its next read that finds nothing); `false` when none is
+    /// known idle (in service, sending a head, or not read yet).
     fn close_longest_idle(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let idle = open.values().filter_map(|c| c.eviction_rank().map(|rank| (rank, c))).min_by_key(|(rank, _)| *rank);
-        match idle.map(|(_, c)| c) {
-            Some(connection) => {
-                connection.close.notify_one();
-                true
+        let mut idle: Vec<&Arc<Connection>> = open.values().filter(|c| c.state.load(Ordering::Acquire) == state::IDLE).collect();
+        idle.sort_by_key(|c| c.idle_since.load(Ordering::Relaxed));
+        for connection in idle {
+            if connection.state.compare_exchange(state::IDLE, state::CLOSING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                if let Some(waker) = connection.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                    waker.wake();
+                }
+                return true;
             }
-            None => false,
         }
+        false
+    }
+}
+
+/// A connection's place in the list, removed on drop (a panic included).
+struct Registered(u64, Arc<Connections>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.1.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.0);
     }
 }
 
@@ -209,9 +218,7 @@ struct InService<'c>(&'c Connection, &'c Connections);
 
 impl<'c> InService<'c> {
     fn begin(connection: &'c Connection, connections: &'c Connections) -> Self {
-        connection.busy.store(true, Ordering::Release);
-        connection.reading_since.store(0, Ordering::Relaxed);
-        connection.polled_idle.store(false, Ordering::Relaxed);
+        connection.state.store(state::BUSY, Ordering::Release);
         Self(connection, connections)
     }
 }
@@ -219,7 +226,8 @@ impl<'c> InService<'c> {
 impl Drop for InService<'_> {
     fn drop(&mut self) {
         self.0.idle_since.store(self.1.now(), Ordering::Relaxed);
-        self.0.busy.store(false, Ordering::Release);
+        // Known idle only once a read finds nothing.
+        self.0.state.store(state::UNKNOWN, Ordering::Release);
     }
 }
 
@@ -264,6 +272,15 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
         let slot = shared.slots.clone().try_acquire_owned().ok();
         let mut waiter = None;
         if slot.is_none() {
+            // Only a connection that may wait makes room (a flood of connects
+            // past the waiting line closes nobody).
+            match shared.waiting.clone().try_acquire_owned() {
+                Ok(permit) => waiter = Some(permit),
+                Err(_) => {
+                    shared.metrics.refused();
+                    continue;
+                }
+            }
             let made_room = shared.connections.close_longest_idle();
             shared.metrics.limit_reached(made_room);
             if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
@@ -271,15 +288,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
                 tracing::warn!(
                     max_connections = limits.max_connections,
                     closed_an_idle_one = made_room,
-                    "connection limit reached: the connection idle the longest is closed to make room (fusionhook_receiver_connections_closed_idle_total); with every one in service a new one waits or is closed"
+                    "connection limit reached: the connection idle the longest is closed to make room (fusionhook_receiver_connections_closed_idle_total); with none idle a new one waits up to 1.5 s, then is closed"
                 );
-            }
-            match shared.waiting.clone().try_acquire_owned() {
-                Ok(permit) => waiter = Some(permit),
-                Err(_) => {
-                    shared.metrics.refused();
-                    continue;
-                }
             }
         }
         let (shared, watcher) = (shared.clone(), graceful.watcher());
@@ -335,7 +345,7 @@ async fn serve_connection(
     let _open = shared.metrics.open();
     let _ = stream.set_nodelay(true);
     let connections = shared.connections.clone();
-    let (id, connection) = connections.add();
+    let (_registered, connection) = connections.add();
     let tracked = {
         let (app, connection, connections) = (shared.app.clone(), connection.clone(), connections.clone());
         tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -350,18 +360,8 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_timeout)
         .max_buf_size(MAX_BUFFER_BYTES)
-        .serve_connection(
-            TokioIo::new(Noted { inner: stream, connection: connection.clone(), connections: connections.clone() }),
-            TowerToHyperService::new(tracked),
-        );
-    tokio::select! {
-        result = watcher.watch(served) => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
-        // Closed to make room while known idle (not in service, nothing read).
-        () = connection.close.notified() => {}
+        .serve_connection(TokioIo::new(Noted { inner: stream, connection }), TowerToHyperService::new(tracked));
+    if let Err(e) = watcher.watch(served).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
-    connections.remove(id);
 }

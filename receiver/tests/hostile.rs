@@ -297,8 +297,8 @@ fn idle_flood(addr: std::net::SocketAddr, n: usize, stop: Arc<std::sync::atomic:
                         }
                     })
                     .await;
-                    // Back at once, as an attacker would (a breath for the test machine's ports).
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    // Back soon (a breath for the test machine's ports and cores).
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 opened
             })
@@ -346,30 +346,36 @@ async fn idle_connections_without_any_credential_do_not_shut_fusionauth_out() {
     std::fs::write(dir.path().join("admin-token"), "admin-secret-token\n").unwrap();
     let yaml = format!(
         // A header timeout longer than the test: only making room lets FusionAuth in.
-        "auth: {{authorization: API-KEY}}\nheaderTimeoutMs: 60000\nadmin: {{listen: \"127.0.0.1:0\", tokenFile: \"{}\"}}\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
+        "auth: {{authorization: API-KEY}}\nheaderTimeoutMs: 60000\nmaxConnections: 128\nadmin: {{listen: \"127.0.0.1:0\", tokenFile: \"{}\"}}\nroutes: [{{name: l, events: ['*'], log: {{}}}}]",
         dir.path().join("admin-token").display()
     );
     let receiver = Receiver::start_in(dir, &yaml);
     let admin = receiver.admin.unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut flood = idle_flood(receiver.addr, 530, stop.clone());
-    flood.extend(idle_flood(admin, 80, stop.clone()));
-    // Both listeners at their limit (idle connections closed to make room)
+    // Each listener at its limit (idle connections closed to make room)
     // before FusionAuth comes; the scrape itself gets in by making room.
     let closed = |text: &str, listener: &str| -> f64 {
         let name = format!("fusionhook_receiver_connections_closed_idle_total{{listener=\"{listener}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(&name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = reqwest::get(receiver.url("/metrics")).await.unwrap().text().await.unwrap();
-        if closed(&text, "public") > 0.0 && closed(&text, "admin") > 0.0 {
-            break;
+    let at_limit = async |listener: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = reqwest::get(receiver.url("/metrics")).await.unwrap().text().await.unwrap();
+            if closed(&text, listener) > 0.0 {
+                return;
+            }
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("fusionhook_receiver_connections")).collect();
+            assert!(Instant::now() < deadline, "the flood never reached the {listener} limit: {lines:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("fusionhook_receiver_connections")).collect();
-        assert!(Instant::now() < deadline, "the flood never reached the limits: {lines:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    // The attack of the report was 530 against the default 512 (and 64+ on
+    // the admin port); here 150 against 128, lighter on the test machine.
+    let mut flood = idle_flood(receiver.addr, 150, stop.clone());
+    at_limit("public").await;
+    flood.extend(idle_flood(admin, 80, stop.clone()));
+    at_limit("admin").await;
 
     let mut failures = Vec::new();
     for i in 0..10 {

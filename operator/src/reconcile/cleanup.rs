@@ -79,7 +79,10 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
 /// key is then not sent there. Without field ownership recorded (an old
 /// server, the emulator), or with the nameless manager of earlier
 /// operators (kube-rs sends no User-Agent, which names the manager otherwise), the
-/// status is taken as the operator's.
+/// status is taken as the operator's. Field managers are named by the
+/// writer: someone with status rights who names the operator's manager
+/// passes this check; the chart's `fusionAuthUrlPolicy` (which covers the
+/// status subresource) is the defence that holds against that.
 fn registered_url(r: &FusionAuthWebhook) -> Result<Option<String>, String> {
     let Some(url) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()) else { return Ok(None) };
     let owners = r

@@ -166,7 +166,7 @@ impl Embedded {
     pub fn open(dir: &Path, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::from(&format!("cannot create {}", dir.display()), e))?;
         let file = dir.join(FILE_NAME);
-        let db = Arc::new(ArcSwapOption::from_pointee(open_database(&file)?));
+        let db = Arc::new(ArcSwapOption::from_pointee(open_database(&file, true)?));
         let (ops, rx) = mpsc::unbounded_channel();
         let claimed = Arc::new(Mutex::new(HashSet::new()));
         let writer = Writer { file, db: db.clone(), claimed: claimed.clone(), retention, held: Vec::new(), broken: None };
@@ -390,7 +390,7 @@ fn select(
 /// exist. A new file is made under another name and moved into place once
 /// initialised, so a file at the store's path is never legitimately empty:
 /// an empty or damaged one is refused, never started over.
-fn open_database(file: &Path) -> Result<Database, StoreError> {
+fn open_database(file: &Path, check: bool) -> Result<Database, StoreError> {
     let builder = || {
         let mut builder = redb::Builder::new();
         // redb's page cache is its memory: bounded here, whatever the backlog.
@@ -416,10 +416,12 @@ fn open_database(file: &Path) -> Result<Database, StoreError> {
         }
         Err(e) => return Err(StoreError::from(&format!("cannot read {}", file.display()), e)),
     }
-    // Every page's checksum is checked: a damaged file is refused here
-    // with a message, instead of failing (or panicking) later.
+    // At start, every page's checksum is checked: a damaged file is
+    // refused here with a message, instead of failing (or panicking) later.
+    // (It reads the whole file, once per start.) A reopen after
+    // a failed write does not: the file was sound when this process opened it.
     let mut builder = builder();
-    builder.set_check_integrity_on_open(true);
+    builder.set_check_integrity_on_open(check);
     let db = match builder.open(file) {
         Ok(db) => db,
         Err(e @ (redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) | redb::DatabaseError::UpgradeRequired(_))) => {
@@ -692,7 +694,7 @@ impl Writer {
                 }
             }
         }
-        match open_database(&self.file) {
+        match open_database(&self.file, false) {
             Ok(db) => {
                 let db = Arc::new(db);
                 self.db.store(Some(db.clone()));
