@@ -743,7 +743,18 @@ impl Writer {
         if let Some(kind) = results.iter().filter_map(|r| r.as_ref().err()).map(|e| e.kind).find(|k| *k != Failure::Refused) {
             self.lost(kind);
         }
-        Group::Alone(results.into_iter().map(|r| r.map_err(|e| e.error)).collect())
+        let ops = batch.iter().filter(|op| !matches!(op, Op::Flush(..)));
+        let results = results.into_iter().zip(ops).map(|(result, op)| match (result, op) {
+            // Refused even alone: kept, it would fail every later group
+            // (and readiness with it). Dropped, the delivery stays pending
+            // and is tried again when its lease runs out.
+            (Err(e), Op::Record(d)) if e.kind == Failure::Refused => {
+                tracing::error!(delivery = d.id, error = %e.error, "PostgreSQL refuses this delivery outcome even alone; it is dropped and the delivery tried again when its lease runs out");
+                Ok(false)
+            }
+            (result, _) => result.map_err(|e| e.error),
+        });
+        Group::Alone(results.collect())
     }
 
     /// Drops the connection after a failure not about one statement; tables
@@ -801,7 +812,7 @@ struct RecordArgs<'a> {
     total: i32,
     next_attempt_ms: Option<i64>,
     updated_ms: i64,
-    last_error: &'a Option<String>,
+    last_error: Option<std::borrow::Cow<'a, str>>,
     history: String,
     claim: i64,
 }
@@ -815,7 +826,8 @@ impl<'a> RecordArgs<'a> {
             total: i32::try_from(d.total_attempts).unwrap_or(i32::MAX),
             next_attempt_ms: d.next_attempt_ms.map(i64_of),
             updated_ms: i64_of(d.updated_ms),
-            last_error: &d.last_error,
+            // A service's error text may hold NUL, which PostgreSQL's text refuses.
+            last_error: d.last_error.as_deref().map(text),
             history: serde_json::to_string(&d.history).unwrap_or_else(|_| "[]".into()),
             claim: d.claim,
         }
@@ -829,7 +841,7 @@ impl<'a> RecordArgs<'a> {
             &self.total,
             &self.next_attempt_ms,
             &self.updated_ms,
-            self.last_error,
+            &self.last_error,
             &self.history,
             &self.claim,
         ]

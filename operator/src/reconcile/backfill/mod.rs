@@ -60,7 +60,7 @@ struct Remembered {
     /// later passes while an earlier entry holds the checkpoint.
     settled: BTreeSet<(i64, Uuid)>,
     /// Where a pass that spent its budget stopped, in the window from the checkpoint.
-    cursor: Option<(u32, Uuid)>,
+    cursor: Option<scan::Position>,
     /// The earliest entry passes since the checkpoint must look at again.
     held: Option<i64>,
     /// When the first pass of a cursor chain started: the chain looks at
@@ -252,7 +252,7 @@ pub type Counts = Vec<(&'static str, u64)>;
 #[derive(Debug, Default)]
 struct Resume {
     settled: BTreeSet<(i64, Uuid)>,
-    cursor: Option<(u32, Uuid)>,
+    cursor: Option<scan::Position>,
     held: Option<i64>,
     chain_started: Option<i64>,
     failures: HashMap<Uuid, u32>,

@@ -125,6 +125,9 @@ pub struct Pager {
     pub restarts: u32,
 }
 
+/// Rows read, and the last one read (see [`Pager::position`]).
+pub type Position = (u32, Option<Uuid>);
+
 /// What a page brought.
 #[derive(Debug, PartialEq)]
 pub enum Page {
@@ -141,14 +144,16 @@ impl Pager {
     }
 
     /// Paging on from where an earlier pass over the same window stopped
-    /// ([`Pager::position`]); the overlap row shows whether that still holds.
-    pub fn resume(page_size: u32, (offset, last): (u32, Uuid)) -> Self {
-        Self { page_size, offset, last: Some(last), restarts: 0 }
+    /// ([`Pager::position`]); the overlap row, when there is one, shows
+    /// whether that still holds.
+    pub fn resume(page_size: u32, (offset, last): Position) -> Self {
+        Self { page_size, offset, last, restarts: 0 }
     }
 
-    /// Where paging stands: rows read and the last one.
-    pub fn position(&self) -> Option<(u32, Uuid)> {
-        self.last.map(|last| (self.offset, last))
+    /// Where paging stands: rows read and the last one (none right after
+    /// a row passed by as unreadable); `None` before the first row.
+    pub fn position(&self) -> Option<Position> {
+        (self.offset > 0).then_some((self.offset, self.last))
     }
 
     /// `(startRow, numberOfResults)` of the next call: from the last row
@@ -403,9 +408,16 @@ mod tests {
         let mut pager = Pager::new(10);
         let _ = pager.accept(serve(&list, pager.request()), list.len() as u64);
         let position = pager.position();
-        assert_eq!(position, Some((10, Uuid::from_u128(10))));
+        assert_eq!(position, Some((10, Some(Uuid::from_u128(10)))));
         let mut next = Pager::resume(10, position.unwrap_or_default());
         assert_eq!(ids(next.accept(serve(&list, next.request()), list.len() as u64)), ((11..=20).collect(), false));
+        // Stopped right after passing an unreadable row by: the next pass
+        // goes on after it (it used to start over from the checkpoint).
+        next.skip_unreadable();
+        let position = next.position();
+        assert_eq!(position, Some((21, None)));
+        let mut after = Pager::resume(10, position.unwrap_or_default());
+        assert_eq!(ids(after.accept(serve(&list, after.request()), list.len() as u64)), ((22..=25).collect(), true));
     }
 
     #[test]
