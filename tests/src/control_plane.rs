@@ -218,10 +218,9 @@ impl ControlPlane {
 
     fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
-        while !done() {
-            if Instant::now() > deadline {
-                bail!("{what} did not come within {} s; the ends of the logs:\n{}", limit.as_secs(), self.log_tails());
-            }
+        loop {
+            // A process that exited first (a port another took meanwhile):
+            // what answers may be someone else's.
             for child in self.processes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     bail!(
@@ -230,9 +229,14 @@ impl ControlPlane {
                     );
                 }
             }
+            if done() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{what} did not come within {} s; the ends of the logs:\n{}", limit.as_secs(), self.log_tails());
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        Ok(())
     }
 
     /// The last lines of every process's log (the folder goes with a failed start).

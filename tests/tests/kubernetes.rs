@@ -149,9 +149,13 @@ fn the_chart_installs_with_helm_and_the_server_enforces_its_fusionauth_url_polic
     let status = helm(&["status", &format!("fh-{release_ns}"), "--namespace", &release_ns]).unwrap();
     assert!(status.contains("STATUS: deployed"), "{status}");
 
-    // The policy takes a moment to be loaded by the API server.
-    let refused =
-        wait_refused(|| apply_variant(&ns, "elsewhere", |o| o["spec"]["fusionAuth"]["url"] = json!("http://attacker.example:9011")));
+    // The policy takes a moment to be loaded by the API server (a new name
+    // each try: kubectl sends nothing for an object it finds unchanged).
+    let mut attempt = 0;
+    let refused = wait_refused(|| {
+        attempt += 1;
+        apply_variant(&ns, &format!("elsewhere-{attempt}"), |o| o["spec"]["fusionAuth"]["url"] = json!("http://attacker.example:9011"))
+    });
     assert!(
         refused.contains("spec.fusionAuth.url http://attacker.example:9011 is not a FusionAuth instance this cluster allows"),
         "{refused}"

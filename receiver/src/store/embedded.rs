@@ -452,12 +452,16 @@ pub struct Salvaged {
 /// takes. A damaged region is passed by: reading goes on after it.
 pub fn salvage(dir: &Path, out: &mut dyn std::io::Write) -> Result<Salvaged, StoreError> {
     let file = dir.join(FILE_NAME);
-    let db: Box<dyn ReadableDatabase> = match redb::Builder::new().open_read_only(&file) {
-        Ok(db) => Box::new(db),
-        Err(_) => {
+    let read_only = std::panic::catch_unwind(|| redb::Builder::new().open_read_only(&file));
+    let db: Box<dyn ReadableDatabase> = match read_only {
+        Ok(Ok(db)) => Box::new(db),
+        _ => {
             // Repaired on a copy: the file itself is never written.
             let copy = tempfile_path("fusionhook-salvage");
-            std::fs::copy(&file, &copy).map_err(|e| StoreError::from(&format!("cannot copy {}", file.display()), e))?;
+            if let Err(e) = std::fs::copy(&file, &copy) {
+                let _ = std::fs::remove_file(&copy);
+                return scan_bytes(&file, &format!("no room to repair a copy: {e}"), out);
+            }
             let opened = std::panic::catch_unwind(|| redb::Builder::new().open(&copy));
             let _ = std::fs::remove_file(&copy);
             match opened {
