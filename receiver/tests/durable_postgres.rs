@@ -289,6 +289,14 @@ async fn an_event_id_too_long_to_index_is_refused_alone_with_400_and_36_events_s
     assert_eq!(readyz(&client, &receiver).await.0, StatusCode::OK);
 }
 
+/// The PostgreSQL store on `pg`, opened in the test's own process.
+async fn open_store(pg: &Postgres) -> Store {
+    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
+    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
+    let latency = fusionhook_receiver::metrics::Metrics::new().store_commit.clone();
+    Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, latency).await.unwrap())
+}
+
 fn new_event(id: &str, route: &str) -> NewEvent {
     let body = events::user_delete(id, "u-1");
     let deliveries = vec![NewDelivery { route: route.to_owned(), due_ms: 0, ordered_by: None }];
@@ -306,10 +314,7 @@ fn new_event(id: &str, route: &str) -> NewEvent {
 #[tokio::test(flavor = "current_thread")]
 async fn a_statement_failing_in_a_commit_group_fails_only_its_own_op() {
     let pg = Postgres::start();
-    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
-    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
-    let latency = fusionhook_receiver::metrics::Metrics::new().store_commit.clone();
-    let store = Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, latency).await.unwrap());
+    let store = open_store(&pg).await;
     // Stored before: one event to see again (Duplicate), one delivery to record.
     assert_eq!(store.accept(new_event("seen-before", "other")).await.unwrap(), Accepted::Stored);
     assert_eq!(store.accept(new_event("to-record", "r")).await.unwrap(), Accepted::Stored);
@@ -396,10 +401,7 @@ async fn tables_dropped_while_the_receiver_runs_are_created_again_without_a_rest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_dropped_under_the_store_are_created_again_by_its_next_commit() {
     let pg = Postgres::start();
-    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
-    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
-    let latency = fusionhook_receiver::metrics::Metrics::new().store_commit.clone();
-    let store = Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, latency).await.unwrap());
+    let store = open_store(&pg).await;
     assert_eq!(store.accept(new_event("before", "r")).await.unwrap(), Accepted::Stored);
     let (sql, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -432,10 +434,7 @@ async fn tables_dropped_under_the_store_are_created_again_by_its_next_commit() {
 async fn ids_with_a_state_or_route_take_only_what_passes_every_filter_with_postgres() {
     use fusionhook_receiver::store::{Filter, State};
     let pg = Postgres::start();
-    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
-    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
-    let latency = fusionhook_receiver::metrics::Metrics::new().store_commit.clone();
-    let store = Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, latency).await.unwrap());
+    let store = open_store(&pg).await;
     store.accept(new_event("dead-one", "a")).await.unwrap();
     let claimed = store.claim("a", 1, fusionhook_receiver::store::now_ms(), Duration::from_secs(60)).await.unwrap();
     store.record(&claimed[0].delivery, Outcome::Dead, Some("410".into())).await.unwrap();
