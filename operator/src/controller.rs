@@ -78,16 +78,13 @@ pub fn keep_only_what_is_needed(secret: &mut PartialObjectMeta<Secret>) {
 /// copy of the object in an annotation. At thousands of resources they are
 /// most of the cache.
 pub fn drop_bookkeeping(resource: &mut FusionAuthWebhook) {
-    let status_url = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
-        m.fields_v1.as_ref().is_some_and(|f| f.0.get("f:status").and_then(|s| s.get("f:fusionAuthUrl")).is_some())
-    };
     let kept: Vec<_> = resource
         .metadata
         .managed_fields
         .take()
         .into_iter()
         .flatten()
-        .filter(status_url)
+        .filter(crate::reconcile::cleanup::writes_status_url)
         .map(|mut m| {
             m.fields_v1 =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(serde_json::json!({"f:status": {"f:fusionAuthUrl": {}}})));

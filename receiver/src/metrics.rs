@@ -110,11 +110,9 @@ impl ConnectionMetrics {
         OpenConnection(self.open.clone())
     }
 
-    /// The limit was reached; an idle connection was closed to make room, or none could be.
-    pub fn limit_reached(&self, closed_an_idle_one: bool) {
-        if closed_an_idle_one {
-            self.closed_idle.inc();
-        }
+    /// An idle connection was closed to make room at the limit.
+    pub fn closed_idle(&self) {
+        self.closed_idle.inc();
     }
 
     /// A new connection was closed: every slot had a request in service.

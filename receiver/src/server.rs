@@ -93,7 +93,7 @@ struct Connection {
     /// Since when it has had no request in service (ms since the listener started).
     idle_since: AtomicU64,
     /// Wakes its task, so a connection chosen to make room reads (and ends) now.
-    waker: Mutex<Option<std::task::Waker>>,
+    waker: futures::task::AtomicWaker,
 }
 
 /// The connection's stream. A close to make room takes effect here, and
@@ -116,12 +116,13 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Noted<S> {
         match &polled {
             std::task::Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 // A request (or more of one): not idle, and a close is off.
-                for from in [state::UNKNOWN, state::IDLE, state::CLOSING] {
-                    let _ = connection.state.compare_exchange(from, state::READING, Ordering::AcqRel, Ordering::Acquire);
+                let now = connection.state.load(Ordering::Acquire);
+                if matches!(now, state::UNKNOWN | state::IDLE | state::CLOSING) {
+                    let _ = connection.state.compare_exchange(now, state::READING, Ordering::AcqRel, Ordering::Acquire);
                 }
             }
             std::task::Poll::Pending => {
-                *connection.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cx.waker().clone());
+                connection.waker.register(cx.waker());
                 let _ = connection.state.compare_exchange(state::UNKNOWN, state::IDLE, Ordering::AcqRel, Ordering::Acquire);
                 if connection.state.load(Ordering::Acquire) == state::CLOSING {
                     // Nothing was waiting: end of stream, and hyper closes it.
@@ -179,8 +180,11 @@ impl Connections {
     /// Registers a connection; it leaves the list when the guard drops.
     fn add(self: &Arc<Self>) -> (Registered, Arc<Connection>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let connection =
-            Arc::new(Connection { state: AtomicU8::new(state::UNKNOWN), idle_since: AtomicU64::new(self.now()), waker: Mutex::new(None) });
+        let connection = Arc::new(Connection {
+            state: AtomicU8::new(state::UNKNOWN),
+            idle_since: AtomicU64::new(self.now()),
+            waker: futures::task::AtomicWaker::new(),
+        });
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, connection.clone());
         (Registered(id, self.clone()), connection)
     }
@@ -194,9 +198,7 @@ impl Connections {
         idle.sort_by_key(|c| c.idle_since.load(Ordering::Relaxed));
         for connection in idle {
             if connection.state.compare_exchange(state::IDLE, state::CLOSING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                if let Some(waker) = connection.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-                    waker.wake();
-                }
+                connection.waker.wake();
                 return true;
             }
         }
@@ -282,7 +284,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
                 }
             }
             let made_room = shared.connections.close_longest_idle();
-            shared.metrics.limit_reached(made_room);
+            if made_room {
+                shared.metrics.closed_idle();
+            }
             if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
                 logged = Some(Instant::now());
                 tracing::warn!(
@@ -329,7 +333,7 @@ async fn wait_for_slot(shared: &Listener) -> Option<tokio::sync::OwnedSemaphoreP
             return None;
         }
         if shared.connections.close_longest_idle() {
-            shared.metrics.limit_reached(true);
+            shared.metrics.closed_idle();
         }
     }
 }

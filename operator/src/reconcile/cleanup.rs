@@ -85,12 +85,7 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
 /// status subresource) is the defence that holds against that.
 fn registered_url(r: &FusionAuthWebhook) -> Result<Option<String>, String> {
     let Some(url) = r.status.as_ref().and_then(|s| s.fusion_auth_url.clone()) else { return Ok(None) };
-    let owners = r
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.get("f:status").and_then(|s| s.get("f:fusionAuthUrl")).is_some()));
+    let owners = r.metadata.managed_fields.iter().flatten().filter(|m| writes_status_url(m));
     for owner in owners {
         let manager = owner.manager.as_deref().unwrap_or_default();
         if !manager.is_empty() && manager != names::FIELD_MANAGER {
@@ -98,6 +93,11 @@ fn registered_url(r: &FusionAuthWebhook) -> Result<Option<String>, String> {
         }
     }
     Ok(Some(url))
+}
+
+/// Whether a managedFields entry owns `status.fusionAuthUrl`.
+pub fn writes_status_url(entry: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry) -> bool {
+    entry.fields_v1.as_ref().is_some_and(|f| f.0.get("f:status").and_then(|s| s.get("f:fusionAuthUrl")).is_some())
 }
 
 /// The Warning when [`registered_url`] refused the status's URL.

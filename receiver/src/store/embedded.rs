@@ -722,9 +722,6 @@ enum Reply {
     Count(oneshot::Sender<Result<u64, StoreError>>, u64),
     /// An outcome in this batch: committed, its delivery is released.
     Recorded(Record),
-    /// An outcome that can never be committed (its delivery is unreadable):
-    /// its delivery stays claimed until the process restarts.
-    Stuck,
 }
 
 /// Commits the batch in one transaction. On failure every op is answered
@@ -768,7 +765,6 @@ fn commit(
                     Reply::Recorded(record) => {
                         claims.get_or_insert_with(|| lock(claimed)).remove(&record.id);
                     }
-                    Reply::Stuck => {}
                 }
             }
             tracing::trace!(ops = count, took_us = started.elapsed().as_micros() as u64, "store commit");
@@ -785,7 +781,6 @@ fn commit(
                     Reply::Ids(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
                     Reply::Count(tx, _) => drop(tx.send(Err(StoreError(e.0.clone())))),
                     Reply::Recorded(record) => held.push(record),
-                    Reply::Stuck => {}
                 }
             }
             Err(e)
@@ -987,7 +982,7 @@ fn apply(t: &mut Tables<'_>, op: Op, replies: &mut Vec<Reply>) -> Result<(), (St
                     delivery = record.id,
                     "a delivery's record is unreadable; its outcome cannot be kept, and it is not sent again until the receiver restarts"
                 );
-                replies.push(Reply::Stuck);
+                // Its delivery stays claimed (not sent again) until the process restarts.
             }
             Err(e) => return Err((e, Box::new(Op::Record(record)))),
         },
