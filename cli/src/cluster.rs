@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use fusionhook_operator::names;
 use fusionhook_operator::reconcile::build::receiver_config::ADMIN_PORT;
+use fusionhook_operator::reconcile::receiver_admin::{self, TOKEN_HEADER};
 use fusionhook_operator::resource::FusionAuthWebhook;
 use fusionhook_operator::resource::StoreType;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -130,14 +131,58 @@ impl Cluster {
         query: &[(String, String)],
         body: Option<Value>,
     ) -> anyhow::Result<(http::StatusCode, Value)> {
-        let token = self.secret_key(&names::authorization_secret_name(name), names::kept::ADMIN_TOKEN).await?;
-        let token = token.ok_or_else(|| {
-            anyhow!(
-                "no admin token in Secret {}: the operator has not got {name} that far (an invalid spec, a missing Secret, or it is not running): kubectl fusionhook status {name}",
-                names::authorization_secret_name(name)
-            )
-        })?;
-        let token = String::from_utf8(token).context("the admin token is not text")?;
+        // The least scope the call needs: its own Secret, which the
+        // person's RBAC may or may not let them read.
+        let scope = match (&method, path) {
+            (&http::Method::POST, "v1/ingest") => names::AdminScope::Ingest,
+            (&http::Method::POST, _) => names::AdminScope::Replay,
+            _ => names::AdminScope::Read,
+        };
+        let secret = names::admin_secret_name(name, scope);
+        let token = receiver_admin::token(&self.client, &self.namespace, name, scope)
+            .await
+            .map_err(|e| explain(e, &format!("read Secret {secret}"), "get secrets"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "no admin token in Secret {secret}: the operator has not got {name} that far (an invalid spec, a missing Secret, or it is not running): kubectl fusionhook status {name}"
+                )
+            })?;
+        // A pod shows it holds the token before it is shown one (a pod that
+        // only carries the receiver's labels learns nothing). Through the
+        // Service each call may reach another pod: no proof binds there.
+        let values: Vec<String> = match target {
+            Target::Pod(pod) => {
+                let proven = receiver_admin::prove(&self.client, &self.namespace, pod, &token).await.map_err(|e| anyhow!(e))?;
+                vec![proven.token().to_owned()]
+            }
+            Target::Service(_) => token.values().to_vec(),
+        };
+        let mut answer = None;
+        for token in &values {
+            let (status, value) = self.admin_call(name, target, &method, path, query, body.as_ref(), token).await?;
+            // 401 with the current value: the receiver may not have read a
+            // rotated token yet; the previous one is tried.
+            let done = status != http::StatusCode::UNAUTHORIZED;
+            answer = Some((status, value));
+            if done {
+                break;
+            }
+        }
+        answer.ok_or_else(|| anyhow!("no admin token in Secret {secret}"))
+    }
+
+    /// One admin API call with `token`.
+    #[allow(clippy::too_many_arguments)]
+    async fn admin_call(
+        &self,
+        name: &str,
+        target: &Target,
+        method: &http::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+        token: &str,
+    ) -> anyhow::Result<(http::StatusCode, Value)> {
         let (kind, service) = match target {
             Target::Service(s) => ("services", s.clone()),
             Target::Pod(p) => ("pods", p.clone()),
@@ -148,9 +193,9 @@ impl Cluster {
             let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
             uri = format!("{uri}?{}", pairs.join("&"));
         }
-        let builder = http::Request::builder().method(method).uri(uri).header("x-fusionhook-token", token.trim());
+        let builder = http::Request::builder().method(method.clone()).uri(uri).header(TOKEN_HEADER, token.trim());
         let request = match body {
-            Some(body) => builder.header("content-type", "application/json").body(serde_json::to_vec(&body)?),
+            Some(body) => builder.header("content-type", "application/json").body(serde_json::to_vec(body)?),
             None => builder.body(Vec::new()),
         }?;
         let exchange = async {

@@ -40,6 +40,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Per-attempt timeout of FusionAuth calls.
     pub fusionauth_timeout: Duration,
+    /// How old a receiver admin token gets before it is replaced (`None`: never).
+    pub admin_token_rotation: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             fusionauth_timeout: Duration::from_secs(10),
+            admin_token_rotation: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -144,6 +147,14 @@ impl Caches {
                 .secrets
                 .get(&ObjectRef::new(&names::authorization_secret_name(name)).within(namespace))
                 .map(|m| Secret { metadata: m.metadata.clone(), ..Secret::default() }),
+            admin_secrets: names::AdminScope::ALL
+                .into_iter()
+                .filter_map(|scope| {
+                    let secret = names::admin_secret_name(name, scope);
+                    let cached = self.secrets.get(&ObjectRef::new(&secret).within(namespace))?;
+                    Some((secret, Secret { metadata: cached.metadata.clone(), ..Secret::default() }))
+                })
+                .collect(),
         }
     }
 }

@@ -53,6 +53,10 @@ struct RunArgs {
     /// Timeout of one FusionAuth API call, e.g. `10s`.
     #[arg(long, env = "FUSIONHOOK_FUSIONAUTH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     fusionauth_timeout: Duration,
+    /// How old a receiver's admin tokens get before the operator replaces
+    /// them, e.g. `7d` (`0`: never; deleting a token's Secret replaces it at once).
+    #[arg(long, env = "FUSIONHOOK_ADMIN_TOKEN_ROTATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    admin_token_rotation: Duration,
     /// Resources reconciled at the same time.
     #[arg(long, env = "FUSIONHOOK_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -225,6 +229,7 @@ async fn reconcile_while_leading(
         requeue: args.requeue_interval,
         max_backoff: args.max_backoff,
         fusionauth_timeout: args.fusionauth_timeout,
+        admin_token_rotation: Some(args.admin_token_rotation).filter(|d| !d.is_zero()),
         ..Settings::default()
     };
     let scopes: Vec<Scope> = if args.namespaces.is_empty() {

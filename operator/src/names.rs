@@ -81,8 +81,51 @@ pub mod kept {
     pub const HMAC_SECRET: &str = "hmac-secret";
     /// Its algorithm.
     pub const HMAC_ALGORITHM: &str = "hmac-algorithm";
-    /// The bearer token of the receiver's admin API (generated once).
-    pub const ADMIN_TOKEN: &str = "admin-token";
+}
+
+/// What a token of the receiver's admin API may do. Each scope's token
+/// lives in its own Secret ([`admin_secret_name`]), so RBAC can grant one
+/// by name: someone who may look at deliveries need not be able to replay
+/// them or run a made-up event through the routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AdminScope {
+    /// Stats, deliveries, events.
+    Read,
+    /// Read, replay and discard.
+    Replay,
+    /// Read and ingest: backfill (the operator) and `kubectl fusionhook send`.
+    Ingest,
+}
+
+impl AdminScope {
+    /// Every scope.
+    pub const ALL: [AdminScope; 3] = [AdminScope::Read, AdminScope::Replay, AdminScope::Ingest];
+
+    /// Its name in the receiver's admin API and in the Secret's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminScope::Read => "read",
+            AdminScope::Replay => "replay",
+            AdminScope::Ingest => "ingest",
+        }
+    }
+}
+
+/// Keys of an admin token Secret ([`admin_secret_name`]).
+pub mod admin_token {
+    /// The token clients use.
+    pub const TOKEN: &str = "token";
+    /// The token it replaced, for a short while after a rotation: a client
+    /// that gets 401 with `token` (the receiver has not read the new one
+    /// yet) tries this one.
+    pub const PREVIOUS: &str = "previous";
+    /// When `token` was made (RFC 3339).
+    pub const ROTATED_AT: &str = "rotated-at";
+}
+
+/// Name of the Secret with resource `resource_name`'s admin token of `scope`.
+pub fn admin_secret_name(resource_name: &str, scope: AdminScope) -> String {
+    format!("{resource_name}-receiver-admin-{}", scope.as_str())
 }
 
 /// Name of the operator's own Secret: the generated `Authorization` value,

@@ -10,7 +10,7 @@ use fusionhook_operator::FusionAuthWebhook;
 use fusionhook_operator::reconcile::apply::kubernetes::{Observed, Rollout, apply_receiver, patch_status};
 use fusionhook_operator::reconcile::build::{ReceiverObjects, desired, owner_reference};
 use fusionhook_operator::reconcile::dereference;
-use fusionhook_operator::reconcile::rotation::{Kept, Seen, credentials};
+use fusionhook_operator::reconcile::rotation::{AdminTokens, Kept, Seen, admin_tokens, credentials};
 use fusionhook_operator::reconcile::validate::{SecretData, Validated, validate};
 use fusionhook_operator::resource::FusionAuthWebhookStatus;
 use http::{Request, Response};
@@ -74,7 +74,7 @@ fn not_found() -> Value {
 #[tokio::test]
 async fn dereference_reads_exactly_the_referenced_secrets() {
     let (client, handle) = mock();
-    let server = tokio::spawn(serve(handle, 2, |request, _| {
+    let server = tokio::spawn(serve(handle, 5, |request, _| {
         if request.uri().path().ends_with("/secrets/fa") {
             (
                 200,
@@ -93,7 +93,16 @@ async fn dereference_reads_exactly_the_referenced_secrets() {
             u.as_str()
         })
         .collect();
-    assert_eq!(paths, ["/api/v1/namespaces/todo/secrets/fa", "/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth"]);
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/todo/secrets/fa",
+            "/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-ingest",
+            "/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-read",
+            "/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-replay",
+            "/api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth"
+        ]
+    );
     assert_eq!(data["fa"]["api-key"], b"global-key");
     assert!(!data.contains_key("todo-cleanup-receiver-auth"), "not generated yet");
 
@@ -114,19 +123,17 @@ async fn receiver_objects_are_server_side_applied_once() {
     secrets.entry("fa".into()).or_default().insert("api-key".into(), b"k".to_vec());
     let v = validate(&r, &secrets).unwrap();
     let owner = owner_reference(&r).unwrap();
+    // As read back from their Secrets each pass: made once, kept within their period.
+    let admin = admin_tokens(&AdminTokens::new(), 1_000, None);
     let objects = |v: &Validated, image: &str| -> ReceiverObjects {
         // As read back from the operator's Secret each pass: the generated values stay.
-        let kept = Kept {
-            generated: Some(fusionhook_operator::reconcile::validate::SecretString("generated".into())),
-            admin_token: Some(fusionhook_operator::reconcile::validate::SecretString("admin-token-generated-once".into())),
-            ..Kept::default()
-        };
-        desired(v, &credentials(v, &kept, Seen::Webhook(None), false), image, &owner).receiver
+        let kept = Kept { generated: Some(fusionhook_operator::reconcile::validate::SecretString("generated".into())), ..Kept::default() };
+        desired(v, &credentials(v, &kept, Seen::Webhook(None), false), &admin, image, &owner).receiver
     };
 
     let (client, handle) = mock();
     // The API server answers an apply with the object, plus a status for the Deployment.
-    let server = tokio::spawn(serve(handle, 4, |_, body| {
+    let server = tokio::spawn(serve(handle, 7, |_, body| {
         let mut object = body.clone();
         if object["kind"] == "Deployment" {
             object["status"] = json!({"availableReplicas": 2, "updatedReplicas": 2, "replicas": 2});
@@ -134,20 +141,23 @@ async fn receiver_objects_are_server_side_applied_once() {
         (200, object)
     }));
     let applied = apply_receiver(&client, "todo", &objects(&v, "fusionhook:test"), &Observed::default()).await.unwrap();
-    assert_eq!(applied.written, ["Secret", "ConfigMap", "Service", "Deployment"]);
+    assert_eq!(applied.written, ["Secret", "Secret", "Secret", "Secret", "ConfigMap", "Service", "Deployment"]);
     let seen = server.await.unwrap();
     let calls: Vec<String> = seen
         .iter()
         .map(|(m, u, _, _)| {
             let path = u.split('?').next().unwrap();
             let (head, hash) = path.rsplit_once("-receiver-").unwrap_or((path, ""));
-            if hash.len() == 10 { format!("{m} {head}-receiver-<hash>") } else { format!("{m} {path}") }
+            if hash.len() == 10 && path.contains("/configmaps/") { format!("{m} {head}-receiver-<hash>") } else { format!("{m} {path}") }
         })
         .collect();
     assert_eq!(
         calls,
         [
             "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth",
+            "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-read",
+            "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-replay",
+            "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-ingest",
             "PATCH /api/v1/namespaces/todo/configmaps/todo-cleanup-receiver-<hash>",
             "PATCH /api/v1/namespaces/todo/services/todo-cleanup-receiver",
             "PATCH /apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver",
@@ -165,9 +175,15 @@ async fn receiver_objects_are_server_side_applied_once() {
     let as_applied = |i: usize| seen[i].3.clone();
     let observed = Observed {
         secret: Some(serde_json::from_value::<Secret>(as_applied(0)).unwrap()),
-        config_map: Some(serde_json::from_value::<ConfigMap>(as_applied(1)).unwrap()),
-        service: Some(serde_json::from_value::<Service>(as_applied(2)).unwrap()),
-        deployment: Some(serde_json::from_value::<Deployment>(as_applied(3)).unwrap()),
+        admin_secrets: (1..4)
+            .map(|i| {
+                let secret = serde_json::from_value::<Secret>(as_applied(i)).unwrap();
+                (secret.metadata.name.clone().unwrap(), secret)
+            })
+            .collect(),
+        config_map: Some(serde_json::from_value::<ConfigMap>(as_applied(4)).unwrap()),
+        service: Some(serde_json::from_value::<Service>(as_applied(5)).unwrap()),
+        deployment: Some(serde_json::from_value::<Deployment>(as_applied(6)).unwrap()),
         ..Observed::default()
     };
     let (client, mut handle) = mock();

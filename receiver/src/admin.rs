@@ -1,19 +1,26 @@
 //! The admin API, on its own listener (`admin.listen`), never on the port
 //! FusionAuth reaches. Every call needs `Authorization: Bearer <token>` or,
 //! through the API server's proxy (which drops `Authorization`),
-//! `X-Fusionhook-Token: <token>` (the token file's content, compared in
-//! constant time). JSON in and out.
+//! `X-Fusionhook-Token: <token>`, compared in constant time. A token has a
+//! scope ([`Scope`]): `read` lists, `replay` also replays and discards,
+//! `ingest` also ingests; a token of another scope gets 403. JSON in and out.
 //!
 //! - `GET /v1/stats`: `pending`, `dead`, `delivered`, `oldestPendingSeconds`,
 //!   per route; `quietSeconds` since the last event arrived; `storeProblem`.
 //! - `GET /v1/deliveries?state=&route=&eventType=&eventId=&since=&after=&limit=`
 //! - `GET /v1/events/{id}`: the event as received, with its deliveries and their attempts.
-//! - `POST /v1/replay`, `POST /v1/discard`: `{"ids": [...]}` and/or a filter
-//!   (`{"state": "dead", "route": ...}`; every one given applies), with
-//!   `"dryRun": true` to only list; `next` (give it as `after`) when more may follow.
-//! - `POST /v1/ingest`: an event exactly as FusionAuth sends it; handled as a
-//!   delivery of that `event.id` (routes, dedupe, store) without FusionAuth's
-//!   credentials, which a replayed event cannot carry.
+//! - `POST /v1/replay`, `POST /v1/discard` (scope `replay`): `{"ids": [...]}`
+//!   and/or a filter (`{"state": "dead", "route": ...}`; every one given
+//!   applies), with `"dryRun": true` to only list; `next` (give it as
+//!   `after`) when more may follow.
+//! - `POST /v1/ingest` (scope `ingest`): an event exactly as FusionAuth
+//!   sends it; handled as a delivery of that `event.id` (routes, dedupe,
+//!   store) without FusionAuth's credentials, which a replayed event cannot carry.
+//! - `POST /v1/prove` (no token): `{"nonce", "scope"}` answered with
+//!   `{"pod", "proofs"}`, an HMAC-SHA256 of the pod's name and the nonce
+//!   under each token of that scope it accepts ([`proof`]). A client shows
+//!   a pod its token only after the pod proved it holds that token already,
+//!   so a pod that merely carries the receiver's labels learns nothing.
 
 // Helpers return the error answer itself (`Result<_, Response>`): the size
 // of a Response on the error path of an admin call does not matter.
@@ -35,7 +42,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::{AppState, process};
-use crate::secret::Secret;
+use crate::config::Scope;
+use crate::secret::{ROTATION_GRACE, Secret};
 use crate::store::{Filter, State as DeliveryState, Stats, Store, StoreError, now_ms};
 
 /// How long `/v1/stats` waits for the store.
@@ -43,22 +51,33 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Admin {
     state: Arc<AppState>,
-    token: Arc<Secret>,
+    tokens: Vec<(Scope, Arc<Secret>)>,
+    /// This pod's name, bound into every proof (see [`proof`]).
+    pod: String,
 }
 
-/// The admin router.
-pub fn router(state: Arc<AppState>, token: Arc<Secret>) -> Router {
+/// The admin router: `tokens` with their scopes; `pod`, this pod's name
+/// (empty outside Kubernetes).
+pub fn router(state: Arc<AppState>, tokens: Vec<(Scope, Arc<Secret>)>, pod: String) -> Router {
     let limit = state.max_body_bytes;
-    let admin = Arc::new(Admin { state, token });
-    Router::new()
+    let admin = Arc::new(Admin { state, tokens, pod });
+    let read = Router::new()
         .route("/v1/stats", get(stats))
         .route("/v1/deliveries", get(deliveries))
         .route("/v1/events/{id}", get(event))
+        .route_layer(middleware::from_fn_with_state((admin.clone(), Scope::Read), bearer));
+    let replay = Router::new()
         .route("/v1/replay", post(replay))
         .route("/v1/discard", post(discard))
-        .route("/v1/ingest", post(ingest))
+        .route_layer(middleware::from_fn_with_state((admin.clone(), Scope::Replay), bearer));
+    let ingest =
+        Router::new().route("/v1/ingest", post(ingest)).route_layer(middleware::from_fn_with_state((admin.clone(), Scope::Ingest), bearer));
+    Router::new()
+        .merge(read)
+        .merge(replay)
+        .merge(ingest)
+        .route("/v1/prove", post(prove))
         .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(admin.clone(), bearer))
         .with_state(admin)
         .layer(middleware::map_response(as_json))
 }
@@ -95,18 +114,81 @@ async fn as_json(response: Response) -> Response {
 /// pod proxy, which removes `Authorization` before proxying.
 pub const TOKEN_HEADER: &str = "x-fusionhook-token";
 
-async fn bearer(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+async fn bearer(State((admin, needed)): State<(Arc<Admin>, Scope)>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token))
         .or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()))
-        .map(str::trim);
-    match presented {
-        Some(token) if !token.is_empty() && admin.token.get().matches(token.as_bytes()) => next.run(request).await,
-        _ => error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required"),
+        .map(str::trim)
+        .filter(|token| !token.is_empty());
+    let Some(token) = presented else {
+        return error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required");
+    };
+    // A rotated token stays valid for a grace period after its file
+    // changed: a client that read the Secret just before still gets in.
+    let granted: Vec<Scope> =
+        admin.tokens.iter().filter(|(_, t)| t.accepts(token.as_bytes(), ROTATION_GRACE)).map(|(scope, _)| *scope).collect();
+    if granted.iter().any(|scope| scope.allows(needed)) {
+        return next.run(request).await;
     }
+    if granted.is_empty() {
+        return error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required");
+    }
+    let message = format!("this token may not {}: that needs a token of scope {}", needed_action(needed), needed.as_str());
+    error(StatusCode::FORBIDDEN, "[forbidden]", &message)
+}
+
+fn needed_action(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Replay => "replay or discard",
+        Scope::Ingest => "ingest events",
+        Scope::Read | Scope::All => "read",
+    }
+}
+
+/// The body of `/v1/prove`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Challenge {
+    nonce: String,
+    scope: String,
+}
+
+/// The proof that the holder of `token` is pod `pod`, for a client's
+/// `nonce`: hex HMAC-SHA256 under the token of a fixed label, the pod's
+/// name and the nonce. The pod's name is bound in so a pod that relays a
+/// challenge to a real receiver gets a proof for that receiver's name,
+/// not its own.
+pub fn proof(token: &[u8], pod: &str, nonce: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token).expect("HMAC takes any key length");
+    mac.update(format!("fusionhook admin proof v1\n{pod}\n{nonce}").as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn prove(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    let challenge: Challenge = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "[invalid]", &format!("the body: {e}")),
+    };
+    if !(16..=128).contains(&challenge.nonce.len()) {
+        return error(StatusCode::BAD_REQUEST, "[invalid]", "nonce: 16 to 128 characters");
+    }
+    let Some(needed) = [Scope::Read, Scope::Replay, Scope::Ingest].into_iter().find(|s| s.as_str() == challenge.scope) else {
+        return error(StatusCode::BAD_REQUEST, "[invalid]", "scope: read, replay or ingest");
+    };
+    // Every value of a token of that scope still accepted: during a
+    // rotation the client may hold either.
+    let proofs: Vec<String> = admin
+        .tokens
+        .iter()
+        .filter(|(scope, _)| *scope == needed || *scope == Scope::All)
+        .flat_map(|(_, token)| std::iter::once(Arc::clone(&token.get())).chain(token.replaced_within(ROTATION_GRACE)))
+        .map(|value| proof(value.expose().as_bytes(), &admin.pod, &challenge.nonce))
+        .collect();
+    Json(json!({"pod": admin.pod, "proofs": proofs})).into_response()
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -133,7 +133,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {} (admin.listen)", admin.listen))?;
             tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
-            let router = fusionhook_receiver::admin::router(state.clone(), admin.token);
+            // Set by the operator from the downward API; a pod's hostname otherwise.
+            let pod = std::env::var("FUSIONHOOK_POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_default();
+            let router = fusionhook_receiver::admin::router(state.clone(), admin.tokens, pod);
             let mut stopped = admin_stopped;
             let admin_limits = server::Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
             let metrics = state.metrics.admin_connections.clone();

@@ -393,7 +393,13 @@ impl Kubelet {
             .filter_map(Value::as_str)
             .map(|a| a.replace(POD_CONFIG_DIR, &dir.path().join("config").display().to_string()))
             .collect();
-        let mut child = Command::new(&self.receiver).args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        // As the pod's env (the downward API): its name, which the admin API binds its proofs to.
+        let mut child = Command::new(&self.receiver)
+            .args(&args)
+            .env("FUSIONHOOK_POD_NAME", pod_name_at(resource, name, ordinal))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let (admin_tx, admin_rx) = std::sync::mpsc::channel();
         let rx = crate::logs::announced(stdout, "fusionhook-receiver listening", "address", move |line| {

@@ -391,3 +391,67 @@ async fn an_event_the_receiver_can_never_take_is_given_up_and_the_ones_after_it_
     assert_eq!(stack.condition("team", "hook", "BackfillAvailable").unwrap().0, "True", "{}", resource(&stack));
     stack.operators.clear();
 }
+
+/// Every request a stand-in pod got: (path, whether it carried an admin token, body).
+type Seen = Arc<std::sync::Mutex<Vec<(String, bool, String)>>>;
+
+/// A server that answers like nothing in particular and records what it got.
+async fn rogue_pod() -> (std::net::SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let token = request.headers().contains_key("x-fusionhook-token") || request.headers().contains_key("authorization");
+            let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
+            record.lock().unwrap().push((path, token, String::from_utf8_lossy(&body).into_owned()));
+            // It claims to hold the token, with a made-up proof.
+            axum::Json(json!({"pod": "aaa-rogue", "proofs": ["00", "ab".repeat(32)], "outcome": "handled"}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_that_only_carries_the_receivers_labels_is_never_shown_a_token_or_an_event() {
+    let (mut stack, sink, service) = start().await;
+    stack.start_operator("op-a", "2s").unwrap();
+    create_hook(&stack, &service, json!({"type": "none"}));
+    assert!(ready(&stack).await, "{}", resource(&stack));
+    switches_and_a_vetoing_webhook(&stack).await;
+
+    // Another pod in the namespace with the receiver pods' labels, ready,
+    // first by name (the backfill tries pods in name order).
+    let deployment = stack.kube.get("apps", "v1", "deployments", "team", "hook-receiver").unwrap();
+    let labels = deployment["spec"]["template"]["metadata"]["labels"].clone();
+    let (addr, seen) = rogue_pod().await;
+    let endpoint = fusionhook_tests::kube_emulator::Endpoint {
+        namespace: "team".into(),
+        pod: "aaa-rogue".into(),
+        labels: serde_json::from_value(labels.clone()).unwrap(),
+        // Only the admin port: FusionAuth's own deliveries through the
+        // Service are not what this is about.
+        ports: vec![("admin".into(), 8081, addr)],
+    };
+    stack.kube.set_endpoint(endpoint);
+    stack.kube.report_pod("team", "aaa-rogue", &labels, true, 0);
+
+    stack.kubelet.stop_namespace("team");
+    let raised = raise_while_down(&stack, 2, 0).await;
+    stack.kubelet.start_namespace("team");
+    assert!(ready(&stack).await, "{}", resource(&stack));
+    // The real receiver got every event; the impostor was asked for a proof, and nothing else.
+    every_committed_event_once(&sink, &raised, Duration::from_secs(3 * INTERVAL), &stack).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the impostor was asked to prove itself");
+    for (path, token, body) in &seen {
+        assert_eq!(path, "/v1/prove", "{seen:?}");
+        assert!(!token, "no token was sent to it: {seen:?}");
+        assert!(raised.committed.iter().all(|id| !body.contains(id.as_str())), "no event was sent to it: {body}");
+    }
+    stack.operators.clear();
+}

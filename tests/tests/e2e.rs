@@ -534,10 +534,16 @@ async fn scenario_8_a_postgres_store_answers_fusionauth_while_the_service_is_dow
     // The receiver's config names files, never the connection string or the admin token.
     let config = receiver_config(&stack, "team", "hook").unwrap();
     assert!(config.contains("type: postgres") && config.contains("urlFile: /etc/fusionhook/secrets/postgres-url"), "{config}");
-    assert!(config.contains("tokenFile: /etc/fusionhook/secrets/admin-token"), "{config}");
+    for scope in ["read", "replay", "ingest"] {
+        assert!(config.contains(&format!("{scope}TokenFile: /etc/fusionhook/secrets/admin-{scope}-token")), "{config}");
+        // Each scope's token in its own Secret (RBAC grants one by name), with when it was made.
+        let secret = stack.kube.get("", "v1", "secrets", "team", &format!("hook-receiver-admin-{scope}")).unwrap();
+        assert!(base64_decode(secret["data"]["token"].as_str().unwrap()).len() >= 32, "a generated admin token");
+        assert!(base64_decode(secret["data"]["rotated-at"].as_str().unwrap()).starts_with(b"20"));
+    }
     assert!(!config.contains(&pg.url()), "{config}");
     let kept = stack.kube.get("", "v1", "secrets", "team", "hook-receiver-auth").unwrap();
-    assert!(base64_decode(kept["data"]["admin-token"].as_str().unwrap()).len() >= 32, "a generated admin token");
+    assert!(kept["data"].get("admin-token").is_none(), "no admin token beside the Authorization value");
     let service = stack.kube.get("", "v1", "services", "team", "hook-receiver").unwrap();
     let ports: Vec<&str> = service["spec"]["ports"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(ports, ["http", "admin"]);

@@ -298,9 +298,26 @@ fn plugin_user_without_the_proxy_rule(ns: &str, name: &str) {
     let (ok, out, err) = plugin_as(&alice, &["status", name, "-n", ns]);
     assert!(ok && out.contains("ReceiverAvailable"), "status with the README's Role: {out}{err}");
     assert!(out.contains("switches: not read (add --fusionauth"), "status reads no API key Secret by default: {out}");
-    let (ok, out, err) = plugin_as(&alice, &["send", name, "-n", ns, "--event", "user.delete"]);
+    let (ok, out, err) = plugin_as(&alice, &["deliveries", name, "-n", ns]);
     assert!(!ok, "{out}");
     assert!(err.contains("you need RBAC `get` and `create` on `services/proxy`"), "the README's message: {err}");
+    // The README's Role lets a person read, not inject events or replay:
+    // those tokens are in Secrets it does not grant.
+    for (command, secret) in
+        [(vec!["send", name, "--event", "user.delete"], "admin-ingest"), (vec!["replay", name, "--dead"], "admin-replay")]
+    {
+        let (ok, out, err) = plugin_as(&alice, &[command.as_slice(), &["-n", ns]].concat());
+        assert!(!ok, "{out}");
+        assert!(err.contains(&format!("cannot read Secret {name}-receiver-{secret}: forbidden")), "{err}");
+    }
+    for scope in ["ingest", "replay"] {
+        let denied = Command::new(&tools().kubectl)
+            .args(["-n", ns, "get", "secret", &format!("{name}-receiver-admin-{scope}")])
+            .env("KUBECONFIG", &alice)
+            .output()
+            .unwrap();
+        assert!(!denied.status.success() && String::from_utf8_lossy(&denied.stderr).contains("Forbidden"));
+    }
 }
 
 /// `status.conditions[type]` as (status, reason, message).

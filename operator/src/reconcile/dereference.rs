@@ -30,6 +30,7 @@ pub fn referenced_secrets(name: &str, spec: &FusionAuthWebhookSpec) -> BTreeSet<
     names.extend(spec.receiver.store.iter().filter_map(|s| s.url_secret_ref.as_ref()).map(|r| r.name.clone()));
     // The operator's own Secret: the generated value, and what a rotation keeps.
     names.insert(names::authorization_secret_name(name));
+    names.extend(names::AdminScope::ALL.map(|scope| names::admin_secret_name(name, scope)));
     names
 }
 

@@ -251,9 +251,12 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
     let moved = cleanup::previous_fusionauth(r, ctx, &v, report).await?;
     let fusionauth = observe(ctx, &v).await;
     let seen = fusionauth.as_ref().map_or(Seen::Unknown, |(_, webhook)| Seen::Webhook(webhook.as_ref()));
-    let credentials = rotation::credentials(&v, &Kept::read(&v, &secrets), seen, moved);
+    let kept = Kept::read(&v, &secrets);
+    let credentials = rotation::credentials(&v, &kept, seen, moved);
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let admin = rotation::admin_tokens(&kept.admin, now, ctx.settings.admin_token_rotation);
     let owner = owner_reference(r).ok_or(ValidationError::InvalidSpec("metadata.uid: missing".into()))?;
-    let desired = build::desired(&v, &credentials, &ctx.settings.receiver_image, &owner);
+    let desired = build::desired(&v, &credentials, &admin, &ctx.settings.receiver_image, &owner);
     let draining = receiver(ctx, r, &v, &desired, &credentials, report).await?;
     let (fa, observed) = fusionauth.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
     let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await;

@@ -103,8 +103,8 @@ pub fn verdict(
     if dead > 0 {
         message.push_str(&format!(
             "; replay or discard the dead deliveries with its admin API (kubectl -n {namespace} port-forward pod/{name}-0 8081, then POST /v1/replay {{\"state\":\"dead\"}} with the token of Secret {} key {})",
-            names::authorization_secret_name(resource),
-            names::kept::ADMIN_TOKEN
+            names::admin_secret_name(resource, names::AdminScope::Replay),
+            names::admin_token::TOKEN
         ));
     }
     message.push_str(&format!(
@@ -114,8 +114,9 @@ pub fn verdict(
 }
 
 /// What the store of `pod` holds, from its admin API.
-pub async fn ask(client: &Client, namespace: &str, pod: &str, token: &str) -> Result<Held, String> {
-    let stats = receiver_admin::stats(client, namespace, pod, token).await?;
+pub async fn ask(client: &Client, namespace: &str, pod: &str, token: &receiver_admin::Token) -> Result<Held, String> {
+    let proven = receiver_admin::prove(client, namespace, pod, token).await?;
+    let stats = receiver_admin::stats(client, namespace, &proven).await?;
     if let Some(problem) = stats["storeProblem"].as_str()
         && !stats["pending"].is_u64()
     {
@@ -146,12 +147,12 @@ pub async fn judge(
     if confirmation == Some(uid.as_str()) {
         return Ok(Verdict::Discarded);
     }
-    let token = receiver_admin::token(client, namespace, resource).await?;
+    let token = receiver_admin::token(client, namespace, resource, names::AdminScope::Read).await?;
     let mut answers = Vec::new();
     for pod in pods(s) {
         let answer = match &token {
             Some(token) => ask(client, namespace, &pod, token).await,
-            None => Err(format!("the admin token (Secret {}) is gone", names::authorization_secret_name(resource))),
+            None => Err(format!("the admin token (Secret {}) is gone", names::admin_secret_name(resource, names::AdminScope::Read))),
         };
         answers.push((pod, answer));
     }

@@ -1,43 +1,123 @@
 //! receiver_admin: the operator as a client of a receiver's admin API,
 //! through the API server's pod proxy (`pods/<pod>:8081/proxy/…`, RBAC
 //! `pods/proxy` get), the way `kubectl` reaches a pod without exposing it.
-//! The token is the one the operator generated into its own Secret; the
-//! proxy drops `Authorization` (the caller's credential for the API
-//! server), so it travels in the admin API's own header.
+//! The tokens are the ones the operator generates into the admin Secrets
+//! ([`names::admin_secret_name`], one per scope); the proxy drops
+//! `Authorization` (the caller's credential for the API server), so a
+//! token travels in the admin API's own header.
+//!
+//! A pod is shown a token only after it proved it holds that token already
+//! ([`prove`]): any pod in the namespace can carry the receiver's labels,
+//! and the labels are all a Service or a list by selector goes by.
+//! (Owner references can be written by whoever creates the pod too; the
+//! proof holds because only a pod that mounts the admin Secret can make it,
+//! and whoever can create such a pod can read the Secret anyway.)
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, Client};
-use serde_json::Value;
+use rand::RngCore;
+use serde_json::{Value, json};
 
 use std::time::Duration;
 
-use crate::names;
+use crate::names::{self, AdminScope, admin_token};
 use crate::reconcile::build::receiver::STORE_LABEL;
 use crate::reconcile::build::receiver_config::ADMIN_PORT;
 
-/// The admin token of resource `resource`'s receivers (`None`: not generated yet or gone).
-pub async fn token(client: &Client, namespace: &str, resource: &str) -> Result<Option<String>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = api.get_opt(&names::authorization_secret_name(resource)).await?;
-    Ok(secret.and_then(|s| s.data).and_then(|d| d.get(names::kept::ADMIN_TOKEN).cloned()).and_then(|b| String::from_utf8(b.0).ok()))
+/// The header a token travels in through the API server's proxy.
+pub use fusionhook_receiver::admin::TOKEN_HEADER;
+
+/// An admin token of one scope, as its Secret holds it: the current value
+/// and, shortly after a rotation, the one it replaced.
+#[derive(Clone)]
+pub struct Token {
+    scope: AdminScope,
+    /// The Secret it comes from.
+    secret: String,
+    values: Vec<String>,
 }
 
-/// `GET /v1/stats` of pod `pod`: what its store holds (`null` figures: it
-/// cannot be read) and, while it cannot commit, why (`storeProblem`). The
-/// error is a sentence for a condition.
-pub async fn stats(client: &Client, namespace: &str, pod: &str, token: &str) -> Result<Value, String> {
-    let (status, value) = call(client, namespace, pod, token, http::Method::GET, "v1/stats", None, Duration::from_secs(5)).await?;
+/// The admin token of `scope` of resource `resource`'s receivers (`None`:
+/// not generated yet, or gone).
+pub async fn token(client: &Client, namespace: &str, resource: &str, scope: AdminScope) -> Result<Option<Token>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = names::admin_secret_name(resource, scope);
+    let data = api.get_opt(&secret).await?.and_then(|s| s.data).unwrap_or_default();
+    let value = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok()).filter(|v| !v.is_empty());
+    let values: Vec<String> = [admin_token::TOKEN, admin_token::PREVIOUS].into_iter().filter_map(value).collect();
+    Ok((!values.is_empty()).then_some(Token { scope, secret, values }))
+}
+
+/// A receiver pod that proved it holds a token, and the value it holds.
+pub struct Proven {
+    /// The pod's name.
+    pub pod: String,
+    token: String,
+}
+
+impl Proven {
+    /// The token value the pod holds (to send with calls to it).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Token {
+    /// Its values, current first (then, shortly after a rotation, the one
+    /// it replaced): a client without a proof tries them in turn on 401.
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+}
+
+/// Asks pod `pod` to prove that it holds `token` (`POST /v1/prove` with a
+/// fresh nonce; it answers an HMAC of its own name and the nonce under the
+/// token, see `fusionhook_receiver::admin::proof`) without showing it the
+/// token. A pod that cannot is not one of this resource's receivers (or
+/// has not read a rotated token yet: then the previous value matches).
+pub async fn prove(client: &Client, namespace: &str, pod: &str, token: &Token) -> Result<Proven, String> {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let body = serde_json::to_vec(&json!({"nonce": nonce, "scope": token.scope.as_str()})).map_err(|e| e.to_string())?;
+    let (status, answer) = call(client, namespace, pod, "", http::Method::POST, "v1/prove", Some(body), PROVE_TIMEOUT).await?;
+    if !status.is_success() {
+        return Err(format!("pod {pod} cannot prove it is a receiver: {}", failure(status, &answer)));
+    }
+    let proofs: Vec<&str> = answer["proofs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let held = token.values.iter().find(|value| {
+        let expected = fusionhook_receiver::admin::proof(value.as_bytes(), pod, &nonce);
+        proofs.iter().any(|p| *p == expected)
+    });
+    match held {
+        Some(value) => Ok(Proven { pod: pod.to_owned(), token: value.clone() }),
+        None => Err(format!(
+            "pod {pod} carries the receiver's labels but does not hold its admin token (Secret {}): it is not one of its receivers, so nothing is sent to it",
+            token.secret
+        )),
+    }
+}
+
+/// How long a proof may take.
+const PROVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /v1/stats` of a proven pod: what its store holds (`null` figures:
+/// it cannot be read) and, while it cannot commit, why (`storeProblem`).
+/// The error is a sentence for a condition.
+pub async fn stats(client: &Client, namespace: &str, pod: &Proven) -> Result<Value, String> {
+    let (status, value) =
+        call(client, namespace, &pod.pod, &pod.token, http::Method::GET, "v1/stats", None, Duration::from_secs(5)).await?;
     if status.is_success() {
         return Ok(value);
     }
     Err(failure(status, &value))
 }
 
-/// `POST /v1/ingest` of `event` (the body FusionAuth sent) to pod `pod`:
-/// the receiver's outcome (`handled`, `stored`, `duplicate`, `unmatched`),
-/// or why not.
-pub async fn ingest(client: &Client, namespace: &str, pod: &str, token: &str, event: Vec<u8>) -> Result<String, Refusal> {
-    let call = call(client, namespace, pod, token, http::Method::POST, "v1/ingest", Some(event), INGEST_TIMEOUT).await;
+/// `POST /v1/ingest` of `event` (the body FusionAuth sent) to a proven pod
+/// (with the ingest token): the receiver's outcome (`handled`, `stored`,
+/// `duplicate`, `unmatched`), or why not.
+pub async fn ingest(client: &Client, namespace: &str, pod: &Proven, event: Vec<u8>) -> Result<String, Refusal> {
+    let call = call(client, namespace, &pod.pod, &pod.token, http::Method::POST, "v1/ingest", Some(event), INGEST_TIMEOUT).await;
     let (status, value) = call.map_err(Refusal::Unreachable)?;
     // The receiver's own answers carry `{"errors": [...]}`; the API server's
     // (a pod gone mid-pass: 404, RBAC: 403) a `Status`: those are not about
@@ -92,7 +172,10 @@ async fn call(
     timeout: Duration,
 ) -> Result<(http::StatusCode, Value), String> {
     let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{ADMIN_PORT}/proxy/{path}");
-    let builder = http::Request::builder().method(method).uri(uri).header("x-fusionhook-token", token);
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    if !token.is_empty() {
+        builder = builder.header(fusionhook_receiver::admin::TOKEN_HEADER, token);
+    }
     let request = match body {
         Some(bytes) => builder.header("content-type", "application/json").body(kube::client::Body::from(bytes)),
         None => builder.body(kube::client::Body::empty()),
@@ -142,11 +225,12 @@ fn ready(pod: &Pod) -> bool {
 pub async fn store_problem(client: &Client, namespace: &str, resource: &str) -> Option<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pods = api.list(&kube::api::ListParams::default().labels(&selector(resource))).await.ok()?;
-    let token = token(client, namespace, resource).await.ok()??;
+    let token = token(client, namespace, resource, AdminScope::Read).await.ok()??;
     let not_ready = pods.items.iter().filter(|p| !ready(p));
     for pod in not_ready.take(2) {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        if let Ok(stats) = stats(client, namespace, name, &token).await
+        let Ok(proven) = prove(client, namespace, name, &token).await else { continue };
+        if let Ok(stats) = stats(client, namespace, &proven).await
             && let Some(problem) = stats["storeProblem"].as_str()
         {
             return Some(format!("pod {name} is not ready: its store cannot commit: {problem}"));

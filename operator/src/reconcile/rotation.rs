@@ -23,7 +23,10 @@ use fusionhook_fusionauth::model::Webhook;
 use rand::RngCore;
 use uuid::Uuid;
 
-use crate::names::{self, kept};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::names::{self, AdminScope, admin_token, kept};
 use crate::reconcile::validate::{HmacKey, SecretData, SecretString, Validated};
 
 /// What the operator's own Secret holds from earlier passes.
@@ -35,8 +38,8 @@ pub struct Kept {
     pub previous_authorization: Option<SecretString>,
     /// The HMAC key FusionAuth was last known to sign with.
     pub hmac: Option<HmacKey>,
-    /// The receiver's admin API token.
-    pub admin_token: Option<SecretString>,
+    /// The receiver's admin API tokens, by scope.
+    pub admin: AdminTokens,
 }
 
 impl Kept {
@@ -54,7 +57,7 @@ impl Kept {
             generated: value(kept::AUTHORIZATION),
             previous_authorization: value(kept::PREVIOUS_AUTHORIZATION),
             hmac,
-            admin_token: value(kept::ADMIN_TOKEN),
+            admin: AdminScope::ALL.into_iter().filter_map(|scope| Some((scope, AdminToken::read(secrets, &v.name, scope)?))).collect(),
         }
     }
 }
@@ -91,8 +94,6 @@ pub struct Credentials {
     pub previous: Previous,
     /// The HMAC key to keep as "what FusionAuth signs with".
     pub hmac_in_use: Option<HmacKey>,
-    /// The receiver's admin API token: generated once, then kept.
-    pub admin_token: SecretString,
 }
 
 /// The credentials for this pass. `fresh_generated`: make a new generated
@@ -116,8 +117,7 @@ pub fn credentials(v: &Validated, kept: &Kept, seen: Seen<'_>, fresh_generated: 
     let (previous_hmac, hmac_in_use) = hmac(v, kept.hmac.as_ref(), seen);
     let unsigned = v.signing.is_some() && matches!(seen, Seen::Webhook(Some(webhook)) if signing_key_of(Some(webhook)).is_none());
     let previous = Previous { authorization: previous_authorization, hmac: previous_hmac, unsigned };
-    let admin_token = kept.admin_token.clone().unwrap_or_else(generate);
-    Credentials { authorization, generated, previous, hmac_in_use, admin_token }
+    Credentials { authorization, generated, previous, hmac_in_use }
 }
 
 /// (the HMAC key receivers also accept, the HMAC key to keep as in use).
@@ -136,6 +136,67 @@ fn hmac(v: &Validated, kept: Option<&HmacKey>, seen: Seen<'_>) -> (Option<HmacKe
 /// The key FusionAuth signs this webhook's requests with.
 pub fn signing_key_of(webhook: Option<&Webhook>) -> Option<Uuid> {
     webhook.and_then(|w| w.signature_configuration.as_ref()).filter(|s| s.enabled).and_then(|s| s.signing_key_id)
+}
+
+/// The receiver's admin API tokens, one per scope.
+pub type AdminTokens = BTreeMap<AdminScope, AdminToken>;
+
+/// One admin token as its Secret ([`names::admin_secret_name`]) keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    /// What clients use.
+    pub token: SecretString,
+    /// What it replaced, for [`ADMIN_TOKEN_OVERLAP_SECONDS`] after a rotation.
+    pub previous: Option<SecretString>,
+    /// When `token` was made, seconds since the epoch.
+    pub rotated_at: i64,
+}
+
+impl AdminToken {
+    /// The token of `scope` from what dereference read (`None`: none yet).
+    fn read(secrets: &SecretData, resource: &str, scope: AdminScope) -> Option<Self> {
+        let data = secrets.get(&names::admin_secret_name(resource, scope))?;
+        let value = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.clone()).ok()).filter(|s| !s.is_empty());
+        let token = SecretString(value(admin_token::TOKEN)?);
+        // Unreadable: as if made long ago, so it is replaced now.
+        let rotated_at =
+            value(admin_token::ROTATED_AT).and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok()).map_or(0, |t| t.as_second());
+        Some(Self { token, previous: value(admin_token::PREVIOUS).map(SecretString), rotated_at })
+    }
+}
+
+/// How long a replaced admin token stays in its Secret: longer than the
+/// kubelet takes to update the receivers' mounted copy (about a minute)
+/// plus their re-read, so a client that got 401 with the new token (the
+/// receiver still has the old one) gets in with `previous`. The receivers
+/// accept a replaced token for five minutes after their file changed.
+pub const ADMIN_TOKEN_OVERLAP_SECONDS: i64 = 600;
+
+/// The admin tokens for this pass: a missing one made, one older than
+/// `period` replaced (its old value kept as `previous` for a while), at
+/// time `now` (seconds since the epoch). `period` `None`: never replaced.
+/// Deleting a token's Secret makes a new one at once (what to do when one
+/// leaked).
+pub fn admin_tokens(kept: &AdminTokens, now: i64, period: Option<Duration>) -> AdminTokens {
+    let period = period.map(|p| i64::try_from(p.as_secs()).unwrap_or(i64::MAX));
+    AdminScope::ALL
+        .into_iter()
+        .map(|scope| {
+            let token = match kept.get(&scope) {
+                None => AdminToken { token: generate(), previous: None, rotated_at: now },
+                // Made in the future (a clock far off, an edited Secret): replaced too.
+                Some(k) if period.is_some_and(|p| now - k.rotated_at >= p) || k.rotated_at > now + 3600 => {
+                    AdminToken { token: generate(), previous: Some(k.token.clone()), rotated_at: now }
+                }
+                Some(k) => AdminToken {
+                    token: k.token.clone(),
+                    previous: k.previous.clone().filter(|_| now - k.rotated_at < ADMIN_TOKEN_OVERLAP_SECONDS),
+                    rotated_at: k.rotated_at,
+                },
+            };
+            (scope, token)
+        })
+        .collect()
 }
 
 /// A fresh `Authorization` value or admin token: 32 bytes from the CSPRNG, base64url.
@@ -176,7 +237,7 @@ mod tests {
             generated: Some(SecretString(generated.into())),
             previous_authorization: previous.map(|p| SecretString(p.into())),
             hmac: None,
-            admin_token: None,
+            admin: AdminTokens::new(),
         }
     }
 
@@ -252,5 +313,33 @@ mod tests {
         let kept = Kept { hmac: Some(old.clone()), ..Kept::default() };
         assert_eq!(credentials(&v, &kept, Seen::Webhook(Some(&signing_with(old_id))), false).previous.hmac, None);
         assert_eq!(credentials(&v, &kept, Seen::Webhook(Some(&Webhook::default())), false).hmac_in_use, None);
+    }
+
+    #[test]
+    fn admin_tokens_are_made_replaced_after_their_period_and_the_old_one_kept_for_a_while() {
+        let day = Duration::from_secs(86_400);
+        let made = admin_tokens(&AdminTokens::new(), 1_000, Some(day));
+        assert_eq!(made.len(), 3, "one per scope");
+        let tokens: std::collections::BTreeSet<_> = made.values().map(|t| t.token.0.clone()).collect();
+        assert_eq!(tokens.len(), 3, "each scope its own token");
+        assert!(made.values().all(|t| t.previous.is_none() && t.rotated_at == 1_000 && t.token.0.len() >= 43));
+        // Within the period: kept as is.
+        assert_eq!(admin_tokens(&made, 1_000 + 86_399, Some(day)), made);
+        assert_eq!(admin_tokens(&made, 1_000 + 10 * 86_400, None), made, "no period: never replaced");
+        // Past it: a new token, the old one as `previous`...
+        let rotated = admin_tokens(&made, 1_000 + 86_400, Some(day));
+        for scope in AdminScope::ALL {
+            assert_ne!(rotated[&scope].token, made[&scope].token);
+            assert_eq!(rotated[&scope].previous.as_ref(), Some(&made[&scope].token));
+        }
+        // ...until the overlap is over.
+        let later = 1_000 + 86_400 + ADMIN_TOKEN_OVERLAP_SECONDS - 1;
+        assert!(admin_tokens(&rotated, later, Some(day)).values().all(|t| t.previous.is_some()));
+        assert!(
+            admin_tokens(&rotated, later + 1, Some(day)).values().all(|t| t.previous.is_none() && t.token != made[&AdminScope::Read].token)
+        );
+        // Made "in the future": not trusted to be fresh.
+        let future: AdminTokens = made.iter().map(|(s, t)| (*s, AdminToken { rotated_at: 10_000_000, ..t.clone() })).collect();
+        assert!(admin_tokens(&future, 1_000, None).values().zip(made.values()).all(|(new, old)| new.token != old.token));
     }
 }

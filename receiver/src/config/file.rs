@@ -101,8 +101,19 @@ impl StoreFile {
 pub struct AdminFile {
     /// Address to listen on (must differ from `listen`).
     pub listen: String,
-    /// File holding the bearer token.
-    pub token_file: PathBuf,
+    /// File holding a token that may do everything (a receiver run by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// File holding a token that may only read (stats, deliveries, events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token_file: Option<PathBuf>,
+    /// File holding a token that may read, replay and discard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_token_file: Option<PathBuf>,
+    /// File holding a token that may read and ingest events (it runs any
+    /// event through the routes without FusionAuth's credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_token_file: Option<PathBuf>,
 }
 
 /// `delivery`: how durable deliveries are worked off.

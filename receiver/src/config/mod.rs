@@ -116,8 +116,39 @@ pub enum StoreConfig {
 pub struct AdminConfig {
     /// Its own address.
     pub listen: SocketAddr,
-    /// The bearer token.
-    pub token: Arc<Secret>,
+    /// The tokens it accepts, each with what it may do.
+    pub tokens: Vec<(Scope, Arc<Secret>)>,
+}
+
+/// What an admin token may do. Each scope may also read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything (`admin.tokenFile`).
+    All,
+    /// Stats, deliveries, events (`admin.readTokenFile`).
+    Read,
+    /// Read, replay and discard (`admin.replayTokenFile`).
+    Replay,
+    /// Read and ingest (`admin.ingestTokenFile`): an ingested event runs
+    /// through the routes without FusionAuth's credentials.
+    Ingest,
+}
+
+impl Scope {
+    /// Whether a token of this scope may do what `needed` names.
+    pub fn allows(self, needed: Scope) -> bool {
+        self == Scope::All || needed == Scope::Read || self == needed
+    }
+
+    /// Its name in requests (`/v1/prove`) and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Read => "read",
+            Scope::Replay => "replay",
+            Scope::Ingest => "ingest",
+        }
+    }
 }
 
 /// Durable delivery settings, checked.
@@ -181,7 +212,7 @@ impl Config {
                 all.extend(http.sign.iter().cloned());
             }
         }
-        all.extend(self.admin.iter().map(|a| a.token.clone()));
+        all.extend(self.admin.iter().flat_map(|a| a.tokens.iter().map(|(_, token)| token.clone())));
         if let StoreConfig::Postgres(url) = &self.store {
             all.push(url.clone());
         }
@@ -287,11 +318,25 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
                     "must use another port than `listen`: the admin API is never on the port FusionAuth reaches",
                 ));
             }
-            let token = files.load(SecretSource::File(admin.token_file)).map_err(|e| err("admin.tokenFile", e))?;
-            if matches!(files, Files::Read) && token.get().expose().len() < 16 {
-                return Err(err("admin.tokenFile", "the token must be at least 16 characters (it guards replay and discard)"));
+            let given = [
+                ("admin.tokenFile", Scope::All, admin.token_file),
+                ("admin.readTokenFile", Scope::Read, admin.read_token_file),
+                ("admin.replayTokenFile", Scope::Replay, admin.replay_token_file),
+                ("admin.ingestTokenFile", Scope::Ingest, admin.ingest_token_file),
+            ];
+            let mut tokens = Vec::new();
+            for (field, scope, file) in given {
+                let Some(file) = file else { continue };
+                let token = files.load(SecretSource::File(file)).map_err(|e| err(field, e))?;
+                if matches!(files, Files::Read) && token.get().expose().len() < 16 {
+                    return Err(err(field, "the token must be at least 16 characters (it guards replay, discard and ingest)"));
+                }
+                tokens.push((scope, token));
             }
-            Some(AdminConfig { listen: admin_listen, token })
+            if tokens.is_empty() {
+                return Err(err("admin", "needs at least one of tokenFile, readTokenFile, replayTokenFile, ingestTokenFile"));
+            }
+            Some(AdminConfig { listen: admin_listen, tokens })
         }
     };
     if has_store && admin.is_none() {

@@ -52,6 +52,8 @@ where
 pub struct Observed {
     /// The generated `Authorization` Secret.
     pub secret: Option<Secret>,
+    /// The admin tokens' Secrets, by name.
+    pub admin_secrets: std::collections::BTreeMap<String, Secret>,
     /// The config.
     pub config_map: Option<ConfigMap>,
     /// The Deployment.
@@ -130,6 +132,13 @@ pub async fn apply_receiver(
     if holds_anything || observed.secret.is_some() {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         if apply_one(&api, desired.kept_secret.clone(), observed.secret.as_ref()).await?.is_some() {
+            written.push("Secret");
+        }
+    }
+    for secret in &desired.admin_secrets {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let observed = secret.metadata.name.as_ref().and_then(|name| observed.admin_secrets.get(name));
+        if apply_one(&api, secret.clone(), observed).await?.is_some() {
             written.push("Secret");
         }
     }

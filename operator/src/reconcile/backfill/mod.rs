@@ -36,9 +36,10 @@ use k8s_openapi::jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::context::Context;
+use crate::names::AdminScope;
 use crate::reconcile::build::receiver::store_label;
 use crate::reconcile::conditions::{Kind, Reason, Step};
-use crate::reconcile::receiver_admin::{self, Refusal};
+use crate::reconcile::receiver_admin::{self, Proven, Refusal};
 use crate::reconcile::status::{self, Report};
 use crate::reconcile::validate::Validated;
 use scan::{Page, Pager, Progress, Settings, Verdict};
@@ -352,7 +353,7 @@ async fn pass(
     let mut pager = resume.cursor.map_or_else(|| Pager::new(settings.page_size), |c| Pager::resume(settings.page_size, c));
     let mut seen: HashSet<Uuid> = HashSet::new();
     let (start, end) = scan::window(from, started_ms);
-    let mut target: Option<(String, String)> = None;
+    let mut target: Option<Proven> = None;
     let mut problem: Option<(Reason, String)> = None;
     let mut complete = false;
     // A page not looked at to its end: the next pass pages from the checkpoint again.
@@ -521,21 +522,36 @@ fn event_id(entry: &WebhookEventLog) -> String {
 
 /// Hands `entry`'s payload to the receiver pod `target` (picked once per
 /// pass: the first ready pod of the current store, by name).
-async fn hand_over(ctx: &Context, v: &Validated, target: &mut Option<(String, String)>, entry: &WebhookEventLog) -> Result<(), Refusal> {
+async fn hand_over(ctx: &Context, v: &Validated, target: &mut Option<Proven>, entry: &WebhookEventLog) -> Result<(), Refusal> {
     let Some(event) = entry.event.as_ref().filter(|e| e.get("event").is_some()) else {
         return Err(Refusal::Invalid("the logged entry has no event payload".into()));
     };
     if target.is_none() {
         let unreachable = |e: kube::Error| Refusal::Unreachable(e.to_string());
-        let token = receiver_admin::token(&ctx.client, &v.namespace, &v.name).await.map_err(unreachable)?;
+        let token = receiver_admin::token(&ctx.client, &v.namespace, &v.name, AdminScope::Ingest).await.map_err(unreachable)?;
         let token = token.ok_or_else(|| Refusal::Unreachable("the admin token is not generated yet".into()))?;
         let pods = receiver_admin::ready_pods(&ctx.client, &v.namespace, &v.name, store_label(v)).await.map_err(unreachable)?;
-        let pod = pods.into_iter().next().ok_or_else(|| Refusal::Unreachable("no receiver pod is ready".into()))?;
-        *target = Some((pod, token));
+        // The first pod that proves it is a receiver (see `receiver_admin::prove`).
+        let mut refused = None;
+        for pod in pods {
+            match receiver_admin::prove(&ctx.client, &v.namespace, &pod, &token).await {
+                Ok(proven) => {
+                    *target = Some(proven);
+                    break;
+                }
+                Err(why) => {
+                    tracing::warn!(namespace = v.namespace, name = v.name, pod, reason = why, "backfill: a pod failed its proof; skipped");
+                    refused = Some(why);
+                }
+            }
+        }
+        if target.is_none() {
+            return Err(Refusal::Unreachable(refused.unwrap_or_else(|| "no receiver pod is ready".into())));
+        }
     }
-    let Some((pod, token)) = target.as_ref() else { return Err(Refusal::Unreachable("no receiver pod".into())) };
+    let Some(pod) = target.as_ref() else { return Err(Refusal::Unreachable("no receiver pod".into())) };
     let body = serde_json::to_vec(event).map_err(|e| Refusal::Invalid(e.to_string()))?;
-    let outcome = receiver_admin::ingest(&ctx.client, &v.namespace, pod, token, body).await?;
-    tracing::debug!(namespace = v.namespace, name = v.name, pod, outcome, "backfill: handed over a missed event");
+    let outcome = receiver_admin::ingest(&ctx.client, &v.namespace, pod, body).await?;
+    tracing::debug!(namespace = v.namespace, name = v.name, pod = pod.pod, outcome, "backfill: handed over a missed event");
     Ok(())
 }

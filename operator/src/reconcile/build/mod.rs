@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
-use crate::reconcile::rotation::Credentials;
+use crate::reconcile::rotation::{AdminTokens, Credentials};
 use crate::reconcile::validate::Validated;
 use crate::resource::{FusionAuthWebhook, StoreType};
 
@@ -35,6 +35,8 @@ pub struct ReceiverObjects {
     /// The operator's own Secret ([`crate::names::kept`]); applied when it
     /// holds anything or exists already (so emptied keys are removed).
     pub kept_secret: Secret,
+    /// The admin tokens' Secrets, one per scope.
+    pub admin_secrets: Vec<Secret>,
     /// The config.
     pub config_map: ConfigMap,
     /// The Service.
@@ -63,8 +65,8 @@ pub struct Desired {
     pub webhook: Webhook,
 }
 
-/// The desired state of `v` with `credentials`.
-pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, owner: &OwnerReference) -> Desired {
+/// The desired state of `v` with `credentials` and the admin tokens `admin`.
+pub fn desired(v: &Validated, credentials: &Credentials, admin: &AdminTokens, default_image: &str, owner: &OwnerReference) -> Desired {
     let previous = &credentials.previous;
     let config = receiver_config::render(v, previous);
     let template = receiver::Template {
@@ -74,6 +76,7 @@ pub fn desired(v: &Validated, credentials: &Credentials, default_image: &str, ow
     Desired {
         receiver: ReceiverObjects {
             kept_secret: receiver::kept_secret(v, credentials, owner),
+            admin_secrets: admin.iter().map(|(scope, token)| receiver::admin_secret(v, *scope, token, owner)).collect(),
             config_map: receiver::config_map(v, &config, owner),
             service: receiver::service(v, owner),
             pods_service: (v.store.kind == StoreType::Embedded).then(|| receiver::pods_service(v, owner)),

@@ -12,10 +12,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements,
-    SeccompProfile, Secret, SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
-    VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret, SecretProjection, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 
 use super::fusionauth::RECEIVER_PORT;
 use super::receiver_config::{ADMIN_PORT, SECRETS_DIR, STORE_DIR, secret_mounts};
-use crate::names::{self, kept};
-use crate::reconcile::rotation::{Credentials, Previous};
+use crate::names::{self, AdminScope, admin_token, kept};
+use crate::reconcile::rotation::{AdminToken, Credentials, Previous};
 use crate::reconcile::validate::{SecretString, Validated};
 use crate::resource::StoreType;
 
@@ -146,9 +146,27 @@ pub fn kept_secret(v: &Validated, credentials: &Credentials, owner: &OwnerRefere
         keep(kept::HMAC_SECRET, &key.secret.0);
         keep(kept::HMAC_ALGORITHM, &key.algorithm);
     }
-    keep(kept::ADMIN_TOKEN, &credentials.admin_token.0);
     Secret {
         metadata: metadata(v, names::authorization_secret_name(&v.name), owner),
+        data: Some(data),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// The Secret of the admin token of `scope` ([`names::admin_token`]): its
+/// own Secret, so RBAC can grant reading it by name.
+pub fn admin_secret(v: &Validated, scope: AdminScope, token: &AdminToken, owner: &OwnerReference) -> Secret {
+    let mut data = BTreeMap::new();
+    let mut keep = |key: &str, value: &str| data.insert(key.to_owned(), ByteString(value.as_bytes().to_vec()));
+    keep(admin_token::TOKEN, &token.token.0);
+    if let Some(previous) = &token.previous {
+        keep(admin_token::PREVIOUS, &previous.0);
+    }
+    let rotated_at = k8s_openapi::jiff::Timestamp::from_second(token.rotated_at).unwrap_or_default();
+    keep(admin_token::ROTATED_AT, &rotated_at.to_string());
+    Secret {
+        metadata: metadata(v, names::admin_secret_name(&v.name, scope), owner),
         data: Some(data),
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
@@ -209,6 +227,15 @@ fn container(v: &Validated, default_image: &str) -> Container {
         readiness_probe: Some(http_probe("/readyz", 5)),
         liveness_probe: Some(http_probe("/healthz", 10)),
         resources: Some(v.resources.clone().unwrap_or_else(default_resources)),
+        // The admin API binds its proofs to the pod's name (see receiver_admin::prove).
+        env: Some(vec![EnvVar {
+            name: "FUSIONHOOK_POD_NAME".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".to_owned(), api_version: None }),
+                ..EnvVarSource::default()
+            }),
+            value: None,
+        }]),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(RUN_AS),

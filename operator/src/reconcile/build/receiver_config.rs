@@ -11,7 +11,7 @@ use fusionhook_receiver::config::{
 };
 
 use super::fusionauth::{RECEIVER_PATH, RECEIVER_PORT};
-use crate::names::{self, kept};
+use crate::names::{self, AdminScope, kept};
 use crate::reconcile::rotation::Previous;
 use crate::reconcile::validate::{Signing, Validated};
 use crate::resource::{Ack, BodyMode, Ordering, Route, SecretKeyRef, StoreType};
@@ -53,8 +53,8 @@ pub enum File {
     },
     /// The PostgreSQL connection string.
     PostgresUrl,
-    /// The admin API's bearer token.
-    AdminToken,
+    /// The admin API's token of a scope.
+    AdminToken(AdminScope),
 }
 
 impl File {
@@ -70,7 +70,7 @@ impl File {
             Self::Header { route, name } => format!("header-{route}-{}", name.to_ascii_lowercase()),
             Self::Sign { route } => format!("sign-{route}"),
             Self::PostgresUrl => "postgres-url".into(),
-            Self::AdminToken => "admin-token".into(),
+            Self::AdminToken(scope) => format!("admin-{}-token", scope.as_str()),
         }
     }
 
@@ -141,7 +141,10 @@ pub fn secret_mounts(v: &Validated, previous: &Previous) -> Vec<SecretMount> {
     if let Some(reference) = v.store.url_secret_ref.as_ref().filter(|_| v.store.kind == StoreType::Postgres) {
         mounts.push(SecretMount::of(reference, File::PostgresUrl));
     }
-    mounts.push(SecretMount::kept(v, kept::ADMIN_TOKEN, File::AdminToken));
+    for scope in AdminScope::ALL {
+        let secret = names::admin_secret_name(&v.name, scope);
+        mounts.push(SecretMount { secret, key: names::admin_token::TOKEN.to_owned(), file: File::AdminToken(scope) });
+    }
     mounts
 }
 
@@ -162,7 +165,13 @@ pub fn config_file(v: &Validated, previous: &Previous) -> ConfigFile {
         },
         // In every store mode: the CLI and backfill use it (ingest runs the
         // routes at once without a store).
-        admin: Some(AdminFile { listen: format!("0.0.0.0:{ADMIN_PORT}"), token_file: File::AdminToken.path() }),
+        admin: Some(AdminFile {
+            listen: format!("0.0.0.0:{ADMIN_PORT}"),
+            token_file: None,
+            read_token_file: Some(File::AdminToken(AdminScope::Read).path()),
+            replay_token_file: Some(File::AdminToken(AdminScope::Replay).path()),
+            ingest_token_file: Some(File::AdminToken(AdminScope::Ingest).path()),
+        }),
         ..ConfigFile::default()
     }
 }
@@ -280,7 +289,9 @@ mod tests {
                 ("todo-cleanup-receiver-auth", "authorization", "authorization".to_owned()),
                 ("sig", "hmac", "signature-hmac".to_owned()),
                 ("todo-api", "token", "header-0-x-api-key".to_owned()),
-                ("todo-cleanup-receiver-auth", "admin-token", "admin-token".to_owned()),
+                ("todo-cleanup-receiver-admin-read", "token", "admin-read-token".to_owned()),
+                ("todo-cleanup-receiver-admin-replay", "token", "admin-replay-token".to_owned()),
+                ("todo-cleanup-receiver-admin-ingest", "token", "admin-ingest-token".to_owned()),
             ]
         );
         let config = render(&v, &Previous::default());
@@ -294,7 +305,7 @@ mod tests {
         let d = super::super::receiver::deployment(&v, &Previous::default(), "i", &template, &owner);
         let volumes = d.spec.unwrap().template.spec.unwrap().volumes.unwrap();
         let projected = volumes.iter().find(|v| v.name == "secrets").unwrap().projected.as_ref().unwrap();
-        assert_eq!(projected.sources.as_ref().unwrap().len(), 3, "one source per Secret");
+        assert_eq!(projected.sources.as_ref().unwrap().len(), 6, "one source per Secret (three for the admin tokens)");
 
         // A user-given Authorization Secret or Basic credentials replace the generated one.
         let (v, _) = validated(json!({"auth": {"authorizationSecretRef": {"name": "auth", "key": "value"}}}));
@@ -341,7 +352,6 @@ mod tests {
                 ("authorization", "authorization".to_owned()),
                 ("previous-authorization", "previous-authorization".to_owned()),
                 ("hmac-secret", "previous-signature-hmac".to_owned()),
-                ("admin-token", "admin-token".to_owned())
             ]
         );
         let dir = tempfile::tempdir().unwrap();
