@@ -344,6 +344,10 @@ async fn a_full_disk_neither_kills_the_store_nor_sends_a_delivery_again() {
         client.get(receiver.url("/readyz")).send().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
+    // What the operator reads to name the condition StoreFull.
+    let (_, stats) = admin(&client, &receiver, reqwest::Method::GET, "/v1/stats", None).await;
+    let problem = stats["storeProblem"].as_str().unwrap_or_default();
+    assert!(problem.contains("No space left on device") || problem.contains("os error 28"), "{stats}");
 
     // Space comes back: the store writes again without a restart.
     std::fs::remove_file(filler).unwrap();

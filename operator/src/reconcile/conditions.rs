@@ -94,6 +94,8 @@ named!(
         OldStoreKept,
         /// Receiver pods are not ready because their store cannot commit.
         StoreUnavailable,
+        /// ... because their store's volume (or the database's disk) is full.
+        StoreFull,
         /// BackfillAvailable: FusionAuth's Webhook Event Log is switched off.
         EventLogOff,
         /// BackfillAvailable: the API key may not read the Webhook Event Log

@@ -341,7 +341,8 @@ async fn receiver(
             Ok(draining)
         }
         (_, Rollout::Waiting(message) | Rollout::Stuck(message)) if let Some(problem) = store_problem(ctx, v).await => {
-            Err(Stopped::wait(Kind::ReceiverAvailable, Reason::StoreUnavailable, format!("{message}; {problem}")))
+            let (reason, advice) = store_verdict(v, &problem);
+            Err(Stopped::wait(Kind::ReceiverAvailable, reason, format!("{message}; {problem}{advice}")))
         }
         (_, Rollout::Waiting(message)) => {
             // A StatefulSet has no progress deadline to say it is stuck: its
@@ -365,6 +366,25 @@ async fn receiver(
             Err(Stopped::wait(Kind::ReceiverAvailable, Reason::RolloutStuck, format!("{message}{trouble}")))
         }
     }
+}
+
+/// The reason for a store that cannot commit, and what to do when its
+/// disk is full (the receivers recover by themselves once it has room).
+/// Pure.
+fn store_verdict(v: &Validated, problem: &str) -> (Reason, String) {
+    // ENOSPC as the OS words it (redb's I/O error, PostgreSQL's "could not
+    // extend file"), and PostgreSQL's disk_full SQLSTATE.
+    let full = ["No space left on device", "os error 28", "53100"].iter().any(|sign| problem.contains(sign));
+    if !full {
+        return (Reason::StoreUnavailable, String::new());
+    }
+    let advice = match v.store.kind {
+        crate::resource::StoreType::Embedded => {
+            " (the store's volume is full: raise spec.receiver.store.size if its StorageClass allows volume expansion, or replay or discard dead deliveries: kubectl fusionhook deliveries NAME --state dead)"
+        }
+        _ => " (the database's disk is full: give PostgreSQL room; delivered rows are compacted after delivery.retention)",
+    };
+    (Reason::StoreFull, advice.replace("NAME", &v.name))
 }
 
 /// With a store, a receiver that is not ready may say why: its store
@@ -518,4 +538,24 @@ async fn retire_keys(
     delete_keys(fa, stale).await?;
     report.status.signing_key_id = desired.map(|k| k.to_string());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::build::fixtures::validated;
+
+    #[test]
+    fn a_full_disk_is_named_with_what_to_do_and_other_store_problems_are_not() {
+        let (embedded, _) = validated(serde_json::json!({"receiver": {"store": {"type": "embedded"}}}));
+        let full = "commit failed: I/O error: No space left on device (os error 28)";
+        let (reason, advice) = store_verdict(&embedded, full);
+        assert_eq!(reason, Reason::StoreFull);
+        assert!(advice.contains("raise spec.receiver.store.size") && advice.contains("deliveries todo-cleanup --state dead"), "{advice}");
+        let (reason, advice) = store_verdict(&embedded, "database is locked");
+        assert_eq!((reason, advice.as_str()), (Reason::StoreUnavailable, ""));
+        let (reason, advice) = store_verdict(&validated(serde_json::json!({})).0, "db error: 53100: could not extend file");
+        assert_eq!(reason, Reason::StoreFull);
+        assert!(advice.contains("give PostgreSQL room"), "{advice}");
+    }
 }
