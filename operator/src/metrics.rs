@@ -84,9 +84,17 @@ impl Metrics {
         let backfill_events = Family::default();
         registry.register(
             "backfill_events",
-            "Webhook Event Log entries a backfill pass looked at, by outcome (scanned, handed_over, delivered, not_ours, rolled_back, running, abandoned, refused)",
+            "Webhook Event Log entries a backfill pass looked at, by outcome (scanned, handed_over, delivered, not_ours, rolled_back, running, abandoned, refused, gave_up)",
             backfill_events.clone(),
         );
+        // Every series an alert takes `increase()` of exists from the start
+        // at 0, so the first give-up or error is an increase, not a new series.
+        for result in ["ok", "invalid", "waiting", "error"] {
+            let _ = reconciles.get_or_create(&ResultLabels { result });
+        }
+        for outcome in ["handed_over", "refused", "gave_up"] {
+            let _ = backfill_events.get_or_create(&OutcomeLabels { outcome });
+        }
         // 1 .. 1024 calls.
         let backfill_calls = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         registry.register("backfill_fusionauth_calls_per_pass", "FusionAuth calls made by one backfill pass", backfill_calls.clone());

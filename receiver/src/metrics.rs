@@ -68,8 +68,9 @@ pub struct Metrics {
     oldest_pending: Gauge,
     attempts: Family<RouteOutcomeLabels, Counter>,
     dead_lettered: Family<RouteLabels, Counter>,
-    /// Each store commit's latency (the store observes into it).
-    pub store_commit: Histogram,
+    /// The store's own figures: commits (latency, failures), its size and
+    /// its volume's. Handed to the store when it opens ([`crate::store::open`]).
+    pub store_commit: StoreMetrics,
     /// The public listener's connections.
     pub connections: ConnectionMetrics,
     /// The admin listener's connections.
@@ -124,6 +125,82 @@ impl ConnectionMetrics {
 /// Decrements the open-connections gauge when dropped.
 pub struct OpenConnection(Gauge);
 
+/// What the store reports about itself. The store holds a clone (a handle
+/// on the same series), so it needs no other part of the metrics.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    commit: Histogram,
+    commit_failures: Counter,
+    size: Gauge,
+    volume_capacity: Gauge,
+    volume_available: Gauge,
+}
+
+impl Default for StoreMetrics {
+    /// Not registered anywhere: for a store opened without a `/metrics`
+    /// (tests, tools).
+    fn default() -> Self {
+        Self {
+            commit: commit_histogram(),
+            commit_failures: Counter::default(),
+            size: Gauge::default(),
+            volume_capacity: Gauge::default(),
+            volume_available: Gauge::default(),
+        }
+    }
+}
+
+impl StoreMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("store_commit_seconds", "Time taken by each store commit (one per group of requests)", self.commit.clone());
+        registry.register(
+            "store_commit_failures",
+            "Store commits that failed; while they fail the receiver is not ready and answers 500 to events that need the store",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "store_size_bytes",
+            "Bytes the store takes: the embedded store's file, or the PostgreSQL store's tables with their indexes",
+            self.size.clone(),
+        );
+        registry.register(
+            "store_volume_capacity_bytes",
+            "Size of the filesystem holding the embedded store (0 for other stores)",
+            self.volume_capacity.clone(),
+        );
+        registry.register(
+            "store_volume_available_bytes",
+            "Bytes of that filesystem the receiver may still use (free space for unprivileged users; 0 for other stores)",
+            self.volume_available.clone(),
+        );
+    }
+
+    /// Records one commit (of a group of operations): its latency, and
+    /// whether it failed.
+    pub fn commit(&self, took: Duration, ok: bool) {
+        self.commit.observe(took.as_secs_f64());
+        if !ok {
+            self.commit_failures.inc();
+        }
+    }
+
+    /// Sets the store's size.
+    pub fn size(&self, bytes: u64) {
+        self.size.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the store's filesystem figures.
+    pub fn volume(&self, capacity_bytes: u64, available_bytes: u64) {
+        self.volume_capacity.set(i64::try_from(capacity_bytes).unwrap_or(i64::MAX));
+        self.volume_available.set(i64::try_from(available_bytes).unwrap_or(i64::MAX));
+    }
+}
+
+fn commit_histogram() -> Histogram {
+    // 0.1 ms .. ~3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+}
+
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
@@ -165,9 +242,8 @@ impl Metrics {
         registry.register("delivery_attempts", "Durable delivery attempts by route and outcome (delivered, retry, dead)", attempts.clone());
         let dead_lettered = Family::default();
         registry.register("dead_lettered", "Deliveries that became dead, by route", dead_lettered.clone());
-        // 0.1 ms .. ~3 s.
-        let store_commit = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
-        registry.register("store_commit_seconds", "Time taken by each store commit (one per group of requests)", store_commit.clone());
+        let store_commit = StoreMetrics::default();
+        store_commit.register(&mut registry);
         let open = Family::<ListenerLabels, Gauge>::default();
         registry.register("connections_open", "Open connections, by listener (public, admin)", open.clone());
         let closed_idle = Family::<ListenerLabels, Counter>::default();

@@ -449,3 +449,29 @@ async fn ids_with_a_state_or_route_take_only_what_passes_every_filter_with_postg
     let stats = store.stats(fusionhook_receiver::store::now_ms()).await.unwrap();
     assert_eq!((stats.pending, stats.dead), (1, 0), "the pending one stays");
 }
+
+/// Issue 23: the PostgreSQL store's size (its tables, indexes included)
+/// reaches the metrics with each stats read; the volume figures are the
+/// embedded store's only. A commit that cannot reach the database counts as
+/// a failed commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_reports_its_size_and_its_failed_commits() {
+    let mut pg = Postgres::start();
+    let metrics = fusionhook_receiver::metrics::Metrics::new();
+    let url = fusionhook_receiver::secret::Secret::load(fusionhook_receiver::secret::SecretSource::Inline(pg.url())).unwrap();
+    let retention = Retention { dedupe_window: Duration::from_secs(3600), delivered: Duration::from_secs(3600) };
+    let store =
+        Store::Postgres(fusionhook_receiver::store::postgres::Postgres::open(url, retention, metrics.store_commit.clone()).await.unwrap());
+    store.accept(new_event("sized", "a")).await.unwrap();
+    store.stats(fusionhook_receiver::store::now_ms()).await.unwrap();
+    let value = |page: &str, name: &str| -> f64 {
+        page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or_else(|| panic!("{name}: {page}"))
+    };
+    let page = metrics.render();
+    assert!(value(&page, "fusionhook_receiver_store_size_bytes") >= 16_384.0, "two tables and their indexes: {page}");
+    assert_eq!(value(&page, "fusionhook_receiver_store_volume_capacity_bytes"), 0.0);
+    assert_eq!(value(&page, "fusionhook_receiver_store_commit_failures_total"), 0.0);
+    pg.stop();
+    assert!(store.flush().await.is_err(), "no database, no commit");
+    assert!(value(&metrics.render(), "fusionhook_receiver_store_commit_failures_total") >= 1.0);
+}

@@ -9,6 +9,7 @@ pub mod kube_emulator;
 pub mod kubelet;
 pub mod logs;
 pub mod postgres;
+pub mod promtool;
 pub mod serve;
 pub mod stack;
 pub mod todo;

@@ -302,7 +302,8 @@ async fn a_leader_change_in_the_middle_of_a_pass_skips_nothing_and_repeats_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_log_that_is_off_or_forbidden_is_a_condition_and_costs_one_call_per_interval() {
     let (mut stack, sink, service) = start().await;
-    stack.fusionauth.configure_event_log(false, None);
+    // As FusionAuth installed fresh since 1.57.0: the log off, deletion on at 30 days.
+    stack.fusionauth.configure_event_log(false, Some(30));
     stack.start_operator("op-a", "2s").unwrap();
     create_hook(&stack, &service, json!({"type": "none"}));
     assert!(ready(&stack).await, "the resource is Ready without the Event Log: {}", resource(&stack));
@@ -324,8 +325,8 @@ async fn an_event_log_that_is_off_or_forbidden_is_a_condition_and_costs_one_call
     assert_eq!(delta("POST /api/system/webhook-event-log/search"), 0);
     assert_eq!(stack.condition("team", "hook", "Ready").unwrap().0, "True");
 
-    // Switched on: the next pass finds it.
-    stack.fusionauth.configure_event_log(true, None);
+    // Switched on (deletion still at 30 days, longer than the lookback): the next pass finds it.
+    stack.fusionauth.configure_event_log(true, Some(30));
     assert!(
         eventually(Duration::from_secs(2 * INTERVAL), || stack
             .condition("team", "hook", "BackfillAvailable")

@@ -76,12 +76,33 @@ fn every_rendered_manifest_is_valid_for_kubernetes_1_33_to_1_37() {
     let dir = tempfile::tempdir().unwrap();
     for (name, values) in values_files() {
         let docs = documents(&helm_template(&values, &[]));
-        // ServiceMonitor is the Prometheus Operator's CRD, outside the
-        // Kubernetes schemas: its shape is checked by hand below.
-        let (monitors, builtin): (Vec<&Value>, Vec<&Value>) = docs.iter().partition(|d| d["kind"] == "ServiceMonitor");
+        // ServiceMonitor, PodMonitor and PrometheusRule are the Prometheus
+        // Operator's CRDs, outside the Kubernetes schemas: their shape is
+        // checked by hand below (the rules themselves by promtool in alerts.rs).
+        let prometheus_operator = ["ServiceMonitor", "PodMonitor", "PrometheusRule"];
+        let (monitors, builtin): (Vec<&Value>, Vec<&Value>) =
+            docs.iter().partition(|d| prometheus_operator.iter().any(|kind| d["kind"] == *kind));
         for monitor in monitors {
-            assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
-            assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+            assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1", "{name}");
+            let spec = &monitor["spec"];
+            match monitor["kind"].as_str().unwrap() {
+                "ServiceMonitor" => assert_eq!(spec["endpoints"][0]["port"], "metrics"),
+                "PodMonitor" => {
+                    assert_eq!(spec["podMetricsEndpoints"][0]["port"], "http", "the receiver container's port with /metrics");
+                    assert_eq!(spec["selector"]["matchLabels"]["app.kubernetes.io/name"], "fusionhook-receiver");
+                }
+                _ => {
+                    let rules: Vec<&Value> =
+                        spec["groups"].as_sequence().unwrap().iter().flat_map(|g| g["rules"].as_sequence().unwrap()).collect();
+                    assert!(!rules.is_empty(), "{name}");
+                    for rule in rules {
+                        assert!(rule["alert"].is_string() && rule["expr"].is_string(), "{name}: {rule:?}");
+                        assert!(rule["labels"]["severity"].is_string(), "{name}: {rule:?}");
+                        let runbook = rule["annotations"]["runbook_url"].as_str().unwrap();
+                        assert!(runbook.ends_with(&format!("/{}.md", rule["alert"].as_str().unwrap())), "{runbook}");
+                    }
+                }
+            }
         }
         let file = dir.path().join(format!("{name}.yaml"));
         let yaml: Vec<String> = builtin.iter().map(|d| serde_yaml::to_string(d).unwrap()).collect();

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Page, Retention, State, Stats, StoreError};
+use super::{Accepted, Claimed, Delivery, EventView, Filter, NewEvent, Outcome, Page, Retention, State, Stats, StoreError, StoreMetrics};
 use crate::dedupe::event_key;
 
 /// `event sequence number -> id, type and body`. Keyed in arrival order, so
@@ -91,6 +91,9 @@ pub struct Embedded {
     db: Arc<ArcSwapOption<Database>>,
     ops: mpsc::UnboundedSender<Op>,
     claimed: Arc<Mutex<HashSet<u64>>>,
+    /// The file, for its size and its filesystem's figures.
+    file: PathBuf,
+    metrics: StoreMetrics,
 }
 
 enum Op {
@@ -163,18 +166,35 @@ fn encode_delivery(seq: u64, d: &Delivery) -> Result<Vec<u8>, StoreError> {
 
 impl Embedded {
     /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, retention: Retention, metrics: StoreMetrics) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::from(&format!("cannot create {}", dir.display()), e))?;
         let file = dir.join(FILE_NAME);
         let db = Arc::new(ArcSwapOption::from_pointee(open_database(&file, true)?));
         let (ops, rx) = mpsc::unbounded_channel();
         let claimed = Arc::new(Mutex::new(HashSet::new()));
-        let writer = Writer { file, db: db.clone(), claimed: claimed.clone(), retention, held: Vec::new(), broken: None };
+        let writer = Writer { file: file.clone(), db: db.clone(), claimed: claimed.clone(), retention, held: Vec::new(), broken: None };
+        let commits = metrics.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer.run(rx, &latency))
+            .spawn(move || writer.run(rx, &commits))
             .map_err(|e| StoreError::from("cannot start the store writer", e))?;
-        Ok(Self { db, ops, claimed })
+        let store = Self { db, ops, claimed, file, metrics };
+        store.sample_usage();
+        Ok(store)
+    }
+
+    /// Sets the file's size and its filesystem's capacity and the space
+    /// still available to this (unprivileged) process: what fills up first
+    /// when deliveries pile up. Two system calls; a figure that cannot be
+    /// read keeps its last value.
+    fn sample_usage(&self) {
+        if let Ok(meta) = std::fs::metadata(&self.file) {
+            self.metrics.size(meta.len());
+        }
+        let dir = self.file.parent().unwrap_or_else(|| Path::new("."));
+        if let Ok(fs) = rustix::fs::statvfs(dir) {
+            self.metrics.volume(fs.f_blocks.saturating_mul(fs.f_frsize), fs.f_bavail.saturating_mul(fs.f_frsize));
+        }
     }
 
     fn send(&self, op: Op) -> Result<(), StoreError> {
@@ -255,6 +275,7 @@ impl Embedded {
     }
 
     pub(super) async fn stats(&self, now: u64) -> Result<Stats, StoreError> {
+        self.sample_usage();
         self.read(move |db| {
             let txn = r!(db.begin_read(), "begin read")?;
             let counts = r!(txn.open_table(COUNTS), "open")?;
@@ -644,7 +665,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>, latency: &CommitLatency) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>, metrics: &StoreMetrics) {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(first) = rx.blocking_recv() {
             let started = Instant::now();
@@ -657,20 +678,23 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.database() {
-                Ok(db) => {
-                    if let Err(e) = commit(&db, &mut batch, &self.claimed, self.retention, &mut self.held) {
+            let ok = match self.database() {
+                Ok(db) => match commit(&db, &mut batch, &self.claimed, self.retention, &mut self.held) {
+                    Ok(()) => true,
+                    Err(e) => {
                         // redb refuses every write after an I/O error until it is reopened.
                         self.broken = Some((Instant::now(), e.0));
+                        false
                     }
-                }
+                },
                 Err(e) => {
                     for op in batch.drain(..) {
                         fail(op, &e, &mut self.held);
                     }
+                    false
                 }
-            }
-            latency.observe(started.elapsed().as_secs_f64());
+            };
+            metrics.commit(started.elapsed(), ok);
         }
     }
 
@@ -1216,7 +1240,7 @@ mod tests {
     #[tokio::test]
     async fn accept_claim_record_and_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
         assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Stored);
         assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Duplicate);
         assert!(store.seen("e1").await.unwrap());
@@ -1247,7 +1271,7 @@ mod tests {
     #[tokio::test]
     async fn a_scan_that_stops_early_returns_a_cursor_and_paging_finds_every_match() {
         let dir = tempfile::tempdir().unwrap();
-        let embedded = Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap();
+        let embedded = Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap();
         let store = Store::Embedded(embedded);
         for i in 0..30 {
             let route = if i % 10 == 7 { "rare" } else { "common" };
@@ -1279,7 +1303,7 @@ mod tests {
     #[tokio::test]
     async fn ids_with_a_state_or_route_take_only_what_passes_every_filter() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
         store.accept(event("dead-one", &["a"])).await.unwrap();
         store.accept(event("pending-one", &["a"])).await.unwrap();
         let claimed = store.claim("a", 1, 2_000, LEASE).await.unwrap();
@@ -1300,7 +1324,7 @@ mod tests {
     #[tokio::test]
     async fn ordered_deliveries_wait_for_earlier_ones_about_the_same_object() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
         for id in ["e1", "e2"] {
             let mut e = event(id, &["a"]);
             e.deliveries[0].ordered_by = Some("user-1".into());
@@ -1324,7 +1348,7 @@ mod tests {
     #[tokio::test]
     async fn deliveries_waiting_behind_others_cost_a_claim_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
         // More waiting deliveries about one object than a claim looks at.
         // Accepted together (one group commit), queued in this order.
         let accepts = (0..(CLAIM_SCAN + 5)).map(|i| {
@@ -1350,7 +1374,7 @@ mod tests {
     #[tokio::test]
     async fn compaction_forgets_old_ids_but_keeps_what_is_owed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, CommitLatency::new([0.001])).unwrap());
+        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
         store.accept(event("done", &[])).await.unwrap();
         store.accept(event("owed", &["a"])).await.unwrap();
         store.compact(10_000).await.unwrap();

@@ -422,16 +422,16 @@ pub struct Retention {
     pub delivered: Duration,
 }
 
-/// Where a store reports each commit's latency (the metrics' histogram).
-pub type CommitLatency = prometheus_client::metrics::histogram::Histogram;
+/// Where a store reports its commits, its size and its volume's.
+pub use crate::metrics::StoreMetrics;
 
 /// Opens the configured store (none: `None`).
-pub async fn open(config: &crate::config::StoreConfig, retention: Retention, latency: CommitLatency) -> Result<Option<Store>, StoreError> {
+pub async fn open(config: &crate::config::StoreConfig, retention: Retention, metrics: StoreMetrics) -> Result<Option<Store>, StoreError> {
     match config {
         crate::config::StoreConfig::None => Ok(None),
-        crate::config::StoreConfig::Embedded(path) => Ok(Some(Store::Embedded(embedded::Embedded::open(path, retention, latency)?))),
+        crate::config::StoreConfig::Embedded(path) => Ok(Some(Store::Embedded(embedded::Embedded::open(path, retention, metrics)?))),
         crate::config::StoreConfig::Postgres(url) => {
-            Ok(Some(Store::Postgres(postgres::Postgres::open(url.clone(), retention, latency).await?)))
+            Ok(Some(Store::Postgres(postgres::Postgres::open(url.clone(), retention, metrics).await?)))
         }
     }
 }
@@ -496,7 +496,10 @@ impl Store {
         each!(self, s => s.flush().await)
     }
 
-    /// Counts.
+    /// Counts. Also samples the store's size (and, embedded, its volume's
+    /// figures, before the counts: a store that cannot be read still says
+    /// how full its disk is) into the metrics; the housekeeping asks every
+    /// few seconds.
     pub async fn stats(&self, now: u64) -> Result<Stats, StoreError> {
         each!(self, s => s.stats(now).await)
     }

@@ -38,7 +38,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use super::{Accepted, Claimed, CommitLatency, Delivery, EventView, Filter, NewEvent, Outcome, Page, Retention, State, Stats, StoreError};
+use super::{Accepted, Claimed, Delivery, EventView, Filter, NewEvent, Outcome, Page, Retention, State, Stats, StoreError, StoreMetrics};
 use crate::secret::Secret;
 
 /// Connecting gives up after this long.
@@ -105,6 +105,10 @@ UPDATE fusionhook_deliveries SET state = $2, attempts = $3, total_attempts = $4,
     last_error = $7, history = $8, lease_until_ms = NULL, claim_token = NULL
 WHERE id = $1 AND state = 0 AND claim_token = $9"#;
 
+/// Bytes the store's tables take, with their indexes and TOAST (0 before the migrations ran).
+const SIZE: &str = "SELECT coalesce(sum(pg_total_relation_size(t)), 0)::bigint FROM unnest(ARRAY[to_regclass('fusionhook_events'), \
+    to_regclass('fusionhook_deliveries'), to_regclass('fusionhook_schema')]) AS t WHERE t IS NOT NULL";
+
 const COLUMNS: &str = "d.id, d.event_id, d.event_type, d.route, d.state, d.attempts, d.total_attempts, d.created_ms, \
     d.round_started_ms, d.next_attempt_ms, d.updated_ms, d.last_error, d.ordered_by, d.history";
 
@@ -117,6 +121,7 @@ pub struct Postgres {
     ops: mpsc::UnboundedSender<Op>,
     retention: Retention,
     failed_groups: Arc<std::sync::atomic::AtomicU64>,
+    metrics: StoreMetrics,
 }
 
 enum Op {
@@ -264,7 +269,7 @@ impl Postgres {
     /// database that cannot be used yet is not fatal: every commit fails
     /// (500, not ready) and the next one tries again, so the receiver
     /// recovers by itself instead of restarting in a loop.
-    pub async fn open(url: Arc<Secret>, retention: Retention, latency: CommitLatency) -> Result<Self, StoreError> {
+    pub async fn open(url: Arc<Secret>, retention: Retention, metrics: StoreMetrics) -> Result<Self, StoreError> {
         let migrated = Arc::new(AtomicBool::new(false));
         let client = match usable(&url, &migrated).await {
             Ok(client) => Some(Arc::new(client)),
@@ -280,9 +285,9 @@ impl Postgres {
         let held = Arc::new(std::sync::Mutex::new(Vec::new()));
         for _ in 0..WRITERS {
             let shared = Shared { commits: commits.clone(), failed_groups: failed_groups.clone(), held: held.clone() };
-            tokio::spawn(batcher(url.clone(), migrated.clone(), rx.clone(), shared, latency.clone()));
+            tokio::spawn(batcher(url.clone(), migrated.clone(), rx.clone(), shared, metrics.clone()));
         }
-        Ok(Self { url, migrated, shared: RwLock::new(client), ops, retention, failed_groups })
+        Ok(Self { url, migrated, shared: RwLock::new(client), ops, retention, failed_groups, metrics })
     }
 
     async fn client(&self) -> Result<Arc<Client>, StoreError> {
@@ -387,6 +392,17 @@ impl Postgres {
         let oldest = self.query("stats", "SELECT min(created_ms) FROM fusionhook_deliveries WHERE state = 0", &[]).await?;
         if let Some(created) = oldest.first().and_then(|r| r.try_get::<_, Option<i64>>(0).ok().flatten()) {
             stats.oldest_pending_seconds = now.saturating_sub(u64_of(created)) / 1000;
+        }
+        // The store's size for the metrics: what its tables take in the
+        // database, indexes and TOAST included. The database's disk is
+        // PostgreSQL's to watch (its own exporter), not a client's.
+        match self.query("stats", SIZE, &[]).await {
+            Ok(rows) => {
+                if let Some(bytes) = rows.first().and_then(|r| r.try_get::<_, i64>(0).ok()) {
+                    self.metrics.size(u64_of(bytes));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the store's size"),
         }
         Ok(stats)
     }
@@ -607,7 +623,7 @@ async fn batcher(
     migrated: Arc<AtomicBool>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Op>>>,
     shared: Shared,
-    latency: CommitLatency,
+    metrics: StoreMetrics,
 ) {
     let Shared { commits, failed_groups, held } = shared;
     let mut writer = Writer { url, migrated, connection: None };
@@ -632,7 +648,7 @@ async fn batcher(
         if group.lost_outcomes(&batch) {
             failed_groups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        latency.observe(started.elapsed().as_secs_f64());
+        metrics.commit(started.elapsed(), !matches!(group, Group::Failed(_)));
         drop(committing);
         let mut flushes = Vec::new();
         let mut rest = Vec::with_capacity(batch.len());

@@ -108,8 +108,11 @@ impl Emulator {
         let mut state = State::default();
         state.api_keys.insert(settings.api_key.clone(), None);
         state.sequence = 1;
-        // On, as on an instance upgraded from before 1.57.0 (new instances
-        // since then start with it off: FusionAuth's announcement, issue 14).
+        // On and kept, as on an instance upgraded from before 1.57.0. New
+        // instances since then start with the log off and deletion on at 30
+        // days (FusionAuth 1.57.0's release notes; its API reference still
+        // says on, FACTS.md §c.7): `configure_event_log(false, Some(30))`,
+        // as the backfill tests do.
         state.event_log_configuration = json!({"enabled": true, "delete": {"enabled": false, "numberOfDaysToRetain": 30}});
         let emulator = Self { state: Arc::new(Mutex::new(state)), settings: Arc::new(settings) };
         emulator.add_tenant(Uuid::parse_str(DEFAULT_TENANT_ID).unwrap_or_default(), "Default");
