@@ -396,19 +396,21 @@ async fn an_event_the_receiver_can_never_take_is_given_up_and_the_ones_after_it_
 /// Every request a stand-in pod got: (path, whether it carried an admin token, body).
 type Seen = Arc<std::sync::Mutex<Vec<(String, bool, String)>>>;
 
-/// A server that answers like nothing in particular and records what it got.
-async fn rogue_pod() -> (std::net::SocketAddr, Seen) {
+/// A server that answers like nothing in particular and records what it
+/// got; once `huge` is set, its answers are 64 MiB.
+async fn rogue_pod(huge: Arc<std::sync::atomic::AtomicBool>) -> (std::net::SocketAddr, Seen) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let record = record.clone();
+        let (record, huge) = (record.clone(), huge.clone());
         async move {
             let path = request.uri().path().to_owned();
             let token = request.headers().contains_key("x-fusionhook-token") || request.headers().contains_key("authorization");
             let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
             record.lock().unwrap().push((path, token, String::from_utf8_lossy(&body).into_owned()));
             // It claims to hold the token, with a made-up proof.
-            axum::Json(json!({"pod": "aaa-rogue", "proofs": ["00", "ab".repeat(32)], "outcome": "handled"}))
+            let pad = if huge.load(std::sync::atomic::Ordering::SeqCst) { "x".repeat(64 << 20) } else { String::new() };
+            axum::Json(json!({"pod": "aaa-rogue", "proofs": ["00", "ab".repeat(32)], "outcome": "handled", "pad": pad}))
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -429,7 +431,8 @@ async fn a_pod_that_only_carries_the_receivers_labels_is_never_shown_a_token_or_
     // first by name (the backfill tries pods in name order).
     let deployment = stack.kube.get("apps", "v1", "deployments", "team", "hook-receiver").unwrap();
     let labels = deployment["spec"]["template"]["metadata"]["labels"].clone();
-    let (addr, seen) = rogue_pod().await;
+    let huge = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, seen) = rogue_pod(huge.clone()).await;
     let endpoint = fusionhook_tests::kube_emulator::Endpoint {
         namespace: "team".into(),
         pod: "aaa-rogue".into(),
@@ -447,12 +450,32 @@ async fn a_pod_that_only_carries_the_receivers_labels_is_never_shown_a_token_or_
     assert!(ready(&stack).await, "{}", resource(&stack));
     // The real receiver got every event; the impostor was asked for a proof, and nothing else.
     every_committed_event_once(&sink, &raised, Duration::from_secs(3 * INTERVAL), &stack).await;
-    let seen = seen.lock().unwrap().clone();
-    assert!(!seen.is_empty(), "the impostor was asked to prove itself");
-    for (path, token, body) in &seen {
-        assert_eq!(path, "/v1/prove", "{seen:?}");
-        assert!(!token, "no token was sent to it: {seen:?}");
-        assert!(raised.committed.iter().all(|id| !body.contains(id.as_str())), "no event was sent to it: {body}");
-    }
+    let check = |raised: &Raised| {
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "the impostor was asked to prove itself");
+        for (path, token, body) in &seen {
+            assert_eq!(path, "/v1/prove", "{seen:?}");
+            assert!(!token, "no token was sent to it: {seen:?}");
+            assert!(raised.committed.iter().all(|id| !body.contains(id.as_str())), "no event was sent to it: {body}");
+        }
+    };
+    check(&raised);
+
+    // Issue 24 item 6: it answers 64 MiB. The operator reads at most 1 MiB
+    // of it (its peak memory does not grow by the answer), skips it, and
+    // hands the next missed events to the real receiver.
+    let peak_before = stack.operators[0].peak_rss_kib();
+    huge.store(true, std::sync::atomic::Ordering::SeqCst);
+    let asked_before = seen.lock().unwrap().len();
+    stack.kubelet.stop_namespace("team");
+    let more = raise_while_down(&stack, 1, 0).await;
+    stack.kubelet.start_namespace("team");
+    assert!(ready(&stack).await, "{}", resource(&stack));
+    every_committed_event_once(&sink, &more, Duration::from_secs(3 * INTERVAL), &stack).await;
+    assert!(seen.lock().unwrap().len() > asked_before, "the impostor was asked again");
+    check(&more);
+    let grown = stack.operators[0].peak_rss_kib().saturating_sub(peak_before);
+    assert!(grown < 32 * 1024, "the operator's peak memory grew by {grown} KiB reading a 64 MiB answer");
+    assert!(stack.operators[0].running(), "the operator is alive");
     stack.operators.clear();
 }
