@@ -18,7 +18,7 @@ pub fn what_to_do(kind: &str, reason: &str) -> Option<&'static str> {
             "the receivers' store cannot commit (PostgreSQL down, a full volume): fix it; they recover without a restart"
         }
         (_, "StoreFull") => {
-            "the store's disk is full: grow it (spec.receiver.store.size, or PostgreSQL's disk) or discard what is dead; the receivers recover without a restart"
+            "the store's disk is full: expand the replicas' claims (kubectl patch pvc store-NAME-receiver-N) or give PostgreSQL room; the receivers recover without a restart"
         }
         (_, "ScaledToZero") => "spec.receiver.replicas is 0: FusionAuth is not told about a receiver that cannot answer; scale it up",
         (_, "ApiKeyRejected") => {

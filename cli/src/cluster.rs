@@ -138,6 +138,21 @@ impl Cluster {
             (&http::Method::POST, _) => names::AdminScope::Replay,
             _ => names::AdminScope::Read,
         };
+        self.admin_as(name, target, scope, method, path, query, body).await
+    }
+
+    /// As [`Cluster::admin_raw`], with the token of `scope` (every scope may read).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn admin_as(
+        &self,
+        name: &str,
+        target: &Target,
+        scope: names::AdminScope,
+        method: http::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Value>,
+    ) -> anyhow::Result<(http::StatusCode, Value)> {
         let secret = names::admin_secret_name(name, scope);
         let token = receiver_admin::token(&self.client, &self.namespace, name, scope)
             .await
@@ -333,7 +348,9 @@ impl Cluster {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let (status, view) = self.admin_raw(name, &target, http::Method::GET, &format!("v1/events/{id}"), &[], None).await?;
+            // With the ingest token `send` already holds (it may read too).
+            let path = format!("v1/events/{id}");
+            let (status, view) = self.admin_as(name, &target, names::AdminScope::Ingest, http::Method::GET, &path, &[], None).await?;
             let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
             let settled = status.is_success() && !deliveries.is_empty() && deliveries.iter().all(|d| d["state"] != "pending");
             if settled || Instant::now() > deadline {

@@ -55,7 +55,7 @@ struct RunArgs {
     fusionauth_timeout: Duration,
     /// How old a receiver's admin tokens get before the operator replaces
     /// them, e.g. `7d` (`0`: never; deleting a token's Secret replaces it at once).
-    #[arg(long, env = "FUSIONHOOK_ADMIN_TOKEN_ROTATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FUSIONHOOK_ADMIN_TOKEN_ROTATION", default_value = "7d", value_parser = rotation_period)]
     admin_token_rotation: Duration,
     /// Resources reconciled at the same time.
     #[arg(long, env = "FUSIONHOOK_CONCURRENCY", default_value_t = 8)]
@@ -264,4 +264,15 @@ async fn reconcile_while_leading(
             false
         }
     }
+}
+
+/// `--admin-token-rotation`: `0` (never) or at least an hour, so a token
+/// is never replaced twice before every receiver read the first change
+/// (the kubelet updates mounted Secrets within minutes).
+fn rotation_period(text: &str) -> Result<Duration, String> {
+    let period = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !period.is_zero() && period < Duration::from_secs(3600) {
+        return Err(format!("{text} is too short: at least 1h (or 0 for never)"));
+    }
+    Ok(period)
 }

@@ -81,6 +81,10 @@ pub mod kept {
     pub const HMAC_SECRET: &str = "hmac-secret";
     /// Its algorithm.
     pub const HMAC_ALGORITHM: &str = "hmac-algorithm";
+    /// The one admin token of receivers from before scoped tokens: kept
+    /// only while such receivers may still run (an old store draining, a
+    /// rollout under way), so they stay reachable after an upgrade.
+    pub const LEGACY_ADMIN_TOKEN: &str = "admin-token";
 }
 
 /// What a token of the receiver's admin API may do. Each scope's token

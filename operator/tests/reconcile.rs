@@ -305,6 +305,9 @@ async fn first_reconcile_deploys_then_registers_and_the_steady_state_writes_noth
         [
             format!("PATCH {FAW}"),
             "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-auth".into(),
+            "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-read".into(),
+            "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-replay".into(),
+            "PATCH /api/v1/namespaces/todo/secrets/todo-cleanup-receiver-admin-ingest".into(),
             "PATCH /api/v1/namespaces/todo/configmaps/todo-cleanup-receiver-<hash>".into(),
             "PATCH /api/v1/namespaces/todo/services/todo-cleanup-receiver".into(),
             "PATCH /apis/apps/v1/namespaces/todo/deployments/todo-cleanup-receiver".into(),

@@ -96,6 +96,7 @@ impl AppState {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
+        metrics.routes_known(config.routes.iter().map(|r| r.name.as_str()));
         Ok(Self {
             path: config.path,
             max_body_bytes: config.max_body_bytes,

@@ -295,6 +295,14 @@ impl Metrics {
         self.action_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
+    /// Makes the per-route counters alerts take `increase()` of exist at 0
+    /// from the start, so a route's first dead delivery is an increase.
+    pub fn routes_known<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
+        for route in routes {
+            let _ = self.dead_lettered.get_or_create(&RouteLabels { route: route.to_owned() });
+        }
+    }
+
     /// Counts a durable delivery attempt by outcome.
     pub fn attempt(&self, route: &str, outcome: &'static str) {
         self.attempts.get_or_create(&RouteOutcomeLabels { route: route.to_owned(), outcome }).inc();

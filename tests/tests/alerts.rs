@@ -141,6 +141,33 @@ fn alerts_monitors_and_the_dashboard_are_off_by_default_and_on_in_the_monitoring
     assert_eq!(monitor["spec"]["jobLabel"], "app.kubernetes.io/name", "job=\"fusionhook-receiver\", as the rules expect");
 }
 
+/// `helm template` with `--set`s; (success, stdout, stderr).
+fn template_with(sets: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(&tools().helm);
+    command.args(["template", "fusionhook"]).arg(chart());
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let output = command.output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn alerts_are_rendered_only_over_series_something_scrapes() {
+    // Nothing scraped: refused, saying what to turn on (else the no-leader
+    // alert, over absent series, would fire for ever and the rest never).
+    let (ok, _, err) = template_with(&["prometheusRule.enabled=true"]);
+    assert!(!ok && err.contains("needs the metrics scraped: set metrics.serviceMonitor.enabled"), "{err}");
+    // The operator scraped only: its group, not the receivers'.
+    let (ok, out, err) = template_with(&["prometheusRule.enabled=true", "metrics.serviceMonitor.enabled=true"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("FusionhookOperatorNoLeader") && !out.contains("FusionhookReceiverDown"), "{out}");
+    // A scrape of one's own, named by a selector.
+    let (ok, out, err) = template_with(&["prometheusRule.enabled=true", "prometheusRule.receiverSelector=job=\"receivers\""]);
+    assert!(ok, "{err}");
+    assert!(out.contains("FusionhookReceiverDown") && !out.contains("FusionhookOperatorNoLeader"), "{out}");
+}
+
 /// The metric names (`fusionhook_…`) in a PromQL expression: a plain scan
 /// for identifiers, enough for the expressions we write.
 fn metric_names(expr: &str) -> BTreeSet<String> {

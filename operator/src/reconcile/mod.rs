@@ -326,6 +326,9 @@ async fn receiver(
     let note = if rotating { "; they accept the old and the new credential before FusionAuth is switched" } else { "" };
     let workload = if v.store.kind == crate::resource::StoreType::Embedded { "StatefulSet" } else { "Deployment" };
     let state = applied.rollout.unwrap_or_else(|| Rollout::Waiting(format!("{workload} {name} is not applied yet")));
+    if state == Rollout::Done && old.is_none() && credentials.legacy_admin_token.is_some() {
+        forget_legacy_admin_token(ctx, v, credentials, desired).await;
+    }
     match (v.replicas, state) {
         (0, _) => Err(Stopped::wait(
             Kind::ReceiverAvailable,
@@ -368,19 +371,35 @@ async fn receiver(
     }
 }
 
+/// Every receiver runs with scoped admin tokens now (rolled out, no old
+/// store draining): the one token of earlier receivers goes from the
+/// operator's Secret. Best effort: the next pass tries again.
+async fn forget_legacy_admin_token(ctx: &Context, v: &Validated, credentials: &Credentials, desired: &Desired) {
+    let Some(owner) = desired.receiver.kept_secret.metadata.owner_references.iter().flatten().next().cloned() else { return };
+    let now = Credentials { legacy_admin_token: None, ..credentials.clone() };
+    match apply::kubernetes::apply_kept_secret(&ctx.client, &v.namespace, build::receiver::kept_secret(v, &now, &owner)).await {
+        Ok(()) => ctx.metrics.kubernetes_write("apply"),
+        Err(e) => {
+            tracing::warn!(namespace = v.namespace, name = v.name, error = %e, "cannot remove the earlier admin token; next pass will")
+        }
+    }
+}
+
 /// The reason for a store that cannot commit, and what to do when its
 /// disk is full (the receivers recover by themselves once it has room).
 /// Pure.
 fn store_verdict(v: &Validated, problem: &str) -> (Reason, String) {
     // ENOSPC as the OS words it (redb's I/O error, PostgreSQL's "could not
     // extend file"), and PostgreSQL's disk_full SQLSTATE.
-    let full = ["No space left on device", "os error 28", "53100"].iter().any(|sign| problem.contains(sign));
+    let full = ["No space left on device", "os error 28", "Disk quota exceeded", "os error 122", "(53100)", "53100:"]
+        .iter()
+        .any(|sign| problem.contains(sign));
     if !full {
         return (Reason::StoreUnavailable, String::new());
     }
     let advice = match v.store.kind {
         crate::resource::StoreType::Embedded => {
-            " (the store's volume is full: raise spec.receiver.store.size if its StorageClass allows volume expansion, or replay or discard dead deliveries: kubectl fusionhook deliveries NAME --state dead)"
+            " (the store's volume is full: expand each replica's claim, kubectl patch pvc store-NAME-receiver-N -p '{\"spec\":{\"resources\":{\"requests\":{\"storage\":\"<larger>\"}}}}', where its StorageClass allows volume expansion; the receivers write again once there is room)"
         }
         _ => " (the database's disk is full: give PostgreSQL room; delivered rows are compacted after delivery.retention)",
     };
@@ -551,10 +570,12 @@ mod tests {
         let full = "commit failed: I/O error: No space left on device (os error 28)";
         let (reason, advice) = store_verdict(&embedded, full);
         assert_eq!(reason, Reason::StoreFull);
-        assert!(advice.contains("raise spec.receiver.store.size") && advice.contains("deliveries todo-cleanup --state dead"), "{advice}");
+        assert!(advice.contains("kubectl patch pvc store-todo-cleanup-receiver-N"), "{advice}");
+        assert_eq!(store_verdict(&embedded, "write: Disk quota exceeded (os error 122)").0, Reason::StoreFull);
+        assert_eq!(store_verdict(&embedded, "cannot connect to 10.0.0.1:53100").0, Reason::StoreUnavailable, "a port is not a SQLSTATE");
         let (reason, advice) = store_verdict(&embedded, "database is locked");
         assert_eq!((reason, advice.as_str()), (Reason::StoreUnavailable, ""));
-        let (reason, advice) = store_verdict(&validated(serde_json::json!({})).0, "db error: 53100: could not extend file");
+        let (reason, advice) = store_verdict(&validated(serde_json::json!({})).0, "db error: could not extend file (53100)");
         assert_eq!(reason, Reason::StoreFull);
         assert!(advice.contains("give PostgreSQL room"), "{advice}");
     }

@@ -114,8 +114,14 @@ pub fn verdict(
 }
 
 /// What the store of `pod` holds, from its admin API.
-pub async fn ask(client: &Client, namespace: &str, pod: &str, token: &receiver_admin::Token) -> Result<Held, String> {
-    let proven = receiver_admin::prove(client, namespace, pod, token).await?;
+pub async fn ask(client: &Client, namespace: &str, pod: &str, token: &receiver_admin::Token, legacy: Option<&str>) -> Result<Held, String> {
+    let proven = match (receiver_admin::prove(client, namespace, pod, token).await, legacy) {
+        (Ok(proven), _) => proven,
+        // A receiver from before scoped tokens (an operator upgraded while
+        // this store drained): it has no /v1/prove and takes the old token.
+        (Err(e), Some(legacy)) if e.contains("(404") => receiver_admin::unproven_old_pod(pod, legacy),
+        (Err(e), _) => return Err(e),
+    };
     let stats = receiver_admin::stats(client, namespace, &proven).await?;
     if let Some(problem) = stats["storeProblem"].as_str()
         && !stats["pending"].is_u64()
@@ -148,10 +154,11 @@ pub async fn judge(
         return Ok(Verdict::Discarded);
     }
     let token = receiver_admin::token(client, namespace, resource, names::AdminScope::Read).await?;
+    let legacy = receiver_admin::legacy_token(client, namespace, resource).await;
     let mut answers = Vec::new();
     for pod in pods(s) {
         let answer = match &token {
-            Some(token) => ask(client, namespace, &pod, token).await,
+            Some(token) => ask(client, namespace, &pod, token, legacy.as_deref()).await,
             None => Err(format!("the admin token (Secret {}) is gone", names::admin_secret_name(resource, names::AdminScope::Read))),
         };
         answers.push((pod, answer));

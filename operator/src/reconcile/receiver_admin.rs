@@ -62,6 +62,22 @@ impl Proven {
     }
 }
 
+/// The one admin token of receivers from before scoped tokens, while the
+/// operator keeps it ([`names::kept::LEGACY_ADMIN_TOKEN`]).
+pub async fn legacy_token(client: &Client, namespace: &str, resource: &str) -> Option<String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let data = api.get_opt(&names::authorization_secret_name(resource)).await.ok()??.data?;
+    data.get(names::kept::LEGACY_ADMIN_TOKEN).and_then(|b| String::from_utf8(b.0.clone()).ok()).filter(|t| !t.is_empty())
+}
+
+/// Pod `pod` of an old StatefulSet, by its ordinal name, whose image has
+/// no `/v1/prove` yet (it answered 404): asked with the legacy token, the
+/// only one it accepts. Only for the pods of a StatefulSet the operator
+/// made, named by ordinal: never for pods found by their labels.
+pub fn unproven_old_pod(pod: &str, legacy: &str) -> Proven {
+    Proven { pod: pod.to_owned(), token: legacy.to_owned() }
+}
+
 impl Token {
     /// Its values, current first (then, shortly after a rotation, the one
     /// it replaced): a client without a proof tries them in turn on 401.

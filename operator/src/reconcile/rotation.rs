@@ -40,6 +40,8 @@ pub struct Kept {
     pub hmac: Option<HmacKey>,
     /// The receiver's admin API tokens, by scope.
     pub admin: AdminTokens,
+    /// The admin token of receivers from before scoped tokens.
+    pub legacy_admin_token: Option<SecretString>,
 }
 
 impl Kept {
@@ -58,6 +60,7 @@ impl Kept {
             previous_authorization: value(kept::PREVIOUS_AUTHORIZATION),
             hmac,
             admin: AdminScope::ALL.into_iter().filter_map(|scope| Some((scope, AdminToken::read(secrets, &v.name, scope)?))).collect(),
+            legacy_admin_token: value(kept::LEGACY_ADMIN_TOKEN),
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct Credentials {
     pub previous: Previous,
     /// The HMAC key to keep as "what FusionAuth signs with".
     pub hmac_in_use: Option<HmacKey>,
+    /// The admin token of receivers from before scoped tokens, while kept.
+    pub legacy_admin_token: Option<SecretString>,
 }
 
 /// The credentials for this pass. `fresh_generated`: make a new generated
@@ -117,7 +122,7 @@ pub fn credentials(v: &Validated, kept: &Kept, seen: Seen<'_>, fresh_generated: 
     let (previous_hmac, hmac_in_use) = hmac(v, kept.hmac.as_ref(), seen);
     let unsigned = v.signing.is_some() && matches!(seen, Seen::Webhook(Some(webhook)) if signing_key_of(Some(webhook)).is_none());
     let previous = Previous { authorization: previous_authorization, hmac: previous_hmac, unsigned };
-    Credentials { authorization, generated, previous, hmac_in_use }
+    Credentials { authorization, generated, previous, hmac_in_use, legacy_admin_token: kept.legacy_admin_token.clone() }
 }
 
 /// (the HMAC key receivers also accept, the HMAC key to keep as in use).
@@ -238,6 +243,7 @@ mod tests {
             previous_authorization: previous.map(|p| SecretString(p.into())),
             hmac: None,
             admin: AdminTokens::new(),
+            legacy_admin_token: None,
         }
     }
 

@@ -146,6 +146,9 @@ pub fn kept_secret(v: &Validated, credentials: &Credentials, owner: &OwnerRefere
         keep(kept::HMAC_SECRET, &key.secret.0);
         keep(kept::HMAC_ALGORITHM, &key.algorithm);
     }
+    if let Some(token) = &credentials.legacy_admin_token {
+        keep(kept::LEGACY_ADMIN_TOKEN, &token.0);
+    }
     Secret {
         metadata: metadata(v, names::authorization_secret_name(&v.name), owner),
         data: Some(data),
