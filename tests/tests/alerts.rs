@@ -375,7 +375,8 @@ async fn every_metric_the_rules_and_the_dashboard_name_is_on_the_real_metrics_pa
     assert_eq!(receiver.post("wrong", fusionhook_tests::events::user_delete("e-1", "u-1")).await, http::StatusCode::UNAUTHORIZED);
     let event = fusionhook_tests::events::user_delete("0b9a3a5e-0001-4000-8000-000000000001", "6c0e5b2a-0000-4000-8000-0000000000aa");
     assert_eq!(receiver.post(AUTHORIZATION, event).await, http::StatusCode::OK);
-    let receiver_page = scrape_until(&receiver.addr, "fusionhook_receiver_dead_lettered_total").await;
+    // (The dead-letter counter exists at 0 from the start: wait for the attempt.)
+    let receiver_page = scrape_until(&receiver.addr, "fusionhook_receiver_delivery_attempts_total").await;
     // The real operator, against the Kubernetes API emulator and the
     // FusionAuth emulator, with a resource to reconcile.
     let mut stack = fusionhook_tests::stack::Stack::start("alerts-key").await.unwrap();
