@@ -1,9 +1,9 @@
 //! cluster: the Kubernetes side. The user's kubeconfig and context; the
-//! resource; the receiver's admin API through the API server's service
-//! proxy (`services/NAME-receiver:admin/proxy/…`, RBAC `services/proxy`),
-//! with the admin token from the operator's Secret (it travels in
-//! `X-Fusionhook-Token`: the proxy drops `Authorization`). Errors say what
-//! to do.
+//! resource; the receiver's admin API through the API server's pod proxy
+//! (`pods/POD:8081/proxy/…`, RBAC `pods/proxy`), of a pod that proved it
+//! holds the admin token of the scope the command needs (the token travels
+//! in `X-Fusionhook-Token`: the proxy drops `Authorization`). Errors say
+//! what to do.
 //!
 //! With an embedded store each replica has its own store and its own
 //! delivery ids: its admin API is reached pod by pod through the pod proxy
@@ -163,27 +163,52 @@ impl Cluster {
                 )
             })?;
         // A pod shows it holds the token before it is shown one (a pod that
-        // only carries the receiver's labels learns nothing). Through the
-        // Service each call may reach another pod: no proof binds there.
-        let values: Vec<String> = match target {
-            Target::Pod(pod) => {
-                let proven = receiver_admin::prove(&self.client, &self.namespace, pod, &token).await.map_err(|e| anyhow!(e))?;
-                vec![proven.token().to_owned()]
-            }
-            Target::Service(_) => token.values().to_vec(),
+        // only carries the receiver's labels learns nothing). A Service may
+        // send each call to another pod, so no proof binds there: with a
+        // shared store (or none) any receiver pod answers alike, and the
+        // first ready one that proves itself is called through the pod proxy.
+        let (pod, proven) = match target {
+            Target::Pod(pod) => (pod.clone(), self.prove(pod, &token).await?),
+            Target::Service(_) => self.proven_ready_pod(name, &token).await?,
         };
-        let mut answer = None;
-        for token in &values {
-            let (status, value) = self.admin_call(name, target, &method, path, query, body.as_ref(), token).await?;
-            // 401 with the current value: the receiver may not have read a
-            // rotated token yet; the previous one is tried.
-            let done = status != http::StatusCode::UNAUTHORIZED;
-            answer = Some((status, value));
-            if done {
-                break;
+        self.admin_call(name, &Target::Pod(pod), &method, path, query, body.as_ref(), proven.token()).await
+    }
+
+    /// Asks pod `pod` to prove it holds `token` (see `receiver_admin::prove`).
+    async fn prove(&self, pod: &str, token: &receiver_admin::Token) -> anyhow::Result<receiver_admin::Proven> {
+        receiver_admin::prove(&self.client, &self.namespace, pod, token).await.map_err(|e| {
+            if e.contains("(403") {
+                anyhow!(
+                    "the API server refused the proxy to pod {pod} (403): you need RBAC `get` and `create` on `pods/proxy` in namespace {}",
+                    self.namespace
+                )
+            } else {
+                anyhow!(e)
+            }
+        })
+    }
+
+    /// The first ready receiver pod of resource `name` (by name) that
+    /// proves it holds `token`.
+    async fn proven_ready_pod(&self, name: &str, token: &receiver_admin::Token) -> anyhow::Result<(String, receiver_admin::Proven)> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=fusionhook-operator");
+        let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| explain(e, "list Pods", "list pods"))?;
+        let mut ready: Vec<String> =
+            pods.items.iter().filter(|p| receiver_admin::ready(p)).filter_map(|p| p.metadata.name.clone()).collect();
+        ready.sort();
+        if ready.is_empty() {
+            bail!("no ready receiver pod of {name}: kubectl fusionhook status {name}");
+        }
+        let mut refused = Vec::new();
+        for pod in ready {
+            match self.prove(&pod, token).await {
+                Ok(proven) => return Ok((pod, proven)),
+                Err(e) if e.to_string().contains("(403)") => return Err(e),
+                Err(e) => refused.push(e.to_string()),
             }
         }
-        answer.ok_or_else(|| anyhow!("no admin token in Secret {secret}"))
+        bail!("no ready pod of {name} proved it is one of its receivers: {}", refused.join("; "))
     }
 
     /// One admin API call with `token`.

@@ -1,8 +1,8 @@
 //! `kubectl fusionhook`: see, test and repair a `FusionAuthWebhook` from the
 //! terminal. A kubectl plugin (`kubectl-fusionhook` on `PATH`): the user's
 //! kubeconfig and context, human tables by default, `-o json|yaml`. The
-//! receiver's admin API is reached through the API server's service proxy
-//! (RBAC `services/proxy`), never exposed.
+//! receiver's admin API is reached through the API server's pod proxy
+//! (RBAC `pods/proxy`), never exposed.
 
 mod advice;
 mod cluster;

@@ -460,6 +460,17 @@ async fn a_pod_that_only_carries_the_receivers_labels_is_never_shown_a_token_or_
         }
     };
     check(&raised);
+    // The plugin too: `send` hands its event to a pod that proved itself
+    // (the impostor is first by name and fails), never through the Service.
+    let plugin = fusionhook_tests::binaries::built("fusionhook-cli", "kubectl-fusionhook").unwrap();
+    let sent = std::process::Command::new(plugin)
+        .args(["send", "hook", "-n", "team", "--event", "user.create", "-o", "json"])
+        .env("KUBECONFIG", &stack.kubeconfig)
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&sent.stdout).unwrap_or_default();
+    assert_eq!(answer["status"], 200, "{answer} {}", String::from_utf8_lossy(&sent.stderr));
+    check(&raised);
 
     // Issue 24 item 6: it answers 64 MiB. The operator reads at most 1 MiB
     // of it (its peak memory does not grow by the answer), skips it, and

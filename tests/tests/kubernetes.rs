@@ -298,9 +298,21 @@ fn plugin_user_without_the_proxy_rule(ns: &str, name: &str) {
     let (ok, out, err) = plugin_as(&alice, &["status", name, "-n", ns]);
     assert!(ok && out.contains("ReceiverAvailable"), "status with the README's Role: {out}{err}");
     assert!(out.contains("switches: not read (add --fusionauth"), "status reads no API key Secret by default: {out}");
+    // No kubelet runs pods here: a Pod object with the receiver's labels,
+    // made Ready by hand, is what the plugin finds and asks to prove itself.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("{name}-receiver-fake"), "namespace": ns, "labels": {
+        "app.kubernetes.io/name": "fusionhook-receiver", "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": "fusionhook-operator"}},
+        "spec": {"containers": [{"name": "receiver", "image": "fusionhook:test"}]}});
+    let file = dir.path().join("pod.json");
+    std::fs::write(&file, serde_json::to_vec(&pod).unwrap()).unwrap();
+    plane().kubectl(&["apply", "-f", file.to_str().unwrap()]).unwrap();
+    let ready = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
+    plane()
+        .kubectl(&["-n", ns, "patch", "pod", &format!("{name}-receiver-fake"), "--subresource=status", "--type=merge", "-p", ready])
+        .unwrap();
     let (ok, out, err) = plugin_as(&alice, &["deliveries", name, "-n", ns]);
     assert!(!ok, "{out}");
-    assert!(err.contains("you need RBAC `get` and `create` on `services/proxy`"), "the README's message: {err}");
+    assert!(err.contains("you need RBAC `get` and `create` on `pods/proxy`"), "the README's message: {err}");
     // The README's Role lets a person read, not inject events or replay:
     // those tokens are in Secrets it does not grant.
     for (command, secret) in

@@ -230,7 +230,8 @@ fn selector(resource: &str) -> String {
     format!("app.kubernetes.io/instance={resource},app.kubernetes.io/managed-by={}", names::FIELD_MANAGER)
 }
 
-fn ready(pod: &Pod) -> bool {
+/// Whether pod `pod` is Ready.
+pub fn ready(pod: &Pod) -> bool {
     let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
