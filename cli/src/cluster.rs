@@ -7,7 +7,7 @@
 //!
 //! With an embedded store each replica has its own store and its own
 //! delivery ids: its admin API is reached pod by pod through the pod proxy
-//! (`pods/NAME-receiver-N:admin/proxy/…`, RBAC `pods/proxy`), which also
+//! (`pods/NAME-receiver-N:8081/proxy/…`, RBAC `pods/proxy`), which also
 //! reaches a pod that is not ready (its store may be what is wrong).
 
 use std::time::{Duration, Instant};
@@ -171,7 +171,7 @@ impl Cluster {
             Target::Pod(pod) => (pod.clone(), self.prove(pod, &token).await?),
             Target::Service(_) => self.proven_ready_pod(name, &token).await?,
         };
-        self.admin_call(name, &Target::Pod(pod), &method, path, query, body.as_ref(), proven.token()).await
+        self.admin_call(name, &pod, &method, path, query, body.as_ref(), proven.token()).await
     }
 
     /// Asks pod `pod` to prove it holds `token` (see `receiver_admin::prove`).
@@ -216,19 +216,14 @@ impl Cluster {
     async fn admin_call(
         &self,
         name: &str,
-        target: &Target,
+        pod: &str,
         method: &http::Method,
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
         token: &str,
     ) -> anyhow::Result<(http::StatusCode, Value)> {
-        let (kind, service) = match target {
-            Target::Service(s) => ("services", s.clone()),
-            Target::Pod(p) => ("pods", p.clone()),
-        };
-        let port = if kind == "pods" { format!("{ADMIN_PORT}") } else { "admin".to_owned() };
-        let mut uri = format!("/api/v1/namespaces/{}/{kind}/{service}:{port}/proxy/{path}", self.namespace);
+        let mut uri = format!("/api/v1/namespaces/{}/pods/{pod}:{ADMIN_PORT}/proxy/{path}", self.namespace);
         if !query.is_empty() {
             let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
             uri = format!("{uri}?{}", pairs.join("&"));
@@ -243,13 +238,13 @@ impl Cluster {
                 .client
                 .send(request.map(kube::client::Body::from))
                 .await
-                .map_err(|e| explain(e, &format!("reach the admin API of {service}"), &format!("get and create on {kind}/proxy")))?;
+                .map_err(|e| explain(e, &format!("reach the admin API of pod {pod}"), "get and create on pods/proxy"))?;
             let status = response.status();
             // What a receiver pod (the resource's own image) answers is bounded.
             let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES))
                 .await
                 .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => anyhow!("the admin API of {service} answered more than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)),
+                    Some(_) => anyhow!("the admin API of pod {pod} answered more than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)),
                     None => anyhow!("reading the admin API's answer: {e}"),
                 })?;
             Ok::<_, anyhow::Error>((status, body.to_bytes()))
@@ -260,12 +255,12 @@ impl Cluster {
         let from_api_server = serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| v["kind"] == "Status");
         if status == http::StatusCode::FORBIDDEN && from_api_server {
             bail!(
-                "the API server refused the proxy to {service} (403): you need RBAC `get` and `create` on `{kind}/proxy` in namespace {}",
+                "the API server refused the proxy to pod {pod} (403): you need RBAC `get` and `create` on `pods/proxy` in namespace {}",
                 self.namespace
             );
         }
         if status == http::StatusCode::SERVICE_UNAVAILABLE && from_api_server {
-            bail!("no ready receiver behind {service}, or it does not answer: kubectl fusionhook status {name}");
+            bail!("pod {pod} does not answer: kubectl fusionhook status {name}");
         }
         Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
@@ -320,7 +315,8 @@ impl Cluster {
         }
         let backfill = r.status.and_then(|s| s.backfill).unwrap_or_default();
         let result = backfill.last_request_result.unwrap_or_default();
-        Ok(json!({"since": from.to_string(), "result": result, "ok": result.starts_with("handed ")}))
+        let ok = backfill.last_request_succeeded == Some(true);
+        Ok(json!({"since": from.to_string(), "result": result, "ok": ok, "complete": backfill.last_request_complete == Some(true)}))
     }
 
     async fn annotate(&self, name: &str, key: &str, value: &str) -> anyhow::Result<()> {

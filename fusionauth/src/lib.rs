@@ -1,7 +1,7 @@
 //! FusionAuth, as fusionhook needs it: the webhook event envelope, the table of
 //! event types, signature verification of `X-FusionAuth-Signature-JWT`, and
 //! FusionAuth's JWKS. The facts behind every rule live in
-//! `shared/fusionauth/FACTS.md`; sections are cited as `FACTS.md §x`.
+//! `docs/FACTS.md`; sections are cited as `FACTS.md §x`.
 
 pub mod client;
 pub mod event;

@@ -3,8 +3,8 @@
 //! apply -> status.
 //!
 //! [`resource`] is the custom resource and its CRD; [`names`] the derived
-//! names and ids; [`validate`], [`build`] and [`status`] are pure stages;
-//! [`apply`] talks to Kubernetes and FusionAuth; [`reconcile`] runs the
+//! names and ids; [`reconcile::validate`], [`reconcile::build`] and
+//! [`reconcile::status`] are pure stages; [`reconcile::apply`] talks to Kubernetes and FusionAuth; [`reconcile`] runs the
 //! stages behind the finalizer; [`controller`] watches the resources and
 //! what they own; [`leader`] elects the one replica that writes; [`health`]
 //! and [`metrics`] serve operations; [`rbac`] lists every call the operator

@@ -125,9 +125,17 @@ pub struct BackfillStatus {
     /// The value of annotation `fusionhook.dev/backfill-requested` last handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_request: Option<String>,
-    /// What that requested pass did.
+    /// What that requested pass did, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_result: Option<String>,
+    /// Whether that requested pass ran through (FusionAuth's log read,
+    /// every missed event handed over or given up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_succeeded: Option<bool>,
+    /// Whether it covered the whole window asked for (false: it stopped at
+    /// its call budget; asking again goes on from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_complete: Option<bool>,
 }
 
 /// FusionAuth's API endpoint and credentials.

@@ -4,7 +4,7 @@
 //! (did we handle it already), [`route`] (who wants it), [`action`] (do it),
 //! [`answer`] (what FusionAuth hears). With a [`store`], durable routes are
 //! committed before the answer and worked off by [`delivery`]; [`admin`]
-//! serves the admin API. [`app`] wires them; [`config`] reads
+//! serves the admin API. [`app`](mod@app) wires them; [`config`] reads
 //! the config file; [`server`] serves and shuts down gracefully; [`process`]
 //! sets up logging and waits for the shutdown signal (both binaries use it).
 

@@ -285,7 +285,7 @@ impl ControlPlane {
     }
 
     /// A kubeconfig for a user `name` in `groups` (a static token the API
-    /// server knows: see [`Pki::write`]'s users).
+    /// server knows: see `Pki::write`'s users).
     pub fn kubeconfig_for_user(&self, name: &str) -> anyhow::Result<PathBuf> {
         let tokens = std::fs::read_to_string(self.dir.join("tokens.csv"))?;
         let token = tokens

@@ -14,6 +14,9 @@ macro_rules! named {
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [$name] = &[$(Self::$variant),+];
+
             /// The name as Kubernetes shows it.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => stringify!($variant)),+ }

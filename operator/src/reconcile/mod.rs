@@ -2,7 +2,7 @@
 //! finalizer. Each stage is a module:
 //!
 //! - [`dereference`]: read the referenced Secrets;
-//! - [`validate`]: pure, resource + Secrets -> a checked value or a condition;
+//! - [`validate`](mod@validate): pure, resource + Secrets -> a checked value or a condition;
 //! - [`observe`]: FusionAuth's webhook now (one listing serves a whole resync);
 //! - [`rotation`]: pure, which credentials receivers accept this pass;
 //! - [`build`]: pure, the desired state (receiver objects, FusionAuth webhook);

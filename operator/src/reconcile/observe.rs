@@ -4,7 +4,7 @@
 //! needs its webhook: one `GET /api/webhook/{id}` each would be one call per
 //! resource. Instead, reconciles of the same FusionAuth (URL, API key, CA)
 //! share one `GET /api/webhook` (all webhooks) while it is younger than
-//! [`Snapshots::max_age`]; the first reconcile to find it stale fetches it
+//! `Snapshots::max_age`; the first reconcile to find it stale fetches it
 //! while the others wait (single flight). Each entry serves one reconcile
 //! only: a second look at the same webhook in that window (after our own
 //! write, a spec change) reads it directly, as does a webhook the snapshot

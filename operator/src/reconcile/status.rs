@@ -1,6 +1,6 @@
 //! status: what one pass did -> one status patch and the Events. The
 //! pipeline records each step into a [`Report`]; where it stopped, every
-//! step it did not reach becomes `Unknown`; [`write`] patches the status
+//! step it did not reach becomes `Unknown`; [`write()`] patches the status
 //! once, at the end, and only when it changed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -3,7 +3,7 @@
 //!
 //! Schema migrations are embedded and applied at start under an advisory
 //! lock (replicas starting together apply them once). Accepts and outcomes
-//! go through [`WRITERS`] batching tasks, each with its own connection:
+//! go through `WRITERS` batching tasks, each with its own connection:
 //! whichever is free takes everything queued at that moment and runs it,
 //! pipelined, in one transaction and one COMMIT (group commit); nobody is
 //! answered before the COMMIT. Other calls are single statements on one

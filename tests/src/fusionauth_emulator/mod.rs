@@ -2,7 +2,7 @@
 //! JWKS and Webhook Event Log APIs answered as FusionAuth answers them, and a
 //! delivery engine that raises events the way FusionAuth sends them.
 //!
-//! Every behaviour is traced to `shared/fusionauth/FACTS.md` (sections cited
+//! Every behaviour is traced to `docs/FACTS.md` (sections cited
 //! as §x); inferred or open points live in [`uncertain`].
 //!
 //! The emulator's own endpoints (not FusionAuth's) are under `/emulator/`:

@@ -5,7 +5,7 @@ use fusionhook_fusionauth::event_types;
 use fusionhook_fusionauth::model::TransactionType;
 use serde_json::{Value, json};
 
-/// Keys accepted in `eventsEnabled` and tenant `events` [infer]: decided in
+/// Keys accepted in `eventsEnabled` and tenant `events` \[infer\]: decided in
 /// `event_types::accepted_as_event_key`, shared with the operator so both
 /// agree on what FusionAuth refuses.
 pub fn is_known_event_key(name: &str) -> bool {
@@ -13,17 +13,17 @@ pub fn is_known_event_key(name: &str) -> bool {
 }
 
 /// The code of the JSON-conversion error for an unknown `eventsEnabled` key.
-/// FACTS.md §a.5 / S32 give the message; the code string is [infer].
+/// FACTS.md §a.5 / S32 give the message; the code string is \[infer\].
 pub const INVALID_JSON_CODE: &str = "[invalidJSON]";
 
-/// Creating a webhook whose id exists: `[duplicate]webhookId` (FACTS.md §a.5, code [infer]).
+/// Creating a webhook whose id exists: `[duplicate]webhookId` (FACTS.md §a.5, code \[infer\]).
 pub const DUPLICATE_WEBHOOK_ID: (&str, &str) = ("webhookId", "[duplicate]webhookId");
 
-/// Importing a key whose id exists. [infer] by analogy with webhooks.
+/// Importing a key whose id exists. \[infer\] by analogy with webhooks.
 pub const DUPLICATE_KEY_ID: (&str, &str) = ("keyId", "[duplicate]keyId");
 
 /// Fields a stored webhook always shows, as the Java model initialises them
-/// (FACTS.md §a.3: `global` is a primitive boolean). The others are [infer].
+/// (FACTS.md §a.3: `global` is a primitive boolean). The others are \[infer\].
 pub fn webhook_defaults() -> Value {
     json!({
         "data": {},
@@ -36,7 +36,7 @@ pub fn webhook_defaults() -> Value {
 }
 
 /// Whether the requirement of a transaction level is met (FACTS.md §c.4).
-/// With zero eligible webhooks the docs say nothing [open]; we treat it as
+/// With zero eligible webhooks the docs say nothing \[open\]; we treat it as
 /// met, since no webhook failed.
 pub fn requirement_met(level: TransactionType, succeeded: usize, total: usize) -> bool {
     if total == 0 {
@@ -67,11 +67,11 @@ pub fn retries_for(transactional: bool, level: TransactionType, committed: bool)
 pub const READ_TIMEOUT_IS_PER_READ: bool = true;
 
 /// A custom `Authorization` header replaces the Basic one, because custom
-/// headers are applied after Basic auth (FACTS.md §c.1, [infer]).
+/// headers are applied after Basic auth (FACTS.md §c.1, \[infer\]).
 pub const CUSTOM_HEADERS_OVERRIDE_BASIC: bool = true;
 
 /// JSON Patch (`application/json-patch+json`) paths are applied to the
-/// request-shaped document, e.g. `/webhook/url` [infer].
+/// request-shaped document, e.g. `/webhook/url` \[infer\].
 pub const JSON_PATCH_ROOT_IS_REQUEST: bool = true;
 
 /// Explicit `start`/`end` of a Webhook Event Log search are rounded like the

@@ -205,9 +205,12 @@ async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
     let started_ms = Timestamp::now().as_millisecond();
     let mut status = report.status.backfill.clone().unwrap_or_default();
     status.handled_request = Some(request.to_owned());
-    let result = match (since, settings) {
-        (Err(e), _) => format!("not run: {} in the annotation is not an RFC 3339 time ({e})", crate::names::BACKFILL_ANNOTATION),
-        (Ok(_), None) => "not run".to_owned(),
+    // (what it did, in words; whether it ran through; whether it covered the window)
+    let (result, succeeded, complete) = match (since, settings) {
+        (Err(e), _) => {
+            (format!("not run: {} in the annotation is not an RFC 3339 time ({e})", crate::names::BACKFILL_ANNOTATION), false, false)
+        }
+        (Ok(_), None) => ("not run".to_owned(), false, false),
         (Ok(since), Some(settings)) => {
             let since_ms = since.as_millisecond();
             // Asked again after a pass that stopped early: on from there.
@@ -233,12 +236,16 @@ async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
                     .to_owned()
             };
             match outcome.step.state {
-                crate::reconcile::conditions::State::True => format!("{}{stopped_early}", outcome.summary(started_ms)),
-                _ => format!("{}: {}", outcome.step.reason.as_str(), outcome.step.message),
+                crate::reconcile::conditions::State::True => {
+                    (format!("{}{stopped_early}", outcome.summary(started_ms)), true, outcome.complete)
+                }
+                _ => (format!("{}: {}", outcome.step.reason.as_str(), outcome.step.message), false, false),
             }
         }
     };
     status.last_request_result = Some(result);
+    status.last_request_succeeded = Some(succeeded);
+    status.last_request_complete = Some(complete);
     report.status.backfill = Some(status);
 }
 

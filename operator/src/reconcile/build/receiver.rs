@@ -407,8 +407,9 @@ pub fn service(v: &Validated, owner: &OwnerReference) -> Service {
                     target_port: Some(IntOrString::String("http".to_owned())),
                     ..ServicePort::default()
                 },
-                // The admin API (bearer token): for the operator and the
-                // API server's service proxy.
+                // The admin API (scoped tokens), for a person's own tools
+                // (`kubectl port-forward svc/NAME-receiver 8081:admin`); the
+                // operator and the plugin call a proven pod instead.
                 ServicePort {
                     name: Some("admin".to_owned()),
                     port: ADMIN_PORT.into(),
