@@ -427,29 +427,6 @@ async fn tables_dropped_under_the_store_are_created_again_by_its_next_commit() {
     store.flush().await.unwrap();
 }
 
-/// Issue 24, item 9, on PostgreSQL: ids and the other filters together take
-/// only what passes all of them (`{"ids": [...], "state": "dead"}` used to
-/// discard pending deliveries too).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_with_a_state_or_route_take_only_what_passes_every_filter_with_postgres() {
-    use fusionhook_receiver::store::{Filter, State};
-    let pg = Postgres::start();
-    let store = open_store(&pg).await;
-    store.accept(new_event("dead-one", "a")).await.unwrap();
-    let claimed = store.claim("a", 1, fusionhook_receiver::store::now_ms(), Duration::from_secs(60)).await.unwrap();
-    store.record(&claimed[0].delivery, Outcome::Dead, Some("410".into())).await.unwrap();
-    store.flush().await.unwrap();
-    store.accept(new_event("pending-one", "a")).await.unwrap();
-    let all: Vec<u64> = store.list(&Filter::default()).await.unwrap().items.iter().map(|d| d.id).collect();
-    assert_eq!(all.len(), 2);
-    let wrong_route = Filter { ids: all.clone(), route: Some("b".into()), ..Filter::default() };
-    assert!(store.discard(&wrong_route, false).await.unwrap().items.is_empty(), "another route's filter takes nothing");
-    let only_dead = Filter { ids: all.clone(), state: Some(State::Dead), ..Filter::default() };
-    assert_eq!(store.discard(&only_dead, false).await.unwrap().items, [claimed[0].delivery.id]);
-    let stats = store.stats(fusionhook_receiver::store::now_ms()).await.unwrap();
-    assert_eq!((stats.pending, stats.dead), (1, 0), "the pending one stays");
-}
-
 /// Issue 23: the PostgreSQL store's size (its tables, indexes included)
 /// reaches the metrics with each stats read; the volume figures are the
 /// embedded store's only. A commit that cannot reach the database counts as

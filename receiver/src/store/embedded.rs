@@ -1237,33 +1237,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn accept_claim_record_and_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
-        assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Stored);
-        assert_eq!(store.accept(event("e1", &["a", "b"])).await.unwrap(), Accepted::Duplicate);
-        assert!(store.seen("e1").await.unwrap());
-        let claimed = store.claim("a", 10, 2_000, LEASE).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert!(store.claim("a", 10, 2_000, LEASE).await.unwrap().is_empty(), "claimed once");
-        let id = claimed[0].delivery.id;
-        store.record(&claimed[0].delivery, Outcome::Dead, Some("answered 400".into())).await.unwrap();
-        // The record is committed by the writer; a replay is queued after it.
-        let ids = store.replay(&Filter { state: Some(State::Dead), ..Filter::default() }, false).await.unwrap();
-        assert_eq!(ids.items, vec![id]);
-        let stats = store.stats(2_000).await.unwrap();
-        assert_eq!((stats.pending, stats.dead, stats.delivered), (2, 0, 0));
-        let again = store.claim("a", 10, u64::MAX / 2, LEASE).await.unwrap();
-        assert_eq!(again.len(), 1);
-        store.record(&again[0].delivery, Outcome::Delivered, None).await.unwrap();
-        store.flush().await.unwrap();
-        let view = store.event("e1").await.unwrap().unwrap();
-        let a = view.deliveries.iter().find(|d| d.route == "a").unwrap();
-        assert_eq!(a.state, State::Delivered);
-        assert_eq!(a.total_attempts, 2);
-        assert_eq!(a.history.len(), 2);
-    }
+    // What both stores must do is tested once for both:
+    // receiver/tests/store_contract.rs. Here: what only this one has.
 
     /// Issue 24, item 8: a listing that reads its whole scan budget without
     /// filling a page says where to go on (it used to answer `next: null`,
@@ -1297,54 +1272,6 @@ mod tests {
         assert!(pages >= 8, "{pages} pages");
     }
 
-    /// Issue 24, item 9: ids and the other filters together take only what
-    /// passes all of them (`{"ids": [...], "state": "dead"}` used to discard
-    /// pending deliveries too).
-    #[tokio::test]
-    async fn ids_with_a_state_or_route_take_only_what_passes_every_filter() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
-        store.accept(event("dead-one", &["a"])).await.unwrap();
-        store.accept(event("pending-one", &["a"])).await.unwrap();
-        let claimed = store.claim("a", 1, 2_000, LEASE).await.unwrap();
-        store.record(&claimed[0].delivery, Outcome::Dead, Some("410".into())).await.unwrap();
-        store.flush().await.unwrap();
-        let all: Vec<u64> =
-            store.list(&Filter { state: None, ids: vec![1, 2], ..Filter::default() }).await.unwrap().items.iter().map(|d| d.id).collect();
-        assert_eq!(all, [1, 2]);
-        let dead_id = claimed[0].delivery.id;
-        let wrong_route = Filter { ids: all.clone(), route: Some("b".into()), ..Filter::default() };
-        assert!(store.discard(&wrong_route, false).await.unwrap().items.is_empty(), "another route's filter takes nothing");
-        let only_dead = Filter { ids: all.clone(), state: Some(State::Dead), ..Filter::default() };
-        assert_eq!(store.discard(&only_dead, false).await.unwrap().items, [dead_id]);
-        let stats = store.stats(2_000).await.unwrap();
-        assert_eq!((stats.pending, stats.dead), (1, 0), "the pending one stays");
-    }
-
-    #[tokio::test]
-    async fn ordered_deliveries_wait_for_earlier_ones_about_the_same_object() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
-        for id in ["e1", "e2"] {
-            let mut e = event(id, &["a"]);
-            e.deliveries[0].ordered_by = Some("user-1".into());
-            store.accept(e).await.unwrap();
-        }
-        let first = store.claim("a", 10, 2_000, LEASE).await.unwrap();
-        assert_eq!(first.len(), 1, "the second waits for the first");
-        store.record(&first[0].delivery, Outcome::Retry { at_ms: 1_500 }, Some("503".into())).await.unwrap();
-        store.flush().await.unwrap();
-        // Still pending (retrying): the second still waits.
-        let next = store.claim("a", 10, 2_000, LEASE).await.unwrap();
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].delivery.event_id, "e1");
-        store.record(&next[0].delivery, Outcome::Delivered, None).await.unwrap();
-        store.flush().await.unwrap();
-        let last = store.claim("a", 10, 2_000, LEASE).await.unwrap();
-        assert_eq!(last.len(), 1);
-        assert_eq!(last[0].delivery.event_id, "e2");
-    }
-
     #[tokio::test]
     async fn deliveries_waiting_behind_others_cost_a_claim_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -1369,27 +1296,5 @@ mod tests {
         store.flush().await.unwrap();
         let next = store.claim("a", 10, 2_000, LEASE).await.unwrap();
         assert_eq!(next.iter().map(|c| c.delivery.event_id.as_str()).collect::<Vec<_>>(), ["a1"], "a dead one lets the next go");
-    }
-
-    #[tokio::test]
-    async fn compaction_forgets_old_ids_but_keeps_what_is_owed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::Embedded(Embedded::open(dir.path(), RETENTION, StoreMetrics::default()).unwrap());
-        store.accept(event("done", &[])).await.unwrap();
-        store.accept(event("owed", &["a"])).await.unwrap();
-        store.compact(10_000).await.unwrap();
-        assert!(!store.seen("done").await.unwrap());
-        assert!(store.seen("owed").await.unwrap(), "a pending delivery keeps its event");
-        let claimed = store.claim("a", 1, 10_000, LEASE).await.unwrap();
-        store.record(&claimed[0].delivery, Outcome::Delivered, None).await.unwrap();
-        store.flush().await.unwrap();
-        assert!(store.seen("owed").await.unwrap(), "looked at again one window after the last look");
-        store.compact(10_500).await.unwrap();
-        assert!(store.seen("owed").await.unwrap(), "not yet");
-        store.compact(11_001).await.unwrap();
-        assert!(!store.seen("owed").await.unwrap(), "gone once nothing is owed, being past the window");
-        assert_eq!(store.stats(20_000).await.unwrap().delivered, 1, "the delivered delivery stays for the retention");
-        store.compact(crate::store::now_ms() + 10_000).await.unwrap();
-        assert_eq!(store.stats(20_000).await.unwrap(), Stats::default());
     }
 }
