@@ -22,10 +22,6 @@
 //!   a pod its token only after the pod proved it holds that token already,
 //!   so a pod that merely carries the receiver's labels learns nothing.
 
-// Helpers return the error answer itself (`Result<_, Response>`): the size
-// of a Response on the error path of an admin call does not matter.
-#![allow(clippy::result_large_err)]
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,9 +119,7 @@ async fn bearer(State((admin, needed)): State<(Arc<Admin>, Scope)>, request: Req
         .or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()))
         .map(str::trim)
         .filter(|token| !token.is_empty());
-    let Some(token) = presented else {
-        return error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required");
-    };
+    let Some(token) = presented else { return AdminError::Unauthorized.into_response() };
     // A rotated token stays valid for a grace period after its file
     // changed: a client that read the Secret just before still gets in.
     let granted: Vec<Scope> =
@@ -133,11 +127,8 @@ async fn bearer(State((admin, needed)): State<(Arc<Admin>, Scope)>, request: Req
     if granted.iter().any(|scope| scope.allows(needed)) {
         return next.run(request).await;
     }
-    if granted.is_empty() {
-        return error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required");
-    }
-    let message = format!("this token may not {}: that needs a token of scope {}", needed_action(needed), needed.as_str());
-    error(StatusCode::FORBIDDEN, "[forbidden]", &message)
+    let refusal = if granted.is_empty() { AdminError::Unauthorized } else { AdminError::Forbidden(needed) };
+    refusal.into_response()
 }
 
 fn needed_action(scope: Scope) -> &'static str {
@@ -168,17 +159,15 @@ pub fn proof(token: &[u8], pod: &str, nonce: &str) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn prove(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
-    let challenge: Challenge = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "[invalid]", &format!("the body: {e}")),
-    };
+async fn prove(State(admin): State<Arc<Admin>>, body: Bytes) -> Result<Response, AdminError> {
+    let challenge: Challenge = serde_json::from_slice(&body).map_err(|e| AdminError::Invalid(format!("the body: {e}")))?;
     if !(16..=128).contains(&challenge.nonce.len()) {
-        return error(StatusCode::BAD_REQUEST, "[invalid]", "nonce: 16 to 128 characters");
+        return Err(AdminError::Invalid("nonce: 16 to 128 characters".into()));
     }
-    let Some(needed) = [Scope::Read, Scope::Replay, Scope::Ingest].into_iter().find(|s| s.as_str() == challenge.scope) else {
-        return error(StatusCode::BAD_REQUEST, "[invalid]", "scope: read, replay or ingest");
-    };
+    let needed = [Scope::Read, Scope::Replay, Scope::Ingest]
+        .into_iter()
+        .find(|s| s.as_str() == challenge.scope)
+        .ok_or_else(|| AdminError::Invalid("scope: read, replay or ingest".into()))?;
     // Every value of a token of that scope still accepted: during a
     // rotation the client may hold either.
     let proofs: Vec<String> = admin
@@ -188,24 +177,62 @@ async fn prove(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         .flat_map(|(_, token)| std::iter::once(Arc::clone(&token.get())).chain(token.replaced_within(ROTATION_GRACE)))
         .map(|value| proof(value.expose().as_bytes(), &admin.pod, &challenge.nonce))
         .collect();
-    Json(json!({"pod": admin.pod, "proofs": proofs})).into_response()
+    Ok(Json(json!({"pod": admin.pod, "proofs": proofs})).into_response())
 }
 
+/// Every refusal of the admin API, mapped to HTTP in one place
+/// ([`IntoResponse`]); an ingested event's own refusals are the public
+/// port's ([`crate::answer::ReceiverError`]), in the same JSON shape.
+#[derive(Debug)]
+enum AdminError {
+    /// 401: no token, or none it knows.
+    Unauthorized,
+    /// 403: a token of another scope.
+    Forbidden(Scope),
+    /// 400: the request names something wrong.
+    Invalid(String),
+    /// 409: `store.type: none`.
+    NoStore,
+    /// 404: no stored event has this id.
+    NoSuchEvent,
+    /// 503: the store failed (its reason goes to the log).
+    Store(StoreError),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => error(StatusCode::UNAUTHORIZED, "[notAuthorized]", "a valid bearer token is required"),
+            Self::Forbidden(needed) => {
+                let message = format!("this token may not {}: that needs a token of scope {}", needed_action(needed), needed.as_str());
+                error(StatusCode::FORBIDDEN, "[forbidden]", &message)
+            }
+            Self::Invalid(why) => error(StatusCode::BAD_REQUEST, "[invalid]", &why),
+            Self::NoStore => {
+                error(StatusCode::CONFLICT, "[noStore]", "this receiver has no store (store.type: none): nothing is kept to list or replay")
+            }
+            Self::NoSuchEvent => error(StatusCode::NOT_FOUND, "[notFound]", "no stored event has this id"),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "admin API: store call failed");
+                error(StatusCode::SERVICE_UNAVAILABLE, "[storeUnavailable]", "the store cannot be reached now")
+            }
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The one JSON shape of every refusal (the public port's too).
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"errors": [{"code": code, "message": message}]}))).into_response()
 }
 
-fn no_store() -> Response {
-    error(StatusCode::CONFLICT, "[noStore]", "this receiver has no store (store.type: none): nothing is kept to list or replay")
-}
-
-fn store_failed(e: &StoreError) -> Response {
-    tracing::error!(error = %e, "admin API: store call failed");
-    error(StatusCode::SERVICE_UNAVAILABLE, "[storeUnavailable]", "the store cannot be reached now")
-}
-
-fn store(admin: &Admin) -> Result<&Store, Response> {
-    admin.state.store.as_deref().ok_or_else(no_store)
+fn store(admin: &Admin) -> Result<&Store, AdminError> {
+    admin.state.store.as_deref().ok_or(AdminError::NoStore)
 }
 
 async fn stats(State(admin): State<Arc<Admin>>) -> Response {
@@ -261,8 +288,8 @@ fn since(text: &str) -> Option<u64> {
     Some(now_ms().saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
 }
 
-fn filter_from_query(query: &HashMap<String, String>) -> Result<Filter, Response> {
-    let bad = |field: &str, why: &str| error(StatusCode::BAD_REQUEST, "[invalid]", &format!("{field}: {why}"));
+fn filter_from_query(query: &HashMap<String, String>) -> Result<Filter, AdminError> {
+    let bad = |field: &str, why: &str| AdminError::Invalid(format!("{field}: {why}"));
     let mut filter = Filter::default();
     for (key, value) in query {
         match key.as_str() {
@@ -282,31 +309,16 @@ fn filter_from_query(query: &HashMap<String, String>) -> Result<Filter, Response
     Ok(filter)
 }
 
-async fn deliveries(State(admin): State<Arc<Admin>>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let store = match store(&admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let filter = match filter_from_query(&query) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match store.list(&filter).await {
-        Ok(page) => Json(json!({"deliveries": page.items, "next": page.next})).into_response(),
-        Err(e) => store_failed(&e),
-    }
+async fn deliveries(State(admin): State<Arc<Admin>>, Query(query): Query<HashMap<String, String>>) -> Result<Response, AdminError> {
+    let store = store(&admin)?;
+    let filter = filter_from_query(&query)?;
+    let page = store.list(&filter).await?;
+    Ok(Json(json!({"deliveries": page.items, "next": page.next})).into_response())
 }
 
-async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Response {
-    let store = match store(&admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match store.event(&id).await {
-        Ok(Some(view)) => Json(view).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "[notFound]", "no stored event has this id"),
-        Err(e) => store_failed(&e),
-    }
+async fn event(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Result<Response, AdminError> {
+    let view = store(&admin)?.event(&id).await?.ok_or(AdminError::NoSuchEvent)?;
+    Ok(Json(view).into_response())
 }
 
 /// The body of replay and discard.
@@ -333,8 +345,8 @@ struct Selection {
     dry_run: bool,
 }
 
-fn selection(body: &Bytes) -> Result<(Filter, bool), Response> {
-    let bad = |why: String| error(StatusCode::BAD_REQUEST, "[invalid]", &why);
+fn selection(body: &Bytes) -> Result<(Filter, bool), AdminError> {
+    let bad = AdminError::Invalid;
     let s: Selection = serde_json::from_slice(body).map_err(|e| bad(format!("the body: {e}")))?;
     if s.ids.is_empty() && s.state.is_none() {
         return Err(bad("give ids, or a state (with optional route, eventType, eventId, since)".into()));
@@ -357,36 +369,25 @@ fn selection(body: &Bytes) -> Result<(Filter, bool), Response> {
     Ok((filter, s.dry_run))
 }
 
-async fn replay(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+async fn replay(State(admin): State<Arc<Admin>>, body: Bytes) -> Result<Response, AdminError> {
     change(&admin, &body, true).await
 }
 
-async fn discard(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+async fn discard(State(admin): State<Arc<Admin>>, body: Bytes) -> Result<Response, AdminError> {
     change(&admin, &body, false).await
 }
 
-async fn change(admin: &Admin, body: &Bytes, replay: bool) -> Response {
-    let store = match store(admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (filter, dry_run) = match selection(body) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let result = if replay { store.replay(&filter, dry_run).await } else { store.discard(&filter, dry_run).await };
-    match result {
-        Ok(page) => {
-            if replay && !dry_run {
-                for wake in &admin.state.wake {
-                    wake.notify_one();
-                }
-            }
-            tracing::info!(action = if replay { "replay" } else { "discard" }, count = page.items.len(), dry_run, "admin API");
-            Json(json!({"ids": page.items, "dryRun": dry_run, "next": page.next})).into_response()
+async fn change(admin: &Admin, body: &Bytes, replay: bool) -> Result<Response, AdminError> {
+    let store = store(admin)?;
+    let (filter, dry_run) = selection(body)?;
+    let page = if replay { store.replay(&filter, dry_run).await? } else { store.discard(&filter, dry_run).await? };
+    if replay && !dry_run {
+        for wake in &admin.state.wake {
+            wake.notify_one();
         }
-        Err(e) => store_failed(&e),
     }
+    tracing::info!(action = if replay { "replay" } else { "discard" }, count = page.items.len(), dry_run, "admin API");
+    Ok(Json(json!({"ids": page.items, "dryRun": dry_run, "next": page.next})).into_response())
 }
 
 async fn ingest(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
@@ -401,5 +402,93 @@ async fn ingest(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
             Json(json!({"outcome": handled.outcome()})).into_response()
         }
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use tower::ServiceExt;
+
+    /// The admin router over a receiver with an embedded store in `dir`,
+    /// one token per scope (`<scope>-token-0123456789`).
+    fn router_in(dir: &std::path::Path, with_store: bool) -> Router {
+        for scope in ["read", "replay", "ingest"] {
+            std::fs::write(dir.join(scope), format!("{scope}-token-0123456789")).unwrap();
+        }
+        let path = |f: &str| dir.join(f).display().to_string();
+        let store_line =
+            if with_store { format!("store: {{type: embedded, path: \"{}\"}}", path("store")) } else { "store: {type: none}".to_owned() };
+        let yaml = format!(
+            "auth: {{authorization: k}}\n{store_line}\nadmin: {{listen: '127.0.0.1:0', readTokenFile: '{}', replayTokenFile: '{}', ingestTokenFile: '{}'}}\nroutes: [{{name: l, events: ['*'], log: {{}}}}]\n",
+            path("read"),
+            path("replay"),
+            path("ingest")
+        );
+        let config = Config::from_yaml(&yaml).unwrap();
+        let store = with_store.then(|| {
+            let retention = crate::store::Retention { dedupe_window: Duration::from_secs(60), delivered: Duration::from_secs(60) };
+            let embedded = crate::store::embedded::Embedded::open(&dir.join("store"), retention, Default::default()).unwrap();
+            Arc::new(Store::Embedded(embedded))
+        });
+        let tokens = config.admin.clone().unwrap().tokens;
+        let state = Arc::new(AppState::new(config, Arc::new(|_: &str| {}), store).unwrap());
+        router(state, tokens, "pod-0".into())
+    }
+
+    async fn call(router: &Router, method: &str, path: &str, token: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
+        let mut request = http::Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(TOKEN_HEADER, token);
+        }
+        let response = router.clone().oneshot(request.body(axum::body::Body::from(body.to_owned())).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn every_refusal_is_one_json_shape_with_the_right_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router_in(dir.path(), true);
+        let read = Some("read-token-0123456789");
+        let cases = [
+            ("GET", "/v1/stats", None, "", StatusCode::UNAUTHORIZED, "[notAuthorized]"),
+            ("GET", "/v1/stats", Some("wrong-token-0123456789"), "", StatusCode::UNAUTHORIZED, "[notAuthorized]"),
+            ("POST", "/v1/replay", read, r#"{"state":"dead"}"#, StatusCode::FORBIDDEN, "[forbidden]"),
+            ("GET", "/v1/deliveries?state=sideways", read, "", StatusCode::BAD_REQUEST, "[invalid]"),
+            ("GET", "/v1/deliveries?color=red", read, "", StatusCode::BAD_REQUEST, "[invalid]"),
+            ("GET", "/v1/events/nope", read, "", StatusCode::NOT_FOUND, "[notFound]"),
+            ("POST", "/v1/replay", Some("replay-token-0123456789"), "{}", StatusCode::BAD_REQUEST, "[invalid]"),
+            ("POST", "/v1/replay", Some("replay-token-0123456789"), "not json", StatusCode::BAD_REQUEST, "[invalid]"),
+            ("POST", "/v1/ingest", Some("ingest-token-0123456789"), "{}", StatusCode::BAD_REQUEST, "[missing]event"),
+            ("POST", "/v1/prove", None, r#"{"nonce":"short","scope":"read"}"#, StatusCode::BAD_REQUEST, "[invalid]"),
+            ("GET", "/v1/nothing-here", read, "", StatusCode::NOT_FOUND, "[notFound]"),
+            ("DELETE", "/v1/prove", None, "", StatusCode::METHOD_NOT_ALLOWED, "[methodNotAllowed]"),
+        ];
+        for (method, path, token, body, status, code) in cases {
+            let (got, answer) = call(&router, method, path, token, body).await;
+            assert_eq!(got, status, "{method} {path}: {answer}");
+            assert_eq!(answer["errors"][0]["code"], code, "{method} {path}: {answer}");
+            assert!(answer["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {answer}");
+            let text = answer.to_string();
+            assert!(!text.contains("token-0123456789"), "no token in an answer: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_store_listing_answers_409_and_stats_say_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router_in(dir.path(), false);
+        let read = Some("read-token-0123456789");
+        let (status, answer) = call(&router, "GET", "/v1/deliveries", read, "").await;
+        assert_eq!((status, answer["errors"][0]["code"].as_str()), (StatusCode::CONFLICT, Some("[noStore]")), "{answer}");
+        let (status, answer) = call(&router, "GET", "/v1/stats", read, "").await;
+        assert_eq!((status, answer["store"].as_str()), (StatusCode::OK, Some("none")), "{answer}");
+        // Ingest runs the routes at once.
+        let event = r#"{"event":{"id":"0b9a3a5e-0001-4000-8000-000000000001","type":"user.delete","user":{"id":"u"}}}"#;
+        let (status, answer) = call(&router, "POST", "/v1/ingest", Some("ingest-token-0123456789"), event).await;
+        assert_eq!((status, answer["outcome"].as_str()), (StatusCode::OK, Some("handled")), "{answer}");
     }
 }
