@@ -27,6 +27,15 @@ use crate::model::{
     WebhookEventLogSearchResult, WebhookSearchCriteria, WebhookSearchResult,
 };
 
+/// What every outbound call's headers get besides its own (set once by the
+/// process: the operator sets the W3C `traceparent` of the current span).
+static OUTBOUND: std::sync::OnceLock<fn(&mut reqwest::header::HeaderMap)> = std::sync::OnceLock::new();
+
+/// Sets [`OUTBOUND`]'s hook (the first call wins).
+pub fn decorate_outbound(hook: fn(&mut reqwest::header::HeaderMap)) {
+    let _ = OUTBOUND.set(hook);
+}
+
 /// An API key. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
@@ -296,7 +305,43 @@ impl FusionAuthClient {
         body: Option<(&'static str, &Value)>,
         auth: bool,
     ) -> Answer {
+        // A span per attempt (target `otel`: see the receiver's `telemetry`),
+        // named by the operation, never the URL's query or the key.
+        let span = tracing::info_span!(
+            target: "otel", "fusionauth.request", otel.kind = "client", operation, http.request.method = %method,
+            http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty,
+        );
+        let answer = tracing::Instrument::instrument(self.attempt(method, url, body, auth, operation), span.clone()).await;
+        if !span.is_none() {
+            match &answer {
+                Answer::Status(status, _) => {
+                    span.record("http.response.status_code", status.as_u16());
+                    if !status.is_success() && *status != StatusCode::NOT_FOUND {
+                        span.record("otel.status_code", "error");
+                    }
+                }
+                Answer::Failed(_) => {
+                    span.record("otel.status_code", "error");
+                }
+            }
+        }
+        answer
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<(&'static str, &Value)>,
+        auth: bool,
+        operation: &'static str,
+    ) -> Answer {
         let mut request = self.http.request(method.clone(), url.clone());
+        if let Some(decorate) = OUTBOUND.get() {
+            let mut headers = reqwest::header::HeaderMap::new();
+            decorate(&mut headers);
+            request = request.headers(headers);
+        }
         if auth {
             request = request.header(AUTHORIZATION, self.api_key.clone());
         }

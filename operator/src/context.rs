@@ -28,8 +28,8 @@ use crate::resource::FusionAuthWebhook;
 /// Tunables, from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Receiver image when the resource names none.
-    pub receiver_image: String,
+    /// The receivers' image when the resource names none, and their traces.
+    pub receiver: crate::reconcile::build::ReceiverDefaults,
     /// Periodic re-check of a reconciled resource (drift repair).
     pub requeue: Duration,
     /// Re-check while the receiver is not available yet.
@@ -47,7 +47,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            receiver_image: "ghcr.io/fusionhook/fusionhook:latest".to_owned(),
+            receiver: crate::reconcile::build::ReceiverDefaults {
+                image: "ghcr.io/fusionhook/fusionhook:latest".to_owned(),
+                otlp_endpoint: None,
+            },
             requeue: Duration::from_secs(300),
             waiting_requeue: Duration::from_secs(15),
             min_backoff: Duration::from_secs(1),

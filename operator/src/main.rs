@@ -41,6 +41,11 @@ struct RunArgs {
     /// Receiver image for resources that name none.
     #[arg(long, env = "FUSIONHOOK_RECEIVER_IMAGE", default_value = concat!("ghcr.io/fusionhook/fusionhook:", env!("CARGO_PKG_VERSION")))]
     receiver_image: String,
+    /// Where the receivers send traces (OTLP over HTTP/protobuf, e.g.
+    /// `http://otel-collector.monitoring:4318`); none when unset. The
+    /// operator's own traces follow the standard `OTEL_*` environment.
+    #[arg(long, env = "FUSIONHOOK_RECEIVER_OTLP_ENDPOINT")]
+    receiver_otlp_endpoint: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "FUSIONHOOK_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -96,7 +101,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            init_logging(&args.log_format);
+            let traces = init_logging(&args.log_format, "fusionhook-operator");
+            // FusionAuth's calls carry the reconcile's trace on (W3C traceparent).
+            fusionhook_fusionauth::client::decorate_outbound(fusionhook_receiver::telemetry::inject);
             if args.leader_election && args.lease_renew >= args.lease_duration {
                 eprintln!("fusionhook-operator: --lease-renew must be shorter than --lease-duration");
                 return ExitCode::from(2);
@@ -108,13 +115,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(*args)) {
+            let code = match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     ExitCode::FAILURE
                 }
+            };
+            if let Some(traces) = traces {
+                traces.shutdown();
             }
+            code
         }
     }
 }
@@ -225,7 +236,10 @@ async fn reconcile_while_leading(
     mut stopped: watch::Receiver<bool>,
 ) -> bool {
     let settings = Settings {
-        receiver_image: args.receiver_image,
+        receiver: fusionhook_operator::reconcile::build::ReceiverDefaults {
+            image: args.receiver_image,
+            otlp_endpoint: args.receiver_otlp_endpoint.filter(|e| !e.is_empty()),
+        },
         requeue: args.requeue_interval,
         max_backoff: args.max_backoff,
         fusionauth_timeout: args.fusionauth_timeout,

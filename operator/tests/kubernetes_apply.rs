@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fusionhook_operator::FusionAuthWebhook;
 use fusionhook_operator::reconcile::apply::kubernetes::{Observed, Rollout, apply_receiver, patch_status};
-use fusionhook_operator::reconcile::build::{ReceiverObjects, desired, owner_reference};
+use fusionhook_operator::reconcile::build::{ReceiverDefaults, ReceiverObjects, desired, owner_reference};
 use fusionhook_operator::reconcile::dereference;
 use fusionhook_operator::reconcile::rotation::{AdminTokens, Kept, Seen, admin_tokens, credentials};
 use fusionhook_operator::reconcile::validate::{SecretData, Validated, validate};
@@ -128,7 +128,8 @@ async fn receiver_objects_are_server_side_applied_once() {
     let objects = |v: &Validated, image: &str| -> ReceiverObjects {
         // As read back from the operator's Secret each pass: the generated values stay.
         let kept = Kept { generated: Some(fusionhook_operator::reconcile::validate::SecretString("generated".into())), ..Kept::default() };
-        desired(v, &credentials(v, &kept, Seen::Webhook(None), false), &admin, image, &owner).receiver
+        let defaults = ReceiverDefaults { image: image.to_owned(), otlp_endpoint: None };
+        desired(v, &credentials(v, &kept, Seen::Webhook(None), false), &admin, &defaults, &owner).receiver
     };
 
     let (client, handle) = mock();

@@ -179,7 +179,7 @@ impl World {
         let client = Client::new(service, "default");
         let (caches, writers) = Caches::new();
         let settings = Settings {
-            receiver_image: "fusionhook:test".into(),
+            receiver: fusionhook_operator::reconcile::build::ReceiverDefaults { image: "fusionhook:test".into(), otlp_endpoint: None },
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
             fusionauth_timeout: Duration::from_secs(2),

@@ -396,7 +396,12 @@ async fn ingest(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         Err(e) => return crate::answer::ReceiverError::BadRequest(e).into_response(),
     };
     let kind = request.event().kind.clone();
-    match process(&admin.state, request).await {
+    // A trace's root, as FusionAuth's requests are (see `telemetry`).
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET, "ingest", otel.kind = "server", event.type = tracing::field::Empty,
+        event.id = tracing::field::Empty,
+    );
+    match tracing::Instrument::instrument(process(&admin.state, request), span).await {
         Ok(handled) => {
             tracing::info!(r#type = %kind, outcome = handled.outcome(), "admin API: event ingested");
             Json(json!({"outcome": handled.outcome()})).into_response()

@@ -32,7 +32,10 @@ use crate::metrics::Metrics;
 use crate::route::{self, Route};
 use crate::route::{Ack, Unmatched};
 use crate::store::{Accepted, NewDelivery, NewEvent, Store, now_ms};
+use crate::telemetry::{self, Remembered, TARGET};
 use crate::verify::Verifier;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// The longest any outbound connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +70,8 @@ pub struct AppState {
     /// epoch: the admin API's `quietSeconds`, which tells the operator that
     /// no delivery is still on its way to a store it is about to remove.
     pub last_event_ms: std::sync::atomic::AtomicU64,
+    /// The traces of recently stored events, for their deliveries' attempts.
+    pub traces: Remembered,
     /// The store, when one is configured.
     pub store: Option<Arc<Store>>,
     /// Whether it commits (readiness).
@@ -114,6 +119,7 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(true),
             last_event_ms: std::sync::atomic::AtomicU64::new(now_ms()),
+            traces: Remembered::default(),
             store_health: if store.is_some() { crate::store::Health::pending() } else { crate::store::Health::default() },
             store,
             delivery: config.delivery,
@@ -163,10 +169,16 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
     let _in_flight = state.metrics.in_flight();
     // The request taken apart, not its headers extracted: that would copy them.
     let (parts, body) = request.into_parts();
-    match handle(&state, &parts.headers, body).await {
+    // A trace's root (nothing while traces are off: see `telemetry`).
+    let span = tracing::info_span!(
+        target: TARGET, "receive", otel.kind = "server", http.request.method = "POST", url.path = %parts.uri.path(),
+        event.type = Empty, event.id = Empty, outcome = Empty, http.response.status_code = Empty, otel.status_code = Empty,
+    );
+    telemetry::continue_from(&span, &parts.headers);
+    let (outcome, response) = match handle(&state, &parts.headers, body).instrument(span.clone()).await {
         Ok(handled) => {
             state.metrics.request(handled.outcome());
-            handled.into_response()
+            (handled.outcome(), handled.into_response())
         }
         Err(error) => {
             state.metrics.request(error.outcome());
@@ -174,9 +186,16 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
                 state.metrics.auth_failure(reason.label());
                 tracing::warn!(reason = reason.label(), "rejected an unauthenticated request");
             }
-            error.into_response()
+            (error.outcome(), error.into_response())
+        }
+    };
+    if !span.is_none() {
+        span.record("outcome", outcome).record("http.response.status_code", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "error");
         }
     }
+    response
 }
 
 /// The pipeline, in DESIGN.md's order.
@@ -184,9 +203,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
     check_content_type(headers)?;
     // Credentials first: a sender without them is refused before a byte of
     // its body is read.
-    let authenticated = state.verifier.check_headers(headers).await?;
+    let authenticated = state.verifier.check_headers(headers).instrument(tracing::info_span!(target: TARGET, "authenticate")).await?;
     let (bytes, budget) = read_body(state, headers, body, !authenticated.by_credential()).await?;
-    authenticated.check_body(&bytes).map_err(ReceiverError::Unauthorized)?;
+    tracing::info_span!(target: TARGET, "verify.body")
+        .in_scope(|| authenticated.check_body(&bytes))
+        .map_err(ReceiverError::Unauthorized)?;
     drop(budget);
     process(state, EventRequest::parse(bytes)?).await
 }
@@ -197,6 +218,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
 pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled, ReceiverError> {
     state.last_event_ms.store(now_ms(), Ordering::Relaxed);
     let event = request.event();
+    let span = tracing::Span::current();
+    if !span.is_none() {
+        span.record("event.type", event.kind.as_str()).record("event.id", event.id.as_deref().unwrap_or(""));
+    }
     check_id(event.id.as_deref())?;
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");
@@ -269,11 +294,16 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     };
     // FusionAuth gives up after its read timeout: a store that hangs gets a
     // 500 by then (a commit that lands later makes the retry a duplicate).
-    let accepted = tokio::time::timeout(state.read_timeout, store.accept(new_event(state, &request, &durable))).await;
+    let new = new_event(state, &request, &durable);
+    let id = new.id.clone();
+    let commit = tracing::info_span!(target: TARGET, "store.commit", store = store.kind(), deliveries = durable.len());
+    let accepted = tokio::time::timeout(state.read_timeout, store.accept(new)).instrument(commit).await;
     let accepted = accepted.unwrap_or_else(|_| Err(store_timeout()));
     state.store_health.record(&accepted);
     match accepted {
         Ok(accepted) => {
+            // Its deliveries' attempts join this trace.
+            state.traces.remember(&id);
             ticket.finish(true, &succeeded);
             for &i in &durable {
                 state.wake[i].notify_one();
@@ -352,7 +382,9 @@ async fn run_route(state: &AppState, route: &Route, request: &EventRequest) -> R
         Some(id) => crate::delivery::idempotency_key(id, &route.name),
         None => crate::delivery::idempotency_key(&body_digest(request.body()), &route.name),
     };
-    let result = route.action.run(&state.actions, &route.name, request, &key).await;
+    let span = tracing::info_span!(target: TARGET, "route", route = %route.name, action = route.action.kind(), outcome = Empty);
+    let result = route.action.run(&state.actions, &route.name, request, &key).instrument(span.clone()).await;
+    span.record("outcome", if result.is_ok() { "succeeded" } else { "failed" });
     state.metrics.action(&route.name, route.action.kind(), result.is_ok(), started.elapsed());
     if let Err(error) = &result {
         let event = request.event();

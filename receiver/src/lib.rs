@@ -6,7 +6,8 @@
 //! committed before the answer and worked off by [`delivery`]; [`admin`]
 //! serves the admin API. [`app`](mod@app) wires them; [`config`] reads
 //! the config file; [`server`] serves and shuts down gracefully; [`process`]
-//! sets up logging and waits for the shutdown signal (both binaries use it).
+//! sets up logging (and [`telemetry`]'s traces) and waits for the shutdown
+//! signal (both binaries use it).
 
 pub mod action;
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod route;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod verify;
 

@@ -35,7 +35,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let traces = init_logging(&cli.log_format, "fusionhook-receiver");
     if let Some(dir) = &cli.salvage {
         return salvage(dir);
     }
@@ -63,13 +63,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let code = match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
+    };
+    // The last spans (the shutdown's) go out before the process ends.
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
 }
 
 /// `--salvage DIR`: what can be read goes to stdout, a report to stderr;

@@ -8,6 +8,7 @@ pub mod fusionauth_emulator;
 pub mod kube_emulator;
 pub mod kubelet;
 pub mod logs;
+pub mod otlp;
 pub mod postgres;
 pub mod promtool;
 pub mod serve;

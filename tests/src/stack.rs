@@ -167,6 +167,11 @@ impl Stack {
 
     /// Starts an operator replica with leader election and a short resync.
     pub fn start_operator(&mut self, identity: &str, requeue: &str) -> anyhow::Result<usize> {
+        self.start_operator_with_env(identity, requeue, &[])
+    }
+
+    /// As [`Stack::start_operator`], with these environment variables.
+    pub fn start_operator_with_env(&mut self, identity: &str, requeue: &str, env: &[(&str, String)]) -> anyhow::Result<usize> {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let mut child = Command::new(&self.operator_bin)
             .args(["run", "--metrics-addr", "127.0.0.1:0", "--identity", identity, "--lease-namespace", OPERATOR_NAMESPACE])
@@ -176,6 +181,7 @@ impl Stack {
             .env("FUSIONHOOK_LOG", "info")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -140,11 +140,23 @@ struct Pass {
 /// Reconciles one resource; the controller's entry point.
 pub async fn reconcile(resource: Arc<FusionAuthWebhook>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = run(&resource, &ctx).await;
+    // A trace per reconcile (target `otel`: off unless traces are on), with
+    // its calls to FusionAuth inside.
+    let span = tracing::info_span!(
+        target: "otel", "reconcile", k8s.namespace.name = resource.namespace().unwrap_or_default(),
+        fusionauthwebhook = resource.name_any(), result = tracing::field::Empty, otel.status_code = tracing::field::Empty,
+    );
+    let result = tracing::Instrument::instrument(run(&resource, &ctx), span.clone()).await;
     let label = match &result {
         Ok((_, label)) => label,
         Err(_) => "error",
     };
+    if !span.is_none() {
+        span.record("result", label);
+        if label == "error" {
+            span.record("otel.status_code", "error");
+        }
+    }
     ctx.metrics.reconciled(label, started.elapsed());
     let (action, _) = result?;
     ctx.succeeded(&resource);
@@ -256,7 +268,7 @@ async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> 
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let admin = rotation::admin_tokens(&kept.admin, now, ctx.settings.admin_token_rotation);
     let owner = owner_reference(r).ok_or(ValidationError::InvalidSpec("metadata.uid: missing".into()))?;
-    let desired = build::desired(&v, &credentials, &admin, &ctx.settings.receiver_image, &owner);
+    let desired = build::desired(&v, &credentials, &admin, &ctx.settings.receiver, &owner);
     let draining = receiver(ctx, r, &v, &desired, &credentials, report).await?;
     let (fa, observed) = fusionauth.map_err(Stopped::fusionauth(Kind::WebhookRegistered))?;
     let registered = register(&fa, &v, desired.webhook, observed, &credentials, report).await;

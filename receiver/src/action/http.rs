@@ -51,6 +51,10 @@ impl HttpAction {
             builder = builder.header(name, value);
         }
         builder = builder.header("idempotency-key", idempotency_key).header("webhook-id", idempotency_key);
+        // The service's own trace continues this one (W3C traceparent).
+        let mut trace_headers = http::HeaderMap::new();
+        crate::telemetry::inject(&mut trace_headers);
+        builder = builder.headers(trace_headers);
         let body: &[u8] = if self.body == BodyMode::Event { request.body() } else { b"" };
         if let Some(secret) = &self.sign {
             let key = sign::decode_secret(secret.get().expose()).map_err(ActionError::InvalidRequest)?;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use fusionhook_fusionauth::EventRequest;
 use tokio::sync::{Semaphore, watch};
@@ -140,6 +141,19 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
 async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed) {
     let route = &state.routes[index];
     let delivery = &claimed.delivery;
+    // One span per attempt, in the trace of the request that stored the
+    // event (while this process remembers it).
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET, "delivery.attempt", route = %route.name, event.type = %delivery.event_type,
+        event.id = %delivery.event_id, delivery.id = delivery.id, attempt = delivery.total_attempts.saturating_add(1),
+        outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty,
+    );
+    state.traces.parent(&span, &delivery.event_id);
+    attempt(state, store, route, claimed).instrument(span).await;
+}
+
+async fn attempt(state: &AppState, store: &Store, route: &crate::route::Route, claimed: Claimed) {
+    let delivery = &claimed.delivery;
     let (outcome, error) = match EventRequest::parse(claimed.body) {
         Err(e) => (Outcome::Dead, Some(format!("the stored event cannot be read: {e}"))),
         Ok(request) => {
@@ -165,6 +179,13 @@ async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed
         }
     };
     state.metrics.attempt(&route.name, outcome.name());
+    let span = tracing::Span::current();
+    if !span.is_none() {
+        span.record("outcome", outcome.name());
+        if outcome != Outcome::Delivered {
+            span.record("otel.status_code", "error");
+        }
+    }
     if let Err(e) = store.record(delivery, outcome, error).await {
         tracing::error!(delivery = delivery.id, error = %e, "cannot record a delivery outcome; it will be tried again");
     }

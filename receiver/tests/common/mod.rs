@@ -28,9 +28,19 @@ impl Receiver {
     }
 
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Self {
+        Self::start_with_env(dir, yaml, &[])
+    }
+
+    /// As [`Receiver::start_in`], with these environment variables.
+    pub fn start_with_env(dir: tempfile::TempDir, yaml: &str, env: &[(&str, String)]) -> Self {
         let config = dir.path().join("receiver.yaml");
         std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
-        let mut child = Command::new(BIN).arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (admin_tx, admin_rx) = std::sync::mpsc::channel();
         let rx = fusionhook_tests::logs::announced(stdout, "fusionhook-receiver listening", "address", move |line| {

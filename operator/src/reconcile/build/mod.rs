@@ -65,13 +65,31 @@ pub struct Desired {
     pub webhook: Webhook,
 }
 
+/// How the operator runs every receiver: the image when the resource names
+/// none, and where the receivers send traces (if anywhere).
+#[derive(Debug, Clone, Default)]
+pub struct ReceiverDefaults {
+    /// The image when `spec.receiver.image` is not set.
+    pub image: String,
+    /// OTLP/HTTP endpoint for the receivers' traces.
+    pub otlp_endpoint: Option<String>,
+}
+
 /// The desired state of `v` with `credentials` and the admin tokens `admin`.
-pub fn desired(v: &Validated, credentials: &Credentials, admin: &AdminTokens, default_image: &str, owner: &OwnerReference) -> Desired {
+pub fn desired(
+    v: &Validated,
+    credentials: &Credentials,
+    admin: &AdminTokens,
+    defaults: &ReceiverDefaults,
+    owner: &OwnerReference,
+) -> Desired {
+    let default_image = defaults.image.as_str();
     let previous = &credentials.previous;
     let config = receiver_config::render(v, previous);
     let template = receiver::Template {
         config_map: receiver::config_map_name(v, &config),
         checksum: receiver::config_checksum(&config, previous, credentials.generated.as_ref(), &v.api_key),
+        otlp_endpoint: defaults.otlp_endpoint.clone(),
     };
     Desired {
         receiver: ReceiverObjects {

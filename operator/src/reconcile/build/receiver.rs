@@ -42,6 +42,8 @@ pub struct Template {
     pub config_map: String,
     /// [`config_checksum`] of the config and the previous values.
     pub checksum: String,
+    /// Where the receivers send traces (OTLP/HTTP), if anywhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// UID the receiver runs as (distroless `nonroot`).
@@ -258,12 +260,26 @@ fn container(v: &Validated, default_image: &str) -> Container {
     }
 }
 
+/// Traces to `endpoint` (OTLP over HTTP/protobuf), each span's resource
+/// naming the FusionAuthWebhook and its namespace.
+fn trace_env(v: &Validated, endpoint: &str) -> Vec<EnvVar> {
+    let plain = |name: &str, value: String| EnvVar { name: name.to_owned(), value: Some(value), value_from: None };
+    vec![
+        plain("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+        plain("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        plain("OTEL_RESOURCE_ATTRIBUTES", format!("k8s.namespace.name={},fusionauthwebhook={}", v.namespace, v.name)),
+    ]
+}
+
 /// The receiver's pod: non-root, read-only root filesystem, no privilege
 /// escalation, all capabilities dropped, RuntimeDefault seccomp, no service
 /// account token, probes, and the config checksum. With an embedded store,
 /// its volume (claim `store`, see [`stateful_set`]) is mounted too.
 fn pod_template(v: &Validated, previous: &Previous, default_image: &str, config: &Template) -> PodTemplateSpec {
     let mut container = container(v, default_image);
+    if let Some(endpoint) = &config.otlp_endpoint {
+        container.env.get_or_insert_with(Vec::new).extend(trace_env(v, endpoint));
+    }
     if v.store.kind == StoreType::Embedded {
         container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
             name: STORE_VOLUME.to_owned(),
@@ -433,7 +449,7 @@ mod tests {
     use crate::reconcile::rotation::{Kept, Seen};
 
     fn template(checksum: &str) -> Template {
-        Template { config_map: "todo-cleanup-receiver-0123456789".into(), checksum: checksum.into() }
+        Template { config_map: "todo-cleanup-receiver-0123456789".into(), checksum: checksum.into(), otlp_endpoint: None }
     }
 
     fn credentials(v: &Validated) -> Credentials {
@@ -460,6 +476,22 @@ mod tests {
         assert_eq!(c.image.as_deref(), Some("ghcr.io/fusionhook/fusionhook:0.1.0"));
         let annotations = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap();
         assert_eq!(annotations[CONFIG_CHECKSUM_ANNOTATION], "abc");
+    }
+
+    #[test]
+    fn receivers_send_traces_where_the_operator_is_told_and_name_their_resource() {
+        let (v, owner) = validated(json!({}));
+        let env_of = |template: &Template| {
+            let d = deployment(&v, &Previous::default(), "i", template, &owner);
+            let env = d.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap_or_default();
+            env.into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let off = env_of(&template("abc"));
+        assert!(!off.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"), "no traces unless the operator is told: {off:?}");
+        let on = env_of(&Template { otlp_endpoint: Some("http://collector.monitoring:4318".into()), ..template("abc") });
+        assert_eq!(on["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://collector.monitoring:4318");
+        assert_eq!(on["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
+        assert_eq!(on["OTEL_RESOURCE_ATTRIBUTES"], format!("k8s.namespace.name={},fusionauthwebhook={}", v.namespace, v.name));
     }
 
     #[test]

@@ -301,7 +301,7 @@ mod tests {
         for value in ["\"k\"", "\"t\"", "\"h\""] {
             assert!(!config.contains(&format!(": {value}")), "no secret value in the config");
         }
-        let template = super::super::receiver::Template { config_map: "c".into(), checksum: "x".into() };
+        let template = super::super::receiver::Template { config_map: "c".into(), checksum: "x".into(), otlp_endpoint: None };
         let d = super::super::receiver::deployment(&v, &Previous::default(), "i", &template, &owner);
         let volumes = d.spec.unwrap().template.spec.unwrap().volumes.unwrap();
         let projected = volumes.iter().find(|v| v.name == "secrets").unwrap().projected.as_ref().unwrap();
