@@ -174,7 +174,6 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
         target: TARGET, "receive", otel.kind = "server", http.request.method = "POST", url.path = %parts.uri.path(),
         event.type = Empty, event.id = Empty, outcome = Empty, http.response.status_code = Empty, otel.status_code = Empty,
     );
-    telemetry::continue_from(&span, &parts.headers);
     let (outcome, response) = match handle(&state, &parts.headers, body).instrument(span.clone()).await {
         Ok(handled) => {
             state.metrics.request(handled.outcome());
@@ -218,11 +217,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Han
 pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled, ReceiverError> {
     state.last_event_ms.store(now_ms(), Ordering::Relaxed);
     let event = request.event();
+    check_id(event.id.as_deref())?;
     let span = tracing::Span::current();
     if !span.is_none() {
-        span.record("event.type", event.kind.as_str()).record("event.id", event.id.as_deref().unwrap_or(""));
+        span.record("event.type", telemetry::bounded(&event.kind)).record("event.id", event.id.as_deref().unwrap_or(""));
     }
-    check_id(event.id.as_deref())?;
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");
     }
@@ -295,15 +294,15 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     // FusionAuth gives up after its read timeout: a store that hangs gets a
     // 500 by then (a commit that lands later makes the retry a duplicate).
     let new = new_event(state, &request, &durable);
-    let id = new.id.clone();
+    // Its deliveries' attempts join this trace (remembered before the
+    // commit: a worker may claim them the moment it lands).
+    state.traces.remember(&new.id);
     let commit = tracing::info_span!(target: TARGET, "store.commit", store = store.kind(), deliveries = durable.len());
     let accepted = tokio::time::timeout(state.read_timeout, store.accept(new)).instrument(commit).await;
     let accepted = accepted.unwrap_or_else(|_| Err(store_timeout()));
     state.store_health.record(&accepted);
     match accepted {
         Ok(accepted) => {
-            // Its deliveries' attempts join this trace.
-            state.traces.remember(&id);
             ticket.finish(true, &succeeded);
             for &i in &durable {
                 state.wake[i].notify_one();

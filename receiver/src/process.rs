@@ -24,7 +24,7 @@ pub fn init_logging(format: &str, service: &'static str) -> Option<Traces> {
         Ok(traces) => (traces, None),
         Err(why) => (None, Some(why)),
     };
-    let only_ours = tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::TRACE);
+    let only_ours = tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::INFO);
     let otel = traces.as_ref().map(|t| tracing_opentelemetry::layer().with_tracer(t.tracer()).with_filter(only_ours));
     tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).init();
     if let Some(why) = refused {

@@ -14,6 +14,8 @@
 //! event types, ids and outcomes: never a header, a token or the event body.
 //! Outbound calls carry the W3C `traceparent` of the span they run in
 //! ([`inject`]), so a service's own trace continues FusionAuth's request.
+//! An inbound `traceparent` is ignored (FusionAuth sends none, and an
+//! unauthenticated caller must not choose the trace or its sampling).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -122,7 +124,27 @@ impl HttpClient for Exporting {
             }
             Ok::<_, HttpError>(builder.body(Bytes::from(body))?)
         };
-        self.runtime.spawn(call).await?
+        let answer = self.runtime.spawn(call).await?;
+        let failure = match &answer {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("the collector answered {}", response.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = failure {
+            warn_at_most_once_a_minute(&why);
+        }
+        answer
+    }
+}
+
+/// The SDK's own diagnostics are compiled out: a collector that cannot be
+/// reached is said here, once a minute at most.
+fn warn_at_most_once_a_minute(why: &str) {
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(reason = why, "traces: an export failed; spans are dropped until the collector takes them");
     }
 }
 
@@ -137,14 +159,14 @@ pub fn inject(headers: &mut http::HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers)));
 }
 
-/// Makes `span` a child of the trace an inbound request's `traceparent`
-/// names, if any (a caller that traces itself).
-pub fn continue_from(span: &tracing::Span, headers: &http::HeaderMap) {
-    if span.is_none() || !headers.contains_key("traceparent") {
-        return;
+/// `text` cut to at most 128 bytes (at a character boundary): what a span
+/// keeps of a value the sender chose, such as an event type.
+pub fn bounded(text: &str) -> &str {
+    let mut end = text.len().min(128);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&opentelemetry_http::HeaderExtractor(headers)));
-    let _ = span.set_parent(parent);
+    &text[..end]
 }
 
 /// The traces of recently stored events, by event id, so a durable
@@ -166,7 +188,8 @@ impl Default for Remembered {
 
 impl Remembered {
     /// Remembers the current span's trace for event `id` (nothing while
-    /// traces are off).
+    /// traces are off); the first one wins, so FusionAuth's retry of an
+    /// event does not take over the original's deliveries.
     pub fn remember(&self, id: &str) {
         let span = tracing::Span::current();
         if span.is_none() {
@@ -175,9 +198,11 @@ impl Remembered {
         let context = span.context();
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (map, order) = &mut *inner;
-        if map.insert(id.to_owned(), context).is_none() {
-            order.push_back(id.to_owned());
+        if map.contains_key(id) {
+            return;
         }
+        map.insert(id.to_owned(), context);
+        order.push_back(id.to_owned());
         while order.len() > REMEMBERED {
             if let Some(oldest) = order.pop_front() {
                 map.remove(&oldest);

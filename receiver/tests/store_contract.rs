@@ -147,6 +147,17 @@ async fn ids_with_a_state_or_route_take_only_what_passes_every_filter() {
         }
         assert_eq!(seen.len(), 6, "{kind}: every pending delivery, once: {seen:?}");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{kind}: in id order");
+        // The event's own filters.
+        let by_event = Filter { event_id: Some("more-3".into()), ..Filter::default() };
+        assert_eq!(
+            store.list(&by_event).await.unwrap().items.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
+            ["more-3"],
+            "{kind}"
+        );
+        let by_type = Filter { event_type: Some("user.create".into()), ..Filter::default() };
+        assert!(store.list(&by_type).await.unwrap().items.is_empty(), "{kind}: every event here is a user.delete");
+        let since = Filter { since_ms: Some(fusionhook_receiver::store::now_ms() + 60_000), ..Filter::default() };
+        assert!(store.list(&since).await.unwrap().items.is_empty(), "{kind}: none accepted after a minute from now");
     })
     .await;
 }
@@ -160,8 +171,10 @@ async fn deliveries_about_one_object_go_in_order_and_wait_without_blocking_other
         }
         store.accept(about("b0", "other-user")).await.unwrap();
         let claimed = store.claim("a", 10, 2_000, LEASE).await.unwrap();
-        let ids: Vec<&str> = claimed.iter().map(|c| c.delivery.event_id.as_str()).collect();
+        let mut ids: Vec<&str> = claimed.iter().map(|c| c.delivery.event_id.as_str()).collect();
+        ids.sort_unstable();
         assert_eq!(ids, ["a0", "b0"], "{kind}: the first about each object, however many wait");
+        let claimed: Vec<_> = claimed.into_iter().filter(|c| c.delivery.event_id == "a0").collect();
         // Retrying: the next about the same object still waits.
         store.record(&claimed[0].delivery, Outcome::Retry { at_ms: 1_500 }, Some("503".into())).await.unwrap();
         store.flush().await.unwrap();

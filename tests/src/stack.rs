@@ -181,6 +181,7 @@ impl Stack {
             .env("FUSIONHOOK_LOG", "info")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")).map(|(k, _)| (k, String::new())))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

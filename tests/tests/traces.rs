@@ -29,10 +29,13 @@ async fn a_reconcile_is_a_trace_with_its_fusionauth_calls_inside() {
     let object = json!({"apiVersion": "fusionhook.dev/v1alpha1", "kind": "FusionAuthWebhook", "metadata": {"name": "hook"}, "spec": spec});
     stack.create("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "team", object).unwrap();
 
-    // A reconcile that reached FusionAuth (the webhook registered).
+    // A reconcile that registered the webhook, and every FusionAuth call's
+    // reconcile exported too (a reconcile's span ends after its calls').
     let deadline = Instant::now() + Duration::from_secs(60);
     let registered = |spans: &[fusionhook_tests::otlp::Exported]| {
-        spans.iter().any(|s| s.name == "fusionauth.request" && s.attributes.get("operation").is_some_and(|o| o.contains("webhook")))
+        let calls = spans.iter().filter(|s| s.name == "fusionauth.request");
+        spans.iter().any(|s| s.name == "fusionauth.request" && s.attributes.get("operation").is_some_and(|o| o == "create webhook"))
+            && calls.clone().all(|c| spans.iter().any(|r| r.name == "reconcile" && r.id == c.parent))
     };
     while !registered(&spans.lock().unwrap()) {
         assert!(Instant::now() < deadline, "spans so far: {:#?}", spans.lock().unwrap());

@@ -144,7 +144,8 @@ async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed
     // One span per attempt, in the trace of the request that stored the
     // event (while this process remembers it).
     let span = tracing::info_span!(
-        target: crate::telemetry::TARGET, "delivery.attempt", route = %route.name, event.type = %delivery.event_type,
+        target: crate::telemetry::TARGET, "delivery.attempt", route = %route.name,
+        event.type = crate::telemetry::bounded(&delivery.event_type),
         event.id = %delivery.event_id, delivery.id = delivery.id, attempt = delivery.total_attempts.saturating_add(1),
         outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty,
     );

@@ -37,6 +37,10 @@ impl Receiver {
         std::fs::write(&config, format!("listen: 127.0.0.1:0\n{yaml}")).unwrap();
         let mut command = Command::new(BIN);
         command.arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // Only what the test gives: the runner's own OTEL_* would change what is traced.
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("OTEL_")) {
+            command.env_remove(name);
+        }
         for (name, value) in env {
             command.env(name, value);
         }
