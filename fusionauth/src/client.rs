@@ -31,7 +31,7 @@ use crate::model::{
 /// process: the operator sets the W3C `traceparent` of the current span).
 static OUTBOUND: std::sync::OnceLock<fn(&mut reqwest::header::HeaderMap)> = std::sync::OnceLock::new();
 
-/// Sets [`OUTBOUND`]'s hook (the first call wins).
+/// Sets the hook every outbound call's headers go through (the first call wins).
 pub fn decorate_outbound(hook: fn(&mut reqwest::header::HeaderMap)) {
     let _ = OUTBOUND.set(hook);
 }
