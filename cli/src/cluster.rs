@@ -192,7 +192,7 @@ impl Cluster {
     /// proves it holds `token`.
     async fn proven_ready_pod(&self, name: &str, token: &receiver_admin::Token) -> anyhow::Result<(String, receiver_admin::Proven)> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=fusionhook-operator");
+        let selector = receiver_admin::selector(name);
         let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| explain(e, "list Pods", "list pods"))?;
         let mut ready: Vec<String> =
             pods.items.iter().filter(|p| receiver_admin::ready(p)).filter_map(|p| p.metadata.name.clone()).collect();

@@ -296,7 +296,9 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     let new = new_event(state, &request, &durable);
     // Its deliveries' attempts join this trace (remembered before the
     // commit: a worker may claim them the moment it lands).
-    state.traces.remember(&new.id);
+    if !durable.is_empty() {
+        state.traces.remember(&new.id);
+    }
     let commit = tracing::info_span!(target: TARGET, "store.commit", store = store.kind(), deliveries = durable.len());
     let accepted = tokio::time::timeout(state.read_timeout, store.accept(new)).instrument(commit).await;
     let accepted = accepted.unwrap_or_else(|_| Err(store_timeout()));

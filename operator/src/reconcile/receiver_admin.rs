@@ -78,14 +78,6 @@ pub fn unproven_old_pod(pod: &str, legacy: &str) -> Proven {
     Proven { pod: pod.to_owned(), token: legacy.to_owned() }
 }
 
-impl Token {
-    /// Its values, current first (then, shortly after a rotation, the one
-    /// it replaced): a client without a proof tries them in turn on 401.
-    pub fn values(&self) -> &[String] {
-        &self.values
-    }
-}
-
 /// Asks pod `pod` to prove that it holds `token` (`POST /v1/prove` with a
 /// fresh nonce; it answers an HMAC of its own name and the nonce under the
 /// token, see `fusionhook_receiver::admin::proof`) without showing it the
@@ -226,7 +218,8 @@ pub async fn ready_pods(client: &Client, namespace: &str, resource: &str, store:
     Ok(names)
 }
 
-fn selector(resource: &str) -> String {
+/// The label selector of resource `resource`'s receiver pods.
+pub fn selector(resource: &str) -> String {
     format!("app.kubernetes.io/instance={resource},app.kubernetes.io/managed-by={}", names::FIELD_MANAGER)
 }
 
