@@ -18,8 +18,12 @@ pub fn what_to_do(kind: &str, reason: &str) -> Option<&'static str> {
             "the receivers' store cannot commit (PostgreSQL down, a full volume): fix it; they recover without a restart"
         }
         (_, "StoreFull") => {
-            "the store's disk is full: expand the replicas' claims (kubectl patch pvc store-NAME-receiver-N) or give PostgreSQL room; the receivers recover without a restart"
+            "the store's disk is full: raise spec.receiver.store.size (the claims grow where their StorageClass allows) or give PostgreSQL room; the receivers recover without a restart"
         }
+        (_, "StoreCannotGrow") => {
+            "the claims' StorageClass does not allow volume expansion: set spec.receiver.store.size back, or have the cluster's admin set allowVolumeExpansion: true on it"
+        }
+        (_, "StoreCannotShrink") => "a volume cannot shrink: set spec.receiver.store.size back to the size the message names, or more",
         (_, "ScaledToZero") => "spec.receiver.replicas is 0: FusionAuth is not told about a receiver that cannot answer; scale it up",
         (_, "ApiKeyRejected") => {
             "FusionAuth answered 401: use a global API key (not tenant-scoped) with the Webhook, Key and Tenant permissions"

@@ -122,11 +122,11 @@ pub async fn run(
     let deployments = watcher(scope.api::<Deployment>(&client), managed.clone()).modify(keep_rollout_state);
     let deployments = reflector(writers.deployments, deployments).default_backoff().touched_objects();
     let stateful_sets = watcher(scope.api::<StatefulSet>(&client), managed.clone()).modify(|s| {
-        // As for Deployments: metadata, replicas and status; never the template.
+        // As for Deployments: metadata, replicas and status; never the pod
+        // template. The claim template stays: its size is what `store_growth` compares.
         s.metadata.managed_fields = None;
         if let Some(spec) = &mut s.spec {
             spec.template = Default::default();
-            spec.volume_claim_templates = None;
         }
     });
     let stateful_sets = reflector(writers.stateful_sets, stateful_sets).default_backoff().touched_objects();

@@ -8,7 +8,7 @@
 //! stages behind the finalizer; [`controller`] watches the resources and
 //! what they own; [`leader`] elects the one replica that writes; [`health`]
 //! and [`metrics`] serve operations; [`rbac`] lists every call the operator
-//! makes, for the chart's roles.
+//! makes, for the chart's roles; [`quantity`] reads storage sizes.
 
 pub mod context;
 pub mod controller;
@@ -16,6 +16,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod quantity;
 pub mod rbac;
 pub mod reconcile;
 pub mod resource;

@@ -47,7 +47,8 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     // embedded store is asked what it still holds (get), then its claims
     // are deleted; backfill hands missed events to `/v1/ingest` (create).
     (Place::Watched, Permission { group: "", resource: "pods/proxy", verbs: &["create", "get"] }),
-    (Place::Watched, Permission { group: "", resource: "persistentvolumeclaims", verbs: &["delete"] }),
+    // An old store's claims are deleted; a growing store's are listed and patched.
+    (Place::Watched, Permission { group: "", resource: "persistentvolumeclaims", verbs: &["delete", "list", "patch"] }),
     // Events about the resources (a repeated Event is patched as a series).
     (Place::Watched, Permission { group: "events.k8s.io", resource: "events", verbs: &["create", "patch"] }),
     // Leader election.

@@ -318,14 +318,16 @@ impl Default for ReceiverWorkload {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'postgres' ? has(self.urlSecretRef) : !has(self.urlSecretRef)").message("store: urlSecretRef goes with type: postgres, and postgres needs it"))]
 #[x_kube(validation = Rule::new("self.type == 'embedded' || (!has(self.size) && !has(self.storageClassName))").message("store: size and storageClassName are for type: embedded"))]
-#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || (has(self.size) == has(oldSelf.size) && (!has(self.size) || self.size == oldSelf.size) && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName))").message("store: size and storageClassName of an embedded store cannot change (a StatefulSet's volume claims are fixed; see the README, Changing the store type)"))]
+#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || (has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName))").message("store: the storageClassName of an embedded store cannot change (its volumes stay in their class; see the README, Changing the store type)"))]
+#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || !isQuantity(has(self.size) ? string(self.size) : '1Gi') || !isQuantity(has(oldSelf.size) ? string(oldSelf.size) : '1Gi') || quantity(has(self.size) ? string(self.size) : '1Gi').compareTo(quantity(has(oldSelf.size) ? string(oldSelf.size) : '1Gi')) >= 0").message("store: an embedded store's size can grow, not shrink (a volume cannot shrink)"))]
 pub struct StoreSpec {
     /// `none`, `embedded` (a database file on a volume per replica:
     /// deduplication is per replica) or `postgres` (one database shared by
     /// every replica: deduplication is cluster-wide).
     #[serde(rename = "type")]
     pub kind: StoreType,
-    /// embedded: the size of each replica's volume claim (default 1Gi).
+    /// embedded: the size of each replica's volume claim (default 1Gi); it
+    /// can grow (the claims are expanded), not shrink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     /// embedded: the StorageClass of the volume claims (default: the cluster's).

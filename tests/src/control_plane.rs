@@ -254,6 +254,13 @@ impl ControlPlane {
         self.wait_for("/readyz", Duration::from_secs(90), || self.kubectl(&["get", "--raw", "/readyz"]).is_ok_and(|o| o.trim() == "ok"))
     }
 
+    /// A kube client as the admin.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
     /// Runs the real `kubectl` as the admin; its stdout, or its stderr as the error.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         self.kubectl_as(&self.kubeconfig, args)

@@ -15,3 +15,4 @@ pub mod serve;
 pub mod stack;
 pub mod todo;
 pub mod tools;
+pub mod volumes;

@@ -502,13 +502,24 @@ async fn the_crds_cel_rules_refuse_what_cannot_work_with_their_messages_on(serve
         {"name": "audit", "events": ["*"], "ack": "sync", "log": {}}]});
     api.create(&PostParams::default(), &with("good", accepted)).await.unwrap();
 
-    // A transition rule: an embedded store's volume size is fixed once set.
+    // Transition rules: an embedded store's volume size can grow, not
+    // shrink (1G is less than 1Gi; no size is 1Gi); its class is fixed.
     let embedded = with("sized", json!({"receiver": {"store": {"type": "embedded", "size": "1Gi"}}}));
     api.create(&PostParams::default(), &embedded).await.unwrap();
-    let grow = json!({"spec": {"receiver": {"store": {"type": "embedded", "size": "5Gi"}}}});
-    let error = api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&grow)).await.unwrap_err();
-    let text = message(error);
-    assert!(text.starts_with("422 ") && text.contains("cannot change"), "{text}");
+    let patch = |store: Value| json!({"spec": {"receiver": {"store": store}}});
+    let merge = |store: Value| {
+        let api = api.clone();
+        async move { api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch(store))).await.map_err(message) }
+    };
+    merge(json!({"type": "embedded", "size": "5Gi"})).await.unwrap();
+    for (store, expected) in [
+        (json!({"type": "embedded", "size": "1G"}), "size can grow, not shrink"),
+        (json!({"type": "embedded", "size": null}), "size can grow, not shrink"),
+        (json!({"type": "embedded", "storageClassName": "other"}), "storageClassName of an embedded store cannot change"),
+    ] {
+        let text = merge(store.clone()).await.unwrap_err();
+        assert!(text.starts_with("422 ") && text.contains(expected), "{store}: {text}");
+    }
     let to_postgres =
         json!({"spec": {"receiver": {"store": {"type": "postgres", "size": null, "urlSecretRef": {"name": "pg", "key": "url"}}}}});
     api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&to_postgres)).await.unwrap();

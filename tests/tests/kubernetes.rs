@@ -14,6 +14,9 @@ use fusionhook_tests::control_plane::ControlPlane;
 use fusionhook_tests::tools::{tools, workspace_root};
 use serde_json::{Value, json};
 
+/// One operator process at a time: each watches every namespace.
+static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn plane() -> &'static ControlPlane {
     ControlPlane::shared()
 }
@@ -352,6 +355,7 @@ fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_under_the_charts_service_account_works_and_names_a_permission_it_lacks() {
+    let _one_operator = OPERATOR.lock().await;
     crd();
     let fusionauth = fusionhook_tests::fusionauth_emulator::Emulator::new(fusionhook_tests::fusionauth_emulator::Settings {
         api_key: "rbac-key".into(),
@@ -417,4 +421,151 @@ async fn the_operator_under_the_charts_service_account_works_and_names_a_permiss
     // Put the rule back for whoever runs next.
     plane().kubectl(&["patch", "clusterrole", "fusionhook", "--type=merge", "-p", &json!({"rules": role["rules"]}).to_string()]).unwrap();
     assert!(named, "the condition names the refused permission: {ready:?}\n{}", operator.log());
+}
+
+/// `kubectl get -o json` of one object.
+fn get(namespace: &str, what: &str) -> Value {
+    plane().kubectl(&["-n", namespace, "get", what, "-o", "json"]).map_or(Value::Null, |o| serde_json::from_str(&o).unwrap())
+}
+
+/// Issue 23: an embedded store grows in place. Its claims are bound
+/// through a StorageClass with `allowVolumeExpansion` (the stand-in storage
+/// driver provisions and resizes, as no CSI driver runs here); raising
+/// `spec.receiver.store.size` grows every claim and replaces the
+/// StatefulSet without deleting its pods; shrinking is refused by the API
+/// server; a class that cannot expand becomes `StoreCannotGrow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_store_grows_in_place_and_never_shrinks() {
+    let _one_operator = OPERATOR.lock().await;
+    crd();
+    let fusionauth = fusionhook_tests::fusionauth_emulator::Emulator::new(fusionhook_tests::fusionauth_emulator::Settings {
+        api_key: "growth-key".into(),
+        retry_delay: std::time::Duration::ZERO,
+    });
+    let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let ns = plane().namespace("growth").unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=growth-key"]).unwrap();
+    let client = plane().client().await.unwrap();
+    fusionhook_tests::volumes::storage_class(&client, "stand-in-expandable", true).await.unwrap();
+    fusionhook_tests::volumes::storage_class(&client, "stand-in-fixed", false).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _driver = fusionhook_tests::volumes::StorageDriver::start(client, &ns, dir.path().to_owned());
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let url = format!("http://{}", running.addr);
+    let store = |name: &str, class: &str, size: &str| {
+        let (class, size, url) = (class.to_owned(), size.to_owned(), url.clone());
+        apply_variant(&ns, name, move |o| {
+            o["spec"]["fusionAuth"]["url"] = json!(url);
+            o["spec"]["receiver"] = json!({"replicas": 2, "store": {"type": "embedded", "size": size, "storageClassName": class}});
+        })
+    };
+    store("grows", "stand-in-expandable", "1Gi").unwrap();
+    store("fixed", "stand-in-fixed", "1Gi").unwrap();
+    let claim = |name: &str, n: u32| get(&ns, &format!("pvc/store-{name}-receiver-{n}"));
+    let bound = |name: &str, size: &str| {
+        (0..2).all(|n| {
+            let c = claim(name, n);
+            c["status"]["phase"] == "Bound"
+                && c["status"]["capacity"]["storage"] == size
+                && c["spec"]["resources"]["requests"]["storage"] == size
+        })
+    };
+    let both_bound =
+        tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(90), || bound("grows", "1Gi") && bound("fixed", "1Gi")));
+    assert!(both_bound, "{}\n{}\n{}", claim("grows", 0), claim("fixed", 1), operator.log());
+    let set = get(&ns, "statefulset/grows-receiver");
+    let pods: Value = get(&ns, "pods");
+    let uids = |pods: &Value| -> Vec<String> {
+        let mut uids: Vec<String> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("grows-receiver-"))
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_owned())
+            .collect();
+        uids.sort();
+        uids
+    };
+    let before = uids(&pods);
+    assert_eq!(before.len(), 2, "{pods}");
+
+    // Shrinking is refused at the door, with what it means.
+    let refused = store("grows", "stand-in-expandable", "512Mi").unwrap_err();
+    assert!(refused.contains("an embedded store's size can grow, not shrink"), "{refused}");
+    let refused = store("grows", "stand-in-fixed", "1Gi").unwrap_err();
+    assert!(refused.contains("storageClassName of an embedded store cannot change"), "{refused}");
+
+    // Growing: both claims grow (the driver resizes them), the StatefulSet
+    // is a new object with the new claim template, and the pods are the
+    // same ones, adopted by it.
+    store("grows", "stand-in-expandable", "2Gi").unwrap();
+    let grown = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(90), || {
+            let now = get(&ns, "statefulset/grows-receiver");
+            bound("grows", "2Gi")
+                && now["metadata"]["uid"] != set["metadata"]["uid"]
+                && now["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
+        })
+    });
+    assert!(grown, "{}\n{}\n{}", claim("grows", 0), get(&ns, "statefulset/grows-receiver"), operator.log());
+    let set = get(&ns, "statefulset/grows-receiver");
+    let adopted = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || {
+            let pods = get(&ns, "pods");
+            uids(&pods) == before
+                && pods["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("grows-receiver-"))
+                    .all(|p| p["metadata"]["ownerReferences"][0]["uid"] == set["metadata"]["uid"])
+        })
+    });
+    assert!(adopted, "the same pods, owned by the new StatefulSet: {before:?}\n{}", get(&ns, "pods"));
+    // And they stay: the new StatefulSet's revision is theirs (same pod
+    // template), so it has no rolling update to do.
+    let same_revision = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || {
+            let set = get(&ns, "statefulset/grows-receiver");
+            let revision = &set["status"]["updateRevision"];
+            revision.is_string()
+                && set["status"]["currentRevision"] == *revision
+                && get(&ns, "pods")["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("grows-receiver-"))
+                    .all(|p| p["metadata"]["labels"]["controller-revision-hash"] == *revision)
+        })
+    });
+    assert!(same_revision, "{}\n{}", get(&ns, "statefulset/grows-receiver")["status"], get(&ns, "pods"));
+    let events = get(&ns, "events.events.k8s.io");
+    let growing = events["items"].as_array().unwrap().iter().find(|e| e["reason"] == "StoreGrowing").map(|e| e["note"].to_string());
+    assert!(
+        growing.as_ref().is_some_and(
+            |n| n.contains("store size 1Gi -> 2Gi: volume claims store-grows-receiver-0, store-grows-receiver-1 asked to grow")
+        ),
+        "{growing:?}"
+    );
+
+    // A StorageClass that cannot expand: a condition that says so and what
+    // to do; nothing replaced.
+    let fixed = get(&ns, "statefulset/fixed-receiver");
+    store("fixed", "stand-in-fixed", "2Gi").unwrap();
+    let named = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            condition(&ns, "fixed", "ReceiverAvailable").is_some_and(|c| c.1 == "StoreCannotGrow")
+        })
+    });
+    let said = condition(&ns, "fixed", "ReceiverAvailable");
+    assert!(named, "{said:?}\n{}", operator.log());
+    let message = said.unwrap().2;
+    assert!(
+        message.contains("StorageClass stand-in-fixed does not allow volume expansion") && message.contains("allowVolumeExpansion: true"),
+        "{message}"
+    );
+    assert_eq!(get(&ns, "statefulset/fixed-receiver")["metadata"]["uid"], fixed["metadata"]["uid"]);
+    assert!(bound("fixed", "1Gi"));
+    assert!(!operator.log().contains("growth-key"));
 }

@@ -59,7 +59,7 @@ it touches.
   verbs: ["create", "get"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["delete"]
+  verbs: ["delete", "list", "patch"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create", "delete", "list", "patch", "watch"]

@@ -99,6 +99,11 @@ named!(
         StoreUnavailable,
         /// ... because their store's volume (or the database's disk) is full.
         StoreFull,
+        /// The embedded store's volume claims cannot grow to the spec's size:
+        /// their StorageClass does not allow volume expansion.
+        StoreCannotGrow,
+        /// The spec asks for smaller volumes than the embedded store has.
+        StoreCannotShrink,
         /// BackfillAvailable: FusionAuth's Webhook Event Log is switched off.
         EventLogOff,
         /// BackfillAvailable: the API key may not read the Webhook Event Log

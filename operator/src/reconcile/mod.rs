@@ -11,6 +11,7 @@
 //! - [`cleanup`]: remove what the resource put in FusionAuth (on delete, or
 //!   when it moves to another FusionAuth);
 //! - [`old_store`]: an embedded store no longer used is kept until drained;
+//! - [`store_growth`]: an embedded store's volume claims grow with its spec;
 //! - [`backfill`]: events FusionAuth failed to deliver, recovered from its
 //!   Webhook Event Log and handed to the receiver;
 //! - [`status`] and [`conditions`]: one status patch at the end, and Events.
@@ -34,6 +35,7 @@ pub mod old_store;
 pub mod receiver_admin;
 pub mod rotation;
 pub mod status;
+pub mod store_growth;
 pub mod tenant_switches;
 pub mod validate;
 
@@ -319,6 +321,9 @@ async fn receiver(
     let config_map = desired.receiver.config_map.metadata.name.clone().unwrap_or_default();
     let observed = ctx.caches.observed(&v.namespace, &v.name, &config_map);
     let old = observed.stateful_set.clone().filter(|_| v.store.kind != crate::resource::StoreType::Embedded);
+    if let (Some(set), build::Workload::StatefulSet(_)) = (&observed.stateful_set, &desired.receiver.workload) {
+        store_growth::stage(ctx, r, v, set, &build::receiver::store_size(v)).await?;
+    }
     let mut objects = desired.receiver.clone();
     if old.is_some() {
         build::receiver::select_current_store(&mut objects.service, v);
@@ -411,9 +416,12 @@ fn store_verdict(v: &Validated, problem: &str) -> (Reason, String) {
     }
     let advice = match v.store.kind {
         crate::resource::StoreType::Embedded => {
-            " (the store's volume is full: expand each replica's claim, kubectl patch pvc store-NAME-receiver-N -p '{\"spec\":{\"resources\":{\"requests\":{\"storage\":\"<larger>\"}}}}', where its StorageClass allows volume expansion; the receivers write again once there is room)"
+            format!(
+                " (the store's volume is full: raise spec.receiver.store.size, now {}, e.g. kubectl patch faw NAME --type=merge -p '{{\"spec\":{{\"receiver\":{{\"store\":{{\"size\":\"<larger>\"}}}}}}}}': each replica's volume claim grows where its StorageClass allows volume expansion; the receivers write again once there is room)",
+                build::receiver::store_size(v)
+            )
         }
-        _ => " (the database's disk is full: give PostgreSQL room; delivered rows are compacted after delivery.retention)",
+        _ => " (the database's disk is full: give PostgreSQL room; delivered rows are compacted after delivery.retention)".to_owned(),
     };
     (Reason::StoreFull, advice.replace("NAME", &v.name))
 }
@@ -582,7 +590,7 @@ mod tests {
         let full = "commit failed: I/O error: No space left on device (os error 28)";
         let (reason, advice) = store_verdict(&embedded, full);
         assert_eq!(reason, Reason::StoreFull);
-        assert!(advice.contains("kubectl patch pvc store-todo-cleanup-receiver-N"), "{advice}");
+        assert!(advice.contains("raise spec.receiver.store.size, now 1Gi, e.g. kubectl patch faw todo-cleanup --type=merge"), "{advice}");
         assert_eq!(store_verdict(&embedded, "write: Disk quota exceeded (os error 122)").0, Reason::StoreFull);
         assert_eq!(store_verdict(&embedded, "cannot connect to 10.0.0.1:53100").0, Reason::StoreUnavailable, "a port is not a SQLSTATE");
         let (reason, advice) = store_verdict(&embedded, "database is locked");

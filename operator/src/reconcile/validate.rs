@@ -342,23 +342,11 @@ fn store(spec: Option<&StoreSpec>, secrets: &SecretData) -> Result<StoreSpec, Va
         return Err(invalid("receiver.store: size and storageClassName are for type embedded"));
     }
     if let Some(size) = &store.size
-        && !storage_size(&size.0)
+        && !crate::quantity::positive(&size.0)
     {
         return Err(invalid(format!("receiver.store.size: `{}` is not a storage size like 1Gi or 500Mi", size.0)));
     }
     Ok(store)
-}
-
-/// A positive Kubernetes quantity: a decimal number and an optional suffix
-/// (Ki..Ei, k..E, or an exponent).
-fn storage_size(text: &str) -> bool {
-    let digits_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, suffix) = text.split_at(digits_end);
-    let numeric = number.parse::<f64>().is_ok_and(|n| n > 0.0) && number.matches('.').count() <= 1;
-    let binary = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].contains(&suffix);
-    let decimal = ["", "k", "M", "G", "T", "P", "E"].contains(&suffix);
-    let exponent = suffix.strip_prefix(['e', 'E']).is_some_and(|e| e.trim_start_matches(['+', '-']).parse::<u8>().is_ok());
-    numeric && (binary || decimal || exponent)
 }
 
 /// What only the operator can check about routes (the receiver's own parser

@@ -353,12 +353,17 @@ pub const STORE_VOLUME: &str = "store";
 /// Its size when the spec gives none.
 const DEFAULT_STORE_SIZE: &str = "1Gi";
 
+/// The size of each replica's volume claim (embedded store).
+pub fn store_size(v: &Validated) -> String {
+    v.store.size.as_ref().map_or_else(|| DEFAULT_STORE_SIZE.to_owned(), |q| q.0.clone())
+}
+
 /// The receiver StatefulSet (embedded store): each replica keeps its own
 /// volume claim (`store-<name>-receiver-<ordinal>`) across restarts and
 /// reschedules. Claims are kept when the StatefulSet is deleted or scaled
 /// down: they may hold pending deliveries (README: switching stores).
 pub fn stateful_set(v: &Validated, previous: &Previous, default_image: &str, config: &Template, owner: &OwnerReference) -> StatefulSet {
-    let size = v.store.size.clone().unwrap_or_else(|| Quantity(DEFAULT_STORE_SIZE.to_owned()));
+    let size = Quantity(store_size(v));
     StatefulSet {
         metadata: metadata(v, names::receiver_name(&v.name), owner),
         spec: Some(StatefulSetSpec {
