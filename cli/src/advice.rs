@@ -23,6 +23,7 @@ pub fn what_to_do(kind: &str, reason: &str) -> Option<&'static str> {
         (_, "StoreCannotGrow") => {
             "the claims' StorageClass does not allow volume expansion: set spec.receiver.store.size back, or have the cluster's admin set allowVolumeExpansion: true on it"
         }
+        (_, "Growing") => "the store's volume claims grow to spec.receiver.store.size: the message says which still wait, and why",
         (_, "StoreCannotShrink") => "a volume cannot shrink: set spec.receiver.store.size back to the size the message names, or more",
         (_, "ScaledToZero") => "spec.receiver.replicas is 0: FusionAuth is not told about a receiver that cannot answer; scale it up",
         (_, "ApiKeyRejected") => {

@@ -2,10 +2,12 @@
 //! store's size is compared with its volume claims' (`store_growth`) and
 //! checked by `validate`. Pure.
 
-/// The bytes of quantity `text` (a decimal number and an optional suffix:
-/// `Ki`..`Ei`, `k`..`E`, or an exponent), rounded up to a whole byte;
-/// `None` when it is not a quantity or does not fit.
+/// The bytes of quantity `text` (an optional `+`, a decimal number and an
+/// optional suffix: `Ki`..`Ei`, `m`, `k`..`E`, or an exponent; the API
+/// server writes `1.5` back as `1500m`), rounded up to a whole byte; `None`
+/// when it is not a quantity, is negative or does not fit.
 pub fn bytes(text: &str) -> Option<u128> {
+    let text = text.strip_prefix('+').unwrap_or(text);
     let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, suffix) = text.split_at(end);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -18,6 +20,7 @@ pub fn bytes(text: &str) -> Option<u128> {
     let decimal = |power: u32| (10u128.pow(power), 1);
     let (multiplier, divisor) = match suffix {
         "" => (1, 1),
+        "m" => (1, 1000),
         "Ki" => binary(10),
         "Mi" => binary(20),
         "Gi" => binary(30),
@@ -58,6 +61,8 @@ mod tests {
         assert_eq!(bytes("1e9"), Some(1_000_000_000));
         assert_eq!(bytes("15E-1"), Some(2), "rounded up to a whole byte");
         assert_eq!(bytes(".5Ki"), Some(512));
+        assert_eq!(bytes("1500m"), Some(2), "1.5 as the API server writes it back, rounded up");
+        assert_eq!(bytes("+1Gi"), bytes("1Gi"));
         assert!(bytes("2Gi") > bytes("2G"));
         for bad in ["", "lots", "1GB", "1..2Gi", "1.2.3", "Gi", "-1Gi", "1e", "99999999999999999999999999999999999999999Ei"] {
             assert_eq!(bytes(bad), None, "{bad}");

@@ -41,8 +41,10 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "get", "list", "patch", "watch"] }),
-    // The receiver's pods, listed only when a rollout is stuck, to say why.
-    (Place::Watched, Permission { group: "", resource: "pods", verbs: &["list"] }),
+    // The receiver's pods, listed only when a rollout is stuck, to say why;
+    // deleted only when a store's StatefulSet, replaced to grow it, left
+    // them without an owner and the resource is deleted.
+    (Place::Watched, Permission { group: "", resource: "pods", verbs: &["delete", "list"] }),
     // A receiver's admin API, through the API server's pod proxy: an old
     // embedded store is asked what it still holds (get), then its claims
     // are deleted; backfill hands missed events to `/v1/ingest` (create).

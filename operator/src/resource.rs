@@ -32,7 +32,12 @@ pub const EVENT_NAME_PATTERN: &str = r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*$";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Webhook ID","type":"string","jsonPath":".status.webhookId"}"#,
     printcolumn = r#"{"name":"Events","type":"string","jsonPath":".spec.events","priority":0}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // An embedded store grows, never shrinks below what its volumes have
+    // (status.storeSize, which the operator keeps): going back to that size
+    // after a growth that could not happen is fine. A transition rule on a
+    // changed size only, so the operator's status writes always pass.
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.storeSize) || !isQuantity(oldSelf.status.storeSize) || !has(self.spec.receiver) || !has(self.spec.receiver.store) || self.spec.receiver.store.type != 'embedded' || (has(self.spec.receiver) && has(self.spec.receiver.store) && has(self.spec.receiver.store.size) ? string(self.spec.receiver.store.size) : '1Gi') == (has(oldSelf.spec.receiver) && has(oldSelf.spec.receiver.store) && has(oldSelf.spec.receiver.store.size) ? string(oldSelf.spec.receiver.store.size) : '1Gi') || !isQuantity((has(self.spec.receiver) && has(self.spec.receiver.store) && has(self.spec.receiver.store.size) ? string(self.spec.receiver.store.size) : '1Gi')) || quantity((has(self.spec.receiver) && has(self.spec.receiver.store) && has(self.spec.receiver.store.size) ? string(self.spec.receiver.store.size) : '1Gi')).compareTo(quantity(oldSelf.status.storeSize)) >= 0").message("spec.receiver.store.size: an embedded store can grow, not shrink below the size its volumes have (status.storeSize)")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.tenants) && has(self.tenants.global) && self.tenants.global && has(self.tenants.tenantIds) && size(self.tenants.tenantIds) > 0)").message("tenants: set global: true or list tenantIds, not both"))]
@@ -319,7 +324,7 @@ impl Default for ReceiverWorkload {
 #[x_kube(validation = Rule::new("self.type == 'postgres' ? has(self.urlSecretRef) : !has(self.urlSecretRef)").message("store: urlSecretRef goes with type: postgres, and postgres needs it"))]
 #[x_kube(validation = Rule::new("self.type == 'embedded' || (!has(self.size) && !has(self.storageClassName))").message("store: size and storageClassName are for type: embedded"))]
 #[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || (has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName))").message("store: the storageClassName of an embedded store cannot change (its volumes stay in their class; see the README, Changing the store type)"))]
-#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || !isQuantity(has(self.size) ? string(self.size) : '1Gi') || !isQuantity(has(oldSelf.size) ? string(oldSelf.size) : '1Gi') || quantity(has(self.size) ? string(self.size) : '1Gi').compareTo(quantity(has(oldSelf.size) ? string(oldSelf.size) : '1Gi')) >= 0").message("store: an embedded store's size can grow, not shrink (a volume cannot shrink)"))]
+#[x_kube(validation = Rule::new("!has(self.size) || isQuantity(string(self.size))").message("store: size is a quantity like 1Gi or 500Mi"))]
 pub struct StoreSpec {
     /// `none`, `embedded` (a database file on a volume per replica:
     /// deduplication is per replica) or `postgres` (one database shared by
@@ -327,7 +332,8 @@ pub struct StoreSpec {
     #[serde(rename = "type")]
     pub kind: StoreType,
     /// embedded: the size of each replica's volume claim (default 1Gi); it
-    /// can grow (the claims are expanded), not shrink.
+    /// can grow (the claims are expanded), not shrink below what the volumes
+    /// have (`status.storeSize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     /// embedded: the StorageClass of the volume claims (default: the cluster's).
@@ -553,6 +559,10 @@ pub struct FusionAuthWebhookStatus {
     /// Backfill from FusionAuth's Webhook Event Log, when enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<BackfillStatus>,
+    /// embedded: the size of the store's volumes as its StatefulSet's claim
+    /// template has it (`spec.receiver.store.size` cannot go below it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_size: Option<String>,
     /// The value of annotation `fusionhook.dev/reconcile-requested-at` the
     /// last reconcile handled (`kubectl fusionhook reconcile --wait` waits for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -502,8 +502,8 @@ async fn the_crds_cel_rules_refuse_what_cannot_work_with_their_messages_on(serve
         {"name": "audit", "events": ["*"], "ack": "sync", "log": {}}]});
     api.create(&PostParams::default(), &with("good", accepted)).await.unwrap();
 
-    // Transition rules: an embedded store's volume size can grow, not
-    // shrink (1G is less than 1Gi; no size is 1Gi); its class is fixed.
+    // An embedded store's size can grow, not go below what its volumes
+    // have (status.storeSize, the operator's); its class is fixed.
     let embedded = with("sized", json!({"receiver": {"store": {"type": "embedded", "size": "1Gi"}}}));
     api.create(&PostParams::default(), &embedded).await.unwrap();
     let patch = |store: Value| json!({"spec": {"receiver": {"store": store}}});
@@ -511,15 +511,27 @@ async fn the_crds_cel_rules_refuse_what_cannot_work_with_their_messages_on(serve
         let api = api.clone();
         async move { api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch(store))).await.map_err(message) }
     };
+    let volumes = |size: &str| {
+        let (api, status) = (api.clone(), json!({"status": {"storeSize": size}}));
+        async move { api.patch_status("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await.unwrap() }
+    };
+    merge(json!({"type": "embedded", "size": "5Gi"})).await.unwrap();
+    merge(json!({"type": "embedded", "size": "1Gi"})).await.unwrap();
+    volumes("5Gi").await;
     merge(json!({"type": "embedded", "size": "5Gi"})).await.unwrap();
     for (store, expected) in [
-        (json!({"type": "embedded", "size": "1G"}), "size can grow, not shrink"),
-        (json!({"type": "embedded", "size": null}), "size can grow, not shrink"),
+        (json!({"type": "embedded", "size": "1G"}), "can grow, not shrink below the size its volumes have"),
+        (json!({"type": "embedded", "size": null}), "can grow, not shrink below the size its volumes have"),
+        (json!({"type": "embedded", "size": "lots"}), "store: size is a quantity like 1Gi"),
         (json!({"type": "embedded", "storageClassName": "other"}), "storageClassName of an embedded store cannot change"),
     ] {
         let text = merge(store.clone()).await.unwrap_err();
         assert!(text.starts_with("422 ") && text.contains(expected), "{store}: {text}");
     }
+    // A growth that could not happen leaves the volumes as they were: the
+    // size can go back to theirs.
+    volumes("1Gi").await;
+    merge(json!({"type": "embedded", "size": "1Gi"})).await.unwrap();
     let to_postgres =
         json!({"spec": {"receiver": {"store": {"type": "postgres", "size": null, "urlSecretRef": {"name": "pg", "key": "url"}}}}});
     api.patch("sized", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&to_postgres)).await.unwrap();

@@ -432,8 +432,10 @@ fn get(namespace: &str, what: &str) -> Value {
 /// through a StorageClass with `allowVolumeExpansion` (the stand-in storage
 /// driver provisions and resizes, as no CSI driver runs here); raising
 /// `spec.receiver.store.size` grows every claim and replaces the
-/// StatefulSet without deleting its pods; shrinking is refused by the API
-/// server; a class that cannot expand becomes `StoreCannotGrow`.
+/// StatefulSet without deleting its pods or rolling them; a size below the
+/// volumes' is refused by the API server; a class that cannot expand
+/// becomes `StoreGrown` `StoreCannotGrow` while everything else is still
+/// applied, and the size can go back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_store_grows_in_place_and_never_shrinks() {
     let _one_operator = OPERATOR.lock().await;
@@ -453,15 +455,20 @@ async fn an_embedded_store_grows_in_place_and_never_shrinks() {
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
     let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
     let url = format!("http://{}", running.addr);
-    let store = |name: &str, class: &str, size: &str| {
+    let store = |name: &str, class: &str, size: &str, timeout_ms: u32| {
         let (class, size, url) = (class.to_owned(), size.to_owned(), url.clone());
         apply_variant(&ns, name, move |o| {
             o["spec"]["fusionAuth"]["url"] = json!(url);
             o["spec"]["receiver"] = json!({"replicas": 2, "store": {"type": "embedded", "size": size, "storageClassName": class}});
+            o["spec"]["routes"][0]["http"]["timeoutMs"] = json!(timeout_ms);
         })
     };
-    store("grows", "stand-in-expandable", "1Gi").unwrap();
-    store("fixed", "stand-in-fixed", "1Gi").unwrap();
+    let wait = |what: &str, limit: u64, done: &mut dyn FnMut() -> bool| {
+        let ok = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(limit), done));
+        assert!(ok, "{what}\n{}\n{}", get(&ns, "faw"), operator.log());
+    };
+    store("grows", "stand-in-expandable", "1Gi", 1500).unwrap();
+    store("fixed", "stand-in-fixed", "1Gi", 1500).unwrap();
     let claim = |name: &str, n: u32| get(&ns, &format!("pvc/store-{name}-receiver-{n}"));
     let bound = |name: &str, size: &str| {
         (0..2).all(|n| {
@@ -471,101 +478,92 @@ async fn an_embedded_store_grows_in_place_and_never_shrinks() {
                 && c["spec"]["resources"]["requests"]["storage"] == size
         })
     };
-    let both_bound =
-        tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(90), || bound("grows", "1Gi") && bound("fixed", "1Gi")));
-    assert!(both_bound, "{}\n{}\n{}", claim("grows", 0), claim("fixed", 1), operator.log());
+    let store_size = |name: &str| get(&ns, &format!("faw/{name}"))["status"]["storeSize"].clone();
+    wait("claims bound, status.storeSize 1Gi", 90, &mut || {
+        bound("grows", "1Gi") && bound("fixed", "1Gi") && store_size("grows") == "1Gi" && store_size("fixed") == "1Gi"
+    });
     let set = get(&ns, "statefulset/grows-receiver");
-    let pods: Value = get(&ns, "pods");
-    let uids = |pods: &Value| -> Vec<String> {
-        let mut uids: Vec<String> = pods["items"]
+    let pods_of = |prefix: &str| -> Vec<Value> {
+        let pods = get(&ns, "pods");
+        let mut ours: Vec<Value> = pods["items"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("grows-receiver-"))
-            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_owned())
+            .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with(prefix))
+            .cloned()
             .collect();
-        uids.sort();
-        uids
+        ours.sort_by_key(|p| p["metadata"]["name"].as_str().unwrap().to_owned());
+        ours
     };
-    let before = uids(&pods);
-    assert_eq!(before.len(), 2, "{pods}");
+    let uids = |pods: &[Value]| pods.iter().map(|p| p["metadata"]["uid"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let before = uids(&pods_of("grows-receiver-"));
+    assert_eq!(before.len(), 2);
+    let revision = set["status"]["updateRevision"].clone();
+    assert!(revision.is_string(), "{set}");
 
-    // Shrinking is refused at the door, with what it means.
-    let refused = store("grows", "stand-in-expandable", "512Mi").unwrap_err();
-    assert!(refused.contains("an embedded store's size can grow, not shrink"), "{refused}");
-    let refused = store("grows", "stand-in-fixed", "1Gi").unwrap_err();
+    // Below the volumes' size is refused at the door, with what it means.
+    let refused = store("grows", "stand-in-expandable", "512Mi", 1500).unwrap_err();
+    assert!(refused.contains("an embedded store can grow, not shrink below the size its volumes have"), "{refused}");
+    let refused = store("grows", "stand-in-fixed", "1Gi", 1500).unwrap_err();
     assert!(refused.contains("storageClassName of an embedded store cannot change"), "{refused}");
 
     // Growing: both claims grow (the driver resizes them), the StatefulSet
-    // is a new object with the new claim template, and the pods are the
-    // same ones, adopted by it.
-    store("grows", "stand-in-expandable", "2Gi").unwrap();
-    let grown = tokio::task::block_in_place(|| {
-        eventually(std::time::Duration::from_secs(90), || {
-            let now = get(&ns, "statefulset/grows-receiver");
-            bound("grows", "2Gi")
-                && now["metadata"]["uid"] != set["metadata"]["uid"]
-                && now["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
-        })
+    // is a new object with the new claim template and the same revision,
+    // and the pods are the same ones, adopted by it.
+    store("grows", "stand-in-expandable", "2Gi", 1500).unwrap();
+    wait("claims and claim template at 2Gi, a new StatefulSet", 90, &mut || {
+        let now = get(&ns, "statefulset/grows-receiver");
+        bound("grows", "2Gi")
+            && now["metadata"]["uid"] != set["metadata"]["uid"]
+            && now["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
     });
-    assert!(grown, "{}\n{}\n{}", claim("grows", 0), get(&ns, "statefulset/grows-receiver"), operator.log());
     let set = get(&ns, "statefulset/grows-receiver");
-    let adopted = tokio::task::block_in_place(|| {
-        eventually(std::time::Duration::from_secs(30), || {
-            let pods = get(&ns, "pods");
-            uids(&pods) == before
-                && pods["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("grows-receiver-"))
-                    .all(|p| p["metadata"]["ownerReferences"][0]["uid"] == set["metadata"]["uid"])
-        })
+    wait("the same pods, owned by the new StatefulSet, at its revision", 30, &mut || {
+        let now = get(&ns, "statefulset/grows-receiver");
+        let pods = pods_of("grows-receiver-");
+        now["status"]["updateRevision"] == revision
+            && now["status"]["currentRevision"] == revision
+            && uids(&pods) == before
+            && pods.iter().all(|p| p["metadata"]["ownerReferences"][0]["uid"] == set["metadata"]["uid"])
     });
-    assert!(adopted, "the same pods, owned by the new StatefulSet: {before:?}\n{}", get(&ns, "pods"));
-    // And they stay: the new StatefulSet's revision is theirs (same pod
-    // template), so it has no rolling update to do.
-    let same_revision = tokio::task::block_in_place(|| {
-        eventually(std::time::Duration::from_secs(30), || {
-            let set = get(&ns, "statefulset/grows-receiver");
-            let revision = &set["status"]["updateRevision"];
-            revision.is_string()
-                && set["status"]["currentRevision"] == *revision
-                && get(&ns, "pods")["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|p| p["metadata"]["name"].as_str().unwrap().starts_with("grows-receiver-"))
-                    .all(|p| p["metadata"]["labels"]["controller-revision-hash"] == *revision)
-        })
+    wait("status.storeSize 2Gi, StoreGrown gone", 60, &mut || {
+        store_size("grows") == "2Gi" && condition(&ns, "grows", "StoreGrown").is_none()
     });
-    assert!(same_revision, "{}\n{}", get(&ns, "statefulset/grows-receiver")["status"], get(&ns, "pods"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(uids(&pods_of("grows-receiver-")), before, "no pod was replaced afterwards");
     let events = get(&ns, "events.events.k8s.io");
-    let growing = events["items"].as_array().unwrap().iter().find(|e| e["reason"] == "StoreGrowing").map(|e| e["note"].to_string());
+    let note = |reason: &str| events["items"].as_array().unwrap().iter().find(|e| e["reason"] == reason).map(|e| e["note"].to_string());
+    let growing = note("StoreGrowing");
     assert!(
         growing.as_ref().is_some_and(
             |n| n.contains("store size 1Gi -> 2Gi: volume claims store-grows-receiver-0, store-grows-receiver-1 asked to grow")
         ),
         "{growing:?}"
     );
+    let grown = note("StoreGrown");
+    assert!(grown.as_ref().is_some_and(|n| n.contains("every volume claim of the store has 2Gi")), "{grown:?}");
 
     // A StorageClass that cannot expand: a condition that says so and what
-    // to do; nothing replaced.
+    // to do, nothing replaced, and the rest of the spec still applied.
     let fixed = get(&ns, "statefulset/fixed-receiver");
-    store("fixed", "stand-in-fixed", "2Gi").unwrap();
-    let named = tokio::task::block_in_place(|| {
-        eventually(std::time::Duration::from_secs(60), || {
-            condition(&ns, "fixed", "ReceiverAvailable").is_some_and(|c| c.1 == "StoreCannotGrow")
-        })
-    });
-    let said = condition(&ns, "fixed", "ReceiverAvailable");
-    assert!(named, "{said:?}\n{}", operator.log());
-    let message = said.unwrap().2;
+    store("fixed", "stand-in-fixed", "2Gi", 1400).unwrap();
+    wait("StoreGrown: StoreCannotGrow", 60, &mut || condition(&ns, "fixed", "StoreGrown").is_some_and(|c| c.1 == "StoreCannotGrow"));
+    let message = condition(&ns, "fixed", "StoreGrown").unwrap().2;
     assert!(
-        message.contains("StorageClass stand-in-fixed does not allow volume expansion") && message.contains("allowVolumeExpansion: true"),
+        message.contains("StorageClass stand-in-fixed does not allow volume expansion")
+            && message.contains("set spec.receiver.store.size back to 1Gi"),
         "{message}"
     );
-    assert_eq!(get(&ns, "statefulset/fixed-receiver")["metadata"]["uid"], fixed["metadata"]["uid"]);
-    assert!(bound("fixed", "1Gi"));
+    wait("the route change applied meanwhile", 60, &mut || {
+        let now = get(&ns, "statefulset/fixed-receiver");
+        now["metadata"]["generation"].as_i64() > fixed["metadata"]["generation"].as_i64()
+    });
+    let now = get(&ns, "statefulset/fixed-receiver");
+    assert_eq!(now["metadata"]["uid"], fixed["metadata"]["uid"]);
+    assert_eq!(now["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "1Gi");
+    assert!(bound("fixed", "1Gi") && store_size("fixed") == "1Gi");
+    // The way back the message gives: accepted, and the condition goes.
+    store("fixed", "stand-in-fixed", "1Gi", 1400).unwrap();
+    wait("StoreGrown gone after going back", 60, &mut || condition(&ns, "fixed", "StoreGrown").is_none());
     assert!(!operator.log().contains("growth-key"));
 }

@@ -53,7 +53,7 @@ it touches.
   verbs: ["create", "delete", "list", "patch", "watch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["delete", "list"]
 - apiGroups: [""]
   resources: ["pods/proxy"]
   verbs: ["create", "get"]

@@ -43,6 +43,9 @@ named!(
         /// Present only while an embedded store the resource no longer
         /// uses is kept until it is drained (`old_store`); not part of `Ready`.
         OldStoreDrained,
+        /// Present only while an embedded store's volumes are not the size
+        /// the spec asks for: growing, or refused (`store_growth`); not part of `Ready`.
+        StoreGrown,
         /// Present only with `spec.backfill.enabled`: whether FusionAuth's
         /// Webhook Event Log can be read and missed events handed over
         /// (`backfill`); not part of `Ready`.
@@ -99,10 +102,12 @@ named!(
         StoreUnavailable,
         /// ... because their store's volume (or the database's disk) is full.
         StoreFull,
-        /// The embedded store's volume claims cannot grow to the spec's size:
-        /// their StorageClass does not allow volume expansion.
+        /// StoreGrown: the claims grow to the spec's size (or wait to be bound).
+        Growing,
+        /// StoreGrown: the embedded store's volume claims cannot grow to the
+        /// spec's size: their StorageClass does not allow volume expansion.
         StoreCannotGrow,
-        /// The spec asks for smaller volumes than the embedded store has.
+        /// StoreGrown: the spec asks for smaller volumes than the store has.
         StoreCannotShrink,
         /// BackfillAvailable: FusionAuth's Webhook Event Log is switched off.
         EventLogOff,
@@ -123,7 +128,7 @@ named!(
 impl Kind {
     /// Conditions beside the steps, which `Ready` does not summarise.
     pub fn beside_ready(self) -> bool {
-        matches!(self, Kind::OldStoreDrained | Kind::BackfillAvailable)
+        matches!(self, Kind::OldStoreDrained | Kind::StoreGrown | Kind::BackfillAvailable)
     }
 
     /// The steps of a resource, in pipeline order (`tenant_events`: whether

@@ -226,7 +226,16 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
     // may not have loaded yet, and "no StatefulSet" would let it go.
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
     let receiver = names::receiver_name(&r.name_any());
-    let Some(store) = sets.get_opt(&receiver).await.map_err(Error::ApplyReceiver)? else { return Ok(false) };
+    let uid = r.uid().ok_or(Error::Incomplete("metadata.uid"))?;
+    let store = match sets.get_opt(&receiver).await.map_err(Error::ApplyReceiver)? {
+        Some(store) => store,
+        // Its pods may outlive it: a StatefulSet replaced to grow the store
+        // and not applied again yet.
+        None => match old_store::orphaned(&ctx.client, namespace, &r.name_any(), &uid).await.map_err(Error::ApplyReceiver)? {
+            Some(orphans) => orphans,
+            None => return Ok(false),
+        },
+    };
     // Nothing reaches it any more: not FusionAuth (its webhook is gone, or
     // orphaned on purpose), not a delivery still routed by the Service.
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(ctx.client.clone(), namespace);
@@ -253,6 +262,7 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
         done => removed(&done, &name, "Delete"),
     };
     old_store::remove(&ctx.client, namespace, &store).await.map_err(Error::ApplyReceiver)?;
+    old_store::remove_orphans(&ctx.client, namespace, &r.name_any()).await.map_err(Error::ApplyReceiver)?;
     status::publish(r, ctx, &[event]).await;
     Ok(false)
 }
@@ -321,10 +331,25 @@ async fn receiver(
     let config_map = desired.receiver.config_map.metadata.name.clone().unwrap_or_default();
     let observed = ctx.caches.observed(&v.namespace, &v.name, &config_map);
     let old = observed.stateful_set.clone().filter(|_| v.store.kind != crate::resource::StoreType::Embedded);
-    if let (Some(set), build::Workload::StatefulSet(_)) = (&observed.stateful_set, &desired.receiver.workload) {
-        store_growth::stage(ctx, r, v, set, &build::receiver::store_size(v)).await?;
-    }
+    let mut observed = observed;
     let mut objects = desired.receiver.clone();
+    if let build::Workload::StatefulSet(set) = &mut objects.workload {
+        let mut size = build::receiver::store_size(v);
+        if let Some(current) = observed.stateful_set.clone() {
+            let sized = store_growth::stage(ctx, r, v, &current, &size).await?;
+            if let Some(kept) = sized.keep {
+                build::receiver::set_store_size(set, &kept);
+                size = kept;
+            }
+            if sized.replaced {
+                observed.stateful_set = None;
+            }
+            report.record_if(sized.step);
+        }
+        report.status.store_size = Some(size);
+    } else if old.is_none() {
+        report.status.store_size = None;
+    }
     if old.is_some() {
         build::receiver::select_current_store(&mut objects.service, v);
     }

@@ -12,9 +12,10 @@
 //! ([`receiver_admin`]: `/v1/stats` of `<name>-<ordinal>`). [`verdict`] is
 //! pure; the rest are the calls around it.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::{Api, Client};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 
 use crate::names;
@@ -175,6 +176,43 @@ pub async fn remove(client: &Client, namespace: &str, s: &StatefulSet) -> Result
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     for pod in pods(s) {
         delete_one(&claims, &format!("{}-{pod}", crate::reconcile::build::receiver::STORE_VOLUME)).await?;
+    }
+    Ok(())
+}
+
+/// The pods of resource `resource`'s embedded store that no StatefulSet
+/// owns: left by a StatefulSet replaced to grow the store (`store_growth`
+/// deletes it with `propagationPolicy: Orphan`) when the operator stopped
+/// before applying it again. As a StatefulSet named after the receiver,
+/// with as many replicas as the highest ordinal asks and the uid
+/// `resource_uid` (what confirms discarding it), to be judged and removed
+/// like one; `None` when there are none.
+pub async fn orphaned(client: &Client, namespace: &str, resource: &str, resource_uid: &str) -> Result<Option<StatefulSet>, kube::Error> {
+    let name = names::receiver_name(resource);
+    let orphans = orphan_pods(client, namespace, resource).await?;
+    let ordinals = orphans.iter().filter_map(|p| p.strip_prefix(&format!("{name}-"))?.parse::<i32>().ok());
+    let Some(highest) = ordinals.max() else { return Ok(None) };
+    let mut set =
+        StatefulSet { spec: Some(StatefulSetSpec { replicas: Some(highest + 1), ..StatefulSetSpec::default() }), ..StatefulSet::default() };
+    set.metadata.name = Some(name);
+    set.metadata.uid = Some(resource_uid.to_owned());
+    Ok(Some(set))
+}
+
+/// The names of resource `resource`'s embedded store pods with no owner.
+async fn orphan_pods(client: &Client, namespace: &str, resource: &str) -> Result<Vec<String>, kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{},{}=embedded", receiver_admin::selector(resource), crate::reconcile::build::receiver::STORE_LABEL);
+    let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(listed.items.iter().filter(|p| p.owner_references().is_empty()).map(ResourceExt::name_any).collect())
+}
+
+/// Deletes the pods of resource `resource`'s embedded store that no
+/// StatefulSet owns (nothing else would: garbage collection follows owners).
+pub async fn remove_orphans(client: &Client, namespace: &str, resource: &str) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for pod in orphan_pods(client, namespace, resource).await? {
+        delete_one(&pods, &pod).await?;
     }
     Ok(())
 }

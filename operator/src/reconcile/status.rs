@@ -70,6 +70,11 @@ impl Report {
     pub fn record(&mut self, step: Step) {
         self.steps.push(step);
     }
+
+    /// A step beside `Ready` that is present only at times.
+    pub fn record_if(&mut self, step: Option<Step>) {
+        self.steps.extend(step);
+    }
 }
 
 /// Patches the status when it changed, and publishes an Event for each

@@ -358,6 +358,18 @@ pub fn store_size(v: &Validated) -> String {
     v.store.size.as_ref().map_or_else(|| DEFAULT_STORE_SIZE.to_owned(), |q| q.0.clone())
 }
 
+/// Sets the size of `set`'s volume claim template (`store_growth` keeps
+/// the one a StatefulSet has while the spec's cannot be had).
+pub fn set_store_size(set: &mut StatefulSet, size: &str) {
+    let templates = set.spec.as_mut().and_then(|s| s.volume_claim_templates.as_mut());
+    for claim in templates.into_iter().flatten() {
+        let requests = claim.spec.as_mut().and_then(|s| s.resources.as_mut()).and_then(|r| r.requests.as_mut());
+        if let Some(requests) = requests {
+            requests.insert("storage".to_owned(), Quantity(size.to_owned()));
+        }
+    }
+}
+
 /// The receiver StatefulSet (embedded store): each replica keeps its own
 /// volume claim (`store-<name>-receiver-<ordinal>`) across restarts and
 /// reschedules. Claims are kept when the StatefulSet is deleted or scaled
