@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn every_failure_reason_the_operator_sets_has_advice() {
         // The operator's own list: an unknown reason would get "see the message".
-        use fusionhook_operator::reconcile::conditions::Reason;
+        use fusionhook_api::conditions::Reason;
         assert!(Reason::ALL.len() > 20);
         for reason in Reason::ALL {
             assert_ne!(what_to_do("Any", reason.as_str()), Some("see the message"), "{} has no advice", reason.as_str());

@@ -13,20 +13,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use fusionhook_operator::names;
-use fusionhook_operator::reconcile::build::receiver_config::ADMIN_PORT;
-use fusionhook_operator::reconcile::receiver_admin::{self, TOKEN_HEADER};
-use fusionhook_operator::resource::FusionAuthWebhook;
-use fusionhook_operator::resource::StoreType;
+use fusionhook_api::admin::client::{self as receiver_admin, Call, CallError};
+use fusionhook_api::names;
+use fusionhook_api::resource::{FusionAuthWebhook, StoreType};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Config};
+use serde_json::{Value, json};
 
 /// The most the plugin reads of one admin API answer (a page of 1,000
 /// deliveries with their histories takes a few MiB).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
-use serde_json::{Value, json};
 
 /// A connection to the cluster, in one namespace.
 pub struct Cluster {
@@ -192,7 +190,7 @@ impl Cluster {
     /// proves it holds `token`.
     async fn proven_ready_pod(&self, name: &str, token: &receiver_admin::Token) -> anyhow::Result<(String, receiver_admin::Proven)> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let selector = receiver_admin::selector(name);
+        let selector = names::receiver_selector(name);
         let pods = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| explain(e, "list Pods", "list pods"))?;
         let mut ready: Vec<String> =
             pods.items.iter().filter(|p| receiver_admin::ready(p)).filter_map(|p| p.metadata.name.clone()).collect();
@@ -211,7 +209,8 @@ impl Cluster {
         bail!("no ready pod of {name} proved it is one of its receivers: {}", refused.join("; "))
     }
 
-    /// One admin API call with `token`.
+    /// One admin API call with `token` (the shared client, with the
+    /// plugin's limits and its words for what went wrong).
     #[allow(clippy::too_many_arguments)]
     async fn admin_call(
         &self,
@@ -223,36 +222,22 @@ impl Cluster {
         body: Option<&Value>,
         token: &str,
     ) -> anyhow::Result<(http::StatusCode, Value)> {
-        let mut uri = format!("/api/v1/namespaces/{}/pods/{pod}:{ADMIN_PORT}/proxy/{path}", self.namespace);
+        let mut target = path.to_owned();
         if !query.is_empty() {
             let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
-            uri = format!("{uri}?{}", pairs.join("&"));
+            target = format!("{target}?{}", pairs.join("&"));
         }
-        let builder = http::Request::builder().method(method.clone()).uri(uri).header(TOKEN_HEADER, token.trim());
-        let request = match body {
-            Some(body) => builder.header("content-type", "application/json").body(serde_json::to_vec(body)?),
-            None => builder.body(Vec::new()),
-        }?;
-        let exchange = async {
-            let response = self
-                .client
-                .send(request.map(kube::client::Body::from))
-                .await
-                .map_err(|e| explain(e, &format!("reach the admin API of pod {pod}"), "get and create on pods/proxy"))?;
-            let status = response.status();
-            // What a receiver pod (the resource's own image) answers is bounded.
-            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES))
-                .await
-                .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => anyhow!("the admin API of pod {pod} answered more than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)),
-                    None => anyhow!("reading the admin API's answer: {e}"),
-                })?;
-            Ok::<_, anyhow::Error>((status, body.to_bytes()))
-        };
-        let (status, bytes) = tokio::time::timeout(Duration::from_secs(30), exchange)
-            .await
-            .map_err(|_| anyhow!("the receiver's admin API did not answer within 30 s"))??;
-        let from_api_server = serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| v["kind"] == "Status");
+        let mut call = Call::new(method.clone(), &target, token).limit(MAX_ANSWER_BYTES);
+        if let Some(body) = body {
+            call = call.body(serde_json::to_vec(body)?);
+        }
+        let (status, value) = receiver_admin::call(&self.client, &self.namespace, pod, call).await.map_err(|e| match e {
+            CallError::Kubernetes(e) => explain(e, &format!("reach the admin API of pod {pod}"), "get and create on pods/proxy"),
+            CallError::TooLarge(limit) => anyhow!("the admin API of pod {pod} answered more than {} MiB", limit / (1024 * 1024)),
+            CallError::Timeout(seconds) => anyhow!("the receiver's admin API did not answer within {seconds} s"),
+            other => anyhow!("the admin API of pod {pod}: {other}"),
+        })?;
+        let from_api_server = value["kind"] == "Status";
         if status == http::StatusCode::FORBIDDEN && from_api_server {
             bail!(
                 "the API server refused the proxy to pod {pod} (403): you need RBAC `get` and `create` on `pods/proxy` in namespace {}",
@@ -262,7 +247,7 @@ impl Cluster {
         if status == http::StatusCode::SERVICE_UNAVAILABLE && from_api_server {
             bail!("pod {pod} does not answer: kubectl fusionhook status {name}");
         }
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((status, value))
     }
 
     /// Sets the reconcile annotation and, with `wait`, waits until the

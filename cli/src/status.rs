@@ -5,9 +5,9 @@
 
 use std::fmt::Write as _;
 
+use fusionhook_api::resource::{FusionAuthWebhook, StoreType};
 use fusionhook_fusionauth::client::{ApiKey, ClientConfig, FusionAuthClient, RetryPolicy};
 use fusionhook_fusionauth::event_types::{self, EventScope};
-use fusionhook_operator::resource::{FusionAuthWebhook, StoreType};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;

@@ -2,8 +2,8 @@
 //! registered receivers, as a pipeline: dereference -> validate -> build ->
 //! apply -> status.
 //!
-//! [`resource`] is the custom resource and its CRD; [`names`] the derived
-//! names and ids; [`reconcile::validate`], [`reconcile::build`] and
+//! [`resource`] (the custom resource and its CRD) and [`names`] (the derived
+//! names and ids) are the contract crate's, `fusionhook_api`; [`reconcile::validate`], [`reconcile::build`] and
 //! [`reconcile::status`] are pure stages; [`reconcile::apply`] talks to Kubernetes and FusionAuth; [`reconcile`] runs the
 //! stages behind the finalizer; [`controller`] watches the resources and
 //! what they own; [`leader`] elects the one replica that writes; [`health`]
@@ -15,13 +15,11 @@ pub mod controller;
 pub mod health;
 pub mod leader;
 pub mod metrics;
-pub mod names;
 pub mod quantity;
 pub mod rbac;
 pub mod reconcile;
-pub mod resource;
 
-pub use resource::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus};
+pub use fusionhook_api::{FusionAuthWebhook, FusionAuthWebhookSpec, FusionAuthWebhookStatus, names, resource};
 
 /// The CRD as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {

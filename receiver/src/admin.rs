@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use fusionhook_api::admin::{Challenge, Proofs};
 use fusionhook_fusionauth::EventRequest;
 use http::{StatusCode, header};
 use serde::Deserialize;
@@ -106,9 +107,7 @@ async fn as_json(response: Response) -> Response {
     error(status, code, &message)
 }
 
-/// The header that carries the token through the API server's service and
-/// pod proxy, which removes `Authorization` before proxying.
-pub const TOKEN_HEADER: &str = "x-fusionhook-token";
+pub use fusionhook_api::admin::{TOKEN_HEADER, proof};
 
 async fn bearer(State((admin, needed)): State<(Arc<Admin>, Scope)>, request: Request, next: Next) -> Response {
     let headers = request.headers();
@@ -139,26 +138,6 @@ fn needed_action(scope: Scope) -> &'static str {
     }
 }
 
-/// The body of `/v1/prove`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Challenge {
-    nonce: String,
-    scope: String,
-}
-
-/// The proof that the holder of `token` is pod `pod`, for a client's
-/// `nonce`: hex HMAC-SHA256 under the token of a fixed label, the pod's
-/// name and the nonce. The pod's name is bound in so a pod that relays a
-/// challenge to a real receiver gets a proof for that receiver's name,
-/// not its own.
-pub fn proof(token: &[u8], pod: &str, nonce: &str) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token).expect("HMAC takes any key length");
-    mac.update(format!("fusionhook admin proof v1\n{pod}\n{nonce}").as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn prove(State(admin): State<Arc<Admin>>, body: Bytes) -> Result<Response, AdminError> {
     let challenge: Challenge = serde_json::from_slice(&body).map_err(|e| AdminError::Invalid(format!("the body: {e}")))?;
     if !(16..=128).contains(&challenge.nonce.len()) {
@@ -177,7 +156,7 @@ async fn prove(State(admin): State<Arc<Admin>>, body: Bytes) -> Result<Response,
         .flat_map(|(_, token)| std::iter::once(Arc::clone(&token.get())).chain(token.replaced_within(ROTATION_GRACE)))
         .map(|value| proof(value.expose().as_bytes(), &admin.pod, &challenge.nonce))
         .collect();
-    Ok(Json(json!({"pod": admin.pod, "proofs": proofs})).into_response())
+    Ok(Json(Proofs { pod: admin.pod.clone(), proofs }).into_response())
 }
 
 /// Every refusal of the admin API, mapped to HTTP in one place

@@ -56,9 +56,9 @@ fn fresh(binary: &std::path::Path) -> bool {
     let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else { return false };
     let root = crate::tools::workspace_root();
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    let mut stack: Vec<PathBuf> = ["fusionauth", "receiver", "operator", "cli"].iter().map(|c| root.join(c).join("src")).collect();
+    let mut stack: Vec<PathBuf> = ["api", "fusionauth", "receiver", "operator", "cli"].iter().map(|c| root.join(c).join("src")).collect();
     stack.extend(
-        ["Cargo.lock", "fusionauth/Cargo.toml", "receiver/Cargo.toml", "operator/Cargo.toml", "cli/Cargo.toml"]
+        ["Cargo.lock", "api/Cargo.toml", "fusionauth/Cargo.toml", "receiver/Cargo.toml", "operator/Cargo.toml", "cli/Cargo.toml"]
             .iter()
             .map(|f| root.join(f)),
     );

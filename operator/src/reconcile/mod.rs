@@ -32,7 +32,7 @@ pub mod dereference;
 pub mod finalizer;
 pub mod observe;
 pub mod old_store;
-pub mod receiver_admin;
+pub use fusionhook_api::admin::client as receiver_admin;
 pub mod rotation;
 pub mod status;
 pub mod store_growth;

@@ -202,7 +202,7 @@ pub async fn orphaned(client: &Client, namespace: &str, resource: &str, resource
 /// The names of resource `resource`'s embedded store pods with no owner.
 async fn orphan_pods(client: &Client, namespace: &str, resource: &str) -> Result<Vec<String>, kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("{},{}=embedded", receiver_admin::selector(resource), crate::reconcile::build::receiver::STORE_LABEL);
+    let selector = format!("{},{}=embedded", names::receiver_selector(resource), names::STORE_LABEL);
     let listed = pods.list(&ListParams::default().labels(&selector)).await?;
     Ok(listed.items.iter().filter(|p| p.owner_references().is_empty()).map(ResourceExt::name_any).collect())
 }

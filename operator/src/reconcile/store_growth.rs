@@ -132,7 +132,7 @@ pub fn template_size(set: &StatefulSet) -> Option<&str> {
 /// The store's claims: those of the StatefulSet `set`'s pods, any ordinal.
 async fn claims(api: &Api<PersistentVolumeClaim>, resource: &str, set: &str) -> Result<Vec<Claim>, kube::Error> {
     let prefix = format!("{STORE_VOLUME}-{set}-");
-    let listed = api.list(&ListParams::default().labels(&crate::reconcile::receiver_admin::selector(resource))).await?;
+    let listed = api.list(&ListParams::default().labels(&crate::names::receiver_selector(resource))).await?;
     let claim = |c: PersistentVolumeClaim| {
         let name = c.name_any();
         let ordinal = name.strip_prefix(&prefix)?.parse::<i32>().ok()?;

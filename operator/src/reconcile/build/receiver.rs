@@ -52,7 +52,7 @@ const RUN_AS: i64 = 65532;
 /// The pod label naming the store type, for a Service to select only the
 /// pods of the current store while an old embedded store drains (the
 /// workloads' selectors cannot change: they are immutable).
-pub const STORE_LABEL: &str = "fusionhook.dev/store";
+pub use fusionhook_api::names::STORE_LABEL;
 
 /// The [`STORE_LABEL`] value of `v`'s store.
 pub fn store_label(v: &Validated) -> &'static str {

@@ -22,7 +22,7 @@ pub const SECRETS_DIR: &str = "/etc/fusionhook/secrets";
 pub const STORE_DIR: &str = "/var/lib/fusionhook";
 /// The receiver's admin API port (deliveries, replay, ingest): its own
 /// port, so a NetworkPolicy can keep it from FusionAuth.
-pub const ADMIN_PORT: u16 = 8081;
+pub use fusionhook_api::admin::PORT as ADMIN_PORT;
 
 /// A Secret value the receiver reads from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

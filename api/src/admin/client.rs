@@ -1,6 +1,7 @@
-//! receiver_admin: the operator as a client of a receiver's admin API,
-//! through the API server's pod proxy (`pods/<pod>:8081/proxy/…`, RBAC
-//! `pods/proxy` get), the way `kubectl` reaches a pod without exposing it.
+//! The one client of a receiver's admin API, for the operator and the
+//! plugin: through the API server's pod proxy (`pods/<pod>:8081/proxy/…`,
+//! RBAC `pods/proxy` get and create), the way `kubectl` reaches a pod
+//! without exposing it.
 //! The tokens are the ones the operator generates into the admin Secrets
 //! ([`names::admin_secret_name`], one per scope); the proxy drops
 //! `Authorization` (the caller's credential for the API server), so a
@@ -16,16 +17,12 @@
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, Client};
 use rand::RngCore;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use std::time::Duration;
 
-use crate::names::{self, AdminScope, admin_token};
-use crate::reconcile::build::receiver::STORE_LABEL;
-use crate::reconcile::build::receiver_config::ADMIN_PORT;
-
-/// The header a token travels in through the API server's proxy.
-pub use fusionhook_receiver::admin::TOKEN_HEADER;
+use crate::admin::{Challenge, PORT, Proofs, TOKEN_HEADER, proof};
+use crate::names::{self, AdminScope, STORE_LABEL, admin_token};
 
 /// An admin token of one scope, as its Secret holds it: the current value
 /// and, shortly after a rotation, the one it replaced.
@@ -35,6 +32,13 @@ pub struct Token {
     /// The Secret it comes from.
     secret: String,
     values: Vec<String>,
+}
+
+impl Token {
+    /// The Secret it comes from.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
 }
 
 /// The admin token of `scope` of resource `resource`'s receivers (`None`:
@@ -87,15 +91,17 @@ pub async fn prove(client: &Client, namespace: &str, pod: &str, token: &Token) -
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let body = serde_json::to_vec(&json!({"nonce": nonce, "scope": token.scope.as_str()})).map_err(|e| e.to_string())?;
-    let (status, answer) = call(client, namespace, pod, "", http::Method::POST, "v1/prove", Some(body), PROVE_TIMEOUT).await?;
+    let challenge = Challenge { nonce: nonce.clone(), scope: token.scope.as_str().to_owned() };
+    let body = serde_json::to_vec(&challenge).map_err(|e| e.to_string())?;
+    let request = Call::new(http::Method::POST, "v1/prove", "").body(body).timeout(PROVE_TIMEOUT);
+    let (status, answer) = call(client, namespace, pod, request).await.map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!("pod {pod} cannot prove it is a receiver: {}", failure(status, &answer)));
     }
-    let proofs: Vec<&str> = answer["proofs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let proofs = serde_json::from_value::<Proofs>(answer).map(|p| p.proofs).unwrap_or_default();
     let held = token.values.iter().find(|value| {
-        let expected = fusionhook_receiver::admin::proof(value.as_bytes(), pod, &nonce);
-        proofs.iter().any(|p| *p == expected)
+        let expected = proof(value.as_bytes(), pod, &nonce);
+        proofs.contains(&expected)
     });
     match held {
         Some(value) => Ok(Proven { pod: pod.to_owned(), token: value.clone() }),
@@ -113,8 +119,8 @@ const PROVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// it cannot be read) and, while it cannot commit, why (`storeProblem`).
 /// The error is a sentence for a condition.
 pub async fn stats(client: &Client, namespace: &str, pod: &Proven) -> Result<Value, String> {
-    let (status, value) =
-        call(client, namespace, &pod.pod, &pod.token, http::Method::GET, "v1/stats", None, Duration::from_secs(5)).await?;
+    let request = Call::new(http::Method::GET, "v1/stats", &pod.token).timeout(Duration::from_secs(5));
+    let (status, value) = call(client, namespace, &pod.pod, request).await.map_err(|e| e.to_string())?;
     if status.is_success() {
         return Ok(value);
     }
@@ -125,8 +131,8 @@ pub async fn stats(client: &Client, namespace: &str, pod: &Proven) -> Result<Val
 /// (with the ingest token): the receiver's outcome (`handled`, `stored`,
 /// `duplicate`, `unmatched`), or why not.
 pub async fn ingest(client: &Client, namespace: &str, pod: &Proven, event: Vec<u8>) -> Result<String, Refusal> {
-    let call = call(client, namespace, &pod.pod, &pod.token, http::Method::POST, "v1/ingest", Some(event), INGEST_TIMEOUT).await;
-    let (status, value) = call.map_err(Refusal::Unreachable)?;
+    let request = Call::new(http::Method::POST, "v1/ingest", &pod.token).body(event).timeout(INGEST_TIMEOUT);
+    let (status, value) = call(client, namespace, &pod.pod, request).await.map_err(|e| Refusal::Unreachable(e.to_string()))?;
     // The receiver's own answers carry `{"errors": [...]}`; the API server's
     // (a pod gone mid-pass: 404, RBAC: 403) a `Status`: those are not about
     // the event and are tried again.
@@ -139,10 +145,10 @@ pub async fn ingest(client: &Client, namespace: &str, pod: &Proven, event: Vec<u
     }
 }
 
-/// The most the operator reads of an admin API answer (stats and ingest
-/// answers take well under 4 KiB): a receiver pod runs an image the
-/// resource names, so a namespace must not make the cluster-wide operator
-/// read until it is killed.
+/// The most read of an admin API answer unless a [`Call`] says otherwise
+/// (stats, proofs and ingest answers take well under 4 KiB): a receiver
+/// pod runs an image the resource names, so a namespace must not make the
+/// cluster-wide operator read until it is killed.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// How long an ingest may take: a route without a store runs before the
@@ -161,49 +167,94 @@ pub enum Refusal {
     Invalid(String),
 }
 
-fn failure(status: http::StatusCode, value: &Value) -> String {
+/// The receiver's message in a refusal (or the API server's), with the status.
+pub fn failure(status: http::StatusCode, value: &Value) -> String {
     let message = value["errors"][0]["message"].as_str().or_else(|| value["message"].as_str()).unwrap_or("no message");
     format!("{message} ({status})")
 }
 
-/// One admin API call to pod `pod` through the pod proxy: status and JSON
-/// body (`null` when there is none).
-#[allow(clippy::too_many_arguments)]
-async fn call(
-    client: &Client,
-    namespace: &str,
-    pod: &str,
-    token: &str,
+/// One admin API call: what to ask, with which token, how long to wait
+/// and how much to read.
+pub struct Call<'a> {
     method: http::Method,
-    path: &str,
+    /// The path and query, after the pod's proxy prefix (`v1/stats`).
+    path: &'a str,
+    token: &'a str,
     body: Option<Vec<u8>>,
     timeout: Duration,
-) -> Result<(http::StatusCode, Value), String> {
-    let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{ADMIN_PORT}/proxy/{path}");
-    let mut builder = http::Request::builder().method(method).uri(uri);
-    if !token.is_empty() {
-        builder = builder.header(fusionhook_receiver::admin::TOKEN_HEADER, token);
+    limit: usize,
+}
+
+impl<'a> Call<'a> {
+    /// `method path` with `token` (empty: none), no body, 30 s, [`MAX_ANSWER_BYTES`].
+    pub fn new(method: http::Method, path: &'a str, token: &'a str) -> Self {
+        Self { method, path, token, body: None, timeout: Duration::from_secs(30), limit: MAX_ANSWER_BYTES }
     }
-    let request = match body {
+
+    /// With a JSON body.
+    pub fn body(self, body: Vec<u8>) -> Self {
+        Self { body: Some(body), ..self }
+    }
+
+    /// Waiting at most `timeout` for the whole answer.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    /// Reading at most `limit` bytes of the answer.
+    pub fn limit(self, limit: usize) -> Self {
+        Self { limit, ..self }
+    }
+}
+
+/// Why a call got no answer to read.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request could not be built (a path that is not a URI).
+    #[error("cannot build the request: {0}")]
+    Request(String),
+    /// The API server could not be asked, or refused before proxying.
+    #[error(transparent)]
+    Kubernetes(kube::Error),
+    /// The answer was larger than the call's limit.
+    #[error("the answer is larger than {} KiB", .0 / 1024)]
+    TooLarge(usize),
+    /// The answer broke off.
+    #[error("reading the answer: {0}")]
+    Read(String),
+    /// No whole answer in time.
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+}
+
+/// One admin API call to pod `pod` through the pod proxy: status and JSON
+/// body (`null` when there is none or it is not JSON).
+pub async fn call(client: &Client, namespace: &str, pod: &str, call: Call<'_>) -> Result<(http::StatusCode, Value), CallError> {
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{PORT}/proxy/{}", call.path);
+    let mut builder = http::Request::builder().method(call.method).uri(uri);
+    if !call.token.trim().is_empty() {
+        builder = builder.header(TOKEN_HEADER, call.token.trim());
+    }
+    let request = match call.body {
         Some(bytes) => builder.header("content-type", "application/json").body(kube::client::Body::from(bytes)),
         None => builder.body(kube::client::Body::empty()),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| CallError::Request(e.to_string()))?;
+    let limit = call.limit;
     let exchange = async {
-        let response = client.send(request).await.map_err(|e| e.to_string())?;
+        let response = client.send(request).await.map_err(CallError::Kubernetes)?;
         let status = response.status();
         // The pod runs the resource's own image: what it answers is bounded.
-        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES))
+        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), limit))
             .await
             .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                Some(_) => format!("the answer is larger than {} KiB", MAX_ANSWER_BYTES / 1024),
-                None => e.to_string(),
+                Some(_) => CallError::TooLarge(limit),
+                None => CallError::Read(e.to_string()),
             })?
             .to_bytes();
-        Ok::<_, String>((status, body))
+        Ok::<_, CallError>((status, body))
     };
-    let (status, body) =
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
+    let (status, body) = tokio::time::timeout(call.timeout, exchange).await.map_err(|_| CallError::Timeout(call.timeout.as_secs()))??;
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
@@ -211,16 +262,11 @@ async fn call(
 /// (`store`: the value of the store label), by name.
 pub async fn ready_pods(client: &Client, namespace: &str, resource: &str, store: &str) -> Result<Vec<String>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("{},{STORE_LABEL}={store}", selector(resource));
+    let selector = format!("{},{STORE_LABEL}={store}", names::receiver_selector(resource));
     let pods = api.list(&kube::api::ListParams::default().labels(&selector)).await?;
     let mut names: Vec<String> = pods.items.iter().filter(|p| ready(p)).filter_map(|p| p.metadata.name.clone()).collect();
     names.sort();
     Ok(names)
-}
-
-/// The label selector of resource `resource`'s receiver pods.
-pub fn selector(resource: &str) -> String {
-    format!("app.kubernetes.io/instance={resource},app.kubernetes.io/managed-by={}", names::FIELD_MANAGER)
 }
 
 /// Whether pod `pod` is Ready.
@@ -234,7 +280,7 @@ pub fn ready(pod: &Pod) -> bool {
 /// `None` when no pod says so, or none can be asked.
 pub async fn store_problem(client: &Client, namespace: &str, resource: &str) -> Option<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api.list(&kube::api::ListParams::default().labels(&selector(resource))).await.ok()?;
+    let pods = api.list(&kube::api::ListParams::default().labels(&names::receiver_selector(resource))).await.ok()?;
     let token = token(client, namespace, resource, AdminScope::Read).await.ok()??;
     let not_ready = pods.items.iter().filter(|p| !ready(p));
     for pod in not_ready.take(2) {

@@ -1,6 +1,6 @@
-//! Names and identities the operator derives, in one place: one field
-//! manager, one finalizer, the deterministic FusionAuth ids, the names of the
-//! objects it owns.
+//! Names and identities derived from a resource, in one place: one field
+//! manager, one finalizer, the deterministic FusionAuth ids, the names and
+//! labels of the objects the operator owns (which the plugin looks up).
 
 use sha2::Digest;
 use uuid::Uuid;
@@ -136,6 +136,15 @@ pub fn admin_secret_name(resource_name: &str, scope: AdminScope) -> String {
 /// and the previous value during a rotation.
 pub fn authorization_secret_name(resource_name: &str) -> String {
     format!("{resource_name}-receiver-auth")
+}
+
+/// The label on a receiver pod that says which store it runs on (its value
+/// is the store type), so calls about one store reach only its pods.
+pub const STORE_LABEL: &str = "fusionhook.dev/store";
+
+/// The label selector of resource `resource_name`'s receiver pods.
+pub fn receiver_selector(resource_name: &str) -> String {
+    format!("app.kubernetes.io/instance={resource_name},app.kubernetes.io/managed-by={FIELD_MANAGER}")
 }
 
 #[cfg(test)]
