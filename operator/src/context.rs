@@ -175,7 +175,7 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The backfill's memory between passes.
-    pub backfill: crate::reconcile::backfill::Memory,
+    pub backfill: crate::reconcile::backfill::memory::Memory,
     fusionauth: Mutex<HashMap<[u8; 32], FusionAuthClient>>,
     snapshots: Snapshots,
     failures: Mutex<HashMap<ObjectRef<FusionAuthWebhook>, u32>>,
@@ -209,7 +209,7 @@ impl Context {
             client,
             caches,
             metrics,
-            backfill: crate::reconcile::backfill::Memory::default(),
+            backfill: crate::reconcile::backfill::memory::Memory::default(),
             fusionauth: Mutex::default(),
             // A resync reconciles everything within moments: one listing
             // serves it; short enough that a periodic re-check stays current.

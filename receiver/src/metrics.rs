@@ -69,7 +69,7 @@ pub struct Metrics {
     attempts: Family<RouteOutcomeLabels, Counter>,
     dead_lettered: Family<RouteLabels, Counter>,
     /// The store's own figures: commits (latency, failures), its size and
-    /// its volume's. Handed to the store when it opens ([`crate::store::open`]).
+    /// its volume's. Handed to the store when it opens.
     pub store_commit: StoreMetrics,
     /// The public listener's connections.
     pub connections: ConnectionMetrics,
@@ -311,15 +311,17 @@ impl Metrics {
         }
     }
 
-    /// Sets the store's figures (refreshed periodically).
-    pub fn store_stats(&self, routes: &[String], stats: &crate::store::Stats) {
-        for route in routes {
-            let counts = stats.routes.get(route).cloned().unwrap_or_default();
-            for (state, n) in [("pending", counts.pending), ("dead", counts.dead), ("delivered", counts.delivered)] {
-                self.deliveries.get_or_create(&RouteStateLabels { route: route.clone(), state }).set(i64::try_from(n).unwrap_or(i64::MAX));
-            }
+    /// Sets a durable route's delivery counts by state (refreshed
+    /// periodically from the store).
+    pub fn route_deliveries(&self, route: &str, pending: u64, dead: u64, delivered: u64) {
+        for (state, n) in [("pending", pending), ("dead", dead), ("delivered", delivered)] {
+            self.deliveries.get_or_create(&RouteStateLabels { route: route.to_owned(), state }).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        self.oldest_pending.set(i64::try_from(stats.oldest_pending_seconds).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the age of the oldest pending delivery.
+    pub fn oldest_pending(&self, seconds: u64) {
+        self.oldest_pending.set(i64::try_from(seconds).unwrap_or(i64::MAX));
     }
 
     /// Counts a duplicate delivery.

@@ -231,10 +231,13 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
         Some(store) => store,
         // Its pods may outlive it: a StatefulSet replaced to grow the store
         // and not applied again yet.
-        None => match old_store::orphaned(&ctx.client, namespace, &r.name_any(), &uid).await.map_err(Error::ApplyReceiver)? {
-            Some(orphans) => orphans,
-            None => return Ok(false),
-        },
+        None if embedded(r) => {
+            match old_store::orphaned(&ctx.client, namespace, &r.name_any(), &uid).await.map_err(Error::ApplyReceiver)? {
+                Some(orphans) => orphans,
+                None => return Ok(false),
+            }
+        }
+        None => return Ok(false),
     };
     // Nothing reaches it any more: not FusionAuth (its webhook is gone, or
     // orphaned on purpose), not a delivery still routed by the Service.
@@ -267,10 +270,16 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
     Ok(false)
 }
 
+/// Whether the spec asks for an embedded store.
+fn embedded(r: &FusionAuthWebhook) -> bool {
+    r.spec.receiver.store.as_ref().is_some_and(|s| s.kind == crate::resource::StoreType::Embedded)
+}
+
 /// The plan: each line a stage.
 async fn pipeline(r: &FusionAuthWebhook, ctx: &Context, report: &mut Report) -> Result<Pass, Stopped> {
     let secrets = dereference::secrets(&ctx.client, r).await.map_err(Stopped::kubernetes(Kind::SecretsResolved, Error::Dereference))?;
     let v = validate(r, &secrets)?;
+    build::receiver_config::receiver_accepts(&v)?;
     report.done(Kind::SecretsResolved, Reason::Resolved, "every referenced Secret and key is present");
     let moved = cleanup::previous_fusionauth(r, ctx, &v, report).await?;
     let fusionauth = observe(ctx, &v).await;

@@ -277,7 +277,6 @@ pub fn validate(resource: &FusionAuthWebhook, secrets: &SecretData) -> Result<Va
         backfill: crate::reconcile::backfill::scan::Settings::of(spec.backfill.as_ref()),
         deletion_policy: spec.deletion_policy,
     };
-    receiver_accepts(&validated)?;
     Ok(validated)
 }
 
@@ -350,7 +349,7 @@ fn store(spec: Option<&StoreSpec>, secrets: &SecretData) -> Result<StoreSpec, Va
 }
 
 /// What only the operator can check about routes (the receiver's own parser
-/// checks the rest, see [`receiver_accepts`]): unique names, one action, a
+/// checks the rest: `build::receiver_config::receiver_accepts`): unique names, one action, a
 /// timeout inside FusionAuth's (for routes that run before the answer), the
 /// Secrets of header values and signing.
 fn routes(routes: &[Route], read_timeout_ms: u32, stored: bool, secrets: &SecretData) -> Result<(), ValidationError> {
@@ -439,17 +438,6 @@ fn signing(auth: &ReceiverAuth, uid: &str, pepper: &SecretString, secrets: &Secr
     }
 }
 
-/// The receiver's own parser on the config the operator would render: what
-/// it refuses (a placeholder without `event.`, a method that is none, a log
-/// field outside the event, two headers that differ only in case, …) is
-/// InvalidSpec naming the field, before anything is written. Otherwise new
-/// receiver pods would crash at start while old ones kept serving. The
-/// receiver's field paths under `routes` are the spec's.
-fn receiver_accepts(v: &Validated) -> Result<(), ValidationError> {
-    let config = crate::reconcile::build::receiver_config::render(v, &crate::reconcile::rotation::Previous::default());
-    fusionhook_receiver::Config::check_without_files(&config).map_err(|e| invalid(format!("{e} (the receiver refuses this)")))
-}
-
 /// Minimal absolute http(s) URL check without pulling a URL parser into the pure stage.
 fn http_url(text: &str) -> Option<String> {
     let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"))?;
@@ -462,6 +450,11 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    /// The pipeline's check: the spec, then the receiver's own parser.
+    fn accepted(r: &FusionAuthWebhook) -> Result<Validated, ValidationError> {
+        validate(r, &secrets()).and_then(|v| crate::reconcile::build::receiver_config::receiver_accepts(&v).map(|()| v))
+    }
     use crate::reconcile::build::fixtures::{resource, secrets};
 
     #[test]
@@ -481,7 +474,7 @@ mod tests {
             (json!({"routes": [{"name": "r", "events": ["user.delete"], "log": {"fields": ["user.email"]}}]}), "routes[0].log.fields[0]"),
         ];
         for (extra, expected) in cases {
-            match validate(&resource(extra.clone()), &secrets()) {
+            match accepted(&resource(extra.clone())) {
                 Err(ValidationError::InvalidSpec(message)) => {
                     assert!(message.contains(expected), "{extra}: expected {expected:?} in {message:?}");
                 }
@@ -489,7 +482,7 @@ mod tests {
             }
         }
         // Secret files do not exist where the operator runs: the check does not read them.
-        assert!(validate(&resource(json!({})), &secrets()).is_ok());
+        assert!(accepted(&resource(json!({}))).is_ok());
     }
 
     #[test]
@@ -513,7 +506,7 @@ mod tests {
             (json!({"receiver": {"store": {"type": "embedded", "size": "0"}}}), "receiver.store.size: `0` is not a storage size"),
         ];
         for (extra, expected) in cases {
-            match validate(&resource(extra.clone()), &secrets()) {
+            match accepted(&resource(extra.clone())) {
                 Err(ValidationError::InvalidSpec(message)) => {
                     assert!(message.contains(expected), "{extra}: expected {expected:?} in {message:?}");
                 }

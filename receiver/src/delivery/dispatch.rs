@@ -205,7 +205,13 @@ async fn housekeeping(state: Arc<AppState>, store: Arc<Store>, mut stop: watch::
                 Err(crate::store::StoreError(format!("a commit did not finish within {} s", PROBE_TIMEOUT.as_secs())))
             }));
         match store.stats(now_ms()).await {
-            Ok(stats) => state.metrics.store_stats(&names, &stats),
+            Ok(stats) => {
+                for route in &names {
+                    let counts = stats.routes.get(route).cloned().unwrap_or_default();
+                    state.metrics.route_deliveries(route, counts.pending, counts.dead, counts.delivered);
+                }
+                state.metrics.oldest_pending(stats.oldest_pending_seconds);
+            }
             Err(e) => tracing::warn!(error = %e, "cannot read the store's figures"),
         }
         if round.is_multiple_of(COMPACT_EVERY) {

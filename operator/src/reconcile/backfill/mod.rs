@@ -24,10 +24,10 @@
 //! (or a restarted operator) goes on from there, handing over again at most
 //! what the receiver's dedupe then recognises.
 
+pub mod memory;
 pub mod scan;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use fusionhook_fusionauth::client::{ClientError, FusionAuthClient};
@@ -42,89 +42,12 @@ use crate::reconcile::conditions::{Kind, Reason, Step};
 use crate::reconcile::receiver_admin::{self, Proven, Refusal};
 use crate::reconcile::status::{self, Report};
 use crate::reconcile::validate::Validated;
+pub use memory::Memory;
+use memory::Resume;
 use scan::{Page, Pager, Progress, Settings, Verdict};
 
 /// The persisted checkpoint is rewritten once the one in memory is this far ahead.
 const PERSIST_AFTER_MS: i64 = 600_000;
-
-/// What the leader remembers per resource (by uid) between passes.
-#[derive(Debug, Default)]
-struct Remembered {
-    /// When the next pass is due.
-    due: Option<Instant>,
-    /// The checkpoint, epoch ms.
-    checkpoint: Option<i64>,
-    /// The last pass's condition.
-    step: Option<Step>,
-    /// Entries at or after the checkpoint looked at and settled (instant,
-    /// log id): handed over, delivered, rolled back or not ours. Skipped by
-    /// later passes while an earlier entry holds the checkpoint.
-    settled: BTreeSet<(i64, Uuid)>,
-    /// Where a pass that spent its budget stopped, in the window from the checkpoint.
-    cursor: Option<scan::Position>,
-    /// The earliest entry passes since the checkpoint must look at again.
-    held: Option<i64>,
-    /// When the first pass of a cursor chain started: the chain looks at
-    /// entries up to then, and the checkpoint moves to it at the end.
-    chain_started: Option<i64>,
-    /// Hand-overs the receiver failed (500), by log id: given up after
-    /// [`scan::MAX_HAND_OVER_FAILURES`] passes.
-    failures: HashMap<Uuid, u32>,
-}
-
-/// The leader's backfill memory (lost on restart or leader change: the
-/// status checkpoint is the fallback).
-#[derive(Debug, Default)]
-pub struct Memory {
-    resources: Mutex<HashMap<String, Remembered>>,
-    /// Requested passes that stopped before the end of their window, by
-    /// uid: asking again for the same `since` goes on from there.
-    requests: Mutex<HashMap<String, RequestChain>>,
-}
-
-/// Where a requested pass stopped.
-#[derive(Debug)]
-struct RequestChain {
-    /// The request's `since`, epoch ms.
-    since_ms: i64,
-    resume: Resume,
-}
-
-impl Memory {
-    fn with<T>(&self, uid: &str, f: impl FnOnce(&mut Remembered) -> T) -> T {
-        let mut all = self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(all.entry(uid.to_owned()).or_default())
-    }
-
-    /// Forgets a resource (deleted).
-    pub fn forget(&self, uid: &str) {
-        self.forget_passes(uid);
-        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
-    }
-
-    /// Forgets the scheduled passes of a resource (backfill turned off);
-    /// a requested chain stays.
-    fn forget_passes(&self, uid: &str) {
-        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
-    }
-
-    /// Takes the chain a requested pass over `since_ms` left, if any.
-    fn take_request(&self, uid: &str, since_ms: i64) -> Option<Resume> {
-        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let chain = requests.remove(uid)?;
-        (chain.since_ms == since_ms).then_some(chain.resume)
-    }
-
-    fn keep_request(&self, uid: &str, since_ms: i64, resume: Resume) {
-        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid.to_owned(), RequestChain { since_ms, resume });
-    }
-
-    /// The condition of the last pass, for a reconcile that stopped before
-    /// the backfill stage (so the condition stays as it was).
-    pub fn last_step(&self, uid: &str) -> Option<Step> {
-        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(uid).and_then(|r| r.step.clone())
-    }
-}
 
 /// The stage: a pass when one is due. Records the condition and
 /// `status.backfill`; returns when the next pass is due (`None`: off).
@@ -255,16 +178,6 @@ fn rfc3339(ms: i64) -> String {
 
 /// Counts of one pass, by [`Verdict::label`] plus `scanned`, `refused`.
 pub type Counts = Vec<(&'static str, u64)>;
-
-/// What a pass goes on from (see [`Remembered`]).
-#[derive(Debug, Default)]
-struct Resume {
-    settled: BTreeSet<(i64, Uuid)>,
-    cursor: Option<scan::Position>,
-    held: Option<i64>,
-    chain_started: Option<i64>,
-    failures: HashMap<Uuid, u32>,
-}
 
 /// What one pass did.
 struct Outcome {

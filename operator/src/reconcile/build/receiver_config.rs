@@ -13,7 +13,7 @@ use fusionhook_receiver::config::{
 use super::fusionauth::{RECEIVER_PATH, RECEIVER_PORT};
 use crate::names::{self, AdminScope, kept};
 use crate::reconcile::rotation::Previous;
-use crate::reconcile::validate::{Signing, Validated};
+use crate::reconcile::validate::{Signing, Validated, ValidationError};
 use crate::resource::{Ack, BodyMode, Ordering, Route, SecretKeyRef, StoreType};
 
 /// Where Secret values are mounted, one file each.
@@ -269,6 +269,18 @@ fn route_file(i: usize, route: &Route) -> RouteFile {
 pub fn render(v: &Validated, previous: &Previous) -> String {
     let yaml = serde_yaml::to_string(&config_file(v, previous)).unwrap_or_default();
     format!("# Rendered by fusionhook-operator for {}/{}; edits are overwritten.\n{yaml}", v.namespace, v.name)
+}
+
+/// The receiver's own parser on the config the operator would render: what
+/// it refuses (a placeholder without `event.`, a method that is none, a log
+/// field outside the event, two headers that differ only in case, …) is
+/// InvalidSpec naming the field, before anything is written. Otherwise new
+/// receiver pods would crash at start while old ones kept serving. The
+/// receiver's field paths under `routes` are the spec's.
+pub fn receiver_accepts(v: &Validated) -> Result<(), ValidationError> {
+    let config = render(v, &Previous::default());
+    fusionhook_receiver::Config::check_without_files(&config)
+        .map_err(|e| ValidationError::InvalidSpec(format!("{e} (the receiver refuses this)")))
 }
 
 #[cfg(test)]
