@@ -5,10 +5,10 @@
 /// Names that are both Rust values and the PascalCase strings Kubernetes
 /// shows: one list, so the two cannot drift apart.
 macro_rules! named {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[doc = $doc:literal])* $variant:ident),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
+        pub enum $name { $($(#[doc = $doc])* $variant),+ }
 
         impl $name {
             /// Every value, in the order declared.
@@ -17,6 +17,11 @@ macro_rules! named {
             /// The name as Kubernetes shows it.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => stringify!($variant)),+ }
+            }
+
+            /// What it means: its doc comment (for the generated reference).
+            pub fn doc(self) -> &'static str {
+                match self { $(Self::$variant => concat!($($doc, "\n"),*)),+ }
             }
         }
     };
@@ -51,7 +56,7 @@ named!(
 );
 
 named!(
-    /// Condition reasons a user can act on (the README's table).
+    /// Condition reasons a user can act on (the book's conditions page).
     Reason {
         /// Ready: every step done.
         Reconciled,
@@ -137,5 +142,82 @@ impl Kind {
         }
         all.push(Kind::InSync);
         all
+    }
+}
+
+impl Reason {
+    /// What to do about a condition with this reason, in plain words (the
+    /// plugin's `status` and the book's reference); `None`: nothing to do.
+    pub fn advice(self) -> Option<&'static str> {
+        let advice = match self {
+            Reason::Reconciled | Reason::Resolved | Reason::Available | Reason::Registered | Reason::Enabled | Reason::InSync => {
+                return None;
+            }
+            Reason::InvalidSpec => "the message names the field; fix the resource (kubectl explain faw.spec --recursive)",
+            Reason::SecretNotFound | Reason::SecretKeyMissing => {
+                "create the Secret or add the key the message names; the operator watches Secrets and continues on its own"
+            }
+            Reason::KubernetesApiFailed => "a call to the Kubernetes API failed; it is retried with backoff (see the operator's log)",
+            Reason::Progressing => "the receiver is rolling out: kubectl get deploy,sts,pods -l app.kubernetes.io/instance=NAME; wait",
+            Reason::RolloutStuck => {
+                "new receiver pods do not become ready: the message carries the pod's reason; kubectl logs / describe pods -l app.kubernetes.io/instance=NAME"
+            }
+            Reason::StoreUnavailable => {
+                "the receivers' store cannot commit (PostgreSQL down, a full volume): fix it; they recover without a restart"
+            }
+            Reason::StoreFull => {
+                "the store's disk is full: raise spec.receiver.store.size (the claims grow where their StorageClass allows) or give PostgreSQL room; the receivers recover without a restart"
+            }
+            Reason::StoreCannotGrow => {
+                "the claims' StorageClass does not allow volume expansion: set spec.receiver.store.size back, or have the cluster's admin set allowVolumeExpansion: true on it"
+            }
+            Reason::Growing => "the store's volume claims grow to spec.receiver.store.size: the message says which still wait, and why",
+            Reason::StoreCannotShrink => "a volume cannot shrink: set spec.receiver.store.size back to the size the message names, or more",
+            Reason::ScaledToZero => "spec.receiver.replicas is 0: FusionAuth is not told about a receiver that cannot answer; scale it up",
+            Reason::ApiKeyRejected => {
+                "FusionAuth answered 401: use a global API key (not tenant-scoped) with the Webhook, Key and Tenant permissions"
+            }
+            Reason::FusionAuthUnreachable => {
+                "FusionAuth did not answer (down, timeout, 5xx): check spec.fusionAuth.url; retried with backoff"
+            }
+            Reason::FusionAuthRefused => "FusionAuth answered 400; the message carries its field errors",
+            Reason::NotFoundInFusionAuth => "something the spec names is not in FusionAuth (a tenant, a key): create it or fix the id",
+            Reason::FusionAuthTlsFailed => "TLS to FusionAuth failed: add its CA bundle as spec.fusionAuth.caSecretRef",
+            Reason::InvalidFusionAuthConnection => "fix spec.fusionAuth.url or the API key's characters",
+            Reason::NotChecked => "an earlier step stopped this reconcile: see the first condition that is not True",
+            Reason::OldStoreKept => {
+                "an embedded store no longer used still holds deliveries: replay or discard them (the message has the commands)"
+            }
+            Reason::EventLogOff => {
+                "turn FusionAuth's Webhook Event Log on (System > Webhook Log, systemConfiguration.webhookEventLogConfiguration.enabled)"
+            }
+            Reason::EventLogForbidden => "give the API key GET /api/system-configuration and POST /api/system/webhook-event-log/search",
+            Reason::EventLogUnsupported => "FusionAuth has no Webhook Event Log before 1.53.0: upgrade it, or turn spec.backfill off",
+            Reason::RetentionShorterThanLookback => "raise the Event Log's numberOfDaysToRetain or lower spec.backfill.lookbackSeconds",
+            Reason::HandOverFailed => "the receiver did not take a missed event; the next pass tries again (see the receiver's log)",
+        };
+        Some(advice)
+    }
+
+    /// The reason named `text`, as Kubernetes shows it.
+    pub fn named(text: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_reads_back_and_says_what_it_means() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::named(reason.as_str()), Some(*reason));
+            assert!(!reason.doc().trim().is_empty(), "{}", reason.as_str());
+        }
+        assert!(Kind::ALL.iter().all(|k| !k.doc().trim().is_empty()));
+        assert_eq!(Reason::named("SomethingNewer"), None);
+        assert_eq!(Reason::Reconciled.advice(), None);
+        assert!(Reason::StoreFull.advice().is_some_and(|a| a.contains("spec.receiver.store.size")));
     }
 }

@@ -323,7 +323,7 @@ impl Default for ReceiverWorkload {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'postgres' ? has(self.urlSecretRef) : !has(self.urlSecretRef)").message("store: urlSecretRef goes with type: postgres, and postgres needs it"))]
 #[x_kube(validation = Rule::new("self.type == 'embedded' || (!has(self.size) && !has(self.storageClassName))").message("store: size and storageClassName are for type: embedded"))]
-#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || (has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName))").message("store: the storageClassName of an embedded store cannot change (its volumes stay in their class; see the README, Changing the store type)"))]
+#[x_kube(validation = Rule::new("self.type != 'embedded' || oldSelf.type != 'embedded' || (has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName))").message("store: the storageClassName of an embedded store cannot change (its volumes stay in their class; see docs/stores.md)"))]
 #[x_kube(validation = Rule::new("!has(self.size) || isQuantity(string(self.size))").message("store: size is a quantity like 1Gi or 500Mi"))]
 pub struct StoreSpec {
     /// `none`, `embedded` (a database file on a volume per replica:

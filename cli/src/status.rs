@@ -32,7 +32,7 @@ pub async fn gather(cluster: &Cluster, name: &str, fusionauth: bool) -> anyhow::
             json!({
                 "type": c.type_, "status": c.status, "reason": c.reason, "message": c.message,
                 "since": c.last_transition_time.0.to_string(),
-                "whatToDo": if c.status == "True" { None } else { advice::what_to_do(&c.type_, &c.reason) },
+                "whatToDo": if c.status == "True" { None } else { advice::what_to_do(&c.reason) },
             })
         })
         .collect();

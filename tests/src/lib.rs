@@ -11,6 +11,7 @@ pub mod logs;
 pub mod otlp;
 pub mod postgres;
 pub mod promtool;
+pub mod reference;
 pub mod serve;
 pub mod stack;
 pub mod todo;

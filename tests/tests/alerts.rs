@@ -234,6 +234,32 @@ fn exposed(text: &str) -> BTreeMap<String, String> {
     names
 }
 
+/// The book's metrics reference: every family the receiver and the
+/// operator expose, with its type and help text.
+fn metrics_page(receiver: &str, operator: &str) -> String {
+    let mut out = String::from(
+        "# Metrics\n\n<!-- Generated from the real receiver's and operator's /metrics by tests/tests/alerts.rs: do not edit. -->\n\nWhat the receiver (port 8080, `/metrics`) and the operator (`--metrics-addr`, `/metrics`) expose, in the OpenMetrics text format. The chart's alerts and dashboard use only these ([Alerts and runbooks](../runbooks/README.md)).\n",
+    );
+    for (who, page) in [("receiver", receiver), ("operator", operator)] {
+        out.push_str(&format!("\n## {who}\n\n| metric | type | help |\n|---|---|---|\n"));
+        let mut families: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for line in page.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+                families.entry(name.to_owned()).or_default().0 = kind.to_owned();
+            } else if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+                families.entry(name.to_owned()).or_default().1 = help.trim_end_matches('.').to_owned();
+            }
+        }
+        for (name, (kind, help)) in families {
+            let shown = if kind == "counter" { format!("{name}_total") } else { name };
+            out.push_str(&format!("| `{shown}` | {kind} | {} |\n", fusionhook_tests::reference::cell(&help)));
+        }
+    }
+    out
+}
+
 /// The value of the unlabelled sample `name` on a `/metrics` page.
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
@@ -384,6 +410,7 @@ async fn every_metric_the_rules_and_the_dashboard_name_is_on_the_real_metrics_pa
 
     let mut offered = exposed(&receiver_page);
     offered.extend(exposed(&operator_page));
+    fusionhook_tests::reference::check("metrics.md", &metrics_page(&receiver_page, &operator_page)).unwrap();
     let missing: Vec<String> = used
         .iter()
         .filter(|(name, _)| !offered.contains_key(*name))

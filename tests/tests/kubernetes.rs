@@ -263,9 +263,9 @@ async fn recorder() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Ve
     (addr, calls)
 }
 
-/// The README's Role for plugin users (its YAML block), for `name`.
+/// The Role for plugin users docs/plugin.md gives (its YAML block), for `name`.
 fn readme_plugin_rules(name: &str) -> Value {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(workspace_root().join("docs/plugin.md")).unwrap();
     let start = readme.find("What a user of the plugin needs in the namespace:").unwrap();
     let block = &readme[start..];
     let yaml = &block[block.find("```yaml\n").unwrap() + 8..];

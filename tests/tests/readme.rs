@@ -1,4 +1,4 @@
-//! The README cannot rot: every command in its `sh` blocks must appear in
+//! The README and the book cannot rot: every command in their `sh` blocks must appear in
 //! `.ci/run` or in a test that runs it (emulator-only flags aside), so a
 //! command changed in one place and not the other fails here.
 
@@ -14,8 +14,26 @@ fn normalize(text: &str) -> String {
     text.replace("\\\n", " ").split_whitespace().filter(|w| !EMULATOR_ONLY.contains(w)).collect::<Vec<_>>().join(" ")
 }
 
+/// The README and the book's pages: not the generated reference, nor the
+/// runbooks (commands for a live cluster, with the alert's NS and NAME).
+fn documents() -> Vec<std::path::PathBuf> {
+    let root = workspace_root();
+    let mut files = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if entry.is_dir() && !entry.ends_with("reference") && !entry.ends_with("runbooks") {
+                dirs.push(entry);
+            } else if entry.extension().is_some_and(|e| e == "md") {
+                files.push(entry);
+            }
+        }
+    }
+    files
+}
+
 fn readme_commands() -> Vec<String> {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme: String = documents().iter().map(|f| std::fs::read_to_string(f).unwrap() + "\n").collect();
     let mut commands = Vec::new();
     let mut in_sh = false;
     let mut pending = String::new();
@@ -60,5 +78,5 @@ fn every_readme_command_is_run_by_ci_or_a_test() {
     assert!(commands.contains(&"cargo run --release -p fusionhook-tests --bin sandbox".to_owned()));
     let exercisers = exercisers();
     let unexercised: Vec<&String> = commands.iter().filter(|c| !exercisers.iter().any(|(_, text)| text.contains(c.as_str()))).collect();
-    assert!(unexercised.is_empty(), "README commands that neither CI nor a test runs: {unexercised:#?}");
+    assert!(unexercised.is_empty(), "commands in the README or docs/ that neither CI nor a test runs: {unexercised:#?}");
 }

@@ -373,7 +373,7 @@ pub fn set_store_size(set: &mut StatefulSet, size: &str) {
 /// The receiver StatefulSet (embedded store): each replica keeps its own
 /// volume claim (`store-<name>-receiver-<ordinal>`) across restarts and
 /// reschedules. Claims are kept when the StatefulSet is deleted or scaled
-/// down: they may hold pending deliveries (README: switching stores).
+/// down: they may hold pending deliveries (docs/stores.md).
 pub fn stateful_set(v: &Validated, previous: &Previous, default_image: &str, config: &Template, owner: &OwnerReference) -> StatefulSet {
     let size = Quantity(store_size(v));
     StatefulSet {
