@@ -76,7 +76,7 @@ impl Metrics {
         let kubernetes_writes = Family::default();
         registry.register(
             "kubernetes_writes",
-            "Kubernetes writes by kind (apply, delete, status, finalizer, event)",
+            "Kubernetes writes by kind (apply, patch, delete, status, finalizer, event)",
             kubernetes_writes.clone(),
         );
         let leader = Gauge::default();
