@@ -24,10 +24,10 @@
 //! (or a restarted operator) goes on from there, handing over again at most
 //! what the receiver's dedupe then recognises.
 
+mod fold;
 pub mod memory;
 pub mod scan;
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use fusionhook_fusionauth::client::{ClientError, FusionAuthClient};
@@ -42,9 +42,10 @@ use crate::reconcile::conditions::{Kind, Reason, Step};
 use crate::reconcile::receiver_admin::{self, Proven, Refusal};
 use crate::reconcile::status::{self, Report};
 use crate::reconcile::validate::Validated;
+use fold::{End, Fold, Next, Outcome};
 pub use memory::Memory;
 use memory::Resume;
-use scan::{Page, Pager, Progress, Settings, Verdict};
+use scan::{Page, Pager, Settings};
 
 /// The persisted checkpoint is rewritten once the one in memory is this far ahead.
 const PERSIST_AFTER_MS: i64 = 600_000;
@@ -176,40 +177,6 @@ fn rfc3339(ms: i64) -> String {
     Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
 }
 
-/// Counts of one pass, by [`Verdict::label`] plus `scanned`, `refused`.
-pub type Counts = Vec<(&'static str, u64)>;
-
-/// What one pass did.
-struct Outcome {
-    step: Step,
-    checkpoint: i64,
-    calls: u32,
-    counts: Counts,
-    /// The insert instants of what this pass handed over.
-    handed_over: Vec<i64>,
-    /// What the next pass goes on from.
-    resume: Resume,
-    /// Warning Events (a hand-over given up).
-    warnings: Vec<kube::runtime::events::Event>,
-    /// Whether it read to the end of its window.
-    complete: bool,
-}
-
-impl Outcome {
-    fn summary(&self, started_ms: i64) -> String {
-        let oldest = self.handed_over.iter().min().map_or(0, |t| (started_ms - t).max(0) / 1000);
-        let count = |label: &str| self.counts.iter().find(|(l, _)| *l == label).map_or(0, |(_, n)| *n);
-        format!(
-            "handed {} event(s) FusionAuth failed to deliver to the receiver (the oldest {oldest} s old); {} scanned, {} rolled back, {} still running, {} FusionAuth call(s)",
-            self.handed_over.len(),
-            count("scanned"),
-            count(Verdict::RolledBack.label()),
-            count(Verdict::Running.label()),
-            self.calls
-        )
-    }
-}
-
 /// Why the Event Log cannot be used: the condition's reason and message.
 fn unavailable(e: &ClientError, what: &str) -> (Reason, String) {
     match e {
@@ -226,7 +193,7 @@ fn unavailable(e: &ClientError, what: &str) -> (Reason, String) {
     }
 }
 
-/// One pass over `[from, now]`.
+/// One pass over `[from, now]`: the calls, around the pure [`fold::Fold`].
 async fn pass(
     ctx: &Context,
     v: &Validated,
@@ -234,210 +201,114 @@ async fn pass(
     settings: Settings,
     from: i64,
     started_ms: i64,
-    mut resume: Resume,
+    resume: Resume,
 ) -> Outcome {
-    let mut calls = 1;
-    let stopped = |step: Step, resume| Outcome {
-        step,
-        checkpoint: from,
-        calls: 1,
-        counts: Vec::new(),
-        handed_over: Vec::new(),
-        resume,
-        warnings: Vec::new(),
-        complete: false,
+    let retention_days = match configuration(fa).await {
+        Ok(days) => days,
+        Err(step) => return Outcome::stopped(step, from, resume),
     };
-    let configuration = match fa.retrieve_webhook_event_log_configuration().await {
-        Ok(c) => c,
-        Err(e) => {
-            let (reason, message) = unavailable(&e, "the system configuration");
-            return stopped(Step::failed(Kind::BackfillAvailable, reason, message), resume);
-        }
-    };
-    if configuration.enabled == Some(false) {
-        let message = "FusionAuth's Webhook Event Log is off, so events it failed to deliver cannot be recovered: turn on systemConfiguration.webhookEventLogConfiguration.enabled (System > Webhook Log in the admin UI); the resource works without it";
-        return stopped(Step::failed(Kind::BackfillAvailable, Reason::EventLogOff, message), resume);
-    }
-    let retention_days = configuration.delete.as_ref().filter(|d| d.enabled).map(|d| d.number_of_days_to_retain.unwrap_or(30).max(1));
-    let mut counts: HashMap<&'static str, u64> = HashMap::new();
-    let mut handed_over = Vec::new();
     // A chain of passes (each stopped by its budget) looks at entries up to
     // when its first pass started, so none written meanwhile is passed by the cursor.
     let started_ms = match (resume.cursor, resume.chain_started) {
         (Some(_), Some(chain)) => chain,
         _ => started_ms,
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(settings.interval_seconds.into());
-    let mut warnings = Vec::new();
-    let mut progress = Progress { held: resume.held, last_read: None };
+    let deadline = Instant::now() + Duration::from_secs(settings.interval_seconds.into());
     let mut pager = resume.cursor.map_or_else(|| Pager::new(settings.page_size), |c| Pager::resume(settings.page_size, c));
-    let mut seen: HashSet<Uuid> = HashSet::new();
-    let (start, end) = scan::window(from, started_ms);
+    let mut fold = Fold::new(v.webhook_id, from, started_ms, resume);
+    let window = scan::window(from, started_ms);
     let mut target: Option<Proven> = None;
-    let mut problem: Option<(Reason, String)> = None;
-    let mut complete = false;
-    // A page not looked at to its end: the next pass pages from the checkpoint again.
-    let mut broken = false;
-    'pages: while calls < settings.call_budget && pager.restarts <= 2 {
-        let (start_row, number) = pager.request();
-        let criteria = WebhookEventLogSearchCriteria {
-            start: Some(start),
-            end: Some(end),
-            start_row: Some(start_row),
-            number_of_results: Some(number),
-            order_by: Some("sequence ASC".into()),
-            ..WebhookEventLogSearchCriteria::default()
-        };
-        calls += 1;
-        let (rows, total) = match fa.search_webhook_event_logs(&criteria).await {
-            Ok(page) => (page.webhook_event_logs, page.total),
-            // Smaller pages; a single entry larger than the client takes is
-            // passed by (said in an Event), never a pass stuck on it.
-            Err(ClientError::TooLarge { .. }) if pager.shrink() => continue,
-            Err(ClientError::TooLarge { .. }) => {
-                pager.skip_unreadable();
-                *counts.entry("gave_up").or_default() += 1;
-                warnings.push(status::warning(
-                    "BackfillGaveUp",
-                    "Backfill",
-                    format!(
-                        "an entry of FusionAuth's Webhook Event Log (row {start_row} of this window) is larger than the operator reads ({} MiB) and was passed by: look it up in FusionAuth (System > Webhook Log) and send it yourself if it matters",
-                        fusionhook_fusionauth::client::MAX_ANSWER_BYTES / (1024 * 1024)
-                    ),
-                ));
+    let mut end = End { calls: 1, retention_days, ..End::default() };
+    'pages: while end.calls < settings.call_budget && pager.restarts <= 2 {
+        end.calls += 1;
+        let (rows, last) = match read_page(fa, &mut pager, window).await {
+            Read::Rows(rows, last) => (rows, last),
+            Read::Again => continue,
+            Read::TooLarge(start_row) => {
+                fold.too_large(start_row);
                 continue;
             }
-            Err(e) => {
-                problem = Some(unavailable(&e, "the Webhook Event Log"));
+            Read::Failed(problem) => {
+                fold.unavailable(problem);
                 break;
             }
         };
-        let (rows, last) = match pager.accept(rows, total) {
-            Page::Rows(rows, last) => (rows, last),
-            Page::Moved => continue,
-        };
         for entry in rows {
-            let (Some(id), Some(instant)) = (entry.id, entry.insert_instant) else { continue };
-            progress.read(instant);
-            let settled = resume.settled.contains(&(instant, id));
-            if !seen.insert(id) || settled || instant < from || instant > started_ms {
-                // Settled by an earlier pass, or written after this one
-                // started (the checkpoint stays before it: the next pass sees it).
-                continue;
+            if fold.look(&entry) == Next::HandOver {
+                let outcome = hand_over(ctx, v, &mut target, &entry).await;
+                if let Err(Refusal::Invalid(message)) = &outcome {
+                    tracing::warn!(namespace = v.namespace, name = v.name, event_log = ?entry.id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
+                }
+                if !fold.handed(&entry, outcome) {
+                    end.broken = true;
+                    break 'pages;
+                }
             }
-            *counts.entry("scanned").or_default() += 1;
-            let verdict = scan::verdict(&entry, v.webhook_id, started_ms);
-            match verdict {
-                Verdict::Running => progress.hold(instant),
-                Verdict::HandOver => match hand_over(ctx, v, &mut target, &entry).await {
-                    Ok(()) => {
-                        resume.failures.remove(&id);
-                        handed_over.push(instant);
-                    }
-                    Err(Refusal::Invalid(message)) => {
-                        *counts.entry("refused").or_default() += 1;
-                        resume.settled.insert((instant, id));
-                        tracing::warn!(namespace = v.namespace, name = v.name, event_log = %id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
-                        warnings.push(status::warning(
-                            "BackfillGaveUp",
-                            "Backfill",
-                            format!(
-                                "event {} ({}) is refused by the receiver ({message}); it can never be taken as it is and is not offered again: look it up in FusionAuth (System > Webhook Log)",
-                                event_id(&entry),
-                                entry.event_type.as_deref().unwrap_or("?")
-                            ),
-                        ));
-                        continue;
-                    }
-                    Err(Refusal::Failed(message)) => {
-                        let failed = resume.failures.entry(id).or_default();
-                        *failed += 1;
-                        if *failed >= scan::MAX_HAND_OVER_FAILURES {
-                            resume.failures.remove(&id);
-                            resume.settled.insert((instant, id));
-                            *counts.entry("gave_up").or_default() += 1;
-                            let event_id = event_id(&entry);
-                            warnings.push(status::warning(
-                                "BackfillGaveUp",
-                                "Backfill",
-                                format!(
-                                    "event {event_id} ({}) failed in the receiver in {} passes in a row ({message}); it is not offered again: send it yourself once fixed (kubectl fusionhook send --from-file)",
-                                    entry.event_type.as_deref().unwrap_or("?"),
-                                    scan::MAX_HAND_OVER_FAILURES
-                                ),
-                            ));
-                            continue;
-                        }
-                        progress.hold(instant);
-                        problem = Some((
-                            Reason::HandOverFailed,
-                            format!("the receiver did not take a missed event: {message}; the next pass tries again"),
-                        ));
-                        continue;
-                    }
-                    Err(Refusal::Unreachable(message)) => {
-                        progress.hold(instant);
-                        problem = Some((
-                            Reason::HandOverFailed,
-                            format!("cannot reach the receiver's admin API: {message}; the next pass tries again"),
-                        ));
-                        broken = true;
-                        break 'pages;
-                    }
-                },
-                _ => {}
-            }
-            if verdict != Verdict::Running {
-                resume.settled.insert((instant, id));
-            }
-            *counts.entry(verdict.label()).or_default() += 1;
         }
         if last {
-            complete = true;
+            end.complete = true;
             break;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             // Hand-overs took the whole interval: the next pass goes on from here.
             break;
         }
     }
-    // Read to the end: the checkpoint moves and paging starts over from it
-    // next time. Stopped early: it stays, and the next pass goes on from here.
-    let checkpoint = if complete { progress.checkpoint(from, started_ms) } else { from };
-    (resume.cursor, resume.held, resume.chain_started) = match (complete, broken) {
-        (true, _) => (None, None, None),
-        (false, false) if pager.position().is_some() => (pager.position(), progress.held, Some(started_ms)),
-        (false, _) => (None, progress.held, None),
-    };
-    let mut counts: Counts = counts.into_iter().collect();
-    counts.sort();
-    let lookback_days = f64::from(settings.lookback_seconds) / 86_400.0;
-    let behind_days = (started_ms - checkpoint) as f64 / 86_400_000.0;
-    let step = match (problem, retention_days) {
-        (Some((reason, message)), _) => Step::failed(Kind::BackfillAvailable, reason, message),
-        (None, Some(days)) if f64::from(days) < lookback_days.max(behind_days) => Step::failed(
-            Kind::BackfillAvailable,
-            Reason::RetentionShorterThanLookback,
-            format!(
-                "FusionAuth deletes logged events after {days} day(s), sooner than backfill looks back: raise systemConfiguration.webhookEventLogConfiguration.delete.numberOfDaysToRetain or lower spec.backfill.lookbackSeconds; backfill runs over what is kept"
-            ),
-        ),
-        (None, _) if !complete => Step::ok(
-            Kind::BackfillAvailable,
-            Reason::Available,
-            format!(
-                "the last pass used its budget of {} FusionAuth calls; the next one goes on from where it stopped",
-                settings.call_budget
-            ),
-        ),
-        (None, _) => Step::ok(Kind::BackfillAvailable, Reason::Available, "FusionAuth's Webhook Event Log is read every interval"),
-    };
-    Outcome { step, checkpoint, calls, counts, handed_over, resume, warnings, complete }
+    end.position = pager.position();
+    fold.finish(&settings, end)
 }
 
-/// The logged event's `event.id`, for messages.
-fn event_id(entry: &WebhookEventLog) -> String {
-    entry.event.as_ref().and_then(|e| e["event"]["id"].as_str()).unwrap_or("?").to_owned()
+/// FusionAuth's Webhook Event Log configuration: the days it keeps logged
+/// events (`None`: it deletes none), or the condition when it cannot be used.
+async fn configuration(fa: &FusionAuthClient) -> Result<Option<u32>, Step> {
+    let configuration = fa.retrieve_webhook_event_log_configuration().await.map_err(|e| {
+        let (reason, message) = unavailable(&e, "the system configuration");
+        Step::failed(Kind::BackfillAvailable, reason, message)
+    })?;
+    if configuration.enabled == Some(false) {
+        let message = "FusionAuth's Webhook Event Log is off, so events it failed to deliver cannot be recovered: turn on systemConfiguration.webhookEventLogConfiguration.enabled (System > Webhook Log in the admin UI); the resource works without it";
+        return Err(Step::failed(Kind::BackfillAvailable, Reason::EventLogOff, message));
+    }
+    Ok(configuration.delete.as_ref().filter(|d| d.enabled).map(|d| d.number_of_days_to_retain.unwrap_or(30).max(1)))
+}
+
+/// One page of the Event Log, as the pass uses it.
+enum Read {
+    /// Rows to look at; whether they are the window's last.
+    Rows(Vec<WebhookEventLog>, bool),
+    /// Nothing to look at this time (the pager moved, or pages shrink): read again.
+    Again,
+    /// An entry larger than the client reads, passed by (its row).
+    TooLarge(u32),
+    /// The Event Log cannot be read: the condition's reason and message.
+    Failed((Reason, String)),
+}
+
+/// Reads the page `pager` asks for, within `(start, end)`.
+async fn read_page(fa: &FusionAuthClient, pager: &mut Pager, (start, end): (i64, i64)) -> Read {
+    let (start_row, number) = pager.request();
+    let criteria = WebhookEventLogSearchCriteria {
+        start: Some(start),
+        end: Some(end),
+        start_row: Some(start_row),
+        number_of_results: Some(number),
+        order_by: Some("sequence ASC".into()),
+        ..WebhookEventLogSearchCriteria::default()
+    };
+    match fa.search_webhook_event_logs(&criteria).await {
+        Ok(page) => match pager.accept(page.webhook_event_logs, page.total) {
+            Page::Rows(rows, last) => Read::Rows(rows, last),
+            Page::Moved => Read::Again,
+        },
+        // Smaller pages; a single entry larger than the client takes is
+        // passed by (said in an Event), never a pass stuck on it.
+        Err(ClientError::TooLarge { .. }) if pager.shrink() => Read::Again,
+        Err(ClientError::TooLarge { .. }) => {
+            pager.skip_unreadable();
+            Read::TooLarge(start_row)
+        }
+        Err(e) => Read::Failed(unavailable(&e, "the Webhook Event Log")),
+    }
 }
 
 /// Hands `entry`'s payload to the receiver pod `target` (picked once per
