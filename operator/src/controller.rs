@@ -121,14 +121,7 @@ pub async fn run(
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", names::FIELD_MANAGER));
     let deployments = watcher(scope.api::<Deployment>(&client), managed.clone()).modify(keep_rollout_state);
     let deployments = reflector(writers.deployments, deployments).default_backoff().touched_objects();
-    let stateful_sets = watcher(scope.api::<StatefulSet>(&client), managed.clone()).modify(|s| {
-        // As for Deployments: metadata, replicas and status; never the pod
-        // template. The claim template stays: its size is what `store_growth` compares.
-        s.metadata.managed_fields = None;
-        if let Some(spec) = &mut s.spec {
-            spec.template = Default::default();
-        }
-    });
+    let stateful_sets = watcher(scope.api::<StatefulSet>(&client), managed.clone()).modify(keep_claims_and_rollout_state);
     let stateful_sets = reflector(writers.stateful_sets, stateful_sets).default_backoff().touched_objects();
     let config_maps =
         watcher(scope.api::<PartialObjectMeta<ConfigMap>>(&client), managed.clone()).modify(|m| m.metadata.managed_fields = None);
@@ -161,15 +154,28 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(namespace = object.namespace, name = object.name, "reconciled"),
-                // Reconcile errors are logged by error_policy; these are the controller's own.
-                Err(controller::Error::ReconcilerFailed(..)) => {}
-                Err(e) => tracing::warn!(error = %e, "controller"),
-            }
-        })
+        .for_each(|result| async move { log(result) })
         .await;
+}
+
+/// What the operator keeps of a receiver StatefulSet it watches: as for
+/// Deployments ([`keep_rollout_state`]), and the claim template, whose size
+/// is what `store_growth` compares.
+pub fn keep_claims_and_rollout_state(set: &mut StatefulSet) {
+    set.metadata.managed_fields = None;
+    if let Some(spec) = &mut set.spec {
+        spec.template = Default::default();
+    }
+}
+
+/// Logs one controller result (reconcile errors are logged by
+/// `error_policy`; these are the controller's own).
+fn log<E: std::fmt::Display, T>(result: Result<(ObjectRef<FusionAuthWebhook>, T), controller::Error<E, watcher::Error>>) {
+    match result {
+        Ok((object, _)) => tracing::debug!(namespace = object.namespace, name = object.name, "reconciled"),
+        Err(controller::Error::ReconcilerFailed(..)) => {}
+        Err(e) => tracing::warn!(error = %e, "controller"),
+    }
 }
 
 #[cfg(test)]

@@ -340,25 +340,7 @@ async fn receiver(
     let config_map = desired.receiver.config_map.metadata.name.clone().unwrap_or_default();
     let observed = ctx.caches.observed(&v.namespace, &v.name, &config_map);
     let old = observed.stateful_set.clone().filter(|_| v.store.kind != crate::resource::StoreType::Embedded);
-    let mut observed = observed;
-    let mut objects = desired.receiver.clone();
-    if let build::Workload::StatefulSet(set) = &mut objects.workload {
-        let mut size = build::receiver::store_size(v);
-        if let Some(current) = observed.stateful_set.clone() {
-            let sized = store_growth::stage(ctx, r, v, &current, &size).await?;
-            if let Some(kept) = sized.keep {
-                build::receiver::set_store_size(set, &kept);
-                size = kept;
-            }
-            if sized.replaced {
-                observed.stateful_set = None;
-            }
-            report.record_if(sized.step);
-        }
-        report.status.store_size = Some(size);
-    } else if old.is_none() {
-        report.status.store_size = None;
-    }
+    let (mut objects, observed) = sized(ctx, r, v, desired, observed, old.is_some(), report).await?;
     if old.is_some() {
         build::receiver::select_current_store(&mut objects.service, v);
     }
@@ -380,6 +362,57 @@ async fn receiver(
     if state == Rollout::Done && old.is_none() && credentials.legacy_admin_token.is_some() {
         forget_legacy_admin_token(ctx, v, credentials, desired).await;
     }
+    availability(ctx, v, state, note, draining, &config_map, report).await
+}
+
+/// The receiver objects to apply and what is observed of them, after an
+/// embedded store's growth stage: its StatefulSet keeps the claim template
+/// it has while the spec's size cannot be had, and one just replaced (to
+/// grow) is applied afresh. Records `status.storeSize` and `StoreGrown`.
+async fn sized(
+    ctx: &Context,
+    r: &FusionAuthWebhook,
+    v: &Validated,
+    desired: &Desired,
+    mut observed: apply::kubernetes::Observed,
+    old_store: bool,
+    report: &mut Report,
+) -> Result<(build::ReceiverObjects, apply::kubernetes::Observed), Stopped> {
+    let mut objects = desired.receiver.clone();
+    if let build::Workload::StatefulSet(set) = &mut objects.workload {
+        let mut size = build::receiver::store_size(v);
+        if let Some(current) = observed.stateful_set.clone() {
+            let sized = store_growth::stage(ctx, r, v, &current, &size).await?;
+            if let Some(kept) = sized.keep {
+                build::receiver::set_store_size(set, &kept);
+                size = kept;
+            }
+            if sized.replaced {
+                observed.stateful_set = None;
+            }
+            report.record_if(sized.step);
+        }
+        report.status.store_size = Some(size);
+    } else if !old_store {
+        report.status.store_size = None;
+    }
+    Ok((objects, observed))
+}
+
+/// `ReceiverAvailable` from where the rollout stands (`state`): done, or
+/// why not (scaled to 0, a store that cannot commit, pods that say why).
+/// `note`: what a rotation adds; `draining`: an old store is kept.
+async fn availability(
+    ctx: &Context,
+    v: &Validated,
+    state: Rollout,
+    note: &str,
+    draining: bool,
+    config_map: &str,
+    report: &mut Report,
+) -> Result<bool, Stopped> {
+    let name = names::receiver_name(&v.name);
+    let workload = if v.store.kind == crate::resource::StoreType::Embedded { "StatefulSet" } else { "Deployment" };
     match (v.replicas, state) {
         (0, _) => Err(Stopped::wait(
             Kind::ReceiverAvailable,
@@ -390,7 +423,7 @@ async fn receiver(
             report.done(Kind::ReceiverAvailable, Reason::Available, format!("{workload} {name} is rolled out and available"));
             // An old store's pods still mount their config version.
             if !draining {
-                delete_old_config_maps(ctx, v, &config_map).await;
+                delete_old_config_maps(ctx, v, config_map).await;
             }
             Ok(draining)
         }

@@ -193,6 +193,24 @@ pub async fn stage(ctx: &Context, r: &FusionAuthWebhook, v: &Validated, set: &St
         }
         return Ok(Sized::default());
     }
+    if let Some(refused) = grow(ctx, &api, &listed, &plan, size, &template).await? {
+        return Ok(refused);
+    }
+    let replaced = plan.replace && replace(ctx, r, set, &template, size, &plan.grow).await?;
+    let message = growing(&plan, size, &name);
+    Ok(Sized { keep: None, step: Some(Step::failed(Kind::StoreGrown, Reason::Growing, message)), replaced })
+}
+
+/// Patches the claims `plan` grows to `size`; `Some`: the API server
+/// refused one (its StorageClass cannot expand), the store stays at `template`.
+async fn grow(
+    ctx: &Context,
+    api: &Api<PersistentVolumeClaim>,
+    listed: &[Claim],
+    plan: &Plan,
+    size: &str,
+    template: &str,
+) -> Result<Option<Sized>, Stopped> {
     for claim in listed.iter().filter(|c| plan.grow.contains(&c.name)) {
         let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}});
         match api.patch(&claim.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -203,24 +221,28 @@ pub async fn stage(ctx: &Context, r: &FusionAuthWebhook, v: &Validated, set: &St
                     "volume claim {} cannot grow to {size}: its StorageClass {class} does not allow volume expansion (the API server: {}); the store stays at {template}: set spec.receiver.store.size back to {template}, or have the cluster's admin set `allowVolumeExpansion: true` on StorageClass {class} if its storage driver can expand volumes",
                     claim.name, s.message
                 );
-                let keep = plan.replace.then_some(template);
-                return Ok(Sized { keep, step: Some(Step::failed(Kind::StoreGrown, Reason::StoreCannotGrow, message)), replaced: false });
+                let keep = plan.replace.then(|| template.to_owned());
+                let step = Some(Step::failed(Kind::StoreGrown, Reason::StoreCannotGrow, message));
+                return Ok(Some(Sized { keep, step, replaced: false }));
             }
             Err(e) => return Err(Stopped::kubernetes(Kind::ReceiverAvailable, Error::ApplyReceiver)(e)),
         }
     }
-    let replaced = plan.replace && replace(ctx, r, set, &template, size, &plan.grow).await?;
+    Ok(None)
+}
+
+/// Pure: the `Growing` message: what was asked, what waits and why.
+fn growing(plan: &Plan, size: &str, set: &str) -> String {
     let mut parts = Vec::new();
     if !plan.grow.is_empty() {
         parts.push(format!("volume claims {} asked to grow", plan.grow.join(", ")));
     }
     parts.extend(plan.unbound.iter().map(|c| format!("{c} is not bound yet: it grows once it is")));
-    parts.extend(plan.resizing);
+    parts.extend(plan.resizing.iter().cloned());
     if parts.is_empty() {
-        parts.push(format!("StatefulSet {name} replaced with claims of the new size"));
+        parts.push(format!("StatefulSet {set} replaced with claims of the new size"));
     }
-    let message = format!("growing the store to {size}: {}", parts.join("; "));
-    Ok(Sized { keep: None, step: Some(Step::failed(Kind::StoreGrown, Reason::Growing, message)), replaced })
+    format!("growing the store to {size}: {}", parts.join("; "))
 }
 
 /// The API server's `PersistentVolumeClaimResize` admission refusing a

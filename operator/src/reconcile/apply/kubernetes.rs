@@ -128,6 +128,47 @@ pub async fn apply_receiver(
     observed: &Observed,
 ) -> Result<ReceiverApplied, kube::Error> {
     let mut written = Vec::new();
+    apply_secrets(client, namespace, desired, observed, &mut written).await?;
+    // A new pod template names a config version the cache may still show
+    // as present after it was deleted (watch lag; an older version comes
+    // back when a change is undone): then it is applied regardless.
+    let template_changes = match &desired.workload {
+        Workload::Deployment(d) => !already_applied(observed.deployment.as_ref(), &hash_of(d)),
+        Workload::StatefulSet(s) => !already_applied(observed.stateful_set.as_ref(), &hash_of(s)),
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let config_observed = if template_changes { None } else { observed.config_map.as_ref() };
+    if apply_one(&api, desired.config_map.clone(), config_observed).await?.is_some() {
+        written.push("ConfigMap");
+    }
+    apply_services(client, namespace, desired, observed, &mut written).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let rollout = match &desired.workload {
+        Workload::Deployment(d) => {
+            let wanted = (&deployments, observed.deployment.as_ref(), "Deployment");
+            let applied = apply_workload::<_, StatefulSet>(wanted, (**d).clone(), None, &mut written).await?;
+            rollout(applied.as_ref().or(observed.deployment.as_ref()), d.metadata.name.as_deref().unwrap_or_default())
+        }
+        Workload::StatefulSet(s) => {
+            let wanted = (&stateful_sets, observed.stateful_set.as_ref(), "StatefulSet");
+            let other = (&deployments, observed.deployment.as_ref(), "Deployment");
+            let applied = apply_workload(wanted, (**s).clone(), Some(other), &mut written).await?;
+            stateful_rollout(applied.as_ref().or(observed.stateful_set.as_ref()), s.metadata.name.as_deref().unwrap_or_default())
+        }
+    };
+    Ok(ReceiverApplied { rollout: Some(rollout), written })
+}
+
+/// The operator's Secret (when it holds anything or exists) and the admin
+/// tokens' Secrets.
+async fn apply_secrets(
+    client: &Client,
+    namespace: &str,
+    desired: &ReceiverObjects,
+    observed: &Observed,
+    written: &mut Vec<&'static str>,
+) -> Result<(), kube::Error> {
     let holds_anything = desired.kept_secret.data.as_ref().is_some_and(|d| !d.is_empty());
     if holds_anything || observed.secret.is_some() {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -142,18 +183,18 @@ pub async fn apply_receiver(
             written.push("Secret");
         }
     }
-    // A new pod template names a config version the cache may still show
-    // as present after it was deleted (watch lag; an older version comes
-    // back when a change is undone): then it is applied regardless.
-    let template_changes = match &desired.workload {
-        Workload::Deployment(d) => !already_applied(observed.deployment.as_ref(), &hash_of(d)),
-        Workload::StatefulSet(s) => !already_applied(observed.stateful_set.as_ref(), &hash_of(s)),
-    };
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let config_observed = if template_changes { None } else { observed.config_map.as_ref() };
-    if apply_one(&api, desired.config_map.clone(), config_observed).await?.is_some() {
-        written.push("ConfigMap");
-    }
+    Ok(())
+}
+
+/// The receiver's Service and, for a StatefulSet, its headless Service
+/// (kept while an old StatefulSet drains: it is its serviceName).
+async fn apply_services(
+    client: &Client,
+    namespace: &str,
+    desired: &ReceiverObjects,
+    observed: &Observed,
+    written: &mut Vec<&'static str>,
+) -> Result<(), kube::Error> {
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
     if apply_one(&api, desired.service.clone(), observed.service.as_ref()).await?.is_some() {
         written.push("Service");
@@ -174,22 +215,7 @@ pub async fn apply_receiver(
             }
         }
     }
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    let rollout = match &desired.workload {
-        Workload::Deployment(d) => {
-            let wanted = (&deployments, observed.deployment.as_ref(), "Deployment");
-            let applied = apply_workload::<_, StatefulSet>(wanted, (**d).clone(), None, &mut written).await?;
-            rollout(applied.as_ref().or(observed.deployment.as_ref()), d.metadata.name.as_deref().unwrap_or_default())
-        }
-        Workload::StatefulSet(s) => {
-            let wanted = (&stateful_sets, observed.stateful_set.as_ref(), "StatefulSet");
-            let other = (&deployments, observed.deployment.as_ref(), "Deployment");
-            let applied = apply_workload(wanted, (**s).clone(), Some(other), &mut written).await?;
-            stateful_rollout(applied.as_ref().or(observed.stateful_set.as_ref()), s.metadata.name.as_deref().unwrap_or_default())
-        }
-    };
-    Ok(ReceiverApplied { rollout: Some(rollout), written })
+    Ok(())
 }
 
 /// Applies the operator's own Secret alone (see `reconcile`: the kept

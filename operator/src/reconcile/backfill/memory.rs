@@ -83,6 +83,33 @@ impl Memory {
         self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid.to_owned(), RequestChain { since_ms, resume });
     }
 
+    /// Takes what the next pass of `uid` goes on from.
+    pub(super) fn take_resume(&self, uid: &str) -> Resume {
+        self.with(uid, |r| Resume {
+            settled: std::mem::take(&mut r.settled),
+            cursor: r.cursor,
+            held: r.held,
+            chain_started: r.chain_started,
+            failures: std::mem::take(&mut r.failures),
+        })
+    }
+
+    /// Remembers a pass of `uid`: when the next one is due, the checkpoint,
+    /// the condition, and what the next goes on from (entries settled before
+    /// the checkpoint are forgotten: no pass reads them again).
+    pub(super) fn remember(&self, uid: &str, due: Instant, checkpoint: i64, step: Step, mut resume: Resume) {
+        self.with(uid, |r| {
+            r.due = Some(due);
+            r.checkpoint = Some(checkpoint);
+            r.step = Some(step);
+            r.settled = resume.settled.split_off(&(checkpoint, Uuid::nil()));
+            r.cursor = resume.cursor;
+            r.held = resume.held;
+            r.chain_started = resume.chain_started;
+            r.failures = std::mem::take(&mut resume.failures);
+        });
+    }
+
     /// The condition of the last pass, for a reconcile that stopped before
     /// the backfill stage (so the condition stays as it was).
     pub fn last_step(&self, uid: &str) -> Option<Step> {

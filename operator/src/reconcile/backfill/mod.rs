@@ -30,10 +30,10 @@ pub mod scan;
 
 use std::time::{Duration, Instant};
 
+use crate::resource::BackfillStatus;
 use fusionhook_fusionauth::client::{ClientError, FusionAuthClient};
 use fusionhook_fusionauth::model::{WebhookEventLog, WebhookEventLogSearchCriteria};
 use k8s_openapi::jiff::Timestamp;
-use uuid::Uuid;
 
 use crate::context::Context;
 use crate::names::AdminScope;
@@ -77,43 +77,18 @@ pub async fn stage(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
         }
         return Some(due - now);
     }
-    let mut persisted = report.status.backfill.clone().unwrap_or_default();
+    let persisted = report.status.backfill.clone().unwrap_or_default();
     let persisted_ms = persisted.checkpoint.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_millisecond());
     let started_ms = Timestamp::now().as_millisecond();
     let from = remembered.or(persisted_ms).unwrap_or(started_ms - i64::from(settings.lookback_seconds) * 1000);
-    let resume = ctx.backfill.with(&v.uid, |r| Resume {
-        settled: std::mem::take(&mut r.settled),
-        cursor: r.cursor,
-        held: r.held,
-        chain_started: r.chain_started,
-        failures: std::mem::take(&mut r.failures),
-    });
+    let resume = ctx.backfill.take_resume(&v.uid);
     let mut outcome = pass(ctx, v, fa, settings, from, started_ms, resume).await;
     ctx.metrics.backfill_pass(&outcome.counts, outcome.calls);
     let step = outcome.step.clone();
     report.record(step.clone());
-    // Persist when something was handed over, or the checkpoint moved on far enough.
-    let far = persisted_ms.is_none_or(|p| outcome.checkpoint - p >= PERSIST_AFTER_MS);
-    let handed_now = outcome.handed_over.len() as u64;
-    if handed_now > 0 || far {
-        persisted.checkpoint = Some(rfc3339(outcome.checkpoint));
-    }
-    if handed_now > 0 {
-        persisted.handed_over += handed_now;
-        persisted.last_hand_over = Some(rfc3339(started_ms));
-        report.event(status::normal("BackfillHandedOver", "Backfill", outcome.summary(started_ms)));
-    }
-    report.status.backfill = Some(persisted);
-    ctx.backfill.with(&v.uid, |r| {
-        r.due = Some(Instant::now() + interval);
-        r.checkpoint = Some(outcome.checkpoint);
-        r.step = Some(step);
-        r.settled = outcome.resume.settled.split_off(&(outcome.checkpoint, Uuid::nil()));
-        r.cursor = outcome.resume.cursor;
-        r.held = outcome.resume.held;
-        r.chain_started = outcome.resume.chain_started;
-        r.failures = std::mem::take(&mut outcome.resume.failures);
-    });
+    persist(report, persisted, persisted_ms, &outcome, started_ms);
+    let resume = std::mem::take(&mut outcome.resume);
+    ctx.backfill.remember(&v.uid, Instant::now() + interval, outcome.checkpoint, step, resume);
     for event in std::mem::take(&mut outcome.warnings) {
         report.event(event);
     }
@@ -177,6 +152,22 @@ fn rfc3339(ms: i64) -> String {
     Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
 }
 
+/// Writes the pass to `status.backfill` when something was handed over (with
+/// an Event), or the checkpoint moved on far enough from the one persisted.
+fn persist(report: &mut Report, mut persisted: BackfillStatus, persisted_ms: Option<i64>, outcome: &Outcome, started_ms: i64) {
+    let far = persisted_ms.is_none_or(|p| outcome.checkpoint - p >= PERSIST_AFTER_MS);
+    let handed_now = outcome.handed_over.len() as u64;
+    if handed_now > 0 || far {
+        persisted.checkpoint = Some(rfc3339(outcome.checkpoint));
+    }
+    if handed_now > 0 {
+        persisted.handed_over += handed_now;
+        persisted.last_hand_over = Some(rfc3339(started_ms));
+        report.event(status::normal("BackfillHandedOver", "Backfill", outcome.summary(started_ms)));
+    }
+    report.status.backfill = Some(persisted);
+}
+
 /// Why the Event Log cannot be used: the condition's reason and message.
 fn unavailable(e: &ClientError, what: &str) -> (Reason, String) {
     match e {
@@ -219,7 +210,7 @@ async fn pass(
     let window = scan::window(from, started_ms);
     let mut target: Option<Proven> = None;
     let mut end = End { calls: 1, retention_days, ..End::default() };
-    'pages: while end.calls < settings.call_budget && pager.restarts <= 2 {
+    while end.calls < settings.call_budget && pager.restarts <= 2 {
         end.calls += 1;
         let (rows, last) = match read_page(fa, &mut pager, window).await {
             Read::Rows(rows, last) => (rows, last),
@@ -233,17 +224,9 @@ async fn pass(
                 break;
             }
         };
-        for entry in rows {
-            if fold.look(&entry) == Next::HandOver {
-                let outcome = hand_over(ctx, v, &mut target, &entry).await;
-                if let Err(Refusal::Invalid(message)) = &outcome {
-                    tracing::warn!(namespace = v.namespace, name = v.name, event_log = ?entry.id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
-                }
-                if !fold.handed(&entry, outcome) {
-                    end.broken = true;
-                    break 'pages;
-                }
-            }
+        if !look_at(ctx, v, &mut fold, &mut target, rows).await {
+            end.broken = true;
+            break;
         }
         if last {
             end.complete = true;
@@ -256,6 +239,23 @@ async fn pass(
     }
     end.position = pager.position();
     fold.finish(&settings, end)
+}
+
+/// Looks at a page's `rows`, handing over what the fold says to; `false`:
+/// the receiver cannot be reached, the pass stops here.
+async fn look_at(ctx: &Context, v: &Validated, fold: &mut Fold, target: &mut Option<Proven>, rows: Vec<WebhookEventLog>) -> bool {
+    for entry in rows {
+        if fold.look(&entry) == Next::HandOver {
+            let outcome = hand_over(ctx, v, target, &entry).await;
+            if let Err(Refusal::Invalid(message)) = &outcome {
+                tracing::warn!(namespace = v.namespace, name = v.name, event_log = ?entry.id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
+            }
+            if !fold.handed(&entry, outcome) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// FusionAuth's Webhook Event Log configuration: the days it keeps logged
