@@ -187,8 +187,38 @@ async fn switches(cluster: &Cluster, r: &FusionAuthWebhook) -> anyhow::Result<Va
 /// The status in plain words.
 pub fn render(report: &Value) -> String {
     let mut out = String::new();
-    let text = |v: &Value| v.as_str().map_or_else(|| if v.is_null() { "-".to_owned() } else { v.to_string() }, str::to_owned);
     let _ = writeln!(out, "FusionAuthWebhook {}/{}", text(&report["namespace"]), text(&report["name"]));
+    render_conditions(&mut out, report);
+    render_webhook(&mut out, report);
+    render_pods(&mut out, report);
+    render_store(&mut out, &report["store"]);
+    let backfill = &report["backfill"];
+    if backfill["enabled"] == true {
+        let b = &backfill["status"];
+        let _ = writeln!(
+            out,
+            "\nBackfill: on; checkpoint {}, {} handed over in all (last {})",
+            text(&b["checkpoint"]),
+            b["handedOver"].as_u64().unwrap_or(0),
+            text(&b["lastHandOver"])
+        );
+    } else {
+        let _ = writeln!(out, "\nBackfill: off");
+    }
+    let _ = writeln!(out, "\nRecent Events:");
+    for e in report["events"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {} {:<8} {:<24} {}", text(&e["time"]), text(&e["type"]), text(&e["reason"]), text(&e["note"]));
+    }
+    out
+}
+
+/// A value as text (`-` for none).
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| if v.is_null() { "-".to_owned() } else { v.to_string() }, str::to_owned)
+}
+
+/// The conditions, each with what to do when it is not True.
+fn render_conditions(out: &mut String, report: &Value) {
     let _ = writeln!(out, "\nConditions:");
     for c in report["conditions"].as_array().into_iter().flatten() {
         let mark = match c["status"].as_str() {
@@ -201,30 +231,40 @@ pub fn render(report: &Value) -> String {
             let _ = writeln!(out, "      what to do: {todo}");
         }
     }
+}
+
+/// FusionAuth's webhook and its three switches per event and tenant.
+fn render_webhook(out: &mut String, report: &Value) {
     let webhook = &report["webhook"];
     let _ = writeln!(out, "\nFusionAuth webhook: {} (FusionAuth {})", text(&webhook["id"]), text(&webhook["fusionAuthUrl"]));
     let _ = writeln!(out, "  calls: {}", text(&webhook["url"]));
     let switches = &report["switches"];
     if let Some(why) = switches["skipped"].as_str() {
         let _ = writeln!(out, "  switches: not read ({why})");
-    } else if let Some(e) = switches["error"].as_str() {
-        let _ = writeln!(out, "  switches: cannot read ({e})");
-    } else {
-        let _ = writeln!(out, "  switches (webhook event, tenant scope, tenant switch):");
-        for row in switches["rows"].as_array().into_iter().flatten() {
-            let flag = |k: &str| if row[k] == true { "on" } else { "OFF" };
-            let _ = writeln!(
-                out,
-                "    {:<28} tenant {:<20} {} / {} / {}{}",
-                text(&row["event"]),
-                text(&row["tenant"]),
-                flag("webhookEvent"),
-                flag("tenantScope"),
-                flag("tenantSwitch"),
-                if row["on"] == true { "" } else { "  <- FusionAuth does not send it" }
-            );
-        }
+        return;
     }
+    if let Some(e) = switches["error"].as_str() {
+        let _ = writeln!(out, "  switches: cannot read ({e})");
+        return;
+    }
+    let _ = writeln!(out, "  switches (webhook event, tenant scope, tenant switch):");
+    for row in switches["rows"].as_array().into_iter().flatten() {
+        let flag = |k: &str| if row[k] == true { "on" } else { "OFF" };
+        let _ = writeln!(
+            out,
+            "    {:<28} tenant {:<20} {} / {} / {}{}",
+            text(&row["event"]),
+            text(&row["tenant"]),
+            flag("webhookEvent"),
+            flag("tenantScope"),
+            flag("tenantSwitch"),
+            if row["on"] == true { "" } else { "  <- FusionAuth does not send it" }
+        );
+    }
+}
+
+/// The receiver pods: ready or not, restarts.
+fn render_pods(out: &mut String, report: &Value) {
     let _ = writeln!(out, "\nReceiver pods:");
     for p in report["pods"].as_array().into_iter().flatten() {
         match p["error"].as_str() {
@@ -237,7 +277,10 @@ pub fn render(report: &Value) -> String {
             }
         }
     }
-    let store = &report["store"];
+}
+
+/// The store's type and figures (summed over an embedded store's pods).
+fn render_store(out: &mut String, store: &Value) {
     let _ = write!(out, "\nStore: {}", text(&store["type"]));
     let figures = &store["figures"];
     if let Some(e) = figures["error"].as_str() {
@@ -259,24 +302,6 @@ pub fn render(report: &Value) -> String {
     } else {
         let _ = writeln!(out);
     }
-    let backfill = &report["backfill"];
-    if backfill["enabled"] == true {
-        let b = &backfill["status"];
-        let _ = writeln!(
-            out,
-            "\nBackfill: on; checkpoint {}, {} handed over in all (last {})",
-            text(&b["checkpoint"]),
-            b["handedOver"].as_u64().unwrap_or(0),
-            text(&b["lastHandOver"])
-        );
-    } else {
-        let _ = writeln!(out, "\nBackfill: off");
-    }
-    let _ = writeln!(out, "\nRecent Events:");
-    for e in report["events"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "  {} {:<8} {:<24} {}", text(&e["time"]), text(&e["type"]), text(&e["reason"]), text(&e["note"]));
-    }
-    out
 }
 
 /// The outcome of `reconcile`.

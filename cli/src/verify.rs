@@ -256,31 +256,56 @@ fn defaults(key: &Key) -> Vec<Algorithm> {
 /// Checks `raw` with `key`, allowing `algorithms` (names like `HS256`; empty: the key kind's defaults).
 pub fn verify(raw: &[u8], key: &Key, algorithms: &[String]) -> Verdict {
     let mut checked = Vec::new();
-    let request = match parse(raw) {
-        Ok(r) => r,
-        Err(e) => return Verdict::fail(checked, e),
-    };
+    match check(raw, key, algorithms, &mut checked) {
+        Ok(()) => Verdict { valid: true, checked, reason: None },
+        Err(reason) => Verdict::fail(checked, reason),
+    }
+}
+
+/// The checks in order, each passed one said in `checked`; the first that
+/// fails says why.
+fn check(raw: &[u8], key: &Key, algorithms: &[String], checked: &mut Vec<String>) -> Result<(), String> {
+    let request = parse(raw)?;
     checked.push(format!("a POST with a {}-byte body", request.body.len()));
-    let allowed: Vec<Algorithm> = if algorithms.is_empty() {
-        defaults(key)
-    } else {
-        let mut parsed = Vec::new();
-        for name in algorithms {
-            match Algorithm::from_str(name) {
-                Ok(a) => parsed.push(a),
-                Err(_) => return Verdict::fail(checked, format!("--algorithm {name}: not an algorithm (HS256, RS256, ES256, EdDSA, …)")),
-            }
-        }
-        parsed
-    };
+    let allowed = allowed(key, algorithms)?;
     let Some((_, token)) = request.headers.iter().find(|(n, _)| n == signature::SIGNATURE_HEADER) else {
-        return Verdict::fail(
-            checked,
-            "no X-FusionAuth-Signature-JWT header: FusionAuth signs only when the webhook's signatureConfiguration is enabled (spec.auth.signature)",
-        );
+        return Err("no X-FusionAuth-Signature-JWT header: FusionAuth signs only when the webhook's signatureConfiguration is enabled (spec.auth.signature)".to_owned());
     };
-    let header = match signature::inspect(token, &allowed) {
-        Ok(h) => h,
+    let header = inspected(token, key, &allowed)?;
+    checked.push(format!("algorithm {:?} is allowed", header.alg));
+    let decoding = decoding_key(key, &header, checked)?;
+    let hash = match signature::verify_token(token, &decoding, header.alg) {
+        Ok(hash) => hash,
+        Err(SignatureError::BadSignature) => {
+            return Err(match key {
+                Key::Hmac(_) => "wrong secret: the signature was made with another HMAC secret",
+                Key::Jwks(_) => "the signature does not verify with the published key",
+            }
+            .to_owned());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    checked.push("the signature verifies".to_owned());
+    checked.push(body_matches(&request, &hash)?.to_owned());
+    Ok(())
+}
+
+/// The algorithms allowed: those named, or the key kind's.
+fn allowed(key: &Key, algorithms: &[String]) -> Result<Vec<Algorithm>, String> {
+    if algorithms.is_empty() {
+        return Ok(defaults(key));
+    }
+    algorithms
+        .iter()
+        .map(|name| Algorithm::from_str(name).map_err(|_| format!("--algorithm {name}: not an algorithm (HS256, RS256, ES256, EdDSA, …)")))
+        .collect()
+}
+
+/// The token's header, its algorithm allowed (with a hint when the key kind
+/// cannot check that algorithm).
+fn inspected(token: &str, key: &Key, allowed: &[Algorithm]) -> Result<signature::TokenHeader, String> {
+    match signature::inspect(token, allowed) {
+        Ok(h) => Ok(h),
         Err(SignatureError::AlgorithmNotAllowed(alg)) => {
             let hint = match key {
                 Key::Jwks(_) if signature::is_hmac(alg) => {
@@ -289,75 +314,55 @@ pub fn verify(raw: &[u8], key: &Key, algorithms: &[String]) -> Verdict {
                 Key::Hmac(_) if !signature::is_hmac(alg) => ": an asymmetric signature is checked with --jwks-url",
                 _ => "",
             };
-            return Verdict::fail(checked, format!("the signature uses {alg:?}, which is not allowed here (allowed: {allowed:?}){hint}"));
+            Err(format!("the signature uses {alg:?}, which is not allowed here (allowed: {allowed:?}){hint}"))
         }
-        Err(e) => return Verdict::fail(checked, e.to_string()),
-    };
-    checked.push(format!("algorithm {:?} is allowed", header.alg));
-    let decoding = match key {
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The key to verify with: the HMAC secret (line ends trimmed), or the
+/// JWKS key the token's `kid` names, published for its algorithm.
+fn decoding_key(key: &Key, header: &signature::TokenHeader, checked: &mut Vec<String>) -> Result<DecodingKey, String> {
+    match key {
         Key::Hmac(secret) => {
             let mut secret = secret.as_slice();
             while let [rest @ .., b'\n' | b'\r'] = secret {
                 secret = rest;
             }
             if secret.is_empty() {
-                return Verdict::fail(checked, "the HMAC secret file is empty (the receiver refuses an empty secret too)");
+                return Err("the HMAC secret file is empty (the receiver refuses an empty secret too)".to_owned());
             }
-            DecodingKey::from_secret(secret)
+            Ok(DecodingKey::from_secret(secret))
         }
         Key::Jwks(keys) => {
-            let Some(kid) = header.kid.as_deref() else { return Verdict::fail(checked, "the signature has no key id (kid)") };
+            let Some(kid) = header.kid.as_deref() else { return Err("the signature has no key id (kid)".to_owned()) };
             let Some(published) = keys.get(kid) else {
                 let known: Vec<&String> = keys.keys().collect();
-                return Verdict::fail(
-                    checked,
-                    format!("unknown kid `{kid}`: the JWKS publishes {known:?} (a rotated key, or another FusionAuth)"),
-                );
+                return Err(format!("unknown kid `{kid}`: the JWKS publishes {known:?} (a rotated key, or another FusionAuth)"));
             };
             if published.alg.is_some_and(|a| a != header.alg) {
-                return Verdict::fail(
-                    checked,
-                    format!("key `{kid}` is published for {:?}, the signature says {:?}", published.alg, header.alg),
-                );
+                return Err(format!("key `{kid}` is published for {:?}, the signature says {:?}", published.alg, header.alg));
             }
             checked.push(format!("kid `{kid}` is published"));
-            published.key.clone()
+            Ok(published.key.clone())
         }
-    };
-    let hash = match signature::verify_token(token, &decoding, header.alg) {
-        Ok(hash) => hash,
-        Err(SignatureError::BadSignature) => {
-            let what = match key {
-                Key::Hmac(_) => "wrong secret: the signature was made with another HMAC secret",
-                Key::Jwks(_) => "the signature does not verify with the published key",
-            };
-            return Verdict::fail(checked, what);
-        }
-        Err(e) => return Verdict::fail(checked, e.to_string()),
-    };
-    checked.push("the signature verifies".to_owned());
-    // Without a Content-Length, a final line end may be the editor's, not the body's.
-    let trimmed = request.body.strip_suffix(b"\r\n").or_else(|| request.body.strip_suffix(b"\n"));
-    let untrimmed_fails = hash.check(&request.body).is_err();
-    let editor_newline = untrimmed_fails && request.length.is_none() && trimmed.is_some_and(|t| hash.check(t).is_ok());
-    match hash.check(&request.body) {
-        Ok(()) => {
-            checked.push("request_body_sha256 matches the body".to_owned());
-            Verdict { valid: true, checked, reason: None }
-        }
-        Err(_) if editor_newline => {
-            checked
-                .push("request_body_sha256 matches the body without its final line end (no Content-Length said where it ends)".to_owned());
-            Verdict { valid: true, checked, reason: None }
-        }
-        Err(_) => Verdict::fail(
-            checked,
-            format!(
-                "body changed: the signed request_body_sha256 does not match this body (it hashes to {}); a proxy that re-encodes JSON, or an edited capture",
-                signature::body_sha256(&request.body)
-            ),
-        ),
     }
+}
+
+/// Whether the signed body hash is the body's: as captured, or (without a
+/// Content-Length) without a final line end an editor may have added.
+fn body_matches(request: &Request, hash: &signature::SignedBodyHash) -> Result<&'static str, String> {
+    if hash.check(&request.body).is_ok() {
+        return Ok("request_body_sha256 matches the body");
+    }
+    let trimmed = request.body.strip_suffix(b"\r\n").or_else(|| request.body.strip_suffix(b"\n"));
+    if request.length.is_none() && trimmed.is_some_and(|t| hash.check(t).is_ok()) {
+        return Ok("request_body_sha256 matches the body without its final line end (no Content-Length said where it ends)");
+    }
+    Err(format!(
+        "body changed: the signed request_body_sha256 does not match this body (it hashes to {}); a proxy that re-encodes JSON, or an edited capture",
+        signature::body_sha256(&request.body)
+    ))
 }
 
 #[cfg(test)]
