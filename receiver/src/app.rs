@@ -24,7 +24,7 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-use crate::action::{ActionContext, LogSink};
+use crate::action::{ActionContext, ActionError, LogSink};
 use crate::answer::{Handled, ReceiverError};
 use crate::config::{Config, DeliveryConfig};
 use crate::dedupe::{Claim, Dedupe};
@@ -225,22 +225,13 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     if event.id.is_none() {
         tracing::warn!(r#type = %event.kind, "event without id: handled, but it cannot be deduplicated");
     }
-
     let ticket = loop {
         match state.dedupe.claim(event.id.as_deref()) {
             Claim::Run(ticket) => break ticket,
             Claim::Duplicate => return Ok(duplicate(state, &event.kind)),
-            Claim::Running(mut done) => {
-                // FusionAuth retried while the first delivery is still running:
-                // wait for its outcome rather than run the actions twice.
-                if tokio::time::timeout(state.read_timeout, done.changed()).await.is_err() {
-                    state.metrics.event(&event.kind, "in_progress");
-                    return Err(ReceiverError::InProgress);
-                }
-            }
+            Claim::Running(done) => wait_for_first(state, done, &event.kind).await?,
         }
     };
-
     let matched = route::matching(&state.routes, &event.kind);
     if matched.is_empty() {
         let accept = state.unmatched == Unmatched::Accept;
@@ -248,7 +239,6 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
         state.metrics.event(&event.kind, if accept { "unmatched" } else { "unmatched_rejected" });
         return if accept { Ok(Handled::Unmatched) } else { Err(ReceiverError::Unmatched) };
     }
-
     let (sync, durable): (Vec<usize>, Vec<usize>) = matched.into_iter().partition(|&i| state.routes[i].ack == Ack::Sync);
     if let Some(store) = &state.store
         && !sync.is_empty()
@@ -270,7 +260,32 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
         }
     }
     let pending: Vec<usize> = sync.into_iter().filter(|&i| !ticket.already_done(i)).collect();
-    let results = futures::future::join_all(pending.iter().map(|&i| run_route(state, &state.routes[i], &request))).await;
+    let (succeeded, failures) = run_sync(state, &pending, &request).await;
+    if !failures.is_empty() {
+        // A failed sync route vetoes the event: nothing is committed, so no
+        // durable route acts on an event FusionAuth may roll back.
+        ticket.finish(false, &succeeded);
+        state.metrics.event(&event.kind, "failed");
+        return Err(ReceiverError::ActionsFailed(failures));
+    }
+    commit(state, ticket, &request, &durable, &succeeded).await
+}
+
+/// FusionAuth retried while the first delivery of the event is still
+/// running: wait for its outcome rather than run the actions twice (then
+/// the dedupe is asked again); past the read timeout, 500.
+async fn wait_for_first(state: &AppState, mut done: tokio::sync::watch::Receiver<()>, kind: &str) -> Result<(), ReceiverError> {
+    if tokio::time::timeout(state.read_timeout, done.changed()).await.is_err() {
+        state.metrics.event(kind, "in_progress");
+        return Err(ReceiverError::InProgress);
+    }
+    Ok(())
+}
+
+/// Runs the sync routes `pending` at once: those that succeeded, and the
+/// failures by route name.
+async fn run_sync(state: &AppState, pending: &[usize], request: &EventRequest) -> (Vec<usize>, Vec<(String, ActionError)>) {
+    let results = futures::future::join_all(pending.iter().map(|&i| run_route(state, &state.routes[i], request))).await;
     let mut succeeded = Vec::with_capacity(pending.len());
     let mut failures = Vec::new();
     for (&i, result) in pending.iter().zip(results) {
@@ -279,21 +294,27 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
             Err(e) => failures.push((state.routes[i].name.clone(), e)),
         }
     }
-    if !failures.is_empty() {
-        // A failed sync route vetoes the event: nothing is committed, so no
-        // durable route acts on an event FusionAuth may roll back.
-        ticket.finish(false, &succeeded);
-        state.metrics.event(&event.kind, "failed");
-        return Err(ReceiverError::ActionsFailed(failures));
-    }
+    (succeeded, failures)
+}
+
+/// Commits the event with its `durable` deliveries (with no store: done),
+/// then answers. FusionAuth gives up after its read timeout: a store that
+/// hangs gets a 500 by then (a commit that lands later makes the retry a
+/// duplicate).
+async fn commit(
+    state: &AppState,
+    ticket: crate::dedupe::Ticket<'_>,
+    request: &EventRequest,
+    durable: &[usize],
+    succeeded: &[usize],
+) -> Result<Handled, ReceiverError> {
+    let kind = &request.event().kind;
     let Some(store) = &state.store else {
-        ticket.finish(true, &succeeded);
-        state.metrics.event(&event.kind, "handled");
+        ticket.finish(true, succeeded);
+        state.metrics.event(kind, "handled");
         return Ok(Handled::Done);
     };
-    // FusionAuth gives up after its read timeout: a store that hangs gets a
-    // 500 by then (a commit that lands later makes the retry a duplicate).
-    let new = new_event(state, &request, &durable);
+    let new = new_event(state, request, durable);
     // Its deliveries' attempts join this trace (remembered before the
     // commit: a worker may claim them the moment it lands).
     if !durable.is_empty() {
@@ -305,20 +326,20 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
     state.store_health.record(&accepted);
     match accepted {
         Ok(accepted) => {
-            ticket.finish(true, &succeeded);
-            for &i in &durable {
+            ticket.finish(true, succeeded);
+            for &i in durable {
                 state.wake[i].notify_one();
             }
             if accepted == Accepted::Duplicate {
-                return Ok(duplicate(state, &event.kind));
+                return Ok(duplicate(state, kind));
             }
-            state.metrics.event(&event.kind, if durable.is_empty() { "handled" } else { "stored" });
+            state.metrics.event(kind, if durable.is_empty() { "handled" } else { "stored" });
             Ok(if durable.is_empty() { Handled::Done } else { Handled::Stored })
         }
         Err(e) => {
-            ticket.finish(false, &succeeded);
-            tracing::error!(error = %e, r#type = %event.kind, "the event could not be committed; answering 500 so FusionAuth retries");
-            state.metrics.event(&event.kind, "store_unavailable");
+            ticket.finish(false, succeeded);
+            tracing::error!(error = %e, r#type = %kind, "the event could not be committed; answering 500 so FusionAuth retries");
+            state.metrics.event(kind, "store_unavailable");
             Err(ReceiverError::StoreUnavailable)
         }
     }

@@ -104,6 +104,26 @@ fn salvage(dir: &std::path::Path) -> ExitCode {
 /// Connections the admin API serves at once (people and the operator).
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 
+/// Serves the admin API on its own listener until `stopped` turns true.
+async fn serve_admin(
+    admin: fusionhook_receiver::config::AdminConfig,
+    state: &Arc<AppState>,
+    limits: server::Limits,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let admin_listener =
+        tokio::net::TcpListener::bind(admin.listen).await.with_context(|| format!("cannot listen on {} (admin.listen)", admin.listen))?;
+    tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
+    // Set by the operator from the downward API; a pod's hostname otherwise.
+    let pod = std::env::var("FUSIONHOOK_POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_default();
+    let router = fusionhook_receiver::admin::router(state.clone(), admin.tokens, pod);
+    let admin_limits = server::Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
+    let metrics = state.metrics.admin_connections.clone();
+    Ok(tokio::spawn(server::serve(admin_listener, router, admin_limits, metrics, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    })))
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let limits = server::Limits {
@@ -133,21 +153,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let admin_server = match admin {
         None => None,
-        Some(admin) => {
-            let admin_listener = tokio::net::TcpListener::bind(admin.listen)
-                .await
-                .with_context(|| format!("cannot listen on {} (admin.listen)", admin.listen))?;
-            tracing::info!(address = %admin_listener.local_addr()?, "admin API listening");
-            // Set by the operator from the downward API; a pod's hostname otherwise.
-            let pod = std::env::var("FUSIONHOOK_POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_default();
-            let router = fusionhook_receiver::admin::router(state.clone(), admin.tokens, pod);
-            let mut stopped = admin_stopped;
-            let admin_limits = server::Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
-            let metrics = state.metrics.admin_connections.clone();
-            Some(tokio::spawn(server::serve(admin_listener, router, admin_limits, metrics, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })))
-        }
+        Some(admin) => Some(serve_admin(admin, &state, limits, admin_stopped).await?),
     };
 
     let signal_state = state.clone();

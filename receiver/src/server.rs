@@ -274,26 +274,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
         let slot = shared.slots.clone().try_acquire_owned().ok();
         let mut waiter = None;
         if slot.is_none() {
-            // Only a connection that may wait makes room (a flood of connects
-            // past the waiting line closes nobody).
-            match shared.waiting.clone().try_acquire_owned() {
-                Ok(permit) => waiter = Some(permit),
-                Err(_) => {
-                    shared.metrics.refused();
-                    continue;
-                }
-            }
-            let made_room = shared.connections.close_longest_idle();
-            if made_room {
-                shared.metrics.closed_idle();
-            }
-            if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-                logged = Some(Instant::now());
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    closed_an_idle_one = made_room,
-                    "connection limit reached: the connection idle the longest is closed to make room (fusionhook_receiver_connections_closed_idle_total); with none idle a new one waits up to 1.5 s, then is closed"
-                );
+            match at_limit(&shared, &mut logged) {
+                Some(permit) => waiter = Some(permit),
+                None => continue,
             }
         }
         let (shared, watcher) = (shared.clone(), graceful.watcher());
@@ -319,6 +302,32 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, metrics: 
         () = graceful.shutdown() => tracing::info!("all in-flight requests finished"),
         () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
+}
+
+/// No free slot: a connection that may wait (in the waiting line) makes
+/// room by closing the connection idle the longest, and gets its place in
+/// line; one past the waiting line is refused (`None`). Logged once per
+/// [`LOG_EVERY`].
+fn at_limit(shared: &Listener, logged: &mut Option<Instant>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    // Only a connection that may wait makes room (a flood of connects past
+    // the waiting line closes nobody).
+    let Ok(permit) = shared.waiting.clone().try_acquire_owned() else {
+        shared.metrics.refused();
+        return None;
+    };
+    let made_room = shared.connections.close_longest_idle();
+    if made_room {
+        shared.metrics.closed_idle();
+    }
+    if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+        *logged = Some(Instant::now());
+        tracing::warn!(
+            max_connections = shared.limits.max_connections,
+            closed_an_idle_one = made_room,
+            "connection limit reached: the connection idle the longest is closed to make room (fusionhook_receiver_connections_closed_idle_total); with none idle a new one waits up to 1.5 s, then is closed"
+        );
+    }
+    Some(permit)
 }
 
 /// A slot for a connection that found none free, making room while it

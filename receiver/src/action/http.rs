@@ -25,6 +25,44 @@ impl HttpAction {
             || self.headers.iter().any(|(_, v)| matches!(v, HeaderValueSource::Template(t) if t.has_placeholders()))
     }
 
+    /// The route's headers, rendered for `event` (Secret values marked sensitive).
+    fn with_headers(&self, mut builder: reqwest::RequestBuilder, event: &Value) -> Result<reqwest::RequestBuilder, ActionError> {
+        for (name, source) in &self.headers {
+            let value = match source {
+                HeaderValueSource::Template(t) => HeaderValue::from_str(&t.render(event)?),
+                HeaderValueSource::Secret(secret) => HeaderValue::from_str(secret.get().expose()).map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                }),
+            }
+            .map_err(|_| ActionError::InvalidRequest(format!("header {name}: the value is not a valid header value")))?;
+            builder = builder.header(name, value);
+        }
+        Ok(builder)
+    }
+
+    /// The service's answer: a success (2xx or one of the route's
+    /// `successStatuses`), or the failure with an excerpt and `Retry-After`.
+    async fn answered(&self, response: reqwest::Response, method: Method, host: String) -> Result<(), ActionError> {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        // Read so the connection can be reused (within the request's
+        // timeout). The status decides: a 2xx whose body then breaks off is
+        // still a success, or the action would run again on FusionAuth's retry.
+        let answer = read_body(response, ANSWER_LIMIT).await;
+        if status.is_success() || self.success_statuses.contains(&status) {
+            return Ok(());
+        }
+        let bytes = answer.map(|a| a.bytes).unwrap_or_default();
+        let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(ANSWER_EXCERPT)]).into_owned();
+        Err(ActionError::Status { method: method.to_string(), host, status, excerpt, retry_after })
+    }
+
     /// Builds and sends the request.
     pub async fn run(&self, client: &reqwest::Client, request: &EventRequest, idempotency_key: &str) -> Result<(), ActionError> {
         // Plain-text routes never pay for the JSON tree.
@@ -38,19 +76,8 @@ impl HttpAction {
         let url = reqwest::Url::parse(&url_text).map_err(|e| ActionError::InvalidRequest(format!("the rendered URL is not valid: {e}")))?;
         let host = url.host_str().unwrap_or_default().to_owned();
 
-        let mut builder = client.request(method.clone(), url).timeout(self.timeout);
-        for (name, source) in &self.headers {
-            let value = match source {
-                HeaderValueSource::Template(t) => HeaderValue::from_str(&t.render(event)?),
-                HeaderValueSource::Secret(secret) => HeaderValue::from_str(secret.get().expose()).map(|mut v| {
-                    v.set_sensitive(true);
-                    v
-                }),
-            }
-            .map_err(|_| ActionError::InvalidRequest(format!("header {name}: the value is not a valid header value")))?;
-            builder = builder.header(name, value);
-        }
-        builder = builder.header("idempotency-key", idempotency_key).header("webhook-id", idempotency_key);
+        let builder = self.with_headers(client.request(method.clone(), url).timeout(self.timeout), event)?;
+        let mut builder = builder.header("idempotency-key", idempotency_key).header("webhook-id", idempotency_key);
         // The service's own trace continues this one (W3C traceparent).
         let mut trace_headers = http::HeaderMap::new();
         crate::telemetry::inject(&mut trace_headers);
@@ -76,22 +103,6 @@ impl HttpAction {
             }
         };
         let response = builder.send().await.map_err(failed)?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(std::time::Duration::from_secs);
-        // Read so the connection can be reused (within the request's
-        // timeout). The status decides: a 2xx whose body then breaks off is
-        // still a success, or the action would run again on FusionAuth's retry.
-        let answer = read_body(response, ANSWER_LIMIT).await;
-        if status.is_success() || self.success_statuses.contains(&status) {
-            return Ok(());
-        }
-        let bytes = answer.map(|a| a.bytes).unwrap_or_default();
-        let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(ANSWER_EXCERPT)]).into_owned();
-        Err(ActionError::Status { method: method.to_string(), host, status, excerpt, retry_after })
+        self.answered(response, method, host).await
     }
 }

@@ -262,125 +262,21 @@ fn positive_ms(field: &str, value: Option<u64>, default: u64) -> Result<Duration
 
 fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
-    let listen_text = raw.listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
-    let listen: SocketAddr =
-        listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
-
-    let path = raw.path.unwrap_or_else(|| "/events".to_owned());
-    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("{") {
-        return Err(err("path", format!("`{path}` must be a plain absolute path like /events")));
-    }
-    if matches!(path.as_str(), "/" | "/healthz" | "/readyz" | "/metrics") {
-        return Err(err("path", format!("`{path}` is taken by the receiver's own endpoints")));
-    }
-
+    let (listen, path) = check_listen(raw.listen, raw.path)?;
     let auth = check_auth(raw.auth, files)?;
-
     let read_timeout = positive_ms("readTimeoutMs", raw.read_timeout_ms, DEFAULT_READ_TIMEOUT_MS)?;
-    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if max_body_bytes == 0 {
-        return Err(err("maxBodyBytes", "must be greater than 0"));
-    }
-    let unauthenticated_body_budget =
-        raw.unauthenticated_body_budget_bytes.unwrap_or(DEFAULT_UNAUTHENTICATED_BODY_BUDGET.max(max_body_bytes));
-    if unauthenticated_body_budget < max_body_bytes || u32::try_from(unauthenticated_body_budget).is_err() {
-        return Err(err(
-            "unauthenticatedBodyBudgetBytes",
-            format!("must be at least maxBodyBytes ({max_body_bytes}) and below 4 GiB, so one whole body always fits"),
-        ));
-    }
+    let (max_body_bytes, unauthenticated_body_budget) = check_bodies(raw.max_body_bytes, raw.unauthenticated_body_budget_bytes)?;
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 {
         return Err(err("maxConnections", "must be greater than 0"));
     }
-
-    let store = match raw.store {
-        StoreFile::None => StoreConfig::None,
-        StoreFile::Embedded { path } => {
-            if path.as_os_str().is_empty() {
-                return Err(err("store.path", "must name a directory (a local volume)"));
-            }
-            StoreConfig::Embedded(path)
-        }
-        StoreFile::Postgres { url_file } => {
-            StoreConfig::Postgres(files.load(SecretSource::File(url_file)).map_err(|e| err("store.urlFile", e))?)
-        }
-    };
+    let store = check_store(raw.store, files)?;
     let has_store = !matches!(store, StoreConfig::None);
-    let admin = match raw.admin {
-        None => None,
-        Some(admin) => {
-            let admin_listen: SocketAddr =
-                admin.listen.parse().map_err(|_| err("admin.listen", format!("`{}` is not an address like 0.0.0.0:8081", admin.listen)))?;
-            if admin_listen.port() == listen.port() && admin_listen.port() != 0 {
-                return Err(err(
-                    "admin.listen",
-                    "must use another port than `listen`: the admin API is never on the port FusionAuth reaches",
-                ));
-            }
-            let given = [
-                ("admin.tokenFile", Scope::All, admin.token_file),
-                ("admin.readTokenFile", Scope::Read, admin.read_token_file),
-                ("admin.replayTokenFile", Scope::Replay, admin.replay_token_file),
-                ("admin.ingestTokenFile", Scope::Ingest, admin.ingest_token_file),
-            ];
-            let mut tokens = Vec::new();
-            for (field, scope, file) in given {
-                let Some(file) = file else { continue };
-                let token = files.load(SecretSource::File(file)).map_err(|e| err(field, e))?;
-                if matches!(files, Files::Read) && token.get().expose().len() < 16 {
-                    return Err(err(field, "the token must be at least 16 characters (it guards replay, discard and ingest)"));
-                }
-                tokens.push((scope, token));
-            }
-            if tokens.is_empty() {
-                return Err(err("admin", "needs at least one of tokenFile, readTokenFile, replayTokenFile, ingestTokenFile"));
-            }
-            Some(AdminConfig { listen: admin_listen, tokens })
-        }
-    };
+    let admin = raw.admin.map(|admin| check_admin(admin, listen, files)).transpose()?;
     if has_store && admin.is_none() {
         warnings.push("store is set without admin: dead deliveries can be seen in the metrics but not listed or replayed".into());
     }
-
-    if raw.routes.len() > crate::dedupe::MAX_ROUTES {
-        return Err(err("routes", format!("at most {} routes per receiver; run another receiver for more", crate::dedupe::MAX_ROUTES)));
-    }
-    let mut routes = Vec::with_capacity(raw.routes.len());
-    for (i, route) in raw.routes.into_iter().enumerate() {
-        let field = format!("routes[{i}]");
-        if route.name.trim().is_empty() {
-            return Err(err(format!("{field}.name"), "must not be empty"));
-        }
-        if routes.iter().any(|r: &Route| r.name == route.name) {
-            return Err(err(format!("{field}.name"), format!("`{}` is used by another route", route.name)));
-        }
-        if route.events.is_empty() {
-            return Err(err(format!("{field}.events"), "list at least one event type, prefix (user.*) or *"));
-        }
-        let mut filters = Vec::with_capacity(route.events.len());
-        for (j, text) in route.events.iter().enumerate() {
-            let filter = EventFilter::parse(text).map_err(|m| err(format!("{field}.events[{j}]"), m))?;
-            if let EventFilter::Exact(name) = &filter
-                && event_types::lookup(name).is_none()
-            {
-                warnings.push(format!("{field}.events[{j}]: `{name}` is not an event type FusionAuth 1.69 sends; check the spelling"));
-            }
-            filters.push(filter);
-        }
-        let ack = route.ack.unwrap_or(if has_store { Ack::Durable } else { Ack::Sync });
-        if ack == Ack::Durable && !has_store {
-            return Err(err(format!("{field}.ack"), "durable needs a store (store.type: embedded or postgres)"));
-        }
-        let durable = check_durable(&field, &route, ack)?;
-        let action = match (route.http, route.log) {
-            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout, ack, files)?),
-            (None, Some(log)) => Action::Log(check_log(&format!("{field}.log"), log)?),
-            _ => return Err(err(&field, "give exactly one action: `http` or `log`")),
-        };
-        routes.push(Route { name: route.name, filters, action, ack, durable });
-    }
-
+    let routes = check_routes(raw.routes, has_store, read_timeout, files, &mut warnings)?;
     let dedupe = DedupeConfig {
         window: Duration::from_secs(raw.dedupe.window_seconds.unwrap_or(3600)),
         max_entries: raw.dedupe.max_entries.unwrap_or(100_000),
@@ -414,6 +310,137 @@ fn check(raw: ConfigFile, files: Files) -> Result<Config, ConfigError> {
         admin,
         warnings,
     })
+}
+
+/// `maxBodyBytes` and `unauthenticatedBodyBudgetBytes`: one whole body
+/// always fits the budget.
+fn check_bodies(max_body_bytes: Option<usize>, budget: Option<usize>) -> Result<(usize, usize), ConfigError> {
+    let max_body_bytes = max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        return Err(err("maxBodyBytes", "must be greater than 0"));
+    }
+    let unauthenticated_body_budget = budget.unwrap_or(DEFAULT_UNAUTHENTICATED_BODY_BUDGET.max(max_body_bytes));
+    if unauthenticated_body_budget < max_body_bytes || u32::try_from(unauthenticated_body_budget).is_err() {
+        return Err(err(
+            "unauthenticatedBodyBudgetBytes",
+            format!("must be at least maxBodyBytes ({max_body_bytes}) and below 4 GiB, so one whole body always fits"),
+        ));
+    }
+    Ok((max_body_bytes, unauthenticated_body_budget))
+}
+
+/// `listen` and `path`, defaults applied.
+fn check_listen(listen: Option<String>, path: Option<String>) -> Result<(SocketAddr, String), ConfigError> {
+    let listen_text = listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
+    let listen: SocketAddr =
+        listen_text.parse().map_err(|_| err("listen", format!("`{listen_text}` is not an address like 0.0.0.0:8080")))?;
+    let path = path.unwrap_or_else(|| "/events".to_owned());
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("{") {
+        return Err(err("path", format!("`{path}` must be a plain absolute path like /events")));
+    }
+    if matches!(path.as_str(), "/" | "/healthz" | "/readyz" | "/metrics") {
+        return Err(err("path", format!("`{path}` is taken by the receiver's own endpoints")));
+    }
+    Ok((listen, path))
+}
+
+/// `store`.
+fn check_store(store: StoreFile, files: Files) -> Result<StoreConfig, ConfigError> {
+    Ok(match store {
+        StoreFile::None => StoreConfig::None,
+        StoreFile::Embedded { path } => {
+            if path.as_os_str().is_empty() {
+                return Err(err("store.path", "must name a directory (a local volume)"));
+            }
+            StoreConfig::Embedded(path)
+        }
+        StoreFile::Postgres { url_file } => {
+            StoreConfig::Postgres(files.load(SecretSource::File(url_file)).map_err(|e| err("store.urlFile", e))?)
+        }
+    })
+}
+
+/// `admin`: its own port, at least one token of 16 characters or more.
+fn check_admin(admin: AdminFile, listen: SocketAddr, files: Files) -> Result<AdminConfig, ConfigError> {
+    let admin_listen: SocketAddr =
+        admin.listen.parse().map_err(|_| err("admin.listen", format!("`{}` is not an address like 0.0.0.0:8081", admin.listen)))?;
+    if admin_listen.port() == listen.port() && admin_listen.port() != 0 {
+        return Err(err("admin.listen", "must use another port than `listen`: the admin API is never on the port FusionAuth reaches"));
+    }
+    let given = [
+        ("admin.tokenFile", Scope::All, admin.token_file),
+        ("admin.readTokenFile", Scope::Read, admin.read_token_file),
+        ("admin.replayTokenFile", Scope::Replay, admin.replay_token_file),
+        ("admin.ingestTokenFile", Scope::Ingest, admin.ingest_token_file),
+    ];
+    let mut tokens = Vec::new();
+    for (field, scope, file) in given {
+        let Some(file) = file else { continue };
+        let token = files.load(SecretSource::File(file)).map_err(|e| err(field, e))?;
+        if matches!(files, Files::Read) && token.get().expose().len() < 16 {
+            return Err(err(field, "the token must be at least 16 characters (it guards replay, discard and ingest)"));
+        }
+        tokens.push((scope, token));
+    }
+    if tokens.is_empty() {
+        return Err(err("admin", "needs at least one of tokenFile, readTokenFile, replayTokenFile, ingestTokenFile"));
+    }
+    Ok(AdminConfig { listen: admin_listen, tokens })
+}
+
+/// `routes`: unique names, parsed filters (unknown event names warned
+/// about), one action each, durable only with a store.
+fn check_routes(
+    raw: Vec<RouteFile>,
+    has_store: bool,
+    read_timeout: Duration,
+    files: Files,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Route>, ConfigError> {
+    if raw.len() > crate::dedupe::MAX_ROUTES {
+        return Err(err("routes", format!("at most {} routes per receiver; run another receiver for more", crate::dedupe::MAX_ROUTES)));
+    }
+    let mut routes = Vec::with_capacity(raw.len());
+    for (i, route) in raw.into_iter().enumerate() {
+        let field = format!("routes[{i}]");
+        if route.name.trim().is_empty() {
+            return Err(err(format!("{field}.name"), "must not be empty"));
+        }
+        if routes.iter().any(|r: &Route| r.name == route.name) {
+            return Err(err(format!("{field}.name"), format!("`{}` is used by another route", route.name)));
+        }
+        let filters = check_filters(&field, &route.events, warnings)?;
+        let ack = route.ack.unwrap_or(if has_store { Ack::Durable } else { Ack::Sync });
+        if ack == Ack::Durable && !has_store {
+            return Err(err(format!("{field}.ack"), "durable needs a store (store.type: embedded or postgres)"));
+        }
+        let durable = check_durable(&field, &route, ack)?;
+        let action = match (route.http, route.log) {
+            (Some(http), None) => Action::Http(check_http(&format!("{field}.http"), http, read_timeout, ack, files)?),
+            (None, Some(log)) => Action::Log(check_log(&format!("{field}.log"), log)?),
+            _ => return Err(err(&field, "give exactly one action: `http` or `log`")),
+        };
+        routes.push(Route { name: route.name, filters, action, ack, durable });
+    }
+    Ok(routes)
+}
+
+/// A route's `events` filters.
+fn check_filters(field: &str, events: &[String], warnings: &mut Vec<String>) -> Result<Vec<EventFilter>, ConfigError> {
+    if events.is_empty() {
+        return Err(err(format!("{field}.events"), "list at least one event type, prefix (user.*) or *"));
+    }
+    let mut filters = Vec::with_capacity(events.len());
+    for (j, text) in events.iter().enumerate() {
+        let filter = EventFilter::parse(text).map_err(|m| err(format!("{field}.events[{j}]"), m))?;
+        if let EventFilter::Exact(name) = &filter
+            && event_types::lookup(name).is_none()
+        {
+            warnings.push(format!("{field}.events[{j}]: `{name}` is not an event type FusionAuth 1.69 sends; check the spelling"));
+        }
+        filters.push(filter);
+    }
+    Ok(filters)
 }
 
 fn check_durable(field: &str, route: &RouteFile, ack: Ack) -> Result<Durable, ConfigError> {
@@ -570,17 +597,12 @@ fn check_signature(raw: SignatureFile, files: Files) -> Result<SignatureConfig, 
     })
 }
 
-fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, ack: Ack, files: Files) -> Result<HttpAction, ConfigError> {
-    let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
-    let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
-    if !method.has_placeholders() {
-        Method::from_bytes(method_text.as_bytes())
-            .map_err(|_| err(format!("{field}.method"), format!("`{method_text}` is not an HTTP method")))?;
-    }
-
-    let url = Template::parse(&raw.url).map_err(|e| err(format!("{field}.url"), e))?;
+/// An `http` action's URL template: an http(s) URL whose placeholders are
+/// only in the path or query (an event must not choose where its data goes).
+fn check_url(field: &str, text: &str) -> Result<Template, ConfigError> {
+    let url = Template::parse(text).map_err(|e| err(format!("{field}.url"), e))?;
     let sample = url.render_sample("x");
-    let parsed = reqwest::Url::parse(&sample).map_err(|e| err(format!("{field}.url"), format!("`{}` is not a URL: {e}", raw.url)))?;
+    let parsed = reqwest::Url::parse(&sample).map_err(|e| err(format!("{field}.url"), format!("`{}` is not a URL: {e}", text)))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(err(format!("{field}.url"), "must be an http:// or https:// URL"));
     }
@@ -597,20 +619,18 @@ fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, ack: Ack, file
         }
     }
 
-    let timeout_ms = raw.timeout_ms.unwrap_or(if ack == Ack::Sync { 1500 } else { DEFAULT_DURABLE_TIMEOUT_MS });
-    if timeout_ms == 0 {
-        return Err(err(format!("{field}.timeoutMs"), "must be greater than 0"));
-    }
-    let timeout = Duration::from_millis(timeout_ms);
-    if ack == Ack::Sync && timeout >= read_timeout {
-        return Err(err(
-            format!("{field}.timeoutMs"),
-            format!("{timeout_ms} must be below readTimeoutMs ({}): FusionAuth would give up before the answer", read_timeout.as_millis()),
-        ));
-    }
+    Ok(url)
+}
 
-    let mut headers = Vec::with_capacity(raw.headers.len());
-    for (name, value) in raw.headers {
+/// An `http` action's headers: valid names, given once (names ignore case),
+/// values from text templates or Secret files.
+fn check_headers(
+    field: &str,
+    raw: std::collections::BTreeMap<String, HeaderValueFile>,
+    files: Files,
+) -> Result<Vec<(HeaderName, HeaderValueSource)>, ConfigError> {
+    let mut headers = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
         let header_field = format!("{field}.headers.{name}");
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| err(&header_field, "is not a valid header name"))?;
         if headers.iter().any(|(seen, _): &(HeaderName, HeaderValueSource)| *seen == header) {
@@ -624,6 +644,33 @@ fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, ack: Ack, file
         };
         headers.push((header, value));
     }
+
+    Ok(headers)
+}
+
+fn check_http(field: &str, raw: HttpFile, read_timeout: Duration, ack: Ack, files: Files) -> Result<HttpAction, ConfigError> {
+    let method_text = raw.method.unwrap_or_else(|| "POST".to_owned());
+    let method = Template::parse(&method_text).map_err(|e| err(format!("{field}.method"), e))?;
+    if !method.has_placeholders() {
+        Method::from_bytes(method_text.as_bytes())
+            .map_err(|_| err(format!("{field}.method"), format!("`{method_text}` is not an HTTP method")))?;
+    }
+
+    let url = check_url(field, &raw.url)?;
+
+    let timeout_ms = raw.timeout_ms.unwrap_or(if ack == Ack::Sync { 1500 } else { DEFAULT_DURABLE_TIMEOUT_MS });
+    if timeout_ms == 0 {
+        return Err(err(format!("{field}.timeoutMs"), "must be greater than 0"));
+    }
+    let timeout = Duration::from_millis(timeout_ms);
+    if ack == Ack::Sync && timeout >= read_timeout {
+        return Err(err(
+            format!("{field}.timeoutMs"),
+            format!("{timeout_ms} must be below readTimeoutMs ({}): FusionAuth would give up before the answer", read_timeout.as_millis()),
+        ));
+    }
+
+    let headers = check_headers(field, raw.headers, files)?;
 
     let body = raw.body.unwrap_or(match method_text.to_ascii_uppercase().as_str() {
         "GET" | "HEAD" | "DELETE" | "OPTIONS" => BodyMode::None,

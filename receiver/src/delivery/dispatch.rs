@@ -72,6 +72,33 @@ impl Dispatcher {
     }
 }
 
+/// Starts an attempt at a claimed delivery in its own task, holding a
+/// slot of the route; a panic records a retry in a minute rather than
+/// leaving the delivery claimed.
+fn start_attempt(
+    state: &Arc<AppState>,
+    store: &Arc<Store>,
+    index: usize,
+    delivery: crate::store::Claimed,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    in_flight: &Arc<AtomicUsize>,
+) {
+    in_flight.fetch_add(1, Ordering::SeqCst);
+    let (state, store, in_flight) = (state.clone(), store.clone(), in_flight.clone());
+    tokio::spawn(async move {
+        let claimed_delivery = delivery.delivery.clone();
+        let id = claimed_delivery.id;
+        let attempt = std::panic::AssertUnwindSafe(deliver(&state, &store, index, delivery));
+        if futures::FutureExt::catch_unwind(attempt).await.is_err() {
+            tracing::error!(delivery = id, "a delivery attempt panicked; it will be tried again");
+            let _ = store.record(&claimed_delivery, Outcome::Retry { at_ms: now_ms() + 60_000 }, Some("internal error".into())).await;
+        }
+        drop(permit);
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        state.wake[index].notify_one();
+    });
+}
+
 async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut stop: watch::Receiver<bool>, in_flight: Arc<AtomicUsize>) {
     let route = &state.routes[index];
     let slots = Arc::new(Semaphore::new(route.durable.concurrency));
@@ -100,24 +127,7 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
                     for delivery in claimed {
                         // Free permits were counted above and only this loop takes them.
                         let Ok(permit) = slots.clone().try_acquire_owned() else { break };
-                        in_flight.fetch_add(1, Ordering::SeqCst);
-                        let (state, store, in_flight) = (state.clone(), store.clone(), in_flight.clone());
-                        tokio::spawn(async move {
-                            let claimed_delivery = delivery.delivery.clone();
-                            let id = claimed_delivery.id;
-                            let attempt = std::panic::AssertUnwindSafe(deliver(&state, &store, index, delivery));
-                            if futures::FutureExt::catch_unwind(attempt).await.is_err() {
-                                // A bug, not the service: record a retry in a
-                                // minute rather than leave the delivery claimed.
-                                tracing::error!(delivery = id, "a delivery attempt panicked; it will be tried again");
-                                let _ = store
-                                    .record(&claimed_delivery, Outcome::Retry { at_ms: now_ms() + 60_000 }, Some("internal error".into()))
-                                    .await;
-                            }
-                            drop(permit);
-                            in_flight.fetch_sub(1, Ordering::SeqCst);
-                            state.wake[index].notify_one();
-                        });
+                        start_attempt(&state, &store, index, delivery, permit, &in_flight);
                     }
                 }
                 Err(e) => {

@@ -780,17 +780,7 @@ fn commit(
     })();
     match result {
         Ok(()) => {
-            let mut claims = None;
-            for reply in replies {
-                match reply {
-                    Reply::Accept(tx, accepted) => drop(tx.send(Ok(accepted))),
-                    Reply::Ids(tx, ids) => drop(tx.send(Ok(ids))),
-                    Reply::Count(tx, n) => drop(tx.send(Ok(n))),
-                    Reply::Recorded(record) => {
-                        claims.get_or_insert_with(|| lock(claimed)).remove(&record.id);
-                    }
-                }
-            }
+            answer(replies, claimed);
             tracing::trace!(ops = count, took_us = started.elapsed().as_micros() as u64, "store commit");
             Ok(())
         }
@@ -808,6 +798,22 @@ fn commit(
                 }
             }
             Err(e)
+        }
+    }
+}
+
+/// Answers the ops of a committed batch; a recorded outcome releases its
+/// delivery's claim.
+fn answer(replies: Vec<Reply>, claimed: &Mutex<HashSet<u64>>) {
+    let mut claims = None;
+    for reply in replies {
+        match reply {
+            Reply::Accept(tx, accepted) => drop(tx.send(Ok(accepted))),
+            Reply::Ids(tx, ids) => drop(tx.send(Ok(ids))),
+            Reply::Count(tx, n) => drop(tx.send(Ok(n))),
+            Reply::Recorded(record) => {
+                claims.get_or_insert_with(|| lock(claimed)).remove(&record.id);
+            }
         }
     }
 }
