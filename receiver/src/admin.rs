@@ -211,11 +211,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn store(admin: &Admin) -> Result<&Store, AdminError> {
-    admin.state.store.as_deref().ok_or(AdminError::NoStore)
+    admin.state.shared.store.as_deref().ok_or(AdminError::NoStore)
 }
 
 async fn stats(State(admin): State<Arc<Admin>>) -> Response {
-    let Some(store) = admin.state.store.as_deref() else {
+    let Some(store) = admin.state.shared.store.as_deref() else {
         return Json(json!({"store": "none", "pending": 0, "dead": 0, "delivered": 0, "oldestPendingSeconds": 0})).into_response();
     };
     // A store that hangs (PostgreSQL unreachable: the pool waits for a
@@ -224,15 +224,18 @@ async fn stats(State(admin): State<Arc<Admin>>) -> Response {
         Ok(Ok(stats)) => {
             let mut value = with_store_kind(&stats, store.kind());
             // Why the store cannot commit, while it cannot (null otherwise).
-            value["storeProblem"] = json!(admin.state.store_health.problem());
+            value["storeProblem"] = json!(admin.state.shared.store_health.problem());
             value["quietSeconds"] = json!(quiet_seconds(&admin.state));
             return Json(value).into_response();
         }
         // Behind the token: the reason is told (a StoreError never holds a secret).
         Ok(Err(e)) => e.to_string(),
-        Err(_) => {
-            admin.state.store_health.problem().unwrap_or_else(|| format!("the store did not answer within {} s", STATS_TIMEOUT.as_secs()))
-        }
+        Err(_) => admin
+            .state
+            .shared
+            .store_health
+            .problem()
+            .unwrap_or_else(|| format!("the store did not answer within {} s", STATS_TIMEOUT.as_secs())),
     };
     tracing::error!(error = %problem, "admin API: store call failed");
     // 200, not 503: through the API server's proxy a 503 is what clients
@@ -361,7 +364,7 @@ async fn change(admin: &Admin, body: &Bytes, replay: bool) -> Result<Response, A
     let (filter, dry_run) = selection(body)?;
     let page = if replay { store.replay(&filter, dry_run).await? } else { store.discard(&filter, dry_run).await? };
     if replay && !dry_run {
-        for wake in &admin.state.wake {
+        for wake in &admin.state.shared.wake {
             wake.notify_one();
         }
     }

@@ -59,17 +59,27 @@ pub struct AppState {
     unmatched: Unmatched,
     verifier: Verifier,
     dedupe: Dedupe,
+    ready: AtomicBool,
+    /// When the last event arrived (or the receiver started), ms since the
+    /// epoch: the admin API's `quietSeconds`, which tells the operator that
+    /// no delivery is still on its way to a store it is about to remove.
+    pub last_event_ms: std::sync::atomic::AtomicU64,
+    /// What the HTTP path shares with the delivery workers.
+    pub shared: Arc<Shared>,
+}
+
+/// What the HTTP path and the delivery workers share: the routes, their
+/// actions' client, the store and its health, the metrics, the traces to
+/// continue and a wake-up per route. The workers get only this
+/// ([`crate::delivery::dispatch::Dispatcher::start`]), never the HTTP
+/// path's state (its verifier, dedupe, body budget, readiness).
+pub struct Shared {
     /// Routes, in config order.
     pub routes: Vec<Route>,
     /// What actions need (HTTP client, log sink).
     pub actions: ActionContext,
     /// Metrics, shared with `/metrics`.
     pub metrics: Metrics,
-    ready: AtomicBool,
-    /// When the last event arrived (or the receiver started), ms since the
-    /// epoch: the admin API's `quietSeconds`, which tells the operator that
-    /// no delivery is still on its way to a store it is about to remove.
-    pub last_event_ms: std::sync::atomic::AtomicU64,
     /// The traces of recently stored events, for their deliveries' attempts.
     pub traces: Remembered,
     /// The store, when one is configured.
@@ -113,16 +123,18 @@ impl AppState {
             // (500, so FusionAuth retries) before FusionAuth gives up on it.
             verifier: Verifier::new(config.auth, &client, config.read_timeout / 2),
             dedupe: Dedupe::new(config.dedupe),
-            wake: config.routes.iter().map(|_| Notify::new()).collect(),
-            routes: config.routes,
-            actions: ActionContext { client, log },
-            metrics,
             ready: AtomicBool::new(true),
             last_event_ms: std::sync::atomic::AtomicU64::new(now_ms()),
-            traces: Remembered::default(),
-            store_health: if store.is_some() { crate::store::Health::pending() } else { crate::store::Health::default() },
-            store,
-            delivery: config.delivery,
+            shared: Arc::new(Shared {
+                wake: config.routes.iter().map(|_| Notify::new()).collect(),
+                routes: config.routes,
+                actions: ActionContext { client, log },
+                metrics,
+                traces: Remembered::default(),
+                store_health: if store.is_some() { crate::store::Health::pending() } else { crate::store::Health::default() },
+                store,
+                delivery: config.delivery,
+            }),
         })
     }
 
@@ -153,7 +165,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
     // The reason is in the log and the admin API's /v1/stats, not on this
     // port (which an Ingress may expose).
-    match state.store_health.problem() {
+    match state.shared.store_health.problem() {
         None => "ready".into_response(),
         Some(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "the store cannot commit (the log and the admin API's /v1/stats say why)").into_response()
@@ -162,11 +174,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.shared.metrics.render()).into_response()
 }
 
 async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let _in_flight = state.metrics.in_flight();
+    let _in_flight = state.shared.metrics.in_flight();
     // The request taken apart, not its headers extracted: that would copy them.
     let (parts, body) = request.into_parts();
     // A trace's root (nothing while traces are off: see `telemetry`).
@@ -176,13 +188,13 @@ async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Respon
     );
     let (outcome, response) = match handle(&state, &parts.headers, body).instrument(span.clone()).await {
         Ok(handled) => {
-            state.metrics.request(handled.outcome());
+            state.shared.metrics.request(handled.outcome());
             (handled.outcome(), handled.into_response())
         }
         Err(error) => {
-            state.metrics.request(error.outcome());
+            state.shared.metrics.request(error.outcome());
             if let ReceiverError::Unauthorized(reason) = &error {
-                state.metrics.auth_failure(reason.label());
+                state.shared.metrics.auth_failure(reason.label());
                 tracing::warn!(reason = reason.label(), "rejected an unauthenticated request");
             }
             (error.outcome(), error.into_response())
@@ -232,15 +244,15 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
             Claim::Running(done) => wait_for_first(state, done, &event.kind).await?,
         }
     };
-    let matched = route::matching(&state.routes, &event.kind);
+    let matched = route::matching(&state.shared.routes, &event.kind);
     if matched.is_empty() {
         let accept = state.unmatched == Unmatched::Accept;
         ticket.finish(accept, &[]);
-        state.metrics.event(&event.kind, if accept { "unmatched" } else { "unmatched_rejected" });
+        state.shared.metrics.event(&event.kind, if accept { "unmatched" } else { "unmatched_rejected" });
         return if accept { Ok(Handled::Unmatched) } else { Err(ReceiverError::Unmatched) };
     }
-    let (sync, durable): (Vec<usize>, Vec<usize>) = matched.into_iter().partition(|&i| state.routes[i].ack == Ack::Sync);
-    if let Some(store) = &state.store
+    let (sync, durable): (Vec<usize>, Vec<usize>) = matched.into_iter().partition(|&i| state.shared.routes[i].ack == Ack::Sync);
+    if let Some(store) = &state.shared.store
         && !sync.is_empty()
         && let Some(id) = event.id.as_deref()
     {
@@ -254,7 +266,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "the store cannot be read; answering 500 so FusionAuth retries");
-                state.metrics.event(&event.kind, "store_unavailable");
+                state.shared.metrics.event(&event.kind, "store_unavailable");
                 return Err(ReceiverError::StoreUnavailable);
             }
         }
@@ -265,7 +277,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
         // A failed sync route vetoes the event: nothing is committed, so no
         // durable route acts on an event FusionAuth may roll back.
         ticket.finish(false, &succeeded);
-        state.metrics.event(&event.kind, "failed");
+        state.shared.metrics.event(&event.kind, "failed");
         return Err(ReceiverError::ActionsFailed(failures));
     }
     commit(state, ticket, &request, &durable, &succeeded).await
@@ -276,7 +288,7 @@ pub async fn process(state: &AppState, request: EventRequest) -> Result<Handled,
 /// the dedupe is asked again); past the read timeout, 500.
 async fn wait_for_first(state: &AppState, mut done: tokio::sync::watch::Receiver<()>, kind: &str) -> Result<(), ReceiverError> {
     if tokio::time::timeout(state.read_timeout, done.changed()).await.is_err() {
-        state.metrics.event(kind, "in_progress");
+        state.shared.metrics.event(kind, "in_progress");
         return Err(ReceiverError::InProgress);
     }
     Ok(())
@@ -285,13 +297,13 @@ async fn wait_for_first(state: &AppState, mut done: tokio::sync::watch::Receiver
 /// Runs the sync routes `pending` at once: those that succeeded, and the
 /// failures by route name.
 async fn run_sync(state: &AppState, pending: &[usize], request: &EventRequest) -> (Vec<usize>, Vec<(String, ActionError)>) {
-    let results = futures::future::join_all(pending.iter().map(|&i| run_route(state, &state.routes[i], request))).await;
+    let results = futures::future::join_all(pending.iter().map(|&i| run_route(state, &state.shared.routes[i], request))).await;
     let mut succeeded = Vec::with_capacity(pending.len());
     let mut failures = Vec::new();
     for (&i, result) in pending.iter().zip(results) {
         match result {
             Ok(()) => succeeded.push(i),
-            Err(e) => failures.push((state.routes[i].name.clone(), e)),
+            Err(e) => failures.push((state.shared.routes[i].name.clone(), e)),
         }
     }
     (succeeded, failures)
@@ -309,37 +321,37 @@ async fn commit(
     succeeded: &[usize],
 ) -> Result<Handled, ReceiverError> {
     let kind = &request.event().kind;
-    let Some(store) = &state.store else {
+    let Some(store) = &state.shared.store else {
         ticket.finish(true, succeeded);
-        state.metrics.event(kind, "handled");
+        state.shared.metrics.event(kind, "handled");
         return Ok(Handled::Done);
     };
     let new = new_event(state, request, durable);
     // Its deliveries' attempts join this trace (remembered before the
     // commit: a worker may claim them the moment it lands).
     if !durable.is_empty() {
-        state.traces.remember(&new.id);
+        state.shared.traces.remember(&new.id);
     }
     let commit = tracing::info_span!(target: TARGET, "store.commit", store = store.kind(), deliveries = durable.len());
     let accepted = tokio::time::timeout(state.read_timeout, store.accept(new)).instrument(commit).await;
     let accepted = accepted.unwrap_or_else(|_| Err(store_timeout()));
-    state.store_health.record(&accepted);
+    state.shared.store_health.record(&accepted);
     match accepted {
         Ok(accepted) => {
             ticket.finish(true, succeeded);
             for &i in durable {
-                state.wake[i].notify_one();
+                state.shared.wake[i].notify_one();
             }
             if accepted == Accepted::Duplicate {
                 return Ok(duplicate(state, kind));
             }
-            state.metrics.event(kind, if durable.is_empty() { "handled" } else { "stored" });
+            state.shared.metrics.event(kind, if durable.is_empty() { "handled" } else { "stored" });
             Ok(if durable.is_empty() { Handled::Done } else { Handled::Stored })
         }
         Err(e) => {
             ticket.finish(false, succeeded);
             tracing::error!(error = %e, r#type = %kind, "the event could not be committed; answering 500 so FusionAuth retries");
-            state.metrics.event(kind, "store_unavailable");
+            state.shared.metrics.event(kind, "store_unavailable");
             Err(ReceiverError::StoreUnavailable)
         }
     }
@@ -359,8 +371,8 @@ fn check_id(id: Option<&str>) -> Result<(), ReceiverError> {
 
 /// An event handled before (here, or with a store, anywhere): 200, nothing runs.
 fn duplicate(state: &AppState, kind: &str) -> Handled {
-    state.metrics.duplicate();
-    state.metrics.event(kind, "duplicate");
+    state.shared.metrics.duplicate();
+    state.shared.metrics.event(kind, "duplicate");
     Handled::Duplicate
 }
 
@@ -377,7 +389,7 @@ fn new_event(state: &AppState, request: &EventRequest, durable: &[usize]) -> New
     let deliveries = durable
         .iter()
         .map(|&i| {
-            let route = &state.routes[i];
+            let route = &state.shared.routes[i];
             let delay = u64::try_from(route.durable.delay.as_millis()).unwrap_or(u64::MAX);
             let created = event.create_instant.and_then(|c| u64::try_from(c).ok()).unwrap_or(now);
             let due_ms = if delay == 0 { now } else { now.max(created.saturating_add(delay)) };
@@ -405,9 +417,9 @@ async fn run_route(state: &AppState, route: &Route, request: &EventRequest) -> R
         None => crate::delivery::idempotency_key(&body_digest(request.body()), &route.name),
     };
     let span = tracing::info_span!(target: TARGET, "route", route = %route.name, action = route.action.kind(), outcome = Empty);
-    let result = route.action.run(&state.actions, &route.name, request, &key).instrument(span.clone()).await;
+    let result = route.action.run(&state.shared.actions, &route.name, request, &key).instrument(span.clone()).await;
     span.record("outcome", if result.is_ok() { "succeeded" } else { "failed" });
-    state.metrics.action(&route.name, route.action.kind(), result.is_ok(), started.elapsed());
+    state.shared.metrics.action(&route.name, route.action.kind(), result.is_ok(), started.elapsed());
     if let Err(error) = &result {
         let event = request.event();
         tracing::warn!(route = %route.name, r#type = %event.kind, id = event.id.as_deref().unwrap_or(""), error = %error, "action failed");

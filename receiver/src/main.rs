@@ -118,7 +118,7 @@ async fn serve_admin(
     let pod = std::env::var("FUSIONHOOK_POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_default();
     let router = fusionhook_receiver::admin::router(state.clone(), admin.tokens, pod);
     let admin_limits = server::Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
-    let metrics = state.metrics.admin_connections.clone();
+    let metrics = state.shared.metrics.admin_connections.clone();
     Ok(tokio::spawn(server::serve(admin_listener, router, admin_limits, metrics, async move {
         let _ = stopped.wait_for(|s| *s).await;
     })))
@@ -147,7 +147,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, routes, store = store_kind, "fusionhook-receiver listening");
     let warm = state.clone();
     tokio::spawn(async move { warm.verifier().warm_up().await });
-    let dispatcher = Dispatcher::start(&state);
+    let dispatcher = Dispatcher::start(&state.shared);
 
     // The admin API stops with the main listener.
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
@@ -163,10 +163,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         signal_state.set_ready(false);
         tokio::time::sleep(shutdown.delay).await;
     };
-    server::serve(listener, app(state.clone()), limits, state.metrics.connections.clone(), on_signal).await;
+    server::serve(listener, app(state.clone()), limits, state.shared.metrics.connections.clone(), on_signal).await;
     // No more events come in; deliveries in flight get the drain time to finish.
     dispatcher.stop(shutdown.drain_timeout).await;
-    if let Some(store) = &state.store
+    if let Some(store) = &state.shared.store
         && let Err(e) = store.flush().await
     {
         tracing::warn!(error = %e, "the last delivery outcomes could not be committed; those deliveries will be tried again");

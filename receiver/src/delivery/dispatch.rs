@@ -19,7 +19,7 @@ use tracing::Instrument;
 use fusionhook_fusionauth::EventRequest;
 use tokio::sync::{Semaphore, watch};
 
-use crate::app::AppState;
+use crate::app::Shared;
 use crate::store::{Claimed, Outcome, Store, now_ms};
 
 /// How often the store is probed with an empty commit (readiness), its
@@ -46,7 +46,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts a loop per durable route, and housekeeping (figures for the
     /// metrics, compaction). Nothing to do without a store.
-    pub fn start(state: &Arc<AppState>) -> Self {
+    pub fn start(state: &Arc<Shared>) -> Self {
         let (stop, stopped) = watch::channel(false);
         let in_flight = Arc::new(AtomicUsize::new(0));
         if let Some(store) = &state.store {
@@ -76,7 +76,7 @@ impl Dispatcher {
 /// slot of the route; a panic records a retry in a minute rather than
 /// leaving the delivery claimed.
 fn start_attempt(
-    state: &Arc<AppState>,
+    state: &Arc<Shared>,
     store: &Arc<Store>,
     index: usize,
     delivery: crate::store::Claimed,
@@ -99,7 +99,7 @@ fn start_attempt(
     });
 }
 
-async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut stop: watch::Receiver<bool>, in_flight: Arc<AtomicUsize>) {
+async fn route_loop(state: Arc<Shared>, store: Arc<Store>, index: usize, mut stop: watch::Receiver<bool>, in_flight: Arc<AtomicUsize>) {
     let route = &state.routes[index];
     let slots = Arc::new(Semaphore::new(route.durable.concurrency));
     // With PostgreSQL, another replica may take a delivery again once its
@@ -148,7 +148,7 @@ async fn route_loop(state: Arc<AppState>, store: Arc<Store>, index: usize, mut s
 }
 
 /// One attempt of one delivery.
-async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed) {
+async fn deliver(state: &Shared, store: &Store, index: usize, claimed: Claimed) {
     let route = &state.routes[index];
     let delivery = &claimed.delivery;
     // One span per attempt, in the trace of the request that stored the
@@ -163,7 +163,7 @@ async fn deliver(state: &AppState, store: &Store, index: usize, claimed: Claimed
     attempt(state, store, route, claimed).instrument(span).await;
 }
 
-async fn attempt(state: &AppState, store: &Store, route: &crate::route::Route, claimed: Claimed) {
+async fn attempt(state: &Shared, store: &Store, route: &crate::route::Route, claimed: Claimed) {
     let delivery = &claimed.delivery;
     let (outcome, error) = match EventRequest::parse(claimed.body) {
         Err(e) => (Outcome::Dead, Some(format!("the stored event cannot be read: {e}"))),
@@ -202,7 +202,7 @@ async fn attempt(state: &AppState, store: &Store, route: &crate::route::Route, c
     }
 }
 
-async fn housekeeping(state: Arc<AppState>, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(state: Arc<Shared>, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
     let names: Vec<String> = state.routes.iter().filter(|r| r.ack == crate::route::Ack::Durable).map(|r| r.name.clone()).collect();
     let mut round = 0u32;
     loop {
