@@ -196,7 +196,9 @@ async fn run(r: &FusionAuthWebhook, ctx: &Context) -> Result<(Action, &'static s
         finalizer::add(r, ctx, &api).await?;
     }
     let mut report = Report::new(r);
-    let outcome = pipeline(r, ctx, &mut report).await;
+    // On the heap: the pipeline's future is large (debug builds above all),
+    // and whoever awaits a reconcile should not need a large stack for it.
+    let outcome = Box::pin(pipeline(r, ctx, &mut report)).await;
     // Handled, whatever the outcome: `kubectl fusionhook reconcile --wait` prints it.
     report.status.handled_reconcile_request = r.annotations().get(names::RECONCILE_ANNOTATION).cloned();
     if outcome.is_err()
