@@ -221,3 +221,54 @@ mod tests {
         assert!(Reason::StoreFull.advice().is_some_and(|a| a.contains("spec.receiver.store.size")));
     }
 }
+
+named!(
+    /// Reasons of the Events the operator publishes beside those of
+    /// condition changes (which carry the condition's reason).
+    EventReason {
+        /// Normal: a backfill pass handed events FusionAuth failed to deliver
+        /// to the receiver (how many, the oldest's age). Nothing to do; many
+        /// in a row mean the receivers keep missing deliveries: see why they
+        /// were down.
+        BackfillHandedOver,
+        /// Warning: backfill gave up on an event (the receiver refuses it, it
+        /// failed in the receiver pass after pass, or it is larger than the
+        /// operator reads). Look it up in FusionAuth (System > Webhook Log) and
+        /// send it yourself once fixed (`kubectl fusionhook send --from-file`).
+        BackfillGaveUp,
+        /// Warning: an embedded store the resource no longer uses (or a deleted
+        /// resource's) still holds deliveries and is kept. Let it drain, or
+        /// replay or discard what it holds (the message has the commands).
+        OldStoreKept,
+        /// Normal: an old embedded store was drained and removed with its claims.
+        OldStoreDrained,
+        /// Warning: an old embedded store was removed with what it held, as a
+        /// person confirmed with the discard annotation.
+        OldStoreDiscarded,
+        /// Warning: the resource moved to another FusionAuth and its
+        /// `Authorization` value is one you gave: rotate it, the previous
+        /// FusionAuth still knows it.
+        RotateAuthorization,
+        /// Warning: `status.fusionAuthUrl` names a FusionAuth the resource
+        /// never registered with (someone wrote the status): nothing is sent
+        /// there. Find who writes the status; restrict `fusionauthwebhooks/status`.
+        StatusUrlNotOurs,
+        /// Normal: `spec.receiver.store.size` rose: the claims were asked to grow
+        /// and the StatefulSet is replaced without its pods.
+        StoreGrowing,
+        /// Normal: every volume claim of the store has the spec's size.
+        StoreGrown,
+        /// Normal: the resource was deleted and its FusionAuth webhook with it.
+        WebhookDeleted,
+        /// Normal: the webhook was removed from the previous FusionAuth after
+        /// `spec.fusionAuth.url` changed.
+        WebhookMoved,
+        /// Normal: `deletionPolicy: Orphan` left the webhook in FusionAuth (on
+        /// delete, or in the previous FusionAuth on a move).
+        WebhookOrphaned,
+        /// Normal: FusionAuth's webhook had drifted from the spec (an edit in
+        /// its admin UI) and was written back. Repeated repairs mean someone or
+        /// something keeps editing it.
+        WebhookRepaired,
+    }
+);

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use fusionhook_api::conditions::{Kind, Reason};
+use fusionhook_api::conditions::{EventReason, Kind, Reason};
 use fusionhook_tests::reference::{cell, check};
 use fusionhook_tests::tools::workspace_root;
 use serde_json::Value;
@@ -42,6 +42,11 @@ fn conditions() -> String {
     for reason in Reason::ALL {
         let advice = reason.advice().unwrap_or("nothing: all is well");
         out.push_str(&format!("| `{}` | {} | {} |\n", reason.as_str(), cell(reason.doc()), cell(advice)));
+    }
+    out.push_str("\n## Events\n\nBeside one Event per condition that turns True (Normal) or False (Warning, `Ready` only when it turns True), with the condition's reason:\n\n| reason | type | meaning and what to do |\n|---|---|---|\n");
+    for reason in EventReason::ALL {
+        let (kind, text) = reason.doc().trim().split_once(": ").unwrap();
+        out.push_str(&format!("| `{}` | {kind} | {} |\n", reason.as_str(), cell(text)));
     }
     out
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::names;
 use crate::reconcile::apply::fusionauth::{ApplyError, delete_keys};
+use crate::reconcile::conditions::EventReason;
 use crate::reconcile::conditions::{Kind, Step};
 use crate::reconcile::status::{self, Report, normal, warning};
 use crate::reconcile::validate::{self, Connection, Validated};
@@ -46,7 +47,7 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
     let webhook_id = names::webhook_id(&uid);
     if r.spec.deletion_policy == DeletionPolicy::Orphan {
         let note = format!("deletionPolicy is Orphan: FusionAuth webhook {webhook_id} is left in place");
-        status::publish(r, ctx, &[normal("WebhookOrphaned", "Delete", note)]).await;
+        status::publish(r, ctx, &[normal(EventReason::WebhookOrphaned, "Delete", note)]).await;
         return Ok(());
     }
     let secrets = dereference::secrets(&ctx.client, r).await.map_err(Error::Dereference)?;
@@ -68,7 +69,7 @@ pub async fn on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<FusionAut
         return Err(e);
     }
     let note = format!("FusionAuth webhook {webhook_id} deleted");
-    status::publish(r, ctx, &[normal("WebhookDeleted", "Delete", note)]).await;
+    status::publish(r, ctx, &[normal(EventReason::WebhookDeleted, "Delete", note)]).await;
     Ok(())
 }
 
@@ -105,7 +106,7 @@ fn foreign_url(manager: &str) -> kube::runtime::events::Event {
     let note = format!(
         "status.fusionAuthUrl was last written by {manager}, not the operator: the API key is not sent there; remove the webhook from that FusionAuth yourself if it is one of yours"
     );
-    warning("StatusUrlNotOurs", "Cleanup", note)
+    warning(EventReason::StatusUrlNotOurs, "Cleanup", note)
 }
 
 /// [`remove_from`] the spec's FusionAuth and, when a move to it had not
@@ -150,7 +151,7 @@ pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Valid
     };
     if v.deletion_policy == DeletionPolicy::Orphan {
         let note = format!("moved from FusionAuth {previous}; deletionPolicy is Orphan, so webhook {} is left there", v.webhook_id);
-        report.event(normal("WebhookOrphaned", "Move", note));
+        report.event(normal(EventReason::WebhookOrphaned, "Move", note));
     } else {
         let connection = Connection { url: previous.clone(), ..v.connection() };
         let current = v.hmac().map(|(_, id)| id);
@@ -168,13 +169,17 @@ pub async fn previous_fusionauth(r: &FusionAuthWebhook, ctx: &Context, v: &Valid
                 then: Then::Retry(Error::FusionAuth(e)),
             });
         }
-        report.event(normal("WebhookMoved", "Move", format!("webhook {} removed from the previous FusionAuth {previous}", v.webhook_id)));
+        report.event(normal(
+            EventReason::WebhookMoved,
+            "Move",
+            format!("webhook {} removed from the previous FusionAuth {previous}", v.webhook_id),
+        ));
     }
     if v.authorization.is_some() || v.basic.is_some() {
         let note = format!(
             "moved from FusionAuth {previous}: the Authorization value is yours, so rotate it or {previous} can still call the receiver"
         );
-        report.event(warning("RotateAuthorization", "Move", note));
+        report.event(warning(EventReason::RotateAuthorization, "Move", note));
     }
     report.status.fusion_auth_url = None;
     report.status.signing_key_id = None;

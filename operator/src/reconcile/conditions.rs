@@ -5,7 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub use fusionhook_api::conditions::{Kind, Reason};
+pub use fusionhook_api::conditions::{EventReason, Kind, Reason};
 
 /// A condition's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,7 @@ use uuid::Uuid;
 
 use crate::context::Context;
 use crate::names;
+use crate::reconcile::conditions::EventReason;
 use crate::resource::FusionAuthWebhook;
 use apply::fusionauth::{ApplyError, WebhookChange, apply_signing_key, apply_webhook, delete_keys};
 use apply::kubernetes::{Rollout, apply_receiver};
@@ -260,7 +261,7 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
             report.status.handled_reconcile_request = r.annotations().get(names::RECONCILE_ANNOTATION).cloned();
             status::write(r, ctx, api, report, Some(&step)).await?;
             if !was_kept {
-                status::publish(r, ctx, &[status::warning("OldStoreKept", "Delete", step.message)]).await;
+                status::publish(r, ctx, &[status::warning(EventReason::OldStoreKept, "Delete", step.message)]).await;
             }
             return Ok(true);
         }
@@ -535,7 +536,7 @@ async fn drain_old_store(ctx: &Context, r: &FusionAuthWebhook, old: &StatefulSet
 fn removed(verdict: &old_store::Verdict, name: &str, action: &str) -> kube::runtime::events::Event {
     match verdict {
         old_store::Verdict::Discarded => status::warning(
-            "OldStoreDiscarded",
+            EventReason::OldStoreDiscarded,
             action,
             format!(
                 "StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held",
@@ -543,7 +544,7 @@ fn removed(verdict: &old_store::Verdict, name: &str, action: &str) -> kube::runt
             ),
         ),
         _ => status::normal(
-            "OldStoreDrained",
+            EventReason::OldStoreDrained,
             action,
             format!("StatefulSet {name} and its volume claims deleted: its embedded store held nothing any more"),
         ),
@@ -622,7 +623,7 @@ fn registered(v: &Validated, change: &WebhookChange, report: &mut Report) {
     report.done(Kind::WebhookRegistered, Reason::Registered, format!("FusionAuth webhook {} calls {url}", v.webhook_id));
     if let WebhookChange::Updated { fields } = change {
         let note = format!("FusionAuth's webhook differed from the spec in {}; updated", fields.join(", "));
-        report.event(status::normal("WebhookRepaired", "Update", note));
+        report.event(status::normal(EventReason::WebhookRepaired, "Update", note));
     }
 }
 

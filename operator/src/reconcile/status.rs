@@ -10,7 +10,8 @@ use kube::{Api, Resource, ResourceExt};
 use crate::context::Context;
 use crate::reconcile::Error;
 use crate::reconcile::apply::kubernetes::patch_status;
-use crate::reconcile::conditions::{self, Kind, Reason, State, Step};
+use crate::reconcile::conditions::{self, EventReason, Kind, Reason, State, Step};
+
 use crate::resource::{FusionAuthWebhook, FusionAuthWebhookStatus};
 
 /// What the pass did so far.
@@ -119,13 +120,13 @@ pub async fn write(
 }
 
 /// A Normal Event (a state change that needs no action).
-pub fn normal(reason: &str, action: &str, note: String) -> Event {
-    Event { type_: EventType::Normal, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
+pub fn normal(reason: EventReason, action: &str, note: String) -> Event {
+    Event { type_: EventType::Normal, reason: reason.as_str().into(), note: Some(note), action: action.into(), secondary: None }
 }
 
 /// A Warning Event (something a person should look at).
-pub fn warning(reason: &str, action: &str, note: String) -> Event {
-    Event { type_: EventType::Warning, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
+pub fn warning(reason: EventReason, action: &str, note: String) -> Event {
+    Event { type_: EventType::Warning, reason: reason.as_str().into(), note: Some(note), action: action.into(), secondary: None }
 }
 
 /// Events are best effort: a failure is logged, never fails the reconcile.

@@ -36,6 +36,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::quantity::bytes;
 use crate::reconcile::build::receiver::STORE_VOLUME;
+use crate::reconcile::conditions::EventReason;
 use crate::reconcile::conditions::{Kind, Reason, Step};
 use crate::reconcile::validate::Validated;
 use crate::reconcile::{Error, Stopped, status};
@@ -189,7 +190,7 @@ pub async fn stage(ctx: &Context, r: &FusionAuthWebhook, v: &Validated, set: &St
     if plan.steady() {
         if under_way {
             let note = format!("every volume claim of the store has {size}");
-            status::publish(r, ctx, &[status::normal("StoreGrown", "Resize", note)]).await;
+            status::publish(r, ctx, &[status::normal(EventReason::StoreGrown, "Resize", note)]).await;
         }
         return Ok(Sized::default());
     }
@@ -281,7 +282,7 @@ async fn replace(
             let note = format!(
                 "store size {template} -> {size}: {claims}; StatefulSet {name} is replaced to carry the new size (its pods keep running)"
             );
-            status::publish(r, ctx, &[status::normal("StoreGrowing", "Resize", note)]).await;
+            status::publish(r, ctx, &[status::normal(EventReason::StoreGrowing, "Resize", note)]).await;
         }
         // Gone already, or replaced by another pass: look again.
         Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}

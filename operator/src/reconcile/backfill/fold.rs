@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::reconcile::backfill::memory::Resume;
 use crate::reconcile::backfill::scan::{self, Position, Progress, Settings, Verdict};
+use crate::reconcile::conditions::EventReason;
 use crate::reconcile::conditions::{Kind, Reason, Step};
 use crate::reconcile::receiver_admin::Refusal;
 use crate::reconcile::status;
@@ -204,7 +205,7 @@ impl Fold {
     }
 
     fn warn(&mut self, note: String) {
-        self.warnings.push(status::warning("BackfillGaveUp", "Backfill", note));
+        self.warnings.push(status::warning(EventReason::BackfillGaveUp, "Backfill", note));
     }
 
     /// The outcome: `complete` (read to the end of the window), `broken`

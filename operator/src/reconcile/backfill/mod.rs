@@ -30,6 +30,7 @@ pub mod scan;
 
 use std::time::{Duration, Instant};
 
+use crate::reconcile::conditions::EventReason;
 use crate::resource::BackfillStatus;
 use fusionhook_fusionauth::client::{ClientError, FusionAuthClient};
 use fusionhook_fusionauth::model::{WebhookEventLog, WebhookEventLogSearchCriteria};
@@ -126,7 +127,11 @@ async fn requested(ctx: &Context, v: &Validated, fa: &FusionAuthClient, request:
             status.handed_over += handed;
             if handed > 0 {
                 status.last_hand_over = Some(rfc3339(started_ms));
-                report.event(status::normal("BackfillHandedOver", "Backfill", format!("requested pass: {}", outcome.summary(started_ms))));
+                report.event(status::normal(
+                    EventReason::BackfillHandedOver,
+                    "Backfill",
+                    format!("requested pass: {}", outcome.summary(started_ms)),
+                ));
             }
             let stopped_early = if outcome.complete {
                 String::new()
@@ -163,7 +168,7 @@ fn persist(report: &mut Report, mut persisted: BackfillStatus, persisted_ms: Opt
     if handed_now > 0 {
         persisted.handed_over += handed_now;
         persisted.last_hand_over = Some(rfc3339(started_ms));
-        report.event(status::normal("BackfillHandedOver", "Backfill", outcome.summary(started_ms)));
+        report.event(status::normal(EventReason::BackfillHandedOver, "Backfill", outcome.summary(started_ms)));
     }
     report.status.backfill = Some(persisted);
 }
