@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use crate::names;
 use crate::reconcile::apply::kubernetes::delete_one;
+use crate::reconcile::conditions::EventReason;
 use crate::reconcile::receiver_admin;
+use crate::reconcile::status;
 
 /// The annotation that confirms discarding an old store's deliveries.
 pub const DISCARD_ANNOTATION: &str = "fusionhook.dev/discard-store";
@@ -215,6 +217,28 @@ pub async fn remove_orphans(client: &Client, namespace: &str, resource: &str) ->
         delete_one(&pods, &pod).await?;
     }
     Ok(())
+}
+
+/// The Event for an old store's StatefulSet `name` removed (`action`:
+/// `Drain` after a store-type change, `Delete` with the resource).
+pub fn removed(verdict: &Verdict, name: &str, action: &str) -> kube::runtime::events::Event {
+    match verdict {
+        Verdict::Discarded => status::warning(
+            EventReason::OldStoreDiscarded,
+            action,
+            format!("StatefulSet {name} and its volume claims deleted as confirmed by {}, with what they held", DISCARD_ANNOTATION),
+        ),
+        _ => status::normal(
+            EventReason::OldStoreDrained,
+            action,
+            format!("StatefulSet {name} and its volume claims deleted: its embedded store held nothing any more"),
+        ),
+    }
+}
+
+/// Whole seconds from `then` to now (0 if `then` is in the future).
+pub fn seconds_since(then: &k8s_openapi::jiff::Timestamp) -> u64 {
+    u64::try_from(k8s_openapi::jiff::Timestamp::now().as_second() - then.as_second()).unwrap_or(0)
 }
 
 #[cfg(test)]
