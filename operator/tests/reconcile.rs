@@ -69,6 +69,10 @@ impl Objects {
         let version = self.version.to_string();
         let path = call.path.clone();
         match (call.method.as_str(), call.content_type.as_str()) {
+            // A collection nothing was put at lists empty, as an API server's does.
+            ("GET", _) if !self.by_path.contains_key(&path) && path.ends_with("/pods") => {
+                (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}))
+            }
             ("GET", _) => self.by_path.get(&path).map_or_else(|| (404, status_body(404, "NotFound")), |o| (200, o.clone())),
             ("POST", _) => (201, call.body.clone()),
             ("PATCH", "application/apply-patch+yaml") => {

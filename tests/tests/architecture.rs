@@ -3,6 +3,11 @@
 //! longer loop), and in operator, receiver, cli and api no function is
 //! longer than 60 lines (test modules aside). A change that breaks either
 //! fails here, naming what to split.
+//!
+//! A module and its own children are a tree, not a loop: a parent declares
+//! and calls its children (a pipeline its stages), a child uses what its
+//! parent defines for all of them (the stages' `Stopped`). Only imports
+//! between modules that are not one another's ancestor count.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -77,7 +82,11 @@ fn imports(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
                 let rest = &text[at + prefix.len()..];
                 let path: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
                 let path = path.trim_end_matches(':');
-                let full = if base.is_empty() { path.to_owned() } else { format!("{base}::{path}") };
+                let full = match (base.is_empty(), path.is_empty()) {
+                    (true, _) => path.to_owned(),
+                    (false, true) => base.clone(),
+                    (false, false) => format!("{base}::{path}"),
+                };
                 let mut named = vec![full.clone()];
                 if rest[path.len()..].starts_with("::{") {
                     let inner = &rest[path.len() + 3..];
@@ -160,8 +169,20 @@ fn functions(lines: &[String]) -> Vec<(String, usize, usize)> {
     while i < lines.len() {
         let line = &lines[i];
         let trimmed = line.trim_start();
-        let head = trimmed.trim_start_matches("pub ").trim_start_matches("pub(crate) ").trim_start_matches("pub(super) ");
-        let head = head.trim_start_matches("async ").trim_start_matches("const ");
+        let mut head = trimmed;
+        // Qualifiers before `fn`, in any order Rust allows.
+        loop {
+            let before = head;
+            for qualifier in ["pub ", "async ", "const ", "unsafe ", "extern \"C\" "] {
+                head = head.strip_prefix(qualifier).unwrap_or(head);
+            }
+            if let Some(rest) = head.strip_prefix("pub(") {
+                head = rest.split_once(") ").map_or(head, |(_, after)| after);
+            }
+            if head == before {
+                break;
+            }
+        }
         let Some(rest) = head.strip_prefix("fn ") else {
             i += 1;
             continue;

@@ -234,14 +234,12 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
     let store = match sets.get_opt(&receiver).await.map_err(Error::ApplyReceiver)? {
         Some(store) => store,
         // Its pods may outlive it: a StatefulSet replaced to grow the store
-        // and not applied again yet.
-        None if embedded(r) => {
-            match old_store::orphaned(&ctx.client, namespace, &r.name_any(), &uid).await.map_err(Error::ApplyReceiver)? {
-                Some(orphans) => orphans,
-                None => return Ok(false),
-            }
-        }
-        None => return Ok(false),
+        // and not applied again yet (whatever the spec says now: it may
+        // have left embedded since).
+        None => match old_store::orphaned(&ctx.client, namespace, &r.name_any(), &uid).await.map_err(Error::ApplyReceiver)? {
+            Some(orphans) => orphans,
+            None => return Ok(false),
+        },
     };
     // Nothing reaches it any more: not FusionAuth (its webhook is gone, or
     // orphaned on purpose), not a delivery still routed by the Service.
@@ -272,11 +270,6 @@ async fn store_kept_on_delete(r: &FusionAuthWebhook, ctx: &Context, api: &Api<Fu
     old_store::remove_orphans(&ctx.client, namespace, &r.name_any()).await.map_err(Error::ApplyReceiver)?;
     status::publish(r, ctx, &[event]).await;
     Ok(false)
-}
-
-/// Whether the spec asks for an embedded store.
-fn embedded(r: &FusionAuthWebhook) -> bool {
-    r.spec.receiver.store.as_ref().is_some_and(|s| s.kind == crate::resource::StoreType::Embedded)
 }
 
 /// The plan: each line a stage.

@@ -121,11 +121,13 @@ pub async fn write(
 
 /// A Normal Event (a state change that needs no action).
 pub fn normal(reason: EventReason, action: &str, note: String) -> Event {
+    debug_assert!(reason.doc().trim_start().starts_with("Normal:"), "{} is documented as a Warning", reason.as_str());
     Event { type_: EventType::Normal, reason: reason.as_str().into(), note: Some(note), action: action.into(), secondary: None }
 }
 
 /// A Warning Event (something a person should look at).
 pub fn warning(reason: EventReason, action: &str, note: String) -> Event {
+    debug_assert!(reason.doc().trim_start().starts_with("Warning:"), "{} is documented as Normal", reason.as_str());
     Event { type_: EventType::Warning, reason: reason.as_str().into(), note: Some(note), action: action.into(), secondary: None }
 }
 

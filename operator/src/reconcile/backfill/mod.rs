@@ -253,7 +253,7 @@ async fn look_at(ctx: &Context, v: &Validated, fold: &mut Fold, target: &mut Opt
         if fold.look(&entry) == Next::HandOver {
             let outcome = hand_over(ctx, v, target, &entry).await;
             if let Err(Refusal::Invalid(message)) = &outcome {
-                tracing::warn!(namespace = v.namespace, name = v.name, event_log = ?entry.id, error = message, "backfill: the receiver refused a missed event; it is not offered again");
+                tracing::warn!(namespace = v.namespace, name = v.name, event_log = %entry.id.unwrap_or_default(), error = message, "backfill: the receiver refused a missed event; it is not offered again");
             }
             if !fold.handed(&entry, outcome) {
                 return false;
