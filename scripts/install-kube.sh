@@ -43,7 +43,7 @@ build() { # name module-dir package
       flags="$flags -X $v.gitVersion=$kube_version -X $v.gitMajor=1 -X $v.gitMinor=37 -X $v.gitTreeState=clean"
     done
   fi
-  (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "$flags" -o "$cache/$name.tmp" "$package") >"$log" 2>&1 &
+  (cd "$dir" && GOCACHE="$cache/.gocache" GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -trimpath -ldflags "$flags" -o "$cache/$name.tmp" "$package") >"$log" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 15
@@ -74,4 +74,7 @@ for name in etcd kube-apiserver kube-controller-manager; do
   fi
   ln -sfn "$cache/$name" "$bin/$name"
 done
+# The Go build cache of these builds (several GiB) is of no use once the
+# binaries are in the cache; a failed build keeps it, so a rerun resumes.
+rm -rf "$cache/.gocache"
 echo "$bin"
