@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use fusionhook_api::admin::client::{self as receiver_admin, Call, CallError};
+use fusionhook_api::admin::{self, Route};
 use fusionhook_api::names;
 use fusionhook_api::resource::{FusionAuthWebhook, StoreType};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -102,12 +103,11 @@ impl Cluster {
         &self,
         name: &str,
         target: &Target,
-        method: http::Method,
-        path: &str,
+        route: &Route,
         query: &[(String, String)],
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let (status, value) = self.admin_raw(name, target, method, path, query, body).await?;
+        let (status, value) = self.admin_raw(name, target, route, query, body).await?;
         if status.is_success() {
             return Ok(value);
         }
@@ -124,19 +124,13 @@ impl Cluster {
         &self,
         name: &str,
         target: &Target,
-        method: http::Method,
-        path: &str,
+        route: &Route,
         query: &[(String, String)],
         body: Option<Value>,
     ) -> anyhow::Result<(http::StatusCode, Value)> {
         // The least scope the call needs: its own Secret, which the
         // person's RBAC may or may not let them read.
-        let scope = match (&method, path) {
-            (&http::Method::POST, "v1/ingest") => names::AdminScope::Ingest,
-            (&http::Method::POST, _) => names::AdminScope::Replay,
-            _ => names::AdminScope::Read,
-        };
-        self.admin_as(name, target, scope, method, path, query, body).await
+        self.admin_as(name, target, route.scope(), route, query, body).await
     }
 
     /// As [`Cluster::admin_raw`], with the token of `scope` (every scope may read).
@@ -146,8 +140,7 @@ impl Cluster {
         name: &str,
         target: &Target,
         scope: names::AdminScope,
-        method: http::Method,
-        path: &str,
+        route: &Route,
         query: &[(String, String)],
         body: Option<Value>,
     ) -> anyhow::Result<(http::StatusCode, Value)> {
@@ -169,7 +162,7 @@ impl Cluster {
             Target::Pod(pod) => (pod.clone(), self.prove(pod, &token).await?),
             Target::Service(_) => self.proven_ready_pod(name, &token).await?,
         };
-        self.admin_call(name, &pod, &method, path, query, body.as_ref(), proven.token()).await
+        self.admin_call(name, &pod, route, query, body.as_ref(), proven.token()).await
     }
 
     /// Asks pod `pod` to prove it holds `token` (see `receiver_admin::prove`).
@@ -216,18 +209,13 @@ impl Cluster {
         &self,
         name: &str,
         pod: &str,
-        method: &http::Method,
-        path: &str,
+        route: &Route,
         query: &[(String, String)],
         body: Option<&Value>,
         token: &str,
     ) -> anyhow::Result<(http::StatusCode, Value)> {
-        let mut target = path.to_owned();
-        if !query.is_empty() {
-            let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
-            target = format!("{target}?{}", pairs.join("&"));
-        }
-        let mut call = Call::new(method.clone(), &target, token).limit(MAX_ANSWER_BYTES);
+        let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+        let mut call = Call::new(route, token).query(&pairs.join("&")).limit(MAX_ANSWER_BYTES);
         if let Some(body) = body {
             call = call.body(serde_json::to_vec(body)?);
         }
@@ -348,7 +336,7 @@ impl Cluster {
         // One pod: the outcome is asked where the event was stored.
         let target = self.targets(&r).await?.remove(0);
         let id = event["event"]["id"].as_str().unwrap_or_default().to_owned();
-        let (status, answer) = self.admin_raw(name, &target, http::Method::POST, "v1/ingest", &[], Some(event.clone())).await?;
+        let (status, answer) = self.admin_raw(name, &target, &admin::INGEST.route(), &[], Some(event.clone())).await?;
         let mut outcome = json!({"eventId": id, "type": event["event"]["type"], "status": status.as_u16(), "answer": answer});
         if answer["outcome"] != "stored" {
             return Ok(outcome);
@@ -356,8 +344,8 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             // With the ingest token `send` already holds (it may read too).
-            let path = format!("v1/events/{id}");
-            let (status, view) = self.admin_as(name, &target, names::AdminScope::Ingest, http::Method::GET, &path, &[], None).await?;
+            let route = admin::EVENT.route_to(&encode(&id));
+            let (status, view) = self.admin_as(name, &target, names::AdminScope::Ingest, &route, &[], None).await?;
             let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
             let settled = status.is_success() && !deliveries.is_empty() && deliveries.iter().all(|d| d["state"] != "pending");
             if settled || Instant::now() > deadline {

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use fusionhook_api::admin::{self, Route};
 use serde_json::{Value, json};
 
 use cluster::{Cluster, Target};
@@ -277,14 +278,13 @@ async fn on_each(
     cluster: &Cluster,
     name: &str,
     targets: &[Target],
-    method: http::Method,
-    path: &str,
+    route: &Route,
     query: &[(String, String)],
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
     let mut merged = json!({"deliveries": [], "ids": []});
     for target in targets {
-        let mut answer = cluster.admin(name, target, method.clone(), path, query, body.clone()).await?;
+        let mut answer = cluster.admin(name, target, route, query, body.clone()).await?;
         for key in ["deliveries", "ids"] {
             for mut item in answer[key].as_array().cloned().unwrap_or_default() {
                 match (target.pod(), item.as_object_mut()) {
@@ -327,19 +327,19 @@ async fn in_cluster(cluster: &Cluster, command: Command, format: Format) -> anyh
             query.extend(since.map(|s| ("since".to_owned(), s)));
             query.extend(after.map(|a| ("after".to_owned(), a.to_string())));
             let targets = targets_for_ids(cluster, &name, None, false).await?;
-            let answer = on_each(cluster, &name, &targets, http::Method::GET, "v1/deliveries", &query, None).await?;
+            let answer = on_each(cluster, &name, &targets, &admin::DELIVERIES.route(), &query, None).await?;
             output::print(format, &answer, &output::deliveries_table(&answer))?;
         }
         Command::Replay { name, ids, dead, dry_run, pod } => {
             let body = if dead { json!({"state": "dead", "dryRun": dry_run}) } else { json!({"ids": ids, "dryRun": dry_run}) };
             let targets = targets_for_ids(cluster, &name, pod, !dead).await?;
-            let answer = on_each(cluster, &name, &targets, http::Method::POST, "v1/replay", &[], Some(body)).await?;
+            let answer = on_each(cluster, &name, &targets, &admin::REPLAY.route(), &[], Some(body)).await?;
             output::print(format, &answer, &output::changed("replayed", &answer))?;
         }
         Command::Discard { name, ids, dry_run, pod } => {
             let targets = targets_for_ids(cluster, &name, pod, true).await?;
             let body = json!({"ids": ids, "dryRun": dry_run});
-            let answer = on_each(cluster, &name, &targets, http::Method::POST, "v1/discard", &[], Some(body)).await?;
+            let answer = on_each(cluster, &name, &targets, &admin::DISCARD.route(), &[], Some(body)).await?;
             output::print(format, &answer, &output::changed("discarded", &answer))?;
         }
         Command::Send { name, event, sets, from_file, timeout } => {

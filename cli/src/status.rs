@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use fusionhook_api::admin;
 use fusionhook_api::resource::{FusionAuthWebhook, StoreType};
 use fusionhook_fusionauth::client::{ApiKey, ClientConfig, FusionAuthClient, RetryPolicy};
 use fusionhook_fusionauth::event_types::{self, EventScope};
@@ -67,7 +68,7 @@ async fn figures(cluster: &Cluster, r: &FusionAuthWebhook) -> anyhow::Result<Val
     let name = r.name_any();
     let mut total = json!({"pending": 0, "dead": 0, "delivered": 0, "oldestPendingSeconds": null, "pods": []});
     for target in cluster.targets(r).await? {
-        let stats = match cluster.admin(&name, &target, http::Method::GET, "v1/stats", &[], None).await {
+        let stats = match cluster.admin(&name, &target, &admin::STATS.route(), &[], None).await {
             Ok(stats) => stats,
             Err(e) => json!({"error": format!("{e:#}")}),
         };

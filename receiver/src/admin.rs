@@ -5,22 +5,11 @@
 //! scope ([`Scope`]): `read` lists, `replay` also replays and discards,
 //! `ingest` also ingests; a token of another scope gets 403. JSON in and out.
 //!
-//! - `GET /v1/stats`: `pending`, `dead`, `delivered`, `oldestPendingSeconds`,
-//!   per route; `quietSeconds` since the last event arrived; `storeProblem`.
-//! - `GET /v1/deliveries?state=&route=&eventType=&eventId=&since=&after=&limit=`
-//! - `GET /v1/events/{id}`: the event as received, with its deliveries and their attempts.
-//! - `POST /v1/replay`, `POST /v1/discard` (scope `replay`): `{"ids": [...]}`
-//!   and/or a filter (`{"state": "dead", "route": ...}`; every one given
-//!   applies), with `"dryRun": true` to only list; `next` (give it as
-//!   `after`) when more may follow.
-//! - `POST /v1/ingest` (scope `ingest`): an event exactly as FusionAuth
-//!   sends it; handled as a delivery of that `event.id` (routes, dedupe,
-//!   store) without FusionAuth's credentials, which a replayed event cannot carry.
-//! - `POST /v1/prove` (no token): `{"nonce", "scope"}` answered with
-//!   `{"pod", "proofs"}`, an HMAC-SHA256 of the pod's name and the nonce
-//!   under each token of that scope it accepts ([`proof`]). A client shows
-//!   a pod its token only after the pod proved it holds that token already,
-//!   so a pod that merely carries the receiver's labels learns nothing.
+//! The endpoints, what each takes and answers, are the contract's
+//! ([`fusionhook_api::admin::ENDPOINTS`], in the book's admin API page).
+//! `POST /v1/prove` takes no token: a client shows a pod its token only
+//! after the pod proved it holds that token already ([`proof`]), so a pod
+//! that merely carries the receiver's labels learns nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,10 +18,10 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, any, on};
 use axum::{Json, Router};
 use bytes::Bytes;
-use fusionhook_api::admin::{Challenge, Proofs};
+use fusionhook_api::admin::{Challenge, DELIVERIES, DISCARD, ENDPOINTS, EVENT, Endpoint, INGEST, PROVE, Proofs, REPLAY, STATS};
 use fusionhook_fusionauth::EventRequest;
 use http::{StatusCode, header};
 use serde::Deserialize;
@@ -54,29 +43,37 @@ struct Admin {
 }
 
 /// The admin router: `tokens` with their scopes; `pod`, this pod's name
-/// (empty outside Kubernetes).
+/// (empty outside Kubernetes). It serves the contract's
+/// [`ENDPOINTS`], each behind the token scope the contract gives it.
 pub fn router(state: Arc<AppState>, tokens: Vec<(Scope, Arc<Secret>)>, pod: String) -> Router {
     let limit = state.max_body_bytes;
     let admin = Arc::new(Admin { state, tokens, pod });
-    let read = Router::new()
-        .route("/v1/stats", get(stats))
-        .route("/v1/deliveries", get(deliveries))
-        .route("/v1/events/{id}", get(event))
-        .route_layer(middleware::from_fn_with_state((admin.clone(), Scope::Read), bearer));
-    let replay = Router::new()
-        .route("/v1/replay", post(replay))
-        .route("/v1/discard", post(discard))
-        .route_layer(middleware::from_fn_with_state((admin.clone(), Scope::Replay), bearer));
-    let ingest =
-        Router::new().route("/v1/ingest", post(ingest)).route_layer(middleware::from_fn_with_state((admin.clone(), Scope::Ingest), bearer));
-    Router::new()
-        .merge(read)
-        .merge(replay)
-        .merge(ingest)
-        .route("/v1/prove", post(prove))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(admin)
-        .layer(middleware::map_response(as_json))
+    let mut router = Router::new();
+    for endpoint in ENDPOINTS {
+        let served = Router::new().route(endpoint.path, handler(endpoint));
+        router = router.merge(match endpoint.scope {
+            Some(scope) => served.route_layer(middleware::from_fn_with_state((admin.clone(), Scope::from(scope)), bearer)),
+            None => served,
+        });
+    }
+    router.layer(DefaultBodyLimit::max(limit)).with_state(admin).layer(middleware::map_response(as_json))
+}
+
+/// The handler of each endpoint of the contract, on its method.
+fn handler(endpoint: Endpoint) -> MethodRouter<Arc<Admin>> {
+    let method = if endpoint.method == "GET" { MethodFilter::GET } else { MethodFilter::POST };
+    match endpoint {
+        STATS => on(method, stats),
+        DELIVERIES => on(method, deliveries),
+        EVENT => on(method, event),
+        REPLAY => on(method, replay),
+        DISCARD => on(method, discard),
+        INGEST => on(method, ingest),
+        PROVE => on(method, prove),
+        // The contract names an endpoint this receiver does not know (the
+        // tests make sure none does).
+        _ => any(|| async { AdminError::NotServed.into_response() }),
+    }
 }
 
 /// Every refusal in the JSON shape of the public port (`{"errors": [{"code",
@@ -176,6 +173,8 @@ enum AdminError {
     NoSuchEvent,
     /// 503: the store failed (its reason goes to the log).
     Store(StoreError),
+    /// 501: an endpoint of the contract this receiver does not serve.
+    NotServed,
 }
 
 impl IntoResponse for AdminError {
@@ -191,6 +190,7 @@ impl IntoResponse for AdminError {
                 error(StatusCode::CONFLICT, "[noStore]", "this receiver has no store (store.type: none): nothing is kept to list or replay")
             }
             Self::NoSuchEvent => error(StatusCode::NOT_FOUND, "[notFound]", "no stored event has this id"),
+            Self::NotServed => error(StatusCode::NOT_IMPLEMENTED, "[notServed]", "this receiver does not serve this endpoint"),
             Self::Store(e) => {
                 tracing::error!(error = %e, "admin API: store call failed");
                 error(StatusCode::SERVICE_UNAVAILABLE, "[storeUnavailable]", "the store cannot be reached now")
@@ -396,6 +396,7 @@ async fn ingest(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use fusionhook_api::names::AdminScope;
     use tower::ServiceExt;
 
     /// The admin router over a receiver with an embedded store in `dir`,
@@ -461,6 +462,33 @@ mod tests {
             assert!(answer["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {answer}");
             let text = answer.to_string();
             assert!(!text.contains("token-0123456789"), "no token in an answer: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn it_serves_every_endpoint_of_the_contract_behind_its_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router_in(dir.path(), true);
+        let token = |scope: AdminScope| format!("{}-token-0123456789", scope.as_str());
+        for endpoint in ENDPOINTS {
+            let path = endpoint.path.replace("{id}", "no-such-event");
+            let body = if endpoint == PROVE { r#"{"nonce":"0123456789abcdef","scope":"read"}"# } else { r#"{"ids":[1]}"# };
+            let what = format!("{} {}", endpoint.method, endpoint.path);
+            let Some(scope) = endpoint.scope else {
+                let (status, answer) = call(&router, endpoint.method, &path, None, body).await;
+                assert_eq!(status, StatusCode::OK, "{what} needs no token: {answer}");
+                continue;
+            };
+            let (status, _) = call(&router, endpoint.method, &path, None, body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} without a token");
+            for other in AdminScope::ALL.into_iter().filter(|s| *s != scope && scope != AdminScope::Read) {
+                let (status, _) = call(&router, endpoint.method, &path, Some(&token(other)), body).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{what} with a token of scope {}", other.as_str());
+            }
+            let (status, answer) = call(&router, endpoint.method, &path, Some(&token(scope)), body).await;
+            let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::METHOD_NOT_ALLOWED, StatusCode::NOT_IMPLEMENTED];
+            assert!(!refused.contains(&status), "{what} with its own scope's token: {status} {answer}");
+            assert_ne!(answer["errors"][0]["message"], "Not Found", "{what} is routed");
         }
     }
 

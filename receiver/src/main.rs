@@ -1,5 +1,6 @@
 //! `fusionhook-receiver --config FILE`
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use fusionhook_receiver::{AppState, Config, app, secret, server};
 #[command(version)]
 struct Cli {
     /// The config file (YAML).
-    #[arg(long, env = "FUSIONHOOK_CONFIG", required_unless_present = "salvage")]
+    #[arg(long, env = "FUSIONHOOK_CONFIG", required_unless_present_any = ["salvage", "config_schema"])]
     config: Option<PathBuf>,
     /// Read what can still be read out of the embedded store in this
     /// directory (damaged or not, without writing to it): the events owed a
@@ -28,6 +29,10 @@ struct Cli {
     /// Check the config and exit (0 when it is valid).
     #[arg(long)]
     check: bool,
+    /// Print the config file's JSON Schema (for an editor's YAML
+    /// completion) and exit.
+    #[arg(long, conflicts_with_all = ["check", "salvage"])]
+    config_schema: bool,
     /// Log format: json (default) or text.
     #[arg(long, env = "FUSIONHOOK_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -35,6 +40,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.config_schema {
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(std::io::stdout(), "{:#}", fusionhook_receiver::config::file::schema());
+        return ExitCode::SUCCESS;
+    }
     let traces = init_logging(&cli.log_format, "fusionhook-receiver");
     if let Some(dir) = &cli.salvage {
         return salvage(dir);

@@ -113,7 +113,7 @@ mod tests {
 }
 
 /// What to answer when no route takes an event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Unmatched {
     /// 200: nothing to do is a success (default).
@@ -125,7 +125,7 @@ pub enum Unmatched {
 }
 
 /// When a route's action runs relative to the answer to FusionAuth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Ack {
     /// Before answering: a failure answers 500 (FusionAuth's veto for
@@ -136,7 +136,7 @@ pub enum Ack {
 }
 
 /// Delivery order of a durable route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Ordering {
     /// An event about an object (`linkedObjectId`, else the user id) waits

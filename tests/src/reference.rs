@@ -94,3 +94,122 @@ fn fields(schema: &Value, path: &str, out: &mut String, rules: &mut Vec<(String,
         fields(nested.0, &nested.1, out, rules);
     }
 }
+
+/// The receiver's config file from its JSON Schema
+/// (`fusionhook-receiver --config-schema`): every key with its type and
+/// description, a tagged choice (`store.type`) with each variant's keys.
+pub fn receiver_config(schema: &Value) -> String {
+    let mut out = String::from(
+        "# Receiver config file\n\n<!-- Generated from the receiver's config types (fusionhook-receiver --config-schema) by tests/tests/reference.rs: do not edit. -->\n\nThe YAML file `fusionhook-receiver --config FILE` reads; the operator renders it from a `FusionAuthWebhook`, and a receiver run by hand reads one written by hand ([The receiver](../receiver.md)). Unknown keys are refused; `fusionhook-receiver --check --config FILE` checks a file; `fusionhook-receiver --config-schema` prints its JSON Schema, for an editor's completion (`# yaml-language-server: $schema=...`).\n\n| key | type | description |\n|---|---|---|\n",
+    );
+    config_fields(schema, schema, "", "", &mut out);
+    out
+}
+
+/// `value` itself, or the definition it refers to.
+fn resolved<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => &root["$defs"][name],
+        None => value,
+    }
+}
+
+/// The members of `anyOf`/`oneOf` that are not `null` (an `Option`'s
+/// `anyOf: [T, null]` is `T`), or `value` alone.
+fn choices<'a>(root: &'a Value, value: &'a Value) -> Vec<&'a Value> {
+    let value = resolved(root, value);
+    let members = value["anyOf"].as_array().or_else(|| value["oneOf"].as_array());
+    match members {
+        Some(members) => members.iter().map(|m| resolved(root, m)).filter(|m| m["type"] != "null").collect(),
+        None => vec![value],
+    }
+}
+
+fn config_kind(root: &Value, value: &Value) -> String {
+    let members = choices(root, value);
+    if members.len() > 1 && members.iter().all(|m| m["const"].is_string()) {
+        let values: Vec<String> = members.iter().map(|m| format!("`{}`", m["const"].as_str().unwrap_or_default())).collect();
+        return format!("one of {}", values.join(", "));
+    }
+    if let [only] = members.as_slice()
+        && let Some(value) = only["const"].as_str()
+    {
+        return format!("`{value}`");
+    }
+    let kinds: Vec<String> = members
+        .iter()
+        .map(|m| {
+            let t = m["type"].as_array().and_then(|t| t.iter().find(|t| *t != "null")).unwrap_or(&m["type"]);
+            match t.as_str() {
+                Some("array") => format!("list of {}", config_kind(root, &m["items"])),
+                Some("object") if m["additionalProperties"].is_object() => {
+                    format!("map of {}", config_kind(root, &m["additionalProperties"]))
+                }
+                Some(t) => t.to_owned(),
+                None if m["oneOf"].is_array() || m["anyOf"].is_array() => config_kind(root, m),
+                None => "any".to_owned(),
+            }
+        })
+        .collect();
+    let mut unique = kinds.clone();
+    unique.dedup();
+    unique.join(" or ")
+}
+
+/// The rows of `value`'s keys under `path`; `when`: the variant they belong to.
+fn config_fields(root: &Value, value: &Value, path: &str, when: &str, out: &mut String) {
+    let members = choices(root, value);
+    let tagged: Vec<&Value> = members.iter().copied().filter(|m| m["properties"]["type"]["const"].is_string()).collect();
+    if tagged.len() > 1 {
+        let tags: Vec<String> =
+            tagged.iter().map(|m| format!("`{}`", m["properties"]["type"]["const"].as_str().unwrap_or_default())).collect();
+        let variants: Vec<String> = tagged
+            .iter()
+            .map(|m| {
+                format!(
+                    "`{}`: {}",
+                    m["properties"]["type"]["const"].as_str().unwrap_or_default(),
+                    m["description"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        out.push_str(&format!("| `{path}.type` | one of {} | {} |\n", tags.join(", "), cell(&variants.join(" "))));
+        for member in tagged {
+            let tag = format!("with `type: {}`", member["properties"]["type"]["const"].as_str().unwrap_or_default());
+            config_fields(root, member, path, &tag, out);
+        }
+        return;
+    }
+    for member in members {
+        let required: Vec<&str> = member["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let Some(properties) = member["properties"].as_object() else {
+            continue;
+        };
+        for (name, prop) in properties.iter().filter(|(name, _)| !when.starts_with("with `type") || *name != "type") {
+            let full = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            let mut facts = vec![config_kind(root, prop)];
+            if required.contains(&name.as_str()) {
+                facts.push("required".to_owned());
+            }
+            if !when.is_empty() {
+                facts.push(when.to_owned());
+            }
+            let description = prop["description"].as_str().or_else(|| resolved(root, prop)["description"].as_str()).unwrap_or_default();
+            out.push_str(&format!("| `{full}` | {} | {} |\n", cell(&facts.join(", ")), cell(description)));
+            let target = choices(root, prop);
+            if target.iter().filter(|m| m["properties"]["type"]["const"].is_string()).count() > 1 {
+                config_fields(root, prop, &full, "", out);
+                continue;
+            }
+            for nested in target {
+                match nested["type"].as_str() {
+                    Some("array") => config_fields(root, &nested["items"], &format!("{full}[]"), "", out),
+                    Some("object") if nested["additionalProperties"].is_object() => {
+                        config_fields(root, &nested["additionalProperties"], &format!("{full}.NAME"), "", out)
+                    }
+                    _ => config_fields(root, nested, &full, "", out),
+                }
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use fusionhook_api::admin::{ENDPOINTS, PORT, TOKEN_HEADER};
 use fusionhook_api::conditions::{EventReason, Kind, Reason};
 use fusionhook_tests::reference::{cell, check};
 use fusionhook_tests::tools::workspace_root;
@@ -86,6 +87,50 @@ fn plugin() -> String {
 #[test]
 fn the_plugin_page_is_its_help() {
     check("plugin.md", &plugin()).unwrap();
+}
+
+/// The receiver's admin API from the contract's endpoint table.
+fn admin_api() -> String {
+    let mut out = format!(
+        "# Receiver admin API\n\n<!-- Generated from fusionhook_api::admin::ENDPOINTS by tests/tests/reference.rs: do not edit. -->\n\nEach receiver serves it on its own port ({PORT} in a pod, `admin.listen` in the config; never on the port FusionAuth reaches). A call carries a token as `Authorization: Bearer TOKEN` or, through the API server's pod proxy (which drops `Authorization`), as `{TOKEN_HEADER}: TOKEN`. The operator keeps one token per scope in a Secret (`NAME-receiver-admin-SCOPE`); every scope may read, and a token of `admin.tokenFile` may do everything. JSON in and out; every refusal is `{{\"errors\": [{{\"code\", \"message\"}}]}}` with 401 (no or an unknown token), 403 (a token of another scope), 400 (a bad request), 409 (`store.type: none`: nothing is kept) or 503 (the store cannot be reached). `kubectl fusionhook` is its client ([Plugin commands](plugin.md)).\n\n| call | token scope | takes | answers |\n|---|---|---|---|\n"
+    );
+    for endpoint in ENDPOINTS {
+        let scope = endpoint.scope.map_or("none".to_owned(), |s| format!("`{}`", s.as_str()));
+        out.push_str(&format!(
+            "| `{} {}` | {scope} | {} | {} |\n",
+            endpoint.method,
+            endpoint.path,
+            cell(endpoint.request),
+            cell(endpoint.answer)
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_admin_api_page_is_the_contracts() {
+    check("admin-api.md", &admin_api()).unwrap();
+}
+
+#[test]
+fn the_hand_written_admin_api_table_names_every_endpoint_and_only_real_ones() {
+    let text = page("durable-delivery.md");
+    let named: BTreeSet<String> =
+        words(&text, 0, true).into_iter().filter(|w| w.contains(" /v1/")).map(|w| w.split('?').next().unwrap().to_owned()).collect();
+    let served: BTreeSet<String> = ENDPOINTS.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+    assert_eq!(named, served, "docs/durable-delivery.md's admin API table and the endpoints the receiver serves");
+}
+
+#[test]
+fn the_receiver_config_page_is_its_schema() {
+    let schema = fusionhook_receiver::config::file::schema();
+    let page = fusionhook_tests::reference::receiver_config(&schema);
+    for key in
+        ["listen", "auth.signature.algorithms", "routes[].http.url", "routes[].http.headers.NAME.valueFile", "store.path", "store.urlFile"]
+    {
+        assert!(page.contains(&format!("| `{key}` |")), "the page has `{key}`:\n{page}");
+    }
+    check("receiver-config.md", &page).unwrap();
 }
 
 /// The backticked words of column `n` of the Markdown tables in `text`

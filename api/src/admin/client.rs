@@ -34,13 +34,6 @@ pub struct Token {
     values: Vec<String>,
 }
 
-impl Token {
-    /// The Secret it comes from.
-    pub fn secret(&self) -> &str {
-        &self.secret
-    }
-}
-
 /// The admin token of `scope` of resource `resource`'s receivers (`None`:
 /// not generated yet, or gone).
 pub async fn token(client: &Client, namespace: &str, resource: &str, scope: AdminScope) -> Result<Option<Token>, kube::Error> {
@@ -93,7 +86,7 @@ pub async fn prove(client: &Client, namespace: &str, pod: &str, token: &Token) -
     let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let challenge = Challenge { nonce: nonce.clone(), scope: token.scope.as_str().to_owned() };
     let body = serde_json::to_vec(&challenge).map_err(|e| e.to_string())?;
-    let request = Call::new(http::Method::POST, "v1/prove", "").body(body).timeout(PROVE_TIMEOUT);
+    let request = Call::new(&super::PROVE.route(), "").body(body).timeout(PROVE_TIMEOUT);
     let (status, answer) = call(client, namespace, pod, request).await.map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!("pod {pod} cannot prove it is a receiver: {}", failure(status, &answer)));
@@ -119,7 +112,7 @@ const PROVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// it cannot be read) and, while it cannot commit, why (`storeProblem`).
 /// The error is a sentence for a condition.
 pub async fn stats(client: &Client, namespace: &str, pod: &Proven) -> Result<Value, String> {
-    let request = Call::new(http::Method::GET, "v1/stats", &pod.token).timeout(Duration::from_secs(5));
+    let request = Call::new(&super::STATS.route(), &pod.token).timeout(Duration::from_secs(5));
     let (status, value) = call(client, namespace, &pod.pod, request).await.map_err(|e| e.to_string())?;
     if status.is_success() {
         return Ok(value);
@@ -131,7 +124,7 @@ pub async fn stats(client: &Client, namespace: &str, pod: &Proven) -> Result<Val
 /// (with the ingest token): the receiver's outcome (`handled`, `stored`,
 /// `duplicate`, `unmatched`), or why not.
 pub async fn ingest(client: &Client, namespace: &str, pod: &Proven, event: Vec<u8>) -> Result<String, Refusal> {
-    let request = Call::new(http::Method::POST, "v1/ingest", &pod.token).body(event).timeout(INGEST_TIMEOUT);
+    let request = Call::new(&super::INGEST.route(), &pod.token).body(event).timeout(INGEST_TIMEOUT);
     let (status, value) = call(client, namespace, &pod.pod, request).await.map_err(|e| Refusal::Unreachable(e.to_string()))?;
     // The receiver's own answers carry `{"errors": [...]}`; the API server's
     // (a pod gone mid-pass: 404, RBAC: 403) a `Status`: those are not about
@@ -178,7 +171,7 @@ pub fn failure(status: http::StatusCode, value: &Value) -> String {
 pub struct Call<'a> {
     method: http::Method,
     /// The path and query, after the pod's proxy prefix (`v1/stats`).
-    path: &'a str,
+    path: String,
     token: &'a str,
     body: Option<Vec<u8>>,
     timeout: Duration,
@@ -186,9 +179,18 @@ pub struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    /// `method path` with `token` (empty: none), no body, 30 s, [`MAX_ANSWER_BYTES`].
-    pub fn new(method: http::Method, path: &'a str, token: &'a str) -> Self {
-        Self { method, path, token, body: None, timeout: Duration::from_secs(30), limit: MAX_ANSWER_BYTES }
+    /// `route` with `token` (empty: none), no body, 30 s, [`MAX_ANSWER_BYTES`].
+    pub fn new(route: &super::Route, token: &'a str) -> Self {
+        let method = if route.endpoint.method == "GET" { http::Method::GET } else { http::Method::POST };
+        Self { method, path: route.path.clone(), token, body: None, timeout: Duration::from_secs(30), limit: MAX_ANSWER_BYTES }
+    }
+
+    /// With a query (already encoded: `state=dead&limit=10`; empty: none).
+    pub fn query(self, query: &str) -> Self {
+        if query.is_empty() {
+            return self;
+        }
+        Self { path: format!("{}?{query}", self.path), ..self }
     }
 
     /// With a JSON body.

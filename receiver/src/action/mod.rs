@@ -28,7 +28,7 @@ pub enum Action {
 }
 
 /// What an `http` action sends as its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum BodyMode {
     /// The request body exactly as FusionAuth sent it (`{"event": {...}}`),

@@ -6,13 +6,21 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::action::BodyMode;
 use crate::route::Unmatched;
 
-/// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The config file's JSON Schema (`fusionhook-receiver --config-schema`):
+/// what an editor completes and checks, and what the book's reference page
+/// of the config is generated from.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ConfigFile)).unwrap_or_default()
+}
+
+/// The receiver's config file (YAML).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigFile {
     /// Address to listen on (default `0.0.0.0:8080`).
@@ -21,40 +29,40 @@ pub struct ConfigFile {
     /// Path FusionAuth posts to (default `/events`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Authentication.
+    /// How FusionAuth authenticates (at least one way, or `allowUnauthenticated`).
     #[serde(default)]
     pub auth: AuthFile,
-    /// Routes, in order.
+    /// Routes: which events go to which action; an event runs every route that takes it.
     #[serde(default)]
     pub routes: Vec<RouteFile>,
-    /// Largest accepted body.
+    /// Largest accepted body in bytes (default 1 MiB); a larger one gets 413.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
-    /// Budget for bodies read before a header credential matched.
+    /// Bytes of bodies read at once before a header credential matched (default 16 MiB, at least `maxBodyBytes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unauthenticated_body_budget_bytes: Option<usize>,
-    /// Connections served at once.
+    /// Connections served at once (default 512); more wait in the kernel's backlog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    /// Time allowed to receive a body.
+    /// Time allowed to receive a body, ms (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_timeout_ms: Option<u64>,
-    /// Time allowed for a request head, on a new or a kept-alive connection.
+    /// Time allowed for a request head, on a new or a kept-alive connection, ms (default 5000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_timeout_ms: Option<u64>,
-    /// FusionAuth's read timeout for this webhook.
+    /// FusionAuth's read timeout for this webhook, ms (default 2000, FusionAuth's): sync routes must fit inside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_timeout_ms: Option<u64>,
-    /// Deduplication.
+    /// Deduplication of FusionAuth's retries by `event.id`.
     #[serde(default)]
     pub dedupe: DedupeFile,
-    /// Answer for events no route takes.
+    /// Answer for events no route takes: `accept` (200, default) or `reject` (500).
     #[serde(default)]
     pub unmatched: Unmatched,
-    /// How often secret files are re-read.
+    /// How often secret files are re-read, ms (default 5000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_refresh_ms: Option<u64>,
-    /// Shutdown timing.
+    /// Timing after SIGTERM.
     #[serde(default)]
     pub shutdown: ShutdownFile,
     /// Where accepted events and their pending deliveries are kept.
@@ -63,14 +71,14 @@ pub struct ConfigFile {
     /// The admin API (deliveries, replay, ingest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminFile>,
-    /// Durable delivery settings.
+    /// How durable deliveries are worked off.
     #[serde(default, skip_serializing_if = "DeliveryFile::is_default")]
     pub delivery: DeliveryFile,
 }
 
 /// `store`: `{type: none}` (default), `{type: embedded, path}` or
 /// `{type: postgres, urlFile}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum StoreFile {
     /// No store: every route is `ack: sync`.
@@ -78,12 +86,12 @@ pub enum StoreFile {
     None,
     /// A database file in this directory (a local volume).
     Embedded {
-        /// The directory.
+        /// The directory of the database file (a volume of its own).
         path: PathBuf,
     },
     /// A PostgreSQL database shared by every replica.
     Postgres {
-        /// File holding the connection string (`postgres://...`).
+        /// File holding the connection string (`postgres://...`, a mounted Secret).
         url_file: PathBuf,
     },
 }
@@ -96,7 +104,7 @@ impl StoreFile {
 }
 
 /// `admin`: the admin API's own listener.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminFile {
     /// Address to listen on (must differ from `listen`).
@@ -117,13 +125,13 @@ pub struct AdminFile {
 }
 
 /// `delivery`: how durable deliveries are worked off.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeliveryFile {
-    /// How often the store is looked at for due deliveries when nothing new arrived.
+    /// How often the store is looked at for due deliveries when nothing new arrived, ms (default 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval_ms: Option<u64>,
-    /// How long delivered deliveries stay visible (default: the dedupe window).
+    /// How long delivered deliveries stay visible, seconds (default: the dedupe window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_seconds: Option<u64>,
 }
@@ -135,79 +143,79 @@ impl DeliveryFile {
 }
 
 /// `auth`: how FusionAuth authenticates.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthFile {
-    /// The exact `Authorization` value.
+    /// The exact `Authorization` header value FusionAuth sends (the webhook's headers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<String>,
-    /// File holding it.
+    /// File holding the `Authorization` value (a mounted Secret), re-read when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_file: Option<PathBuf>,
-    /// A second accepted value during a rotation.
+    /// A second accepted `Authorization` value, during a rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_authorization: Option<String>,
-    /// File holding it.
+    /// File holding the previous `Authorization` value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_authorization_file: Option<PathBuf>,
-    /// How long a secret file's replaced value is still accepted.
+    /// How long a secret file's replaced value is still accepted, ms (default 300000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_grace_ms: Option<u64>,
-    /// Basic credentials.
+    /// HTTP Basic credentials FusionAuth sends (the webhook's basic authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicFile>,
-    /// Signature check.
+    /// The check of FusionAuth's signature (`X-FusionAuth-Signature-JWT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureFile>,
-    /// Accept requests without any credential.
+    /// Accept requests without any credential (only where nothing else can reach the receiver).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unauthenticated: bool,
 }
 
 /// `auth.basic`: HTTP Basic credentials.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BasicFile {
-    /// Username.
+    /// The username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// File holding it.
+    /// File holding the username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username_file: Option<PathBuf>,
-    /// Password.
+    /// The password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// File holding it.
+    /// File holding the password (a mounted Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
 }
 
 /// `auth.signature`: the `X-FusionAuth-Signature-JWT` check.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignatureFile {
-    /// Accepted algorithms.
+    /// The algorithms of FusionAuth's signing key that are accepted (`HS256`, `RS256`, `ES256`, ...); required.
     #[serde(default)]
     pub algorithms: Vec<String>,
-    /// HMAC secret.
+    /// The HMAC secret of FusionAuth's signing key (HS256/384/512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_secret: Option<String>,
-    /// File holding it.
+    /// File holding the HMAC secret (a mounted Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_secret_file: Option<PathBuf>,
     /// A second accepted HMAC secret while FusionAuth is switched to a new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_hmac_secret: Option<String>,
-    /// File holding it.
+    /// File holding the previous HMAC secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_hmac_secret_file: Option<PathBuf>,
-    /// FusionAuth's JWKS URL.
+    /// FusionAuth's JWKS URL (`https://AUTH/.well-known/jwks.json`), for RSA and EC keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
     /// Accepted `kid`s (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_ids: Vec<String>,
-    /// Minimum time between JWKS fetches for unknown `kid`s.
+    /// Minimum time between JWKS fetches for unknown `kid`s, seconds (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_min_refetch_seconds: Option<u64>,
     /// Refuse requests without a signature (default true).
@@ -216,41 +224,41 @@ pub struct SignatureFile {
 }
 
 /// `dedupe`: event-id deduplication.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DedupeFile {
-    /// How long a handled id is remembered.
+    /// How long a handled id is remembered, seconds (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<u64>,
-    /// Most ids remembered.
+    /// Most ids remembered (default 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_entries: Option<usize>,
 }
 
 /// `shutdown`: timing after SIGTERM.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShutdownFile {
-    /// Keep serving this long after SIGTERM.
+    /// Keep serving this long after SIGTERM, ms (default 0), while the endpoints are updated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
-    /// Then wait this long for in-flight requests.
+    /// Then wait this long for in-flight requests, ms (default 20000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_ms: Option<u64>,
 }
 
 /// `routes[i]`: events in, one action.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteFile {
-    /// Route name.
+    /// The route's name (in metrics, logs and the admin API).
     pub name: String,
-    /// Event types, prefixes (`user.*`) or `*`.
+    /// Event types it takes: names (`user.delete`), prefixes (`user.*`) or `*`.
     pub events: Vec<String>,
-    /// HTTP action.
+    /// Call a URL (one action per route: `http` or `log`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpFile>,
-    /// Log action.
+    /// Write a log line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogFile>,
     /// `sync` (before the answer) or `durable` (committed before the
@@ -263,52 +271,52 @@ pub struct RouteFile {
     /// `perObject`: events about one object are delivered in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering: Option<crate::route::Ordering>,
-    /// Deliver no earlier than this long after the event's `createInstant`.
+    /// Deliver no earlier than this long after the event's `createInstant`, ms (durable routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
-    /// Deliveries of this route in flight at once (durable routes).
+    /// Deliveries of this route in flight at once (durable routes; default 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
 }
 
 /// `routes[i].retry`: when a durable delivery is tried again.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryFile {
-    /// Attempts in all, the first included.
+    /// Attempts in all, the first included (default: no limit but `maxAgeSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
-    /// No attempt later than this long after the event was accepted.
+    /// No attempt later than this long after the event was accepted, seconds (default 86400); then the delivery is dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_seconds: Option<u64>,
-    /// The first wait (exponential schedule).
+    /// The first wait of the exponential schedule, ms (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_delay_ms: Option<u64>,
-    /// The longest wait (exponential schedule).
+    /// The longest wait of the exponential schedule, ms (default 3600000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delay_ms: Option<u64>,
-    /// A fixed schedule instead: the waits after attempt 1, 2, ...; the
+    /// A fixed schedule instead: the waits after attempt 1, 2, ..., ms; the
     /// last one repeats.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule_ms: Vec<u64>,
 }
 
 /// `routes[i].http`: call a URL.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpFile {
-    /// Method (template).
+    /// The method (default `POST`); placeholders allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// URL (template).
+    /// The URL, with placeholders from the event (`{event.user.id}`).
     pub url: String,
-    /// Timeout.
+    /// Time allowed for the call, ms (default 1500 on a sync route, within `readTimeoutMs`; 10000 on a durable one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Extra headers.
+    /// Headers to send: a template, or `{valueFile: PATH}` for a secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, HeaderValueFile>,
-    /// What to send as the body.
+    /// What to send as the body: `event` (what FusionAuth sent; default for POST, PUT, PATCH) or `none` (default for GET, HEAD, DELETE, OPTIONS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<BodyMode>,
     /// Statuses besides 2xx that count as success (e.g. 404 for a DELETE).
@@ -320,7 +328,7 @@ pub struct HttpFile {
 }
 
 /// `routes[i].http.sign`: Standard Webhooks signing of outbound calls.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignFile {
     /// File holding the secret, `whsec_` followed by base64.
@@ -328,24 +336,24 @@ pub struct SignFile {
 }
 
 /// `routes[i].http.headers.NAME`: a template, or a secret file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HeaderValueFile {
     /// A template.
     Text(String),
     /// `valueFile: PATH`: a secret file, re-read when it changes.
     File {
-        /// The file.
+        /// File holding the header's value (a mounted Secret), re-read when it changes.
         #[serde(rename = "valueFile")]
         value_file: PathBuf,
     },
 }
 
 /// `routes[i].log`: log fields of the event.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LogFile {
-    /// Event fields to log.
+    /// Event fields to log (`event.type`, `event.user.id`, ...).
     #[serde(default)]
     pub fields: Vec<String>,
 }

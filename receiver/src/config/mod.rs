@@ -134,6 +134,16 @@ pub enum Scope {
     Ingest,
 }
 
+impl From<fusionhook_api::names::AdminScope> for Scope {
+    fn from(scope: fusionhook_api::names::AdminScope) -> Self {
+        match scope {
+            fusionhook_api::names::AdminScope::Read => Scope::Read,
+            fusionhook_api::names::AdminScope::Replay => Scope::Replay,
+            fusionhook_api::names::AdminScope::Ingest => Scope::Ingest,
+        }
+    }
+}
+
 impl Scope {
     /// Whether a token of this scope may do what `needed` names.
     pub fn allows(self, needed: Scope) -> bool {

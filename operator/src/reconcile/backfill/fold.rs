@@ -285,8 +285,6 @@ pub fn event_id(entry: &WebhookEventLog) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fusionhook_fusionauth::model::WebhookAttemptLog;
-
     use super::*;
 
     const NOW: i64 = 1_800_000_000_000;
@@ -296,17 +294,10 @@ mod tests {
         Uuid::from_u128(7)
     }
 
+    /// A log entry with attempts of this webhook only.
     fn entry(n: u128, result: &str, attempts: &[&str], at: i64) -> WebhookEventLog {
-        WebhookEventLog {
-            id: Some(Uuid::from_u128(n)),
-            event_result: Some(result.into()),
-            insert_instant: Some(at),
-            attempts: attempts
-                .iter()
-                .map(|r| WebhookAttemptLog { webhook_id: Some(hook()), attempt_result: Some((*r).into()), ..Default::default() })
-                .collect(),
-            ..Default::default()
-        }
+        let attempts: Vec<(Uuid, &str)> = attempts.iter().map(|r| (hook(), *r)).collect();
+        super::super::test_log::entry(n, result, &attempts, at)
     }
 
     fn settings() -> Settings {

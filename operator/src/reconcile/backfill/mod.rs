@@ -27,6 +27,8 @@
 mod fold;
 pub mod memory;
 pub mod scan;
+#[cfg(test)]
+mod test_log;
 
 use std::time::{Duration, Instant};
 

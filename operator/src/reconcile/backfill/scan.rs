@@ -247,27 +247,13 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    use fusionhook_fusionauth::model::WebhookAttemptLog;
-
+    use super::super::test_log::entry;
     use super::*;
 
     const NOW: i64 = 1_800_000_000_000;
 
     fn hook() -> Uuid {
         Uuid::from_u128(7)
-    }
-
-    fn entry(n: u128, result: &str, attempts: &[(Uuid, &str)], at: i64) -> WebhookEventLog {
-        WebhookEventLog {
-            id: Some(Uuid::from_u128(n)),
-            event_result: Some(result.into()),
-            insert_instant: Some(at),
-            attempts: attempts
-                .iter()
-                .map(|(w, r)| WebhookAttemptLog { webhook_id: Some(*w), attempt_result: Some((*r).into()), ..Default::default() })
-                .collect(),
-            ..Default::default()
-        }
     }
 
     #[test]
