@@ -91,7 +91,7 @@ fn binaries() -> anyhow::Result<PathBuf> {
 /// Starts `command` so that it dies with this process. `PR_SET_PDEATHSIG`
 /// fires when the *thread* that forked the child ends, so every child is
 /// forked by one thread that never ends.
-fn spawn_tied(command: Command) -> std::io::Result<Child> {
+pub fn spawn_tied(command: Command) -> std::io::Result<Child> {
     type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {

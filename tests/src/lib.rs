@@ -8,6 +8,8 @@ pub mod fusionauth_emulator;
 pub mod kube_emulator;
 pub mod kubelet;
 pub mod logs;
+pub mod netns;
+pub mod node;
 pub mod otlp;
 pub mod postgres;
 pub mod promtool;

@@ -567,3 +567,76 @@ async fn an_embedded_store_grows_in_place_and_never_shrinks() {
     wait("StoreGrown gone after going back", 60, &mut || condition(&ns, "fixed", "StoreGrown").is_none());
     assert!(!operator.log().contains("growth-key"));
 }
+
+/// Issue 21: the whole path on the real control plane. The real Deployment,
+/// ReplicaSet and EndpointSlice controllers make the receiver's pod and
+/// list it; the stand-in node binds and runs it in a network namespace of
+/// its own (a real pod IP); the operator, under the chart's ServiceAccount,
+/// sees it available through the real pod status and registers the
+/// Service's URL; FusionAuth reaches the pod through the Service's
+/// EndpointSlice, and the receiver reaches the todo service on the node's
+/// address. Deleting the resource removes the pod (its process stopped by
+/// the node) and the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controllers_run() {
+    use fusionhook_tests::fusionauth_emulator::{Emulator, Settings};
+    use fusionhook_tests::todo::{TodoService, TodoStore};
+    let _one_operator = OPERATOR.lock().await;
+    crd();
+    let ns = plane().namespace("e2e").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = fusionhook_tests::binaries::built("fusionhook-receiver", "fusionhook-receiver").unwrap();
+    let node = fusionhook_tests::node::Node::start(plane().client().await.unwrap(), &ns, receiver, dir.path()).await.unwrap();
+    let fusionauth = Emulator::new(Settings { api_key: "e2e-key".into(), retry_delay: std::time::Duration::ZERO });
+    node.resolve_for(&fusionauth);
+    let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let todos = TodoStore::with(&[("alice", &["buy milk"]), ("bob", &["fix bike"])]);
+    let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=e2e-key"]).unwrap();
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let url = format!("http://{}", running.addr);
+    let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr);
+    apply_variant(&ns, "todo-cleanup", |o| {
+        o["spec"]["fusionAuth"]["url"] = json!(url);
+        o["spec"]["routes"][0]["http"]["url"] = json!(sink);
+    })
+    .unwrap();
+
+    let ready = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || condition(&ns, "todo-cleanup", "Ready").is_some_and(|c| c.0 == "True"))
+    });
+    let pods = get(&ns, "pods");
+    assert!(ready, "{:?}\npods: {pods}\nnode: {:?}\n{}", condition(&ns, "todo-cleanup", "Ready"), node.running(), operator.log());
+    let pod = &pods["items"][0];
+    let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(pod["spec"]["nodeName"], node.name, "bound to the stand-in node");
+    let ip = node.pod_ip(&name).unwrap().to_string();
+    assert_eq!(pod["status"]["podIP"], ip, "a real pod IP, not loopback");
+    let slices = get(&ns, "endpointslices");
+    let listed = slices["items"].as_array().unwrap().iter().any(|s| {
+        s["metadata"]["labels"]["kubernetes.io/service-name"] == "todo-cleanup-receiver"
+            && s["endpoints"].as_array().into_iter().flatten().any(|e| e["addresses"][0] == ip.as_str() && e["conditions"]["ready"] == true)
+    });
+    assert!(listed, "the EndpointSlice controller lists the ready pod: {slices}");
+
+    // A FusionAuth admin turns the tenant's switch on; alice is deleted.
+    fusionauth.state().tenants.values_mut().for_each(|t| {
+        t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "None"});
+    });
+    let report = fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": "alice"}})).await.unwrap();
+    let delivery = &report.webhooks[0];
+    assert!(delivery.succeeded, "{:?}\n{}", delivery.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), node.log(&name));
+    assert_eq!(delivery.url, format!("http://todo-cleanup-receiver.{ns}.svc:8080/events"));
+    assert!(todos.todos("alice").is_empty(), "alice's todos are gone");
+    assert_eq!(todos.todos("bob"), vec!["fix bike".to_owned()]);
+
+    plane().kubectl(&["-n", &ns, "delete", "faw", "todo-cleanup", "--timeout=60s"]).unwrap();
+    let gone = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            node.running().is_empty() && get(&ns, "pods")["items"].as_array().is_some_and(Vec::is_empty)
+        })
+    });
+    assert!(gone, "the pod and its process are gone: {:?}", node.running());
+    assert!(fusionauth.state().webhooks.is_empty(), "the webhook is removed from FusionAuth");
+}
