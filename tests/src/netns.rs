@@ -96,9 +96,8 @@ impl Network {
         file.lock()?;
         remove_stale();
         let used = ip(&["-o", "-4", "addr", "show"])?;
-        let subnet = (100..=250u8)
-            .find(|x| !used.contains(&format!(" 10.{x}.")))
-            .context("no free 10.X.0.0/16 for the stand-in node's pods")?;
+        let subnet =
+            (100..=250u8).find(|x| !used.contains(&format!(" 10.{x}."))).context("no free 10.X.0.0/16 for the stand-in node's pods")?;
         let bridge = format!("fhb{}n{}", std::process::id(), CREATED.fetch_add(1, Ordering::SeqCst));
         ip(&["link", "add", "name", &bridge, "type", "bridge"])?;
         let network = Self { bridge, subnet, next: AtomicU32::new(0) };

@@ -284,7 +284,8 @@ impl Shared {
         }
         // Longer mount paths first, so none is replaced inside another.
         mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-        let localize = |text: &str| mounts.iter().fold(text.to_owned(), |t, (from, to)| t.replace(from.as_str(), &to.display().to_string()));
+        let localize =
+            |text: &str| mounts.iter().fold(text.to_owned(), |t, (from, to)| t.replace(from.as_str(), &to.display().to_string()));
         for (file, text) in config_files {
             write_if_changed(&file, localize(&text).as_bytes())?;
         }
@@ -356,7 +357,11 @@ impl Shared {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let params = DeleteParams { grace_period_seconds: Some(0), preconditions: pod.uid().map(|uid| Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: pod.uid().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+            ..DeleteParams::default()
+        };
         match self.pods().delete(&name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
@@ -376,7 +381,8 @@ impl Shared {
             let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else { continue };
             let addresses = services.entry(service).or_default();
             for endpoint in slice.endpoints.iter().filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true)) {
-                addresses.extend(endpoint.addresses.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()).map(|ip| SocketAddr::from((ip, port))));
+                addresses
+                    .extend(endpoint.addresses.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()).map(|ip| SocketAddr::from((ip, port))));
             }
         }
         for (service, addresses) in services {

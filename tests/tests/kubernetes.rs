@@ -45,10 +45,15 @@ fn example_in(name: &str, namespace: &str, dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// A FusionAuthWebhook applied with `spec` patched in; the server's refusal, if any.
+/// examples/todo-cleanup.yaml applied with `spec` patched in; the server's refusal, if any.
 fn apply_variant(namespace: &str, name: &str, change: impl FnOnce(&mut Value)) -> Result<String, String> {
+    apply_example("todo-cleanup.yaml", namespace, name, change)
+}
+
+/// `examples/<example>` applied as `namespace/name` with `change` made; the server's refusal, if any.
+fn apply_example(example: &str, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) -> Result<String, String> {
     let mut object: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(workspace_root().join("examples").join(example)).unwrap()).unwrap();
     object["metadata"] = json!({"name": name, "namespace": namespace});
     change(&mut object);
     let dir = tempfile::tempdir().unwrap();
@@ -281,14 +286,14 @@ fn plugin_as(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
-fn plugin_user_without_the_proxy_rule(ns: &str, name: &str) {
-    let rules: Vec<Value> = readme_plugin_rules(name)
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| !r["resources"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().ends_with("/proxy")))
-        .cloned()
-        .collect();
+/// User `alice`, bound in `ns` to the Role docs/plugin.md gives for `name`;
+/// her kubeconfig.
+fn plugin_user(ns: &str, name: &str) -> std::path::PathBuf {
+    bind_alice(ns, readme_plugin_rules(name).as_array().unwrap().clone())
+}
+
+/// User `alice`, bound in `ns` to a Role of `rules`; her kubeconfig.
+fn bind_alice(ns: &str, rules: Vec<Value>) -> std::path::PathBuf {
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "plugin-user", "namespace": ns}, "rules": rules});
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "plugin-user", "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "plugin-user"},
@@ -297,7 +302,19 @@ fn plugin_user_without_the_proxy_rule(ns: &str, name: &str) {
     let file = dir.path().join("rbac.json");
     std::fs::write(&file, serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": [role, binding]})).unwrap()).unwrap();
     plane().kubectl(&["apply", "-f", file.to_str().unwrap()]).unwrap();
-    let alice = plane().kubeconfig_for_user("alice").unwrap();
+    plane().kubeconfig_for_user("alice").unwrap()
+}
+
+fn plugin_user_without_the_proxy_rule(ns: &str, name: &str) {
+    let rules: Vec<Value> = readme_plugin_rules(name)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["resources"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().ends_with("/proxy")))
+        .cloned()
+        .collect();
+    let alice = bind_alice(ns, rules);
+    let dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = plugin_as(&alice, &["status", name, "-n", ns]);
     assert!(ok && out.contains("ReceiverAvailable"), "status with the README's Role: {out}{err}");
     assert!(out.contains("switches: not read (add --fusionauth"), "status reads no API key Secret by default: {out}");
@@ -631,6 +648,22 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
     assert!(todos.todos("alice").is_empty(), "alice's todos are gone");
     assert_eq!(todos.todos("bob"), vec!["fix bike".to_owned()]);
 
+    // The plugin reaches the receiver through the API server's pod proxy
+    // (the pod proves it holds the token first): an administrator sends
+    // an event through the routes; a person bound to the docs' Role gets
+    // the receiver's own answer to a listing (this one keeps no store).
+    let (ok, out, err) = plugin_as(
+        &plane().kubeconfig,
+        &["send", "todo-cleanup", "-n", &ns, "--event", "user.delete", "--set", "user.id=bob", "-o", "json"],
+    );
+    assert!(ok, "send through the pod proxy: {out}{err}");
+    let sent: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((sent["status"].as_u64(), sent["answer"]["outcome"].as_str()), (Some(200), Some("handled")), "{sent}");
+    assert!(todos.todos("bob").is_empty(), "bob's todos are gone: the plugin's event ran the route");
+    let alice = plugin_user(&ns, "todo-cleanup");
+    let (ok, out, err) = plugin_as(&alice, &["deliveries", "todo-cleanup", "-n", &ns]);
+    assert!(!ok && err.contains("has no store"), "the receiver's 409, through the proxy: {out}{err}");
+
     plane().kubectl(&["-n", &ns, "delete", "faw", "todo-cleanup", "--timeout=60s"]).unwrap();
     let gone = tokio::task::block_in_place(|| {
         eventually(std::time::Duration::from_secs(60), || {
@@ -639,4 +672,70 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
     });
     assert!(gone, "the pod and its process are gone: {:?}", node.running());
     assert!(fusionauth.state().webhooks.is_empty(), "the webhook is removed from FusionAuth");
+}
+
+/// Issue 21: durable delivery on the real control plane. The real
+/// StatefulSet controller makes the receiver's pod and its claim (bound by
+/// the stand-in storage driver, mounted by the stand-in node); FusionAuth
+/// gets 200 while the todo service is down; the pod is deleted with the
+/// delivery pending, the StatefulSet controller makes it again on the same
+/// claim, and the new process delivers once the service is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its_claim() {
+    use fusionhook_tests::fusionauth_emulator::{Emulator, Settings};
+    use fusionhook_tests::todo::{TodoService, TodoStore};
+    let _one_operator = OPERATOR.lock().await;
+    crd();
+    let ns = plane().namespace("durable").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = plane().client().await.unwrap();
+    fusionhook_tests::volumes::storage_class(&client, "stand-in-durable", true).await.unwrap();
+    let _driver = fusionhook_tests::volumes::StorageDriver::start(client.clone(), &ns, dir.path().join("volumes"));
+    let receiver = fusionhook_tests::binaries::built("fusionhook-receiver", "fusionhook-receiver").unwrap();
+    let node = fusionhook_tests::node::Node::start(client, &ns, receiver, &dir.path().join("node")).await.unwrap();
+    let fusionauth = Emulator::new(Settings { api_key: "durable-key".into(), retry_delay: std::time::Duration::ZERO });
+    node.resolve_for(&fusionauth);
+    let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let todos = TodoStore::with(&[("alice", &["buy milk"])]);
+    todos.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=durable-key"]).unwrap();
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let url = format!("http://{}", running.addr);
+    let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr);
+    apply_example("todo-cleanup-durable.yaml", &ns, "hook", |o| {
+        o["spec"]["fusionAuth"]["url"] = json!(url);
+        o["spec"]["routes"][0]["http"]["url"] = json!(sink);
+        o["spec"]["routes"][0]["retry"] = json!({"maxAttempts": 200, "scheduleMs": [300]});
+        o["spec"]["receiver"]["store"]["storageClassName"] = json!("stand-in-durable");
+    })
+    .unwrap();
+    let ready = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || condition(&ns, "hook", "Ready").is_some_and(|c| c.0 == "True"))
+    });
+    assert!(ready, "{:?}\npods: {}\n{}", condition(&ns, "hook", "Ready"), get(&ns, "pods"), operator.log());
+    let claim = get(&ns, "pvc/store-hook-receiver-0");
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+
+    fusionauth.state().tenants.values_mut().for_each(|t| {
+        t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "None"});
+    });
+    let report = fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": "alice"}})).await.unwrap();
+    assert!(report.webhooks[0].succeeded, "committed to the store: FusionAuth gets 200 while the todo service is down");
+    let first = get(&ns, "pod/hook-receiver-0")["metadata"]["uid"].clone();
+    plane().kubectl(&["-n", &ns, "delete", "pod", "hook-receiver-0", "--timeout=60s"]).unwrap();
+    let again = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            let pod = get(&ns, "pod/hook-receiver-0");
+            pod["metadata"]["uid"] != first
+                && pod["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    assert!(again, "the StatefulSet controller made the pod again and it is ready: {}", get(&ns, "pod/hook-receiver-0"));
+    assert_eq!(todos.todos("alice"), vec!["buy milk".to_owned()], "not delivered while the service is down");
+
+    todos.fail_with(None);
+    let delivered = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(30), || todos.todos("alice").is_empty()));
+    assert!(delivered, "the new pod delivers what the old one committed: {}", node.log("hook-receiver-0"));
 }
