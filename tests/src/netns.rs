@@ -111,6 +111,15 @@ impl Network {
         Ipv4Addr::new(10, self.subnet, 0, 1)
     }
 
+    /// The next pod address (no namespace: for a pod that only looks as if it runs).
+    pub fn address(&self) -> Ipv4Addr {
+        self.nth(self.next.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn nth(&self, k: u32) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.subnet, u8::try_from(1 + k / 250).unwrap_or(255), u8::try_from(2 + k % 250).unwrap_or(254))
+    }
+
     /// A namespace for one pod, on the bridge, with an address of its own.
     pub fn pod(&self) -> anyhow::Result<PodNetwork> {
         let k = self.next.fetch_add(1, Ordering::SeqCst);
@@ -120,7 +129,7 @@ impl Network {
         // Interface names have 15 bytes: the pid in base 36 (5 at most).
         let veth = format!("fhv{}n{seq}x{k}", base36(pid));
         let veth = veth.as_str();
-        let address = Ipv4Addr::new(10, self.subnet, u8::try_from(1 + k / 250).unwrap_or(255), u8::try_from(2 + k % 250).unwrap_or(254));
+        let address = self.nth(k);
         ip(&["netns", "add", &name])?;
         let pod = PodNetwork { name, ip: address };
         ip(&["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.name])?;

@@ -53,6 +53,11 @@ struct Shared {
     network: Network,
     pods: Mutex<BTreeMap<String, Running>>,
     fusionauth: Mutex<Option<Emulator>>,
+    /// Pods reported running and ready without a process (see
+    /// [`Node::start_simulated`]): their IP and the status last written.
+    simulated: Option<Mutex<BTreeMap<String, (String, Value)>>>,
+    /// Every process stopped and kept stopped ([`Node::pause`]).
+    paused: std::sync::atomic::AtomicBool,
 }
 
 /// A pod's process.
@@ -63,6 +68,7 @@ struct Running {
     /// Its files: volumes and the log.
     dir: PathBuf,
     started_at: String,
+    started: Instant,
     restarts: i32,
     /// The last status written, to write only changes.
     reported: Value,
@@ -86,6 +92,18 @@ impl Node {
     /// Registers Node `name` and serves the pods of `namespace` with the
     /// receiver binary `receiver`; files under `dir`.
     pub async fn start(client: Client, namespace: &str, receiver: PathBuf, dir: &Path) -> anyhow::Result<Self> {
+        Self::begin(client, namespace, receiver, dir, false).await
+    }
+
+    /// A node that reports every pod of `namespace` running and ready
+    /// without starting anything (each gets an address no one listens on):
+    /// the operator at scale measures the operator and the API server, not
+    /// hundreds of receivers on two cores.
+    pub async fn start_simulated(client: Client, namespace: &str, dir: &Path) -> anyhow::Result<Self> {
+        Self::begin(client, namespace, PathBuf::new(), dir, true).await
+    }
+
+    async fn begin(client: Client, namespace: &str, receiver: PathBuf, dir: &Path, simulated: bool) -> anyhow::Result<Self> {
         let network = Network::create().context("the stand-in node's pod network (needs root and iproute2)")?;
         let name = format!("node-{namespace}");
         register(&client, &name, network.host_ip()).await?;
@@ -98,6 +116,8 @@ impl Node {
             network,
             pods: Mutex::new(BTreeMap::new()),
             fusionauth: Mutex::new(None),
+            simulated: simulated.then(|| Mutex::new(BTreeMap::new())),
+            paused: std::sync::atomic::AtomicBool::new(false),
         });
         let worker = shared.clone();
         let task = tokio::spawn(async move {
@@ -121,6 +141,17 @@ impl Node {
     /// EndpointSlices (`NAME.NAMESPACE.svc`, port `http`).
     pub fn resolve_for(&self, fusionauth: &Emulator) {
         *self.shared.fusionauth.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fusionauth.clone());
+    }
+
+    /// Stops every receiver process and keeps them stopped (their pods stay,
+    /// not ready): every receiver is down, as in a node outage.
+    pub fn pause(&self) {
+        self.shared.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets the processes run again.
+    pub fn resume(&self) {
+        self.shared.paused.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The IP of pod `pod`, while it runs here.
@@ -174,23 +205,28 @@ impl Shared {
     /// One look at every pod of the namespace, then at the Services.
     async fn pass(&self) -> anyhow::Result<()> {
         let pods = self.pods().list(&ListParams::default()).await?.items;
+        // One pod's trouble is that pod's: the others are still served.
         for pod in &pods {
-            let name = pod.name_any();
             let spec = pod.spec.clone().unwrap_or_default();
-            if pod.metadata.deletion_timestamp.is_some() {
-                if spec.node_name.as_deref() == Some(self.name.as_str()) || spec.node_name.is_none() {
-                    self.terminate(pod).await?;
-                }
+            let ours = spec.node_name.as_deref() == Some(self.name.as_str());
+            let done = if pod.metadata.deletion_timestamp.is_some() {
+                if ours || spec.node_name.is_none() { self.terminate(pod).await } else { Ok(()) }
             } else if spec.node_name.is_none() {
-                self.bind(&name).await?;
-            } else if spec.node_name.as_deref() == Some(self.name.as_str())
-                && let Err(e) = self.run(pod).await
-            {
-                eprintln!("stand-in node: pod {name}: {e:#}");
+                self.bind(&pod.name_any()).await
+            } else if ours {
+                self.run(pod).await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = done {
+                eprintln!("stand-in node: pod {}: {e:#}", pod.name_any());
             }
         }
         let listed: Vec<String> = pods.iter().map(ResourceExt::name_any).collect();
         self.locked().retain(|name, _| listed.contains(name));
+        if let Some(simulated) = &self.simulated {
+            simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|name, _| listed.contains(name));
+        }
         self.resolve().await
     }
 
@@ -207,6 +243,9 @@ impl Shared {
     /// Starts the pod's process if it is not running (again, if it died),
     /// keeps its files in step, probes it and reports its status.
     async fn run(&self, pod: &Pod) -> anyhow::Result<()> {
+        if let Some(simulated) = &self.simulated {
+            return self.pretend(pod, simulated).await;
+        }
         let name = pod.name_any();
         let uid = pod.uid().unwrap_or_default();
         let known = self.locked().get(&name).map(|r| r.uid.clone());
@@ -223,18 +262,32 @@ impl Shared {
     fn keep_running(&self, name: &str, uid: String, command: &Command, dir: PathBuf) -> anyhow::Result<()> {
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let mut pods = self.locked();
+        if self.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(running) = pods.get_mut(name)
+                && running.child.try_wait()?.is_none()
+            {
+                running.child.kill()?;
+                running.child.wait()?;
+            }
+            return Ok(());
+        }
         match pods.get_mut(name) {
+            // As a kubelet's CrashLoopBackOff: 250 ms after the first
+            // exit, doubling, at most 10 s.
             Some(running) => {
-                if running.child.try_wait()?.is_some() {
+                let backoff = Duration::from_millis(250u64 << running.restarts.clamp(0, 6)).min(Duration::from_secs(10));
+                if running.child.try_wait()?.is_some() && running.started.elapsed() >= backoff {
                     running.child = self.spawn(command, &running.network, &dir)?;
                     running.restarts += 1;
                     running.started_at = now;
+                    running.started = Instant::now();
                 }
             }
             None => {
                 let network = self.network.pod()?;
                 let child = self.spawn(command, &network, &dir)?;
-                let running = Running { uid, child, network, dir, started_at: now, restarts: 0, reported: Value::Null };
+                let running =
+                    Running { uid, child, network, dir, started_at: now, started: Instant::now(), restarts: 0, reported: Value::Null };
                 pods.insert(name.to_owned(), running);
             }
         }
@@ -317,21 +370,7 @@ impl Shared {
             Some((path, port)) => probe_http(SocketAddr::from((ip, *port)), path).await,
             None => true,
         };
-        let flag = if ready { "True" } else { "False" };
-        let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
-        let host = self.network.host_ip().to_string();
-        let status = json!({"status": {
-            "phase": "Running", "hostIP": host, "hostIPs": [{"ip": host}], "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
-            "startTime": started_at,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
-                {"type": "ContainersReady", "status": flag}, {"type": "Ready", "status": flag},
-            ],
-            "containerStatuses": [{
-                "name": "receiver", "ready": ready, "started": true, "restartCount": restarts, "image": image, "imageID": "",
-                "state": {"running": {"startedAt": started_at}},
-            }],
-        }});
+        let status = self.status(pod, &ip.to_string(), &started_at, restarts, ready);
         let changed = {
             let mut pods = self.locked();
             let Some(r) = pods.get_mut(&name) else { return Ok(()) };
@@ -341,6 +380,39 @@ impl Shared {
             self.pods().patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
         }
         Ok(())
+    }
+
+    /// A simulated pod: running and ready at an address of its own.
+    async fn pretend(&self, pod: &Pod, simulated: &Mutex<BTreeMap<String, (String, Value)>>) -> anyhow::Result<()> {
+        let name = pod.name_any();
+        let known = simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&name).cloned();
+        let (ip, reported) = known.unwrap_or_else(|| (self.network.address().to_string(), Value::Null));
+        let started = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let status = self.status(pod, &ip, &started, 0, true);
+        if reported != status {
+            self.pods().patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+        }
+        simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name, (ip, status));
+        Ok(())
+    }
+
+    /// A running pod's status.
+    fn status(&self, pod: &Pod, ip: &str, started_at: &str, restarts: i32, ready: bool) -> Value {
+        let flag = if ready { "True" } else { "False" };
+        let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let host = self.network.host_ip().to_string();
+        json!({"status": {
+            "phase": "Running", "hostIP": host, "hostIPs": [{"ip": host}], "podIP": ip, "podIPs": [{"ip": ip}],
+            "startTime": started_at,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
+                {"type": "ContainersReady", "status": flag}, {"type": "Ready", "status": flag},
+            ],
+            "containerStatuses": [{
+                "name": "receiver", "ready": ready, "started": true, "restartCount": restarts, "image": image, "imageID": "",
+                "state": {"running": {"startedAt": started_at}},
+            }],
+        }})
     }
 
     /// A pod being deleted: SIGTERM, at most its grace period, then the

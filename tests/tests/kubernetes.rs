@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -221,6 +222,11 @@ impl OperatorProcess {
     /// address (a free loopback port) and the backoff (2 s, for the test's
     /// pace) differ.
     fn start(release: &str, namespace: &str, kubeconfig: &Path, dir: &Path) -> Self {
+        Self::start_with(release, namespace, kubeconfig, dir, &[])
+    }
+
+    /// As [`OperatorProcess::start`], with these variables changed.
+    fn start_with(release: &str, namespace: &str, kubeconfig: &Path, dir: &Path, env: &[(&str, &str)]) -> Self {
         let deployment: Value =
             serde_json::from_str(&plane().kubectl(&["-n", namespace, "get", "deployment", release, "-o", "json"]).unwrap()).unwrap();
         let bin = fusionhook_tests::binaries::built("fusionhook-operator", "fusionhook-operator").unwrap();
@@ -240,12 +246,33 @@ impl OperatorProcess {
             .env("POD_NAMESPACE", namespace)
             .env("FUSIONHOOK_METRICS_ADDR", "127.0.0.1:0")
             .env("FUSIONHOOK_MAX_BACKOFF", "2s")
-            .env("KUBECONFIG", kubeconfig);
+            .env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().copied());
         Self { child: command.spawn().unwrap(), log }
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A metric of the operator (`/metrics`), summed over its series.
+    async fn metric(&self, prefix: &str) -> f64 {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("health and metrics listening")).unwrap_or_default();
+        let addr = serde_json::from_str::<Value>(line).ok().and_then(|v| v["addr"].as_str().map(str::to_owned)).unwrap_or_default();
+        let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0.0 };
+        let text = response.text().await.unwrap_or_default();
+        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
     }
 }
 
@@ -738,4 +765,172 @@ async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its
     todos.fail_with(None);
     let delivered = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(30), || todos.todos("alice").is_empty()));
     assert!(delivered, "the new pod delivers what the old one committed: {}", node.log("hook-receiver-0"));
+}
+
+/// Issue 21: the operator at scale on the real API server (the figures in
+/// docs/benchmarks.md come from `bench/operator.sh`, which runs this with
+/// 1,000 resources). The stand-in node reports every receiver pod running
+/// and ready without starting it (hundreds of receivers would measure the
+/// two cores, not the operator); the real controllers make every
+/// Deployment's ReplicaSet, pods and EndpointSlices. All Ready, then one
+/// full periodic resync writes nothing to FusionAuth or Kubernetes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_at_scale_on_the_real_api_server_and_a_resync_writes_nothing() {
+    use fusionhook_tests::fusionauth_emulator::{Emulator, Settings};
+    let n: usize = std::env::var("FUSIONHOOK_SCALE_RESOURCES").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let _one_operator = OPERATOR.lock().await;
+    crd();
+    let ns = plane().namespace("scale").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _node = fusionhook_tests::node::Node::start_simulated(plane().client().await.unwrap(), &ns, dir.path()).await.unwrap();
+    let fusionauth = Emulator::new(Settings { api_key: "scale-key".into(), retry_delay: std::time::Duration::ZERO });
+    let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=scale-key"]).unwrap();
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let operator =
+        OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_REQUEUE_INTERVAL", "20s")]);
+    let template: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml")).unwrap()).unwrap();
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut o = template.clone();
+            o["metadata"] = json!({"name": format!("hook-{i}"), "namespace": ns});
+            o["spec"]["fusionAuth"]["url"] = json!(format!("http://{}", running.addr));
+            o["spec"]["receiver"] = json!({"externalUrl": format!("http://127.0.0.1:9/hook-{i}")});
+            o
+        })
+        .collect();
+    let file = dir.path().join("resources.json");
+    std::fs::write(&file, serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    plane().kubectl(&["apply", "-f", file.to_str().unwrap()]).unwrap();
+    let all_ready = || {
+        let list = get(&ns, "faw");
+        list["items"].as_array().map_or(0, |items| {
+            items
+                .iter()
+                .filter(|o| {
+                    o["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+                .count()
+        }) == n
+    };
+    let ready = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(300.max(n as u64 / 3)), all_ready));
+    let elapsed = started.elapsed();
+    assert!(ready, "not all {n} resources became Ready\n{}", operator.log().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    assert_eq!(fusionauth.state().webhooks.len(), n);
+
+    // Let the last writes settle, then watch one full periodic resync.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let before = [
+        operator.metric("fusionhook_operator_fusionauth_writes_total").await,
+        operator.metric("fusionhook_operator_fusionauth_requests_total").await,
+        operator.metric("fusionhook_operator_kubernetes_writes_total").await,
+        operator.metric("fusionhook_operator_reconciles_total").await,
+    ];
+    let resync_started = std::time::Instant::now();
+    let mut resynced = 0.0;
+    while resync_started.elapsed() < std::time::Duration::from_secs(25 + n as u64 / 20) {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        resynced = operator.metric("fusionhook_operator_reconciles_total").await - before[3];
+        if resynced >= n as f64 && resync_started.elapsed() >= std::time::Duration::from_secs(23) {
+            break;
+        }
+    }
+    let fa_writes = operator.metric("fusionhook_operator_fusionauth_writes_total").await - before[0];
+    let fa_calls = operator.metric("fusionhook_operator_fusionauth_requests_total").await - before[1];
+    let kube_writes = operator.metric("fusionhook_operator_kubernetes_writes_total").await - before[2];
+    println!(
+        "operator at scale (real API server): {n} resources Ready in {:.1} s; resync: {resynced} reconciles, {fa_calls} FusionAuth calls, {fa_writes} FusionAuth writes, {kube_writes} Kubernetes writes; operator peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        operator.peak_rss_mib()
+    );
+    assert!(resynced >= n as f64, "a full resync happened ({resynced} reconciles)");
+    assert_eq!(fa_writes, 0.0, "the resync made FusionAuth writes");
+    assert!(fa_calls * 2.0 <= resynced, "{fa_calls} FusionAuth calls for {resynced} reconciles");
+    assert_eq!(kube_writes, 0.0, "the resync made Kubernetes writes");
+}
+
+/// Issue 21: backfill on the real control plane. Every receiver is down
+/// (the node stops them; their pods stay, not ready, and leave the
+/// Service's EndpointSlice) while FusionAuth raises events it commits and
+/// cannot deliver; once they are back, the operator finds them in the
+/// Webhook Event Log and hands each to the receiver through the API
+/// server's pod proxy (the pod proves it holds the ingest token first),
+/// and each reaches the sink once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the_pod_proxy_once() {
+    use fusionhook_tests::fusionauth_emulator::{Emulator, Settings};
+    use fusionhook_tests::todo::{TodoService, TodoStore};
+    let _one_operator = OPERATOR.lock().await;
+    crd();
+    let ns = plane().namespace("backfill").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = fusionhook_tests::binaries::built("fusionhook-receiver", "fusionhook-receiver").unwrap();
+    let node = fusionhook_tests::node::Node::start(plane().client().await.unwrap(), &ns, receiver, dir.path()).await.unwrap();
+    let fusionauth = Emulator::new(Settings { api_key: "backfill-key".into(), retry_delay: std::time::Duration::ZERO });
+    fusionauth.configure_event_log(true, None);
+    node.resolve_for(&fusionauth);
+    let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sink = TodoStore::with(&[]);
+    let service = TodoService::start(sink.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=backfill-key"]).unwrap();
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let (url, sink_url) = (format!("http://{}", running.addr), format!("http://{}/sink", service.addr));
+    apply_variant(&ns, "hook", |o| {
+        o["spec"]["fusionAuth"]["url"] = json!(url);
+        o["spec"]["events"] = json!(["user.create"]);
+        o["spec"]["routes"] = json!([{"name": "sink", "events": ["*"], "http": {"method": "POST", "url": sink_url, "body": "event"}}]);
+        o["spec"]["backfill"] = json!({"enabled": true, "intervalSeconds": 10});
+    })
+    .unwrap();
+    let available = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || {
+            condition(&ns, "hook", "Ready").is_some_and(|c| c.0 == "True")
+                && condition(&ns, "hook", "BackfillAvailable").is_some_and(|c| c.0 == "True")
+        })
+    });
+    assert!(available, "{:?} {:?}\n{}", condition(&ns, "hook", "Ready"), condition(&ns, "hook", "BackfillAvailable"), operator.log());
+    fusionauth.state().tenants.values_mut().for_each(|t| {
+        t["eventConfiguration"]["events"]["user.create"] = json!({"enabled": true, "transactionType": "None"});
+    });
+
+    node.pause();
+    let down = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            get(&ns, "endpointslices")["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|s| s["endpoints"].as_array().into_iter().flatten().all(|e| e["conditions"]["ready"] != true))
+        })
+    });
+    assert!(down, "no ready endpoint left: {}", get(&ns, "endpointslices"));
+    let mut committed = Vec::new();
+    for i in 0..30 {
+        let report = fusionauth.raise(None, json!({"type": "user.create", "user": {"id": format!("user-{i}")}})).await.unwrap();
+        assert!(report.webhooks.iter().all(|d| !d.succeeded), "FusionAuth could not deliver while every receiver was down");
+        committed.push(report.event["id"].as_str().unwrap().to_owned());
+    }
+    node.resume();
+
+    let received = || -> BTreeMap<String, usize> {
+        let mut ids = BTreeMap::new();
+        for r in sink.received() {
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if let Some(id) = body["event"]["id"].as_str() {
+                *ids.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        ids
+    };
+    let all = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(90), || committed.iter().all(|id| received().contains_key(id)))
+    });
+    assert!(all, "{} of {} handed over\n{}", received().len(), committed.len(), get(&ns, "faw/hook")["status"]["backfill"]);
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let seen = received();
+    assert!(seen.values().all(|n| *n == 1), "each once, a later pass repeats none: {seen:?}");
+    assert_eq!(get(&ns, "faw/hook")["status"]["backfill"]["handedOver"].as_u64(), Some(30));
 }
