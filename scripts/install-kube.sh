@@ -18,7 +18,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kube_version="v1.37.2"
 etcd_version="v3.7.0"
-key="$(cat "$root/hack/kube/go.mod" "$root/hack/kube/go.sum" "$root/hack/kube/etcd/go.mod" "$root/hack/kube/etcd/go.sum" "$0" | sha256sum | cut -c1-12)"
+# The key is what the binaries are built from (the pinned modules and the
+# build flags below), not this script: editing its messages rebuilds nothing.
+flags_version=1
+key="$( (cat "$root/hack/kube/go.mod" "$root/hack/kube/go.sum" "$root/hack/kube/etcd/go.mod" "$root/hack/kube/etcd/go.sum"; echo "$flags_version") | sha256sum | cut -c1-12)"
 cache="${FUSIONHOOK_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fusionhook/kube}/$kube_version-etcd-$etcd_version-$key"
 bin="$root/target/kube/bin"
 mkdir -p "$cache" "$bin"
@@ -37,6 +40,7 @@ build() { # name module-dir package
   log="$(mktemp)"
   local stamp="k8s.io/component-base/version"
   local client="k8s.io/client-go/pkg/version"
+  # Change flags_version above when these change.
   local flags="-s -w"
   if [[ "$name" != etcd ]]; then
     for v in "$stamp" "$client"; do
@@ -77,4 +81,11 @@ done
 # The Go build cache of these builds (several GiB) is of no use once the
 # binaries are in the cache; a failed build keeps it, so a rerun resumes.
 rm -rf "$cache/.gocache"
+# Builds of other pins (an older go.mod) are not used again: they go,
+# unless another run holds their lock (it is building or using them).
+for other in "$(dirname "$cache")"/*; do
+  if [[ "$other" != "$cache" && -d "$other" ]]; then
+    flock -n "$other/.lock" rm -rf "$other" || true
+  fi
+done
 echo "$bin"

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use axum::{Json, Router};
 use bytes::Bytes;
-use fusionhook_api::admin::{Challenge, DELIVERIES, DISCARD, ENDPOINTS, EVENT, Endpoint, INGEST, PROVE, Proofs, REPLAY, STATS};
+use fusionhook_api::admin::{Challenge, DELIVERIES, DISCARD, ENDPOINTS, EVENT, Endpoint, INGEST, Method, PROVE, Proofs, REPLAY, STATS};
 use fusionhook_fusionauth::EventRequest;
 use http::{StatusCode, header};
 use serde::Deserialize;
@@ -61,7 +61,10 @@ pub fn router(state: Arc<AppState>, tokens: Vec<(Scope, Arc<Secret>)>, pod: Stri
 
 /// The handler of each endpoint of the contract, on its method.
 fn handler(endpoint: Endpoint) -> MethodRouter<Arc<Admin>> {
-    let method = if endpoint.method == "GET" { MethodFilter::GET } else { MethodFilter::POST };
+    let method = match endpoint.method {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+    };
     match endpoint {
         STATS => on(method, stats),
         DELIVERIES => on(method, deliveries),
@@ -473,19 +476,19 @@ mod tests {
         for endpoint in ENDPOINTS {
             let path = endpoint.path.replace("{id}", "no-such-event");
             let body = if endpoint == PROVE { r#"{"nonce":"0123456789abcdef","scope":"read"}"# } else { r#"{"ids":[1]}"# };
-            let what = format!("{} {}", endpoint.method, endpoint.path);
+            let what = format!("{} {}", endpoint.method.as_str(), endpoint.path);
             let Some(scope) = endpoint.scope else {
-                let (status, answer) = call(&router, endpoint.method, &path, None, body).await;
+                let (status, answer) = call(&router, endpoint.method.as_str(), &path, None, body).await;
                 assert_eq!(status, StatusCode::OK, "{what} needs no token: {answer}");
                 continue;
             };
-            let (status, _) = call(&router, endpoint.method, &path, None, body).await;
+            let (status, _) = call(&router, endpoint.method.as_str(), &path, None, body).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} without a token");
             for other in AdminScope::ALL.into_iter().filter(|s| *s != scope && scope != AdminScope::Read) {
-                let (status, _) = call(&router, endpoint.method, &path, Some(&token(other)), body).await;
+                let (status, _) = call(&router, endpoint.method.as_str(), &path, Some(&token(other)), body).await;
                 assert_eq!(status, StatusCode::FORBIDDEN, "{what} with a token of scope {}", other.as_str());
             }
-            let (status, answer) = call(&router, endpoint.method, &path, Some(&token(scope)), body).await;
+            let (status, answer) = call(&router, endpoint.method.as_str(), &path, Some(&token(scope)), body).await;
             let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::METHOD_NOT_ALLOWED, StatusCode::NOT_IMPLEMENTED];
             assert!(!refused.contains(&status), "{what} with its own scope's token: {status} {answer}");
             assert_ne!(answer["errors"][0]["message"], "Not Found", "{what} is routed");

@@ -90,8 +90,9 @@ impl Network {
     /// A new bridge on a `10.X.0.0/16` no other interface uses.
     pub fn create() -> anyhow::Result<Self> {
         static CREATED: AtomicU32 = AtomicU32::new(0);
-        // One test process at a time picks a subnet.
-        let lock = std::env::temp_dir().join("fusionhook-netns.lock");
+        // One test process at a time picks a subnet (a fixed path: runs
+        // with different TMPDIRs share the machine's interfaces).
+        let lock = Path::new("/run/fusionhook-netns.lock");
         let file = std::fs::File::create(&lock)?;
         file.lock()?;
         remove_stale();
@@ -112,12 +113,14 @@ impl Network {
     }
 
     /// The next pod address (no namespace: for a pod that only looks as if it runs).
-    pub fn address(&self) -> Ipv4Addr {
+    pub fn address(&self) -> anyhow::Result<Ipv4Addr> {
         self.nth(self.next.fetch_add(1, Ordering::SeqCst))
     }
 
-    fn nth(&self, k: u32) -> Ipv4Addr {
-        Ipv4Addr::new(10, self.subnet, u8::try_from(1 + k / 250).unwrap_or(255), u8::try_from(2 + k % 250).unwrap_or(254))
+    /// Address `k` of the /16 (10.X.1.2 on): 63,750 of them.
+    fn nth(&self, k: u32) -> anyhow::Result<Ipv4Addr> {
+        let third = u8::try_from(1 + k / 250).ok().filter(|t| *t < 255).context("the stand-in node's /16 has no address left")?;
+        Ok(Ipv4Addr::new(10, self.subnet, third, u8::try_from(2 + k % 250)?))
     }
 
     /// A namespace for one pod, on the bridge, with an address of its own.
@@ -126,10 +129,13 @@ impl Network {
         let (pid, bridge) = (std::process::id(), self.bridge.trim_start_matches("fhb"));
         let seq = bridge.split('n').nth(1).unwrap_or("0");
         let name = format!("fhp{pid}n{seq}x{k}");
-        // Interface names have 15 bytes: the pid in base 36 (5 at most).
-        let veth = format!("fhv{}n{seq}x{k}", base36(pid));
+        // Interface names have 15 bytes: the pid and a process-wide count in
+        // base 36 (5 and at most 6 characters).
+        static VETHS: AtomicU32 = AtomicU32::new(0);
+        let veth = format!("fhv{}x{}", base36(pid), base36(VETHS.fetch_add(1, Ordering::SeqCst)));
+        anyhow::ensure!(veth.len() <= 15, "interface name {veth} is over 15 bytes");
         let veth = veth.as_str();
-        let address = self.nth(k);
+        let address = self.nth(k)?;
         ip(&["netns", "add", &name])?;
         let pod = PodNetwork { name, ip: address };
         ip(&["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.name])?;

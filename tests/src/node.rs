@@ -28,7 +28,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Precon
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::control_plane::{spawn_tied, tied};
+use crate::control_plane::spawn_tied;
 use crate::fusionauth_emulator::Emulator;
 use crate::netns::{Network, PodNetwork};
 
@@ -52,6 +52,8 @@ struct Shared {
     dir: PathBuf,
     network: Network,
     pods: Mutex<BTreeMap<String, Running>>,
+    /// Pods whose termination runs (in a task of its own).
+    terminating: Mutex<std::collections::BTreeSet<String>>,
     fusionauth: Mutex<Option<Emulator>>,
     /// Pods reported running and ready without a process (see
     /// [`Node::start_simulated`]): their IP and the status last written.
@@ -115,6 +117,7 @@ impl Node {
             dir: dir.to_owned(),
             network,
             pods: Mutex::new(BTreeMap::new()),
+            terminating: Mutex::new(std::collections::BTreeSet::new()),
             fusionauth: Mutex::new(None),
             simulated: simulated.then(|| Mutex::new(BTreeMap::new())),
             paused: std::sync::atomic::AtomicBool::new(false),
@@ -125,7 +128,10 @@ impl Node {
                 if let Err(e) = worker.pass().await {
                     eprintln!("stand-in node ({}): {e:#}", worker.namespace);
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                // Simulated pods need no prompt restarts; listing thousands of
+                // them four times a second would load what is measured.
+                let pause = if worker.simulated.is_some() { 1000 } else { 250 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         });
         Ok(Self { name, shared, task })
@@ -203,14 +209,17 @@ impl Shared {
     }
 
     /// One look at every pod of the namespace, then at the Services.
-    async fn pass(&self) -> anyhow::Result<()> {
+    async fn pass(self: &Arc<Self>) -> anyhow::Result<()> {
         let pods = self.pods().list(&ListParams::default()).await?.items;
         // One pod's trouble is that pod's: the others are still served.
         for pod in &pods {
             let spec = pod.spec.clone().unwrap_or_default();
             let ours = spec.node_name.as_deref() == Some(self.name.as_str());
             let done = if pod.metadata.deletion_timestamp.is_some() {
-                if ours || spec.node_name.is_none() { self.terminate(pod).await } else { Ok(()) }
+                if ours || spec.node_name.is_none() {
+                    self.terminate_in_background(pod);
+                }
+                Ok(())
             } else if spec.node_name.is_none() {
                 self.bind(&pod.name_any()).await
             } else if ours {
@@ -296,8 +305,11 @@ impl Shared {
 
     /// The process in the pod's namespace, tied to this test process.
     fn spawn(&self, command: &Command, network: &PodNetwork, dir: &Path) -> anyhow::Result<Child> {
-        let mut process = tied(Path::new("/usr/sbin/ip"), &dir.join("log"))?;
-        process.args(["netns", "exec", &network.name]).arg(&self.receiver).args(&command.args);
+        // Appended: a restart keeps the log of the crash that caused it.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log"))?;
+        let mut process = std::process::Command::new("setpriv");
+        process.args(["--pdeathsig", "KILL", "--", "ip", "netns", "exec", &network.name]).arg(&self.receiver).args(&command.args);
+        process.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
         for (key, value) in &command.env {
             process.env(key, value.replace("$(POD_IP)", &network.ip.to_string()));
         }
@@ -361,16 +373,27 @@ impl Shared {
     async fn report(&self, pod: &Pod) -> anyhow::Result<()> {
         let name = pod.name_any();
         let probe = readiness(pod);
-        let (ip, started_at, restarts) = {
-            let pods = self.locked();
-            let Some(r) = pods.get(&name) else { return Ok(()) };
-            (r.network.ip, r.started_at.clone(), r.restarts)
+        let (ip, started_at, restarts, exited) = {
+            let mut pods = self.locked();
+            let Some(r) = pods.get_mut(&name) else { return Ok(()) };
+            let exited = r.child.try_wait()?.map(|s| s.code().unwrap_or(137));
+            (r.network.ip, r.started_at.clone(), r.restarts, exited)
         };
-        let ready = match &probe {
-            Some((path, port)) => probe_http(SocketAddr::from((ip, *port)), path).await,
-            None => true,
+        let ready = match (&probe, exited) {
+            (_, Some(_)) => false,
+            (Some((path, port)), None) => probe_http(SocketAddr::from((ip, *port)), path).await,
+            (None, None) => true,
         };
-        let status = self.status(pod, &ip.to_string(), &started_at, restarts, ready);
+        let mut status = self.status(pod, &ip.to_string(), &started_at, restarts, ready);
+        if let Some(code) = exited {
+            // Between an exit and the restart, as a kubelet shows it.
+            let container = &mut status["status"]["containerStatuses"][0];
+            container["state"] =
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container receiver"}});
+            container["lastState"] =
+                json!({"terminated": {"exitCode": code, "reason": "Error", "finishedAt": k8s_openapi::jiff::Timestamp::now().to_string()}});
+            container["started"] = json!(false);
+        }
         let changed = {
             let mut pods = self.locked();
             let Some(r) = pods.get_mut(&name) else { return Ok(()) };
@@ -386,7 +409,10 @@ impl Shared {
     async fn pretend(&self, pod: &Pod, simulated: &Mutex<BTreeMap<String, (String, Value)>>) -> anyhow::Result<()> {
         let name = pod.name_any();
         let known = simulated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&name).cloned();
-        let (ip, reported) = known.unwrap_or_else(|| (self.network.address().to_string(), Value::Null));
+        let (ip, reported) = match known {
+            Some(known) => known,
+            None => (self.network.address()?.to_string(), Value::Null),
+        };
         let started = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
         let status = self.status(pod, &ip, &started, 0, true);
         if reported != status {
@@ -415,6 +441,22 @@ impl Shared {
         }})
     }
 
+    /// Starts [`Shared::terminate`] in a task of its own (once per pod): a
+    /// pod's grace period holds up no other pod.
+    fn terminate_in_background(self: &Arc<Self>, pod: &Pod) {
+        let name = pod.name_any();
+        if !self.terminating.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.clone()) {
+            return;
+        }
+        let (me, pod) = (Arc::clone(self), pod.clone());
+        tokio::spawn(async move {
+            if let Err(e) = me.terminate(&pod).await {
+                eprintln!("stand-in node: pod {name}: {e:#}");
+            }
+            me.terminating.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&name);
+        });
+    }
+
     /// A pod being deleted: SIGTERM, at most its grace period, then the
     /// process is killed and the pod removed.
     async fn terminate(&self, pod: &Pod) -> anyhow::Result<()> {
@@ -423,7 +465,10 @@ impl Shared {
         if let Some(mut running) = running {
             let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
             let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0)).min(MAX_GRACE);
-            let _ = std::process::Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status();
+            // Only a process not reaped yet: a reaped one's pid may be another's now.
+            if running.child.try_wait()?.is_none() {
+                let _ = std::process::Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status();
+            }
             let deadline = Instant::now() + grace;
             while running.child.try_wait()?.is_none() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;

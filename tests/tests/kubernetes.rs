@@ -467,6 +467,17 @@ async fn the_operator_under_the_charts_service_account_works_and_names_a_permiss
     assert!(named, "the condition names the refused permission: {ready:?}\n{}", operator.log());
 }
 
+/// Waits until FusionAuth reaches Service `service` of `namespace` through
+/// a ready endpoint of its EndpointSlice (the operator's `Ready` says the
+/// Deployment is available; the EndpointSlice controller and the node's
+/// resolver follow within moments).
+fn wait_reachable(fusionauth: &fusionhook_tests::fusionauth_emulator::Emulator, namespace: &str, service: &str) -> bool {
+    let host = format!("{service}.{namespace}.svc");
+    tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || fusionauth.state().resolve.get(&host).is_some_and(|a| !a.is_empty()))
+    })
+}
+
 /// `kubectl get -o json` of one object.
 fn get(namespace: &str, what: &str) -> Value {
     plane().kubectl(&["-n", namespace, "get", what, "-o", "json"]).map_or(Value::Null, |o| serde_json::from_str(&o).unwrap())
@@ -638,7 +649,8 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
     let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
     plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=e2e-key"]).unwrap();
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    // This test's namespace only: what other tests left is not its business.
+    let operator = OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_NAMESPACES", &ns)]);
     let url = format!("http://{}", running.addr);
     let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr);
     apply_variant(&ns, "todo-cleanup", |o| {
@@ -664,6 +676,7 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
     });
     assert!(listed, "the EndpointSlice controller lists the ready pod: {slices}");
 
+    assert!(wait_reachable(&fusionauth, &ns, "todo-cleanup-receiver"), "no ready endpoint for FusionAuth");
     // A FusionAuth admin turns the tenant's switch on; alice is deleted.
     fusionauth.state().tenants.values_mut().for_each(|t| {
         t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "None"});
@@ -728,13 +741,14 @@ async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its
     let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
     plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=durable-key"]).unwrap();
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    // This test's namespace only: what other tests left is not its business.
+    let operator = OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_NAMESPACES", &ns)]);
     let url = format!("http://{}", running.addr);
     let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr);
     apply_example("todo-cleanup-durable.yaml", &ns, "hook", |o| {
         o["spec"]["fusionAuth"]["url"] = json!(url);
         o["spec"]["routes"][0]["http"]["url"] = json!(sink);
-        o["spec"]["routes"][0]["retry"] = json!({"maxAttempts": 200, "scheduleMs": [300]});
+        o["spec"]["routes"][0]["retry"] = json!({"maxAgeSeconds": 600, "scheduleMs": [300]});
         o["spec"]["receiver"]["store"]["storageClassName"] = json!("stand-in-durable");
     })
     .unwrap();
@@ -744,12 +758,18 @@ async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its
     assert!(ready, "{:?}\npods: {}\n{}", condition(&ns, "hook", "Ready"), get(&ns, "pods"), operator.log());
     let claim = get(&ns, "pvc/store-hook-receiver-0");
     assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+    assert!(wait_reachable(&fusionauth, &ns, "hook-receiver"), "no ready endpoint for FusionAuth");
 
     fusionauth.state().tenants.values_mut().for_each(|t| {
         t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "None"});
     });
     let report = fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": "alice"}})).await.unwrap();
-    assert!(report.webhooks[0].succeeded, "committed to the store: FusionAuth gets 200 while the todo service is down");
+    let attempts: Vec<_> = report.webhooks[0].attempts.iter().map(|a| a.status_code).collect();
+    assert!(
+        report.webhooks[0].succeeded,
+        "committed to the store: FusionAuth gets 200 while the todo service is down: {attempts:?}\n{}",
+        node.log("hook-receiver-0")
+    );
     let first = get(&ns, "pod/hook-receiver-0")["metadata"]["uid"].clone();
     plane().kubectl(&["-n", &ns, "delete", "pod", "hook-receiver-0", "--timeout=60s"]).unwrap();
     let again = tokio::task::block_in_place(|| {
@@ -787,8 +807,13 @@ async fn the_operator_at_scale_on_the_real_api_server_and_a_resync_writes_nothin
     let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=scale-key"]).unwrap();
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    let operator =
-        OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_REQUEUE_INTERVAL", "20s")]);
+    let operator = OperatorProcess::start_with(
+        "fusionhook",
+        "fusionhook",
+        &kubeconfig,
+        dir.path(),
+        &[("FUSIONHOOK_REQUEUE_INTERVAL", "20s"), ("FUSIONHOOK_NAMESPACES", &ns)],
+    );
     let template: Value =
         serde_yaml::from_str(&std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml")).unwrap()).unwrap();
     let items: Vec<Value> = (0..n)
@@ -876,7 +901,8 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
     let service = TodoService::start(sink.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
     plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=backfill-key"]).unwrap();
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    // This test's namespace only: what other tests left is not its business.
+    let operator = OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_NAMESPACES", &ns)]);
     let (url, sink_url) = (format!("http://{}", running.addr), format!("http://{}/sink", service.addr));
     apply_variant(&ns, "hook", |o| {
         o["spec"]["fusionAuth"]["url"] = json!(url);

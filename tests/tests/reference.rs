@@ -98,7 +98,7 @@ fn admin_api() -> String {
         let scope = endpoint.scope.map_or("none".to_owned(), |s| format!("`{}`", s.as_str()));
         out.push_str(&format!(
             "| `{} {}` | {scope} | {} | {} |\n",
-            endpoint.method,
+            endpoint.method.as_str(),
             endpoint.path,
             cell(endpoint.request),
             cell(endpoint.answer)
@@ -117,7 +117,7 @@ fn the_hand_written_admin_api_table_names_every_endpoint_and_only_real_ones() {
     let text = page("durable-delivery.md");
     let named: BTreeSet<String> =
         words(&text, 0, true).into_iter().filter(|w| w.contains(" /v1/")).map(|w| w.split('?').next().unwrap().to_owned()).collect();
-    let served: BTreeSet<String> = ENDPOINTS.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+    let served: BTreeSet<String> = ENDPOINTS.iter().map(|e| format!("{} {}", e.method.as_str(), e.path)).collect();
     assert_eq!(named, served, "docs/durable-delivery.md's admin API table and the endpoints the receiver serves");
 }
 

@@ -181,7 +181,10 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// `route` with `token` (empty: none), no body, 30 s, [`MAX_ANSWER_BYTES`].
     pub fn new(route: &super::Route, token: &'a str) -> Self {
-        let method = if route.endpoint.method == "GET" { http::Method::GET } else { http::Method::POST };
+        let method = match route.endpoint.method {
+            super::Method::Get => http::Method::GET,
+            super::Method::Post => http::Method::POST,
+        };
         Self { method, path: route.path.clone(), token, body: None, timeout: Duration::from_secs(30), limit: MAX_ANSWER_BYTES }
     }
 

@@ -14,13 +14,32 @@ use crate::names::AdminScope;
 #[cfg(feature = "kube")]
 pub mod client;
 
+/// The methods the admin API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Reads.
+    Get,
+    /// Changes, and the proof.
+    Post,
+}
+
+impl Method {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
 /// One endpoint of the admin API: the receiver serves exactly
 /// [`ENDPOINTS`], each behind its scope's token, and the book's admin API
 /// page is generated from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `GET` or `POST`.
-    pub method: &'static str,
+    /// Its method.
+    pub method: Method,
     /// The path, as axum writes it (`/v1/events/{id}`).
     pub path: &'static str,
     /// The token's scope it needs (a token of `admin.tokenFile` may do
@@ -38,7 +57,8 @@ impl Endpoint {
         self.route_to("")
     }
 
-    /// A call of it with its `{id}` filled in.
+    /// A call of it with its `{id}` filled in (the caller percent-encodes
+    /// `id`: event ids are UUIDs).
     pub fn route_to(self, id: &str) -> Route {
         Route { endpoint: self, path: self.path.trim_start_matches('/').replace("{id}", id) }
     }
@@ -64,7 +84,7 @@ impl Route {
 
 /// `GET /v1/stats`: what the store holds.
 pub const STATS: Endpoint = Endpoint {
-    method: "GET",
+    method: Method::Get,
     path: "/v1/stats",
     scope: Some(AdminScope::Read),
     request: "nothing",
@@ -73,7 +93,7 @@ pub const STATS: Endpoint = Endpoint {
 
 /// `GET /v1/deliveries`: one page of deliveries.
 pub const DELIVERIES: Endpoint = Endpoint {
-    method: "GET",
+    method: Method::Get,
     path: "/v1/deliveries",
     scope: Some(AdminScope::Read),
     request: "query `state` (`pending`, `dead`, `delivered`), `route`, `eventType`, `eventId`, `since` (ms since the epoch or a duration back: `15m`), `id` (repeatable), `after` (a delivery id), `limit`; every one given applies",
@@ -82,7 +102,7 @@ pub const DELIVERIES: Endpoint = Endpoint {
 
 /// `GET /v1/events/{id}`: one stored event.
 pub const EVENT: Endpoint = Endpoint {
-    method: "GET",
+    method: Method::Get,
     path: "/v1/events/{id}",
     scope: Some(AdminScope::Read),
     request: "the event's `event.id` in the path",
@@ -91,7 +111,7 @@ pub const EVENT: Endpoint = Endpoint {
 
 /// `POST /v1/replay`: deliver again.
 pub const REPLAY: Endpoint = Endpoint {
-    method: "POST",
+    method: Method::Post,
     path: "/v1/replay",
     scope: Some(AdminScope::Replay),
     request: "`{\"ids\": [...]}` and/or a filter (`state`, `route`, `eventType`, `eventId`, `since`, `after`, `limit`), `\"dryRun\": true` to only list",
@@ -100,7 +120,7 @@ pub const REPLAY: Endpoint = Endpoint {
 
 /// `POST /v1/discard`: give deliveries up.
 pub const DISCARD: Endpoint = Endpoint {
-    method: "POST",
+    method: Method::Post,
     path: "/v1/discard",
     scope: Some(AdminScope::Replay),
     request: "as replay",
@@ -109,7 +129,7 @@ pub const DISCARD: Endpoint = Endpoint {
 
 /// `POST /v1/ingest`: run an event through the routes.
 pub const INGEST: Endpoint = Endpoint {
-    method: "POST",
+    method: Method::Post,
     path: "/v1/ingest",
     scope: Some(AdminScope::Ingest),
     request: "an event exactly as FusionAuth sends it; handled as a delivery of its `event.id` (routes, dedupe, store) without FusionAuth's credentials",
@@ -118,7 +138,7 @@ pub const INGEST: Endpoint = Endpoint {
 
 /// `POST /v1/prove`: the pod proves it holds a token.
 pub const PROVE: Endpoint = Endpoint {
-    method: "POST",
+    method: Method::Post,
     path: "/v1/prove",
     scope: None,
     request: "`nonce` (fresh 16 to 128 characters), `scope` (`read`, `replay`, `ingest`)",
