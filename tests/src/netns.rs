@@ -93,7 +93,7 @@ impl Network {
         // One test process at a time picks a subnet (a fixed path: runs
         // with different TMPDIRs share the machine's interfaces).
         let lock = Path::new("/run/fusionhook-netns.lock");
-        let file = std::fs::File::create(&lock)?;
+        let file = std::fs::File::create(lock)?;
         file.lock()?;
         remove_stale();
         let used = ip(&["-o", "-4", "addr", "show"])?;
