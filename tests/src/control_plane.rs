@@ -183,7 +183,10 @@ impl ControlPlane {
             .arg(&pki.service_account_public)
             .arg("--service-account-signing-key-file")
             .arg(&pki.service_account_key)
-            .args(["--service-cluster-ip-range", "10.96.0.0/24", "--allow-privileged=false"])
+            // A /16: every receiver has a Service with a ClusterIP (never
+            // dialled: no kube-proxy), and the operator at scale makes
+            // thousands; a /24 ran out at 254.
+            .args(["--service-cluster-ip-range", "10.96.0.0/16", "--allow-privileged=false"])
             .arg("--cert-dir")
             .arg(dir.join("apiserver-certs"));
         plane.run(command)?;
