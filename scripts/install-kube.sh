@@ -18,8 +18,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kube_version="v1.37.2"
 etcd_version="v3.7.0"
-# The key is what the binaries are built from (the pinned modules and the
-# build flags below), not this script: editing its messages rebuilds nothing.
+# The key is what the binaries are built from (the pinned modules, and
+# flags_version, bumped by hand when the build flags below change), not this
+# script: editing its messages rebuilds nothing.
 flags_version=1
 key="$( (cat "$root/hack/kube/go.mod" "$root/hack/kube/go.sum" "$root/hack/kube/etcd/go.mod" "$root/hack/kube/etcd/go.sum"; echo "$flags_version") | sha256sum | cut -c1-12)"
 cache="${FUSIONHOOK_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fusionhook/kube}/$kube_version-etcd-$etcd_version-$key"
@@ -82,7 +83,7 @@ done
 # binaries are in the cache; a failed build keeps it, so a rerun resumes.
 rm -rf "$cache/.gocache"
 # Builds of other pins (an older go.mod) are not used again: they go,
-# unless another run holds their lock (it is building or using them).
+# unless another run of this script holds their lock (it is building them).
 for other in "$(dirname "$cache")"/*; do
   if [[ "$other" != "$cache" && -d "$other" ]]; then
     flock -n "$other/.lock" rm -rf "$other" || true

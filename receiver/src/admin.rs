@@ -11,7 +11,6 @@
 //! after the pod proved it holds that token already ([`proof`]), so a pod
 //! that merely carries the receiver's labels learns nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -273,7 +272,8 @@ fn since(text: &str) -> Option<u64> {
     Some(now_ms().saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
 }
 
-fn filter_from_query(query: &HashMap<String, String>) -> Result<Filter, AdminError> {
+/// The listing's filter from its query (pairs: `id` may repeat).
+fn filter_from_query(query: &[(String, String)]) -> Result<Filter, AdminError> {
     let bad = |field: &str, why: &str| AdminError::Invalid(format!("{field}: {why}"));
     let mut filter = Filter::default();
     for (key, value) in query {
@@ -294,7 +294,7 @@ fn filter_from_query(query: &HashMap<String, String>) -> Result<Filter, AdminErr
     Ok(filter)
 }
 
-async fn deliveries(State(admin): State<Arc<Admin>>, Query(query): Query<HashMap<String, String>>) -> Result<Response, AdminError> {
+async fn deliveries(State(admin): State<Arc<Admin>>, Query(query): Query<Vec<(String, String)>>) -> Result<Response, AdminError> {
     let store = store(&admin)?;
     let filter = filter_from_query(&query)?;
     let page = store.list(&filter).await?;
@@ -450,6 +450,7 @@ mod tests {
             ("POST", "/v1/replay", read, r#"{"state":"dead"}"#, StatusCode::FORBIDDEN, "[forbidden]"),
             ("GET", "/v1/deliveries?state=sideways", read, "", StatusCode::BAD_REQUEST, "[invalid]"),
             ("GET", "/v1/deliveries?color=red", read, "", StatusCode::BAD_REQUEST, "[invalid]"),
+            ("GET", "/v1/deliveries?id=1&id=x", read, "", StatusCode::BAD_REQUEST, "[invalid]"),
             ("GET", "/v1/events/nope", read, "", StatusCode::NOT_FOUND, "[notFound]"),
             ("POST", "/v1/replay", Some("replay-token-0123456789"), "{}", StatusCode::BAD_REQUEST, "[invalid]"),
             ("POST", "/v1/replay", Some("replay-token-0123456789"), "not json", StatusCode::BAD_REQUEST, "[invalid]"),
@@ -493,6 +494,14 @@ mod tests {
             assert!(!refused.contains(&status), "{what} with its own scope's token: {status} {answer}");
             assert_ne!(answer["errors"][0]["message"], "Not Found", "{what} is routed");
         }
+    }
+
+    #[test]
+    fn a_listing_takes_every_id_it_is_given() {
+        let pairs = |q: &[(&str, &str)]| -> Vec<(String, String)> { q.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() };
+        let filter = filter_from_query(&pairs(&[("id", "3"), ("state", "dead"), ("id", "7")])).unwrap();
+        assert_eq!(filter.ids, vec![3, 7]);
+        assert!(filter_from_query(&pairs(&[("id", "x")])).is_err());
     }
 
     #[tokio::test]

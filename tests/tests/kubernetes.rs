@@ -788,8 +788,8 @@ async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its
 }
 
 /// Issue 21: the operator at scale on the real API server (the figures in
-/// docs/benchmarks.md come from `bench/operator.sh`, which runs this with
-/// 1,000 resources). The stand-in node reports every receiver pod running
+/// docs/benchmarks.md come from `bench/operator.sh`, which runs this for
+/// each count it is given, 1,000 and 5,000 by default). The stand-in node reports every receiver pod running
 /// and ready without starting it (hundreds of receivers would measure the
 /// two cores, not the operator); the real controllers make every
 /// Deployment's ReplicaSet, pods and EndpointSlices. All Ready, then one

@@ -88,7 +88,7 @@ pub const STATS: Endpoint = Endpoint {
     path: "/v1/stats",
     scope: Some(AdminScope::Read),
     request: "nothing",
-    answer: "`store` (`none`, `embedded`, `postgres`); `pending`, `dead`, `delivered`, `oldestPendingSeconds` in all and per route (null while the store cannot answer); `storeProblem`: why the store cannot commit, or null; `quietSeconds` since the last event arrived",
+    answer: "`store` (`none`, `embedded`, `postgres`); `pending`, `dead`, `delivered` in all and per route, `oldestPendingSeconds` in all (all null while the store cannot answer); with a store, `storeProblem`: why it cannot commit, or null; `quietSeconds` since the last event arrived (not while the store cannot answer)",
 };
 
 /// `GET /v1/deliveries`: one page of deliveries.
@@ -106,7 +106,7 @@ pub const EVENT: Endpoint = Endpoint {
     path: "/v1/events/{id}",
     scope: Some(AdminScope::Read),
     request: "the event's `event.id` in the path",
-    answer: "the event as received, with its deliveries and each one's attempts; 404 `[notFound]` when no stored event has the id",
+    answer: "the event as received, with its deliveries and the last 10 attempts of each; 404 `[notFound]` when no stored event has the id",
 };
 
 /// `POST /v1/replay`: deliver again.

@@ -41,7 +41,8 @@ pub struct ConfigFile {
     /// Bytes of bodies read at once before a header credential matched (default 16 MiB, at least `maxBodyBytes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unauthenticated_body_budget_bytes: Option<usize>,
-    /// Connections served at once (default 512); more wait in the kernel's backlog.
+    /// Connections served at once (default 512); past it the connection idle
+    /// the longest is closed to make room, and a new one waits up to 1.5 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
     /// Time allowed to receive a body, ms (default 10000).
@@ -107,7 +108,7 @@ impl StoreFile {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminFile {
-    /// Address to listen on (must differ from `listen`).
+    /// Address to listen on (its port must differ from `listen`'s).
     pub listen: String,
     /// File holding a token that may do everything (a receiver run by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,7 +159,8 @@ pub struct AuthFile {
     /// File holding the previous `Authorization` value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_authorization_file: Option<PathBuf>,
-    /// How long a secret file's replaced value is still accepted, ms (default 300000).
+    /// How long an `auth` secret file's replaced value is still accepted, ms
+    /// (default 300000; admin tokens: always 5 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_grace_ms: Option<u64>,
     /// HTTP Basic credentials FusionAuth sends (the webhook's basic authentication).
@@ -283,13 +285,16 @@ pub struct RouteFile {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryFile {
-    /// Attempts in all, the first included (default: no limit but `maxAgeSeconds`).
+    /// Attempts in all, the first included, counted again after a replay
+    /// (default: no limit but `maxAgeSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
-    /// No attempt later than this long after the event was accepted, seconds (default 86400); then the delivery is dead.
+    /// No attempt later than this long after the event was accepted (or last
+    /// replayed), seconds (default 86400); then the delivery is dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_seconds: Option<u64>,
-    /// The first wait of the exponential schedule, ms (default 1000).
+    /// The first wait of the exponential schedule, ms (default 1000; each
+    /// wait is drawn between half and all of its value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_delay_ms: Option<u64>,
     /// The longest wait of the exponential schedule, ms (default 3600000).
