@@ -18,19 +18,17 @@ counts=("$@")
 cargo test --release --locked -p fusionhook-tests --test e2e --test kubernetes --no-run --quiet
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# run COUNT TEST FILTER PREFIX WHAT: one scenario, its result line.
+run() {
+  if FUSIONHOOK_SCALE_RESOURCES=$1 cargo test --release --locked --quiet -p fusionhook-tests --test "$2" "$3" -- --nocapture >"$log" 2>&1; then
+    grep -E "^$4" "$log"
+  else
+    echo "$5 with $1 resources failed:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+}
 for n in "${counts[@]}"; do
-  if FUSIONHOOK_SCALE_RESOURCES=$n cargo test --release --locked --quiet -p fusionhook-tests --test kubernetes the_operator_at_scale -- --nocapture >"$log" 2>&1; then
-    grep -E "^operator at scale" "$log"
-  else
-    echo "the operator at scale with $n resources on the real API server failed:" >&2
-    tail -n 30 "$log" >&2
-    exit 1
-  fi
-  if FUSIONHOOK_SCALE_RESOURCES=$n cargo test --release --locked --quiet -p fusionhook-tests --test e2e scenario_7 -- --nocapture >"$log" 2>&1; then
-    grep -E "^scenario 7" "$log"
-  else
-    echo "scenario 7 with $n resources failed:" >&2
-    tail -n 30 "$log" >&2
-    exit 1
-  fi
+  run "$n" kubernetes the_operator_at_scale "operator at scale" "the operator at scale on the real API server"
+  run "$n" e2e scenario_7 "scenario 7" "scenario 7"
 done

@@ -467,6 +467,27 @@ async fn the_operator_under_the_charts_service_account_works_and_names_a_permiss
     assert!(named, "the condition names the refused permission: {ready:?}\n{}", operator.log());
 }
 
+/// The API key Secret in `namespace` (`key`, which the FusionAuth emulator
+/// accepts) and the operator under the chart's ServiceAccount, watching
+/// only `namespace` (what other tests left is not its business), with `env`
+/// besides the chart Deployment's.
+fn operator_in(namespace: &str, key: &str, dir: &Path, env: &[(&str, &str)]) -> OperatorProcess {
+    plane()
+        .kubectl(&["-n", namespace, "create", "secret", "generic", "fusionauth-api-key", &format!("--from-literal=api-key={key}")])
+        .unwrap();
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let env: Vec<(&str, &str)> = env.iter().copied().chain([("FUSIONHOOK_NAMESPACES", namespace)]).collect();
+    OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir, &env)
+}
+
+/// A FusionAuth admin turns on the tenants' switch for `event`
+/// (transaction level None).
+fn switch_on(fusionauth: &fusionhook_tests::fusionauth_emulator::Emulator, event: &str) {
+    fusionauth.state().tenants.values_mut().for_each(|t| {
+        t["eventConfiguration"]["events"][event] = json!({"enabled": true, "transactionType": "None"});
+    });
+}
+
 /// Waits until FusionAuth reaches Service `service` of `namespace` through
 /// a ready endpoint of its EndpointSlice (the operator's `Ready` says the
 /// Deployment is available; the EndpointSlice controller and the node's
@@ -647,10 +668,7 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
     let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let todos = TodoStore::with(&[("alice", &["buy milk"]), ("bob", &["fix bike"])]);
     let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
-    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=e2e-key"]).unwrap();
-    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    // This test's namespace only: what other tests left is not its business.
-    let operator = OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_NAMESPACES", &ns)]);
+    let operator = operator_in(&ns, "e2e-key", dir.path(), &[]);
     let url = format!("http://{}", running.addr);
     let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr);
     apply_variant(&ns, "todo-cleanup", |o| {
@@ -678,9 +696,7 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
 
     assert!(wait_reachable(&fusionauth, &ns, "todo-cleanup-receiver"), "no ready endpoint for FusionAuth");
     // A FusionAuth admin turns the tenant's switch on; alice is deleted.
-    fusionauth.state().tenants.values_mut().for_each(|t| {
-        t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "None"});
-    });
+    switch_on(&fusionauth, "user.delete");
     let report = fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": "alice"}})).await.unwrap();
     let delivery = &report.webhooks[0];
     assert!(delivery.succeeded, "{:?}\n{}", delivery.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), node.log(&name));
@@ -739,10 +755,7 @@ async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its
     let todos = TodoStore::with(&[("alice", &["buy milk"])]);
     todos.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
     let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
-    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=durable-key"]).unwrap();
-    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    // This test's namespace only: what other tests left is not its business.
-    let operator = OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_NAMESPACES", &ns)]);
+    let operator = operator_in(&ns, "durable-key", dir.path(), &[]);
     let url = format!("http://{}", running.addr);
     let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", todo.addr);
     apply_example("todo-cleanup-durable.yaml", &ns, "hook", |o| {
@@ -760,9 +773,7 @@ async fn a_pending_delivery_survives_its_pod_being_deleted_and_made_again_on_its
     assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
     assert!(wait_reachable(&fusionauth, &ns, "hook-receiver"), "no ready endpoint for FusionAuth");
 
-    fusionauth.state().tenants.values_mut().for_each(|t| {
-        t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "None"});
-    });
+    switch_on(&fusionauth, "user.delete");
     let report = fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": "alice"}})).await.unwrap();
     let attempts: Vec<_> = report.webhooks[0].attempts.iter().map(|a| a.status_code).collect();
     assert!(
@@ -805,15 +816,7 @@ async fn the_operator_at_scale_on_the_real_api_server_and_a_resync_writes_nothin
     let _node = fusionhook_tests::node::Node::start_simulated(plane().client().await.unwrap(), &ns, dir.path()).await.unwrap();
     let fusionauth = Emulator::new(Settings { api_key: "scale-key".into(), retry_delay: std::time::Duration::ZERO });
     let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=scale-key"]).unwrap();
-    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    let operator = OperatorProcess::start_with(
-        "fusionhook",
-        "fusionhook",
-        &kubeconfig,
-        dir.path(),
-        &[("FUSIONHOOK_REQUEUE_INTERVAL", "20s"), ("FUSIONHOOK_NAMESPACES", &ns)],
-    );
+    let operator = operator_in(&ns, "scale-key", dir.path(), &[("FUSIONHOOK_REQUEUE_INTERVAL", "20s")]);
     let template: Value =
         serde_yaml::from_str(&std::fs::read_to_string(workspace_root().join("examples/todo-cleanup.yaml")).unwrap()).unwrap();
     let items: Vec<Value> = (0..n)
@@ -904,10 +907,7 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
     let running = fusionauth.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let sink = TodoStore::with(&[]);
     let service = TodoService::start(sink.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
-    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=backfill-key"]).unwrap();
-    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    // This test's namespace only: what other tests left is not its business.
-    let operator = OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir.path(), &[("FUSIONHOOK_NAMESPACES", &ns)]);
+    let operator = operator_in(&ns, "backfill-key", dir.path(), &[]);
     let (url, sink_url) = (format!("http://{}", running.addr), format!("http://{}/sink", service.addr));
     apply_variant(&ns, "hook", |o| {
         o["spec"]["fusionAuth"]["url"] = json!(url);
@@ -923,9 +923,7 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
         })
     });
     assert!(available, "{:?} {:?}\n{}", condition(&ns, "hook", "Ready"), condition(&ns, "hook", "BackfillAvailable"), operator.log());
-    fusionauth.state().tenants.values_mut().for_each(|t| {
-        t["eventConfiguration"]["events"]["user.create"] = json!({"enabled": true, "transactionType": "None"});
-    });
+    switch_on(&fusionauth, "user.create");
 
     node.pause();
     let down = tokio::task::block_in_place(|| {
