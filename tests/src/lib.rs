@@ -14,6 +14,7 @@ pub mod otlp;
 pub mod postgres;
 pub mod promtool;
 pub mod reference;
+pub mod release;
 pub mod serve;
 pub mod stack;
 pub mod todo;

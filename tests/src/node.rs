@@ -262,9 +262,34 @@ impl Shared {
             self.locked().remove(&name);
         }
         let dir = self.dir.join(&self.namespace).join(&name).join(&uid);
-        let command = self.project(pod, &dir).await?;
+        let command = match self.project(pod, &dir).await {
+            Ok(command) => command,
+            // As a kubelet: a running pod keeps the files it has (its
+            // ConfigMap goes first when its owner is deleted); a new one
+            // waits in ContainerCreating, saying why (kubelet's FailedMount).
+            Err(_) if self.locked().contains_key(&name) => return self.report(pod).await,
+            Err(e) => return self.waiting(pod, &format!("MountVolume.SetUp failed: {e:#}")).await,
+        };
         self.keep_running(&name, uid, &command, dir)?;
         self.report(pod).await
+    }
+
+    /// A pod whose container cannot start yet: `ContainerCreating` with
+    /// `message`, written when it changes.
+    async fn waiting(&self, pod: &Pod, message: &str) -> anyhow::Result<()> {
+        let shown = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first()).and_then(|c| c.state.as_ref());
+        if shown.and_then(|s| s.waiting.as_ref()).and_then(|w| w.message.as_deref()) == Some(message) {
+            return Ok(());
+        }
+        let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let status = json!({"status": {
+            "phase": "Pending",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+            "containerStatuses": [{"name": "receiver", "image": image, "imageID": "", "ready": false, "restartCount": 0, "started": false,
+                "state": {"waiting": {"reason": "ContainerCreating", "message": message}}}],
+        }});
+        self.pods().patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await?;
+        Ok(())
     }
 
     /// Starts the pod's process, or again when it ended (restartPolicy Always).

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use fusionhook_tests::control_plane::ControlPlane;
+use fusionhook_tests::release::OperatorProcess;
 use fusionhook_tests::tools::{tools, workspace_root};
 use serde_json::{Value, json};
 
@@ -29,10 +30,7 @@ fn plane() -> &'static ControlPlane {
 fn crd() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        plane().kubectl(&["create", "namespace", "fusionhook"]).unwrap();
-        let installed = helm(&["install", "fusionhook", "charts/fusionhook", "--namespace", "fusionhook", "--set", "operator.replicas=0"]);
-        assert!(installed.is_ok(), "{installed:?}");
-        plane().kubectl(&["wait", "--for=condition=Established", "crd/fusionauthwebhooks.fusionhook.dev", "--timeout=60s"]).unwrap();
+        fusionhook_tests::release::install(plane(), "fusionhook", "fusionhook").unwrap();
         let upgraded = plane().kubectl(&["apply", "-f", "crds/"]).unwrap();
         assert!(upgraded.contains("fusionauthwebhooks.fusionhook.dev"), "{upgraded}");
     });
@@ -108,24 +106,9 @@ fn every_example_applies_and_the_schema_and_cel_rules_refuse_what_the_readme_say
     }
 }
 
-/// `helm …` with the admin's kubeconfig and a private HOME.
+/// `helm …` as the admin; its stdout, or its stderr as the error.
 fn helm(args: &[&str]) -> Result<String, String> {
-    let home = tempfile::tempdir().unwrap();
-    let output = Command::new(&tools().helm)
-        .args(args)
-        .current_dir(workspace_root())
-        .env("KUBECONFIG", &plane().kubeconfig)
-        .env("HOME", home.path())
-        .env("HELM_CACHE_HOME", home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", home.path().join("config"))
-        .env("HELM_DATA_HOME", home.path().join("data"))
-        .output()
-        .unwrap();
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
+    fusionhook_tests::release::helm(plane(), args).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -198,81 +181,6 @@ fn wait_refused(mut apply: impl FnMut() -> Result<String, String>) -> String {
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
         }
-    }
-}
-
-/// The operator process, as the chart's ServiceAccount (a token from the
-/// TokenRequest API): every call it makes passes or fails through the real
-/// RBAC the chart grants. Killed on drop.
-struct OperatorProcess {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl OperatorProcess {
-    /// Runs the operator with the environment of the chart's Deployment in
-    /// `namespace` (release `release`), as its pod would: only the metrics
-    /// address (a free loopback port) and the backoff (2 s, for the test's
-    /// pace) differ.
-    fn start(release: &str, namespace: &str, kubeconfig: &Path, dir: &Path) -> Self {
-        Self::start_with(release, namespace, kubeconfig, dir, &[])
-    }
-
-    /// As [`OperatorProcess::start`], with these variables changed.
-    fn start_with(release: &str, namespace: &str, kubeconfig: &Path, dir: &Path, env: &[(&str, &str)]) -> Self {
-        let deployment: Value =
-            serde_json::from_str(&plane().kubectl(&["-n", namespace, "get", "deployment", release, "-o", "json"]).unwrap()).unwrap();
-        let bin = fusionhook_tests::binaries::built("fusionhook-operator", "fusionhook-operator").unwrap();
-        let log = dir.join("operator.log");
-        let mut command = fusionhook_tests::control_plane::tied(&bin, &log).unwrap();
-        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-        for arg in container["args"].as_array().into_iter().flatten() {
-            command.arg(arg.as_str().unwrap());
-        }
-        for var in container["env"].as_array().unwrap() {
-            if let Some(value) = var["value"].as_str() {
-                command.env(var["name"].as_str().unwrap(), value);
-            }
-        }
-        command
-            .env("POD_NAME", format!("{release}-test-0"))
-            .env("POD_NAMESPACE", namespace)
-            .env("FUSIONHOOK_METRICS_ADDR", "127.0.0.1:0")
-            .env("FUSIONHOOK_MAX_BACKOFF", "2s")
-            .env("KUBECONFIG", kubeconfig)
-            .envs(env.iter().copied());
-        Self { child: command.spawn().unwrap(), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A metric of the operator (`/metrics`), summed over its series.
-    async fn metric(&self, prefix: &str) -> f64 {
-        let log = self.log();
-        let line = log.lines().find(|l| l.contains("health and metrics listening")).unwrap_or_default();
-        let addr = serde_json::from_str::<Value>(line).ok().and_then(|v| v["addr"].as_str().map(str::to_owned)).unwrap_or_default();
-        let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0.0 };
-        let text = response.text().await.unwrap_or_default();
-        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
     }
 }
 
@@ -410,7 +318,7 @@ async fn the_operator_under_the_charts_service_account_works_and_names_a_permiss
     plane().kubectl(&["-n", &ns, "create", "secret", "generic", "fusionauth-api-key", "--from-literal=api-key=rbac-key"]).unwrap();
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let operator = OperatorProcess::start(plane(), "fusionhook", "fusionhook", &kubeconfig, dir.path(), &[]).unwrap();
     let url = format!("http://{}", running.addr);
     apply_variant(&ns, "hook", |o| o["spec"]["fusionAuth"]["url"] = json!(url)).unwrap();
 
@@ -477,7 +385,7 @@ fn operator_in(namespace: &str, key: &str, dir: &Path, env: &[(&str, &str)]) -> 
         .unwrap();
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
     let env: Vec<(&str, &str)> = env.iter().copied().chain([("FUSIONHOOK_NAMESPACES", namespace)]).collect();
-    OperatorProcess::start_with("fusionhook", "fusionhook", &kubeconfig, dir, &env)
+    OperatorProcess::start(plane(), "fusionhook", "fusionhook", &kubeconfig, dir, &env).unwrap()
 }
 
 /// A FusionAuth admin turns on the tenants' switch for `event`
@@ -529,7 +437,7 @@ async fn an_embedded_store_grows_in_place_and_never_shrinks() {
     let dir = tempfile::tempdir().unwrap();
     let _driver = fusionhook_tests::volumes::StorageDriver::start(client, &ns, dir.path().to_owned());
     let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
-    let operator = OperatorProcess::start("fusionhook", "fusionhook", &kubeconfig, dir.path());
+    let operator = OperatorProcess::start(plane(), "fusionhook", "fusionhook", &kubeconfig, dir.path(), &[]).unwrap();
     let url = format!("http://{}", running.addr);
     let store = |name: &str, class: &str, size: &str, timeout_ms: u32| {
         let (class, size, url) = (class.to_owned(), size.to_owned(), url.clone());

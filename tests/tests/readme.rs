@@ -62,7 +62,7 @@ fn exercisers() -> Vec<(String, String)> {
             std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "rs")),
         );
     }
-    files.push(root.join("tests/src/bin/sandbox.rs"));
+    files.push(root.join("tests/src/bin/sandbox/main.rs"));
     files
         .into_iter()
         .filter(|p| !p.ends_with("readme.rs"))

@@ -1,21 +1,23 @@
-//! The local sandbox: the whole fusionhook stack on loopback, running
+//! The local sandbox: the whole fusionhook stack on one machine, running
 //! FusionAuth's "delete user data" example end to end, explained step by
 //! step.
 //!
 //! `cargo run --release -p fusionhook-tests --bin sandbox` (add `-- --exit`
 //! to stop after the walkthrough; the exit status is 0 only if every step
-//! succeeded).
+//! succeeded; `-- --kube emulated` for the Kubernetes API emulator).
 //!
-//! It starts the Kubernetes API emulator, the FusionAuth emulator, a todo
-//! service, the stand-in kubelet (which runs real `fusionhook-receiver`
-//! processes for the Deployments the operator creates) and the real
-//! `fusionhook-operator`; applies `examples/todo-cleanup.yaml`; deletes a
-//! user in FusionAuth; then makes the clean-up durable
+//! On the real control plane (the default; [`cluster`] says what runs) or
+//! the emulator, beside the FusionAuth emulator and a todo service: the
+//! real `fusionhook-operator`; applies `examples/todo-cleanup.yaml`;
+//! deletes a user in FusionAuth; then makes the clean-up durable
 //! (`examples/todo-cleanup-durable.yaml`), takes the todo service down,
 //! deletes another user (FusionAuth still gets 200) and brings the service
 //! back (the todos go); and shows what happened at each step.
 
+mod cluster;
+
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -23,23 +25,43 @@ use clap::Parser;
 use fusionhook_fusionauth::client::{ApiKey, ClientConfig, FusionAuthClient, RetryPolicy};
 use fusionhook_fusionauth::model::{EventConfigurationData, TransactionType};
 use fusionhook_tests::fusionauth_emulator::{DEFAULT_TENANT_ID, DeliveryReport};
-use fusionhook_tests::stack::{Stack, eventually};
 use fusionhook_tests::todo::{TodoService, TodoStore};
 use fusionhook_tests::tools::workspace_root;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
+
+use crate::cluster::{Cluster, Kube, NAMESPACE};
 
 const ALICE: &str = "2b1a0f4e-0000-4000-8000-00000000a11c";
 const BOB: &str = "2b1a0f4e-0000-4000-8000-000000000b0b";
 const API_KEY: &str = "sandbox-fusionauth-api-key";
-const WAIT: Duration = Duration::from_secs(60);
+/// How long a step waits for the controllers (the real ones make pods and
+/// claims, and a new pod's readiness probe runs every few seconds).
+const WAIT: Duration = Duration::from_secs(120);
 
-/// Runs the fusionhook sandbox on loopback.
+/// Runs the fusionhook sandbox.
 #[derive(Debug, Parser)]
 struct Args {
     /// Exit after the walkthrough (status 0 only if every step succeeded).
     #[arg(long)]
     exit: bool,
+    /// The Kubernetes to run on: the real control plane (built from
+    /// Kubernetes' Go modules on first use; needs Go and root) or the
+    /// Kubernetes API emulator (no Go, no root).
+    #[arg(long, value_enum, default_value = "real")]
+    kube: Kube,
+}
+
+/// Polls `check` every 200 ms until it is true or `limit` passes.
+async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check().await
 }
 
 fn step(n: usize, text: &str) {
@@ -68,17 +90,17 @@ fn answers(report: &DeliveryReport) -> String {
         .join(", ")
 }
 
-/// `examples/<file>`, its URLs pointed at the loopback FusionAuth and todo service.
-fn example(stack: &Stack, todo: &TodoService, file: &str) -> anyhow::Result<String> {
+/// `examples/<file>`, its URLs pointed at the FusionAuth and todo service of the sandbox.
+fn example(cluster: &Cluster, todo: &TodoService, file: &str) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(workspace_root().join("examples").join(file))?
-        .replace("http://fusionauth.fusionauth.svc:9011", &stack.fusionauth_url())
+        .replace("http://fusionauth.fusionauth.svc:9011", &cluster.fusionauth_url())
         .replace("http://todo-api.todo.svc", &format!("http://{}", todo.addr)))
 }
 
 /// Deletes a user of the default tenant in FusionAuth (which raises `user.delete`).
-async fn delete_user(stack: &Stack, id: &str, email: &str) -> anyhow::Result<DeliveryReport> {
+async fn delete_user(cluster: &Cluster, id: &str, email: &str) -> anyhow::Result<DeliveryReport> {
     let tenant = Uuid::parse_str(DEFAULT_TENANT_ID)?;
-    Ok(stack.fusionauth.raise(Some(tenant), json!({"type": "user.delete", "user": {"id": id, "email": email}})).await?)
+    Ok(cluster.fusionauth().raise(Some(tenant), json!({"type": "user.delete", "user": {"id": id, "email": email}})).await?)
 }
 
 /// Whether the webhooks there are all answered 200.
@@ -86,76 +108,54 @@ fn answered(report: &DeliveryReport) -> bool {
     report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty()
 }
 
-/// Creates every object of a multi-document YAML file, as `kubectl create -f` would.
-fn apply_yaml(stack: &Stack, text: &str) -> anyhow::Result<Vec<String>> {
-    let mut created = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let object: Value = serde::Deserialize::deserialize(doc)?;
-        if object.is_null() {
-            continue;
-        }
-        let (group, version) = match object["apiVersion"].as_str().unwrap_or_default().split_once('/') {
-            Some((g, v)) => (g.to_owned(), v.to_owned()),
-            None => (String::new(), object["apiVersion"].as_str().unwrap_or_default().to_owned()),
-        };
-        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-        let resource = stack
-            .kube
-            .store()
-            .types
-            .iter()
-            .find(|t| t.group == group && t.version == version && t.kind == kind)
-            .map(|t| t.resource.clone());
-        let resource = resource.with_context(|| format!("no resource type for {kind}"))?;
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
-        stack.create(&group, &version, &resource, &namespace, object.clone())?;
-        created.push(format!("{}/{}", kind.to_ascii_lowercase(), object["metadata"]["name"].as_str().unwrap_or_default()));
-    }
-    Ok(created)
-}
-
 async fn walkthrough(args: &Args) -> anyhow::Result<()> {
-    println!("fusionhook sandbox: FusionAuth's \"delete user data\" webhook, the Kubernetes way, on loopback");
+    println!("fusionhook sandbox: FusionAuth's \"delete user data\" webhook, the Kubernetes way, on this machine");
+    if args.kube == Kube::Emulated {
+        println!("(on the Kubernetes API emulator; `-- --kube real` runs it on a real control plane built from Kubernetes' Go modules)");
+    }
 
-    step(1, "Start the stack: a Kubernetes API server and FusionAuth (emulators), a stand-in kubelet, a todo service");
-    let mut stack = Stack::start(API_KEY).await?;
+    // Built first (a minute or more on a fresh clone), not in the middle of the walkthrough.
+    let plugin = fusionhook_tests::binaries::built("fusionhook-cli", "kubectl-fusionhook")?;
+
+    step(1, "Start the stack: Kubernetes, FusionAuth (an emulator), a todo service");
+    let (mut cluster, started) = Cluster::start(args.kube, API_KEY).await?;
+    for line in started {
+        ok(&line);
+    }
     let store = TodoStore::with(&[(ALICE, &["buy milk", "call mom"]), (BOB, &["fix bike"])]);
-    let todo = TodoService::start(store.clone(), "127.0.0.1:0".parse()?).await?;
-    ok(&format!("Kubernetes API emulator on {} (CRD fusionauthwebhooks.fusionhook.dev installed)", stack.kube_running.url()));
-    ok(&format!("FusionAuth emulator on {} (global API key {API_KEY})", stack.fusionauth_url()));
+    let todo = TodoService::start(store.clone(), SocketAddr::new(cluster.service_ip(), 0)).await?;
     ok(&format!("todo service on http://{}: alice has {:?}, bob has {:?}", todo.addr, store.todos(ALICE), store.todos(BOB)));
 
     step(2, "Start fusionhook-operator (leader election on, as the Helm chart runs it)");
-    stack.start_operator("sandbox-operator", "30s")?;
+    let identity = cluster.start_operator()?;
     check(
-        eventually(WAIT, || stack.lease_holder().as_deref() == Some("sandbox-operator")).await,
-        "the operator holds the Lease and reconciles",
+        eventually(WAIT, || async { cluster.lease_holder().await.as_deref() == Some(identity.as_str()) }).await,
+        &format!("the operator ({identity}) holds the Lease and reconciles"),
     )?;
 
-    step(3, "Apply examples/todo-cleanup.yaml, as `kubectl apply -f` would (its URLs pointed at the loopback FusionAuth and todo service)");
-    stack.create("", "v1", "namespaces", "", json!({"metadata": {"name": "todo"}}))?;
-    stack.create("", "v1", "secrets", "todo", json!({"metadata": {"name": "fusionauth-api-key"}, "stringData": {"api-key": API_KEY}}))?;
-    ok("namespace/todo and secret/fusionauth-api-key (the global API key) created");
-    for created in apply_yaml(&stack, &example(&stack, &todo, "todo-cleanup.yaml")?)? {
-        ok(&format!("{created} created"));
+    step(3, "Apply examples/todo-cleanup.yaml with kubectl (its URLs pointed at the sandbox's FusionAuth and todo service)");
+    cluster.api_key_secret(API_KEY)?;
+    ok(&format!("namespace/{NAMESPACE} and secret/fusionauth-api-key (the global API key)"));
+    for applied in cluster.apply(&example(&cluster, &todo, "todo-cleanup.yaml")?)? {
+        ok(&applied);
     }
 
-    step(4, "The operator deploys a receiver: ConfigMap, Secret, Deployment, Service; the kubelet starts it");
+    step(4, "The operator deploys a receiver: ConfigMap, Secret, Deployment, Service; a pod of it runs");
     check(
-        eventually(WAIT, || stack.kubelet.pods.lock().map(|p| p.address("todo", "todo-cleanup-receiver").is_some()).unwrap_or(false)).await,
+        eventually(WAIT, || async { cluster.receiver("todo-cleanup-receiver").is_some() }).await,
         "fusionhook-receiver runs for Deployment todo/todo-cleanup-receiver",
     )?;
-    let address = stack.kubelet.pods.lock().ok().and_then(|p| p.address("todo", "todo-cleanup-receiver")).context("no receiver")?;
-    ok(&format!("the receiver listens on {address} (todo-cleanup-receiver.todo.svc:8080 in the cluster)"));
+    let (address, place) = cluster.receiver("todo-cleanup-receiver").context("no receiver")?;
+    ok(&format!("the receiver listens on {address}: {place} (todo-cleanup-receiver.todo.svc:8080 in the cluster)"));
 
     step(5, "The operator registers the receiver's URL with FusionAuth and reports Ready");
     check(
-        eventually(WAIT, || stack.condition("todo", "todo-cleanup", "Ready").is_some_and(|c| c.0 == "True")).await,
+        eventually(WAIT, || async { cluster.condition("todo-cleanup", "Ready").await.is_some_and(|c| c.0 == "True") }).await,
         "FusionAuthWebhook todo/todo-cleanup is Ready",
     )?;
-    let resource = stack.kube.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup").context("resource gone")?;
+    let resource = cluster.resource("todo-cleanup").await.context("resource gone")?;
     let id: Uuid = resource["status"]["webhookId"].as_str().unwrap_or_default().parse()?;
-    let webhook = stack.fusionauth.state().webhooks.get(&id).cloned().context("webhook not in FusionAuth")?;
+    let webhook = cluster.fusionauth().state().webhooks.get(&id).cloned().context("webhook not in FusionAuth")?;
     ok(&format!(
         "FusionAuth webhook {id}: url {}, events {}, Authorization header set from a generated Secret",
         webhook["url"], webhook["eventsEnabled"]
@@ -165,7 +165,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
         6,
         "Turn on the tenant's user.delete switch (the example leaves that to the FusionAuth admin; `tenantEvents` in the spec would do it)",
     );
-    let mut config = ClientConfig::new(stack.fusionauth_url().parse()?, ApiKey::new(API_KEY));
+    let mut config = ClientConfig::new(cluster.fusionauth_url().parse()?, ApiKey::new(API_KEY));
     config.retry = RetryPolicy::none();
     let fa = FusionAuthClient::new(config)?;
     let tenant = Uuid::parse_str(DEFAULT_TENANT_ID)?;
@@ -174,7 +174,11 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     ok("tenant eventConfiguration: user.delete enabled");
 
     step(7, "Delete alice in FusionAuth: it POSTs user.delete to the receiver, which calls DELETE /users/{id}/todos");
-    let report = delete_user(&stack, ALICE, "alice@example.test").await?;
+    check(
+        eventually(WAIT, || async { cluster.reachable("todo-cleanup-receiver") }).await,
+        "the Service's EndpointSlice lists the ready pod: FusionAuth reaches it",
+    )?;
+    let report = delete_user(&cluster, ALICE, "alice@example.test").await?;
     check(answered(&report), &format!("the receiver answered {}: handled", answers(&report)))?;
     check(store.todos(ALICE).is_empty(), "alice's todos are gone")?;
     check(store.todos(BOB).len() == 1, "bob's todos are untouched")?;
@@ -192,22 +196,26 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     check(store.todos(BOB).len() == 1, "bob's todos are still there")?;
 
     step(9, "Make it durable: apply examples/todo-cleanup-durable.yaml in place of todo-cleanup (an embedded store, retries)");
-    stack.delete("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup")?;
-    for created in apply_yaml(&stack, &example(&stack, &todo, "todo-cleanup-durable.yaml")?)? {
-        ok(&format!("{created} created"));
+    cluster.delete("todo-cleanup").await?;
+    for applied in cluster.apply(&example(&cluster, &todo, "todo-cleanup-durable.yaml")?)? {
+        ok(&applied);
     }
     check(
-        eventually(WAIT, || {
-            stack.condition("todo", "todo-cleanup-durable", "Ready").is_some_and(|c| c.0 == "True")
-                && stack.kube.get("fusionhook.dev", "v1alpha1", "fusionauthwebhooks", "todo", "todo-cleanup").is_none()
+        eventually(WAIT, || async {
+            cluster.condition("todo-cleanup-durable", "Ready").await.is_some_and(|c| c.0 == "True")
+                && cluster.resource("todo-cleanup").await.is_none()
         })
         .await,
         "todo-cleanup is gone from FusionAuth; todo-cleanup-durable is Ready (StatefulSet todo-cleanup-durable-receiver, a volume per replica)",
     )?;
+    check(
+        eventually(WAIT, || async { cluster.reachable("todo-cleanup-durable-receiver") }).await,
+        "FusionAuth reaches the durable receiver's Service",
+    )?;
 
     step(10, "The todo service goes down (it answers 503); delete bob in FusionAuth");
     store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    let report = delete_user(&stack, BOB, "bob@example.test").await?;
+    let report = delete_user(&cluster, BOB, "bob@example.test").await?;
     check(answered(&report), &format!("FusionAuth got {}: the event is committed to the receiver's store", answers(&report)))?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     check(store.todos(BOB).len() == 1, "bob's todos are still there: the todo service refuses, the receiver retries")?;
@@ -216,16 +224,14 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     store.fail_with(None);
     let back = std::time::Instant::now();
     check(
-        eventually(Duration::from_secs(60), || store.todos(BOB).is_empty()).await,
+        eventually(Duration::from_secs(60), || async { store.todos(BOB).is_empty() }).await,
         &format!("bob's todos are gone, {:.0} s later (the next retry)", back.elapsed().as_secs_f64()),
     )?;
 
     step(12, "kubectl fusionhook status todo-cleanup-durable -n todo (the plugin, run directly)");
-    let plugin = fusionhook_tests::binaries::built("fusionhook-cli", "kubectl-fusionhook")?;
-    let status = std::process::Command::new(&plugin)
-        .args(["status", "todo-cleanup-durable", "-n", "todo"])
-        .env("KUBECONFIG", &stack.kubeconfig)
-        .output()?;
+    let mut command = std::process::Command::new(&plugin);
+    command.args(["status", "todo-cleanup-durable", "-n", NAMESPACE]).env("KUBECONFIG", cluster.kubeconfig());
+    let status = tokio::task::block_in_place(|| command.output())?;
     let text = String::from_utf8_lossy(&status.stdout);
     // The whole answer: every section, the store's figures and backfill included.
     for line in text.lines() {
@@ -245,22 +251,18 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "\nThe sandbox keeps running; press Ctrl-C to stop. Try:\n  \
-         kubectl:         export KUBECONFIG={kubeconfig}\n                   \
-         kubectl -n todo get faw,sts,svc,cm   (kubectl apply needs --validate=false: the emulator serves no OpenAPI)\n  \
+        "\nThe sandbox keeps running; press Ctrl-C to stop. Try:\n{hints}  \
          raise an event:  curl -s -X POST {fa}/emulator/events -H 'content-type: application/json' \\\n                     \
          -d '{{\"event\":{{\"type\":\"user.delete\",\"user\":{{\"id\":\"{BOB}\"}}}}}}'\n  \
          webhooks:        curl -s {fa}/api/webhook -H 'authorization: {API_KEY}'\n  \
-         operator:        curl -s http://{metrics}/metrics | grep fusionhook_\n  \
          the plugin:      export PATH={plugin_dir}:$PATH   (then, with KUBECONFIG as above)\n                   \
          kubectl fusionhook status todo-cleanup-durable -n todo\n                   \
          kubectl fusionhook deliveries todo-cleanup-durable -n todo --state delivered\n                   \
          kubectl fusionhook send todo-cleanup-durable -n todo --event user.delete --set user.id={BOB}\n                   \
          kubectl fusionhook reconcile todo-cleanup-durable -n todo --wait\n",
-        kubeconfig = stack.kubeconfig.display(),
+        hints = cluster.hints(),
         plugin_dir = plugin.parent().map(|p| p.display().to_string()).unwrap_or_default(),
-        fa = stack.fusionauth_url(),
-        metrics = stack.operators[0].metrics,
+        fa = cluster.fusionauth_url(),
     );
     tokio::signal::ctrl_c().await?;
     todo.stop().await;
