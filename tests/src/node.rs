@@ -160,6 +160,13 @@ impl Node {
         self.shared.paused.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Kills pod `pod`'s process (SIGKILL, as the OOM killer would); the
+    /// node starts it again after its back-off, as a kubelet does. Whether
+    /// it ran here.
+    pub fn kill(&self, pod: &str) -> bool {
+        self.shared.locked().get_mut(pod).is_some_and(|r| r.child.kill().is_ok())
+    }
+
     /// The IP of pod `pod`, while it runs here.
     pub fn pod_ip(&self, pod: &str) -> Option<Ipv4Addr> {
         self.shared.locked().get(pod).map(|r| r.network.ip)

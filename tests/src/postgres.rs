@@ -19,6 +19,8 @@ pub struct Postgres {
     port: u16,
     owner: Option<(u32, u32)>,
     running: bool,
+    /// `listen_addresses`: loopback, and a pod network's host address when asked.
+    listen: String,
 }
 
 fn server_bin() -> &'static PathBuf {
@@ -48,6 +50,18 @@ fn free_port() -> u16 {
 impl Postgres {
     /// Creates and starts a cluster. Panics with the reason when it cannot.
     pub fn start() -> Self {
+        Self::start_listening(None)
+    }
+
+    /// As [`Postgres::start`], also listening on `host`, the stand-in
+    /// node's address on its pod network ([`crate::node::Node::host_ip`]),
+    /// and trusting connections from that network (its `/16`): the
+    /// receiver pods reach it at [`Postgres::url_at`].
+    pub fn start_for_pods(host: std::net::Ipv4Addr) -> Self {
+        Self::start_listening(Some(host))
+    }
+
+    fn start_listening(host: Option<std::net::Ipv4Addr>) -> Self {
         let bin = server_bin().clone();
         let dir = tempfile::Builder::new().prefix("fusionhook-pg").tempdir().expect("temporary directory");
         // initdb refuses to run as root: as root, the cluster belongs to `postgres`.
@@ -56,9 +70,16 @@ impl Postgres {
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the cluster directory");
         }
-        let mut pg = Self { bin, dir, port: free_port(), owner, running: false };
+        let listen = host.map_or_else(|| "127.0.0.1".to_owned(), |h| format!("127.0.0.1,{h}"));
+        let mut pg = Self { bin, dir, port: free_port(), owner, running: false, listen };
         let data = pg.data();
         pg.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"]);
+        if let Some(host) = host {
+            let hba = pg.dir.path().join("data/pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            text.push_str(&format!("host all all {host}/16 trust\n"));
+            std::fs::write(&hba, text).expect("pg_hba.conf");
+        }
         pg.resume();
         pg
     }
@@ -88,6 +109,11 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The connection string for a client at `host` (see [`Postgres::start_for_pods`]).
+    pub fn url_at(&self, host: std::net::Ipv4Addr) -> String {
+        format!("postgres://postgres@{host}:{}/postgres", self.port)
+    }
+
     /// The directory of the server's tools (`pgbench`, `psql`).
     pub fn tools(&self) -> &std::path::Path {
         &self.bin
@@ -112,7 +138,7 @@ impl Postgres {
         let data = self.data();
         let log = self.dir.path().join("server.log").display().to_string();
         let socket = self.dir.path().display().to_string();
-        let options = format!("-p {} -k {socket} -c listen_addresses=127.0.0.1 -c max_connections=200", self.port);
+        let options = format!("-p {} -k {socket} -c listen_addresses={} -c max_connections=200", self.port, self.listen);
         self.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start"]);
         self.running = true;
     }

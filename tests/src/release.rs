@@ -51,7 +51,7 @@ pub struct OperatorProcess {
     child: Child,
     /// Its log (JSON lines, as the chart configures it).
     pub log: PathBuf,
-    /// Its identity in the Lease (`POD_NAME`).
+    /// Its identity in the Lease (`POD_NAME`: `<release>-operator-0` unless `env` names one).
     pub identity: String,
 }
 
@@ -88,7 +88,7 @@ impl OperatorProcess {
                 command.env(name, value);
             }
         }
-        let identity = format!("{release}-operator-0");
+        let identity = env.iter().find(|(k, _)| *k == "POD_NAME").map_or_else(|| format!("{release}-operator-0"), |(_, v)| (*v).to_owned());
         command
             .env("POD_NAME", &identity)
             .env("POD_NAMESPACE", namespace)
@@ -98,6 +98,20 @@ impl OperatorProcess {
             .envs(env.iter().copied());
         let child = crate::control_plane::spawn_tied(command).context("starting fusionhook-operator")?;
         Ok(Self { child, log, identity })
+    }
+
+    /// Stops it as Kubernetes stops a pod: SIGTERM, then up to `grace`
+    /// for it to finish (SIGKILL after). Whether it ended within the grace.
+    pub fn terminate(mut self, grace: std::time::Duration) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
     }
 
     /// Its log so far.

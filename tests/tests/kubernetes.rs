@@ -871,3 +871,450 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
     assert!(seen.values().all(|n| *n == 1), "each once, a later pass repeats none: {seen:?}");
     assert_eq!(get(&ns, "faw/hook")["status"]["backfill"]["handedOver"].as_u64(), Some(30));
 }
+
+/// One test's world on the real server: a namespace, the stand-in node
+/// running the receiver pods of it (FusionAuth resolving its Services
+/// through their EndpointSlices), the FusionAuth emulator accepting `key`
+/// on a loopback address of its own (served from the start or not), and a
+/// todo service on the node's address.
+struct Scene {
+    ns: String,
+    dir: tempfile::TempDir,
+    node: fusionhook_tests::node::Node,
+    fusionauth: fusionhook_tests::fusionauth_emulator::Emulator,
+    serving: Option<fusionhook_tests::fusionauth_emulator::RunningEmulator>,
+    fusionauth_addr: std::net::SocketAddr,
+    todos: std::sync::Arc<fusionhook_tests::todo::TodoStore>,
+    todo: fusionhook_tests::todo::TodoService,
+    _volumes: fusionhook_tests::volumes::StorageDriver,
+}
+
+/// The StorageClass of the scenes' stand-in storage driver.
+const SCENE_CLASS: &str = "stand-in-scenes";
+
+impl Scene {
+    async fn start(prefix: &str, key: &str, serving: bool, todos: &[(&str, &[&str])]) -> Self {
+        use fusionhook_tests::fusionauth_emulator::{Emulator, Settings};
+        use fusionhook_tests::todo::{TodoService, TodoStore};
+        crd();
+        let ns = plane().namespace(prefix).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = fusionhook_tests::binaries::built("fusionhook-receiver", "fusionhook-receiver").unwrap();
+        let client = plane().client().await.unwrap();
+        fusionhook_tests::volumes::storage_class(&client, SCENE_CLASS, true).await.unwrap();
+        let volumes = fusionhook_tests::volumes::StorageDriver::start(client.clone(), &ns, dir.path().join("volumes"));
+        let node = fusionhook_tests::node::Node::start(client, &ns, receiver, &dir.path().join("node")).await.unwrap();
+        let fusionauth = Emulator::new(Settings { api_key: key.into(), retry_delay: std::time::Duration::ZERO });
+        node.resolve_for(&fusionauth);
+        let fusionauth_addr = std::net::SocketAddr::from(([127, 0, 0, 1], fusionhook_tests::control_plane::free_port().unwrap()));
+        let serving = if serving { Some(fusionauth.serve(fusionauth_addr).await.unwrap()) } else { None };
+        let todos = TodoStore::with(todos);
+        let todo = TodoService::start(todos.clone(), std::net::SocketAddr::from((node.host_ip(), 0))).await.unwrap();
+        Self { ns, dir, node, fusionauth, serving, fusionauth_addr, todos, todo, _volumes: volumes }
+    }
+
+    /// examples/todo-cleanup.yaml applied as `name`, pointed at this
+    /// scene's FusionAuth and todo service, with `change` made.
+    fn apply(&self, name: &str, change: impl FnOnce(&mut Value)) {
+        let url = format!("http://{}", self.fusionauth_addr);
+        let sink = format!("http://{}/users/{{{{event.user.id}}}}/todos", self.todo.addr);
+        apply_variant(&self.ns, name, |o| {
+            o["spec"]["fusionAuth"]["url"] = json!(url);
+            o["spec"]["routes"][0]["http"]["url"] = json!(sink);
+            change(o);
+        })
+        .unwrap();
+    }
+
+    /// Waits (`secs` at most) until condition `kind` of `name` is `status`.
+    fn wait_condition(&self, name: &str, kind: &str, status: &str, secs: u64) -> bool {
+        tokio::task::block_in_place(|| {
+            eventually(std::time::Duration::from_secs(secs), || condition(&self.ns, name, kind).is_some_and(|c| c.0 == status))
+        })
+    }
+
+    /// Raises `user.delete` for `user` until FusionAuth's delivery is
+    /// answered 200 (a new pod's endpoint may lag behind its readiness).
+    async fn delete_until_answered(&self, user: &str) -> bool {
+        for _ in 0..50 {
+            let report = self.fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+            if report.webhooks.iter().all(|d| d.succeeded) && !report.webhooks.is_empty() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// The reasons of the Events of this scene's namespace.
+    fn event_reasons(&self) -> Vec<String> {
+        let events = get(&self.ns, "events.events.k8s.io");
+        events["items"].as_array().into_iter().flatten().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// The Lease `name` of the chart's namespace: its holder.
+    fn lease_holder(name: &str) -> Option<String> {
+        let lease = get("fusionhook", &format!("lease/{name}"));
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    }
+}
+
+/// Issue 21, the emulator's scenarios 2, 4 and 5 on the real control plane:
+/// FusionAuth down at the start is a condition and the resource recovers
+/// on its own once it is back; a spec edit reaches FusionAuth and an edit
+/// there is repaired; a receiver process killed (as by the OOM
+/// killer) is restarted by the node, its pod's `restartCount` says so and
+/// deliveries go on; deleting a resource removes its webhook from
+/// FusionAuth (`deletionPolicy: Delete`) or leaves it (`Orphan`), and the
+/// real garbage collector takes every receiver object and pod along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fusionauth_down_at_first_a_killed_receiver_and_deletion_that_removes_or_orphans_the_webhook() {
+    let _one_operator = OPERATOR.lock().await;
+    let mut scene = Scene::start("lifecycle", "lifecycle-key", false, &[("alice", &["buy milk"])]).await;
+    let ns = scene.ns.clone();
+    let operator = operator_in(&ns, "lifecycle-key", scene.dir.path(), &[("FUSIONHOOK_REQUEUE_INTERVAL", "2s")]);
+    scene.apply("gone", |_| {});
+    let unreachable = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            condition(&ns, "gone", "WebhookRegistered").is_some_and(|c| c.0 == "False" && c.1 == "FusionAuthUnreachable")
+        })
+    });
+    assert!(unreachable, "{:?}\n{}", condition(&ns, "gone", "WebhookRegistered"), operator.log());
+    assert_eq!(condition(&ns, "gone", "Ready").map(|c| c.1), Some("FusionAuthUnreachable".to_owned()));
+
+    scene.serving = Some(scene.fusionauth.serve(scene.fusionauth_addr).await.unwrap());
+    assert!(scene.wait_condition("gone", "Ready", "True", 60), "recovers on its own: {:?}", condition(&ns, "gone", "Ready"));
+
+    // The emulator's scenario 2: a spec edit with kubectl reaches FusionAuth;
+    // an edit of the webhook in FusionAuth, or its deletion, is repaired
+    // (the periodic check, every 2 s here), under the same id.
+    let patch = json!({"spec": {"events": ["user.delete", "user.create"]}}).to_string();
+    plane().kubectl(&["-n", &ns, "patch", "faw", "gone", "--type=merge", "-p", &patch]).unwrap();
+    let id: uuid::Uuid = get(&ns, "faw/gone")["status"]["webhookId"].as_str().unwrap().parse().unwrap();
+    let webhook = || scene.fusionauth.state().webhooks.get(&id).cloned().unwrap_or_default();
+    let wait =
+        |done: &dyn Fn(&Value) -> bool| tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(30), || done(&webhook())));
+    assert!(wait(&|w| w["eventsEnabled"] == json!({"user.create": true, "user.delete": true})), "{}", webhook());
+    let url = webhook()["url"].clone();
+    scene.fusionauth.state().webhooks.get_mut(&id).unwrap()["url"] = json!("http://attacker.example/events");
+    assert!(wait(&|w| w["url"] == url), "repaired: {}", webhook());
+    scene.fusionauth.state().webhooks.remove(&id);
+    assert!(wait(&|w| w["url"] == url), "made again under the same id: {}", webhook());
+
+    // The OOM killer takes the receiver; the node restarts it.
+    let pod = scene.node.running().into_iter().find(|p| p.starts_with("gone-receiver-")).unwrap();
+    assert!(scene.node.kill(&pod));
+    let restarted = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            let status = get(&ns, &format!("pod/{pod}"))["status"].clone();
+            status["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+                && status["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    assert!(restarted, "{}", get(&ns, &format!("pod/{pod}"))["status"]);
+    assert!(wait_reachable(&scene.fusionauth, &ns, "gone-receiver"));
+    switch_on(&scene.fusionauth, "user.delete");
+    let report = scene.fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": "alice"}})).await.unwrap();
+    assert!(report.webhooks[0].succeeded && scene.todos.todos("alice").is_empty(), "delivery goes on: {:?}", report.webhooks[0].attempts);
+
+    scene.apply("kept", |o| o["spec"]["deletionPolicy"] = json!("Orphan"));
+    assert!(scene.wait_condition("kept", "Ready", "True", 120), "{:?}", condition(&ns, "kept", "Ready"));
+    let id = |name: &str| get(&ns, &format!("faw/{name}"))["status"]["webhookId"].as_str().unwrap().parse::<uuid::Uuid>().unwrap();
+    let (gone_id, kept_id) = (id("gone"), id("kept"));
+    plane().kubectl(&["-n", &ns, "delete", "faw", "gone", "kept", "--timeout=60s"]).unwrap();
+    assert!(!scene.fusionauth.state().webhooks.contains_key(&gone_id), "Delete: the webhook is gone from FusionAuth");
+    assert!(scene.fusionauth.state().webhooks.contains_key(&kept_id), "Orphan: the webhook stays");
+    let ours = |kinds: &str| -> Vec<String> {
+        let names = plane().kubectl(&["-n", &ns, "get", kinds, "-o", "name"]).unwrap_or_default();
+        names.lines().filter(|n| n.contains("/gone-") || n.contains("/kept-")).map(str::to_owned).collect()
+    };
+    let collected = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            ours("deployments,replicasets,services,configmaps,secrets,pods").is_empty() && scene.node.running().is_empty()
+        })
+    });
+    assert!(
+        collected,
+        "the garbage collector takes every receiver object: {:?}",
+        ours("deployments,replicasets,services,configmaps,secrets,pods")
+    );
+}
+
+/// Issue 21, the emulator's scenario 6 on the real control plane: two
+/// operators under the chart's ServiceAccount share the chart's Lease (its
+/// Role lets them get and update only that one; the real API server's
+/// optimistic concurrency decides); only the holder calls FusionAuth or
+/// writes to Kubernetes; the holder killed without releasing it, the
+/// standby takes over once the Lease expires and reconciles; stopped as a
+/// pod is (SIGTERM), an operator gives the Lease up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_writes_and_a_standby_takes_over_on_the_real_api_server() {
+    let _one_operator = OPERATOR.lock().await;
+    let scene = Scene::start("election", "election-key", true, &[]).await;
+    let ns = scene.ns.clone();
+    let (a_dir, b_dir) = (scene.dir.path().join("a"), scene.dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    // The previous test's operator was killed: its hold on the Lease runs
+    // out within the chart's 15 s.
+    let mut a = Some(operator_in(&ns, "election-key", &a_dir, &[("POD_NAME", "op-a")]));
+    let held = || Scene::lease_holder("fusionhook");
+    assert!(
+        tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || held().as_deref() == Some("op-a"))),
+        "{:?}\n{}",
+        held(),
+        a.as_ref().unwrap().log()
+    );
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let env = [("FUSIONHOOK_NAMESPACES", ns.as_str()), ("POD_NAME", "op-b")];
+    let b = OperatorProcess::start(plane(), "fusionhook", "fusionhook", &kubeconfig, &b_dir, &env).unwrap();
+    scene.apply("first", |_| {});
+    assert!(scene.wait_condition("first", "Ready", "True", 120), "{:?}", condition(&ns, "first", "Ready"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let leader = a.as_ref().unwrap();
+    assert_eq!(leader.metric("fusionhook_operator_leader ").await, 1.0, "{}", leader.log());
+    assert_eq!(b.metric("fusionhook_operator_leader ").await, 0.0, "{}", b.log());
+    assert_eq!(b.metric("fusionhook_operator_fusionauth_requests_total").await, 0.0, "the standby never calls FusionAuth");
+    assert_eq!(b.metric("fusionhook_operator_kubernetes_writes_total").await, 0.0, "nor writes to Kubernetes");
+
+    // Killed without a chance to release: the standby takes over once the
+    // Lease (the chart's 15 s) expires.
+    let killed = std::time::Instant::now();
+    drop(a.take());
+    assert!(tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || held().as_deref() == Some("op-b"))));
+    let takeover = killed.elapsed();
+    println!("takeover after {takeover:?}");
+    assert!(takeover < std::time::Duration::from_secs(30), "{takeover:?}");
+    scene.apply("second", |_| {});
+    assert!(
+        scene.wait_condition("second", "Ready", "True", 120),
+        "the new leader reconciles: {:?}\n{}",
+        condition(&ns, "second", "Ready"),
+        b.log()
+    );
+    assert!(b.metric("fusionhook_operator_fusionauth_requests_total").await > 0.0, "{}", b.log());
+
+    let log = b.log.clone();
+    assert!(tokio::task::block_in_place(|| b.terminate(std::time::Duration::from_secs(20))), "stops within the grace period");
+    let released = held();
+    assert!(
+        released.is_none(),
+        "a stopped operator gives the Lease up: {released:?}\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Issue 21, the emulator's scenario 3 on the real control plane: the
+/// Authorization Secret rotated while FusionAuth delivers every 20 ms. The
+/// operator rolls the receiver Deployment out (the real Deployment
+/// controller: a new pod first, then the old one terminated, the
+/// EndpointSlice following) with both values accepted meanwhile, then
+/// FusionAuth's header, then only the new value; not one delivery fails,
+/// and the config versions no pod runs any more are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_authorization_secret_rolls_out_through_the_real_controllers_without_a_failed_delivery() {
+    let _one_operator = OPERATOR.lock().await;
+    let scene = Scene::start("rotation", "rotation-key", true, &[]).await;
+    let ns = scene.ns.clone();
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "hook-auth", "--from-literal=value=first-value"]).unwrap();
+    let operator = operator_in(&ns, "rotation-key", scene.dir.path(), &[]);
+    let sink = format!("http://{}/events", scene.todo.addr);
+    scene.apply("hook", |o| {
+        o["spec"]["auth"] = json!({"authorizationSecretRef": {"name": "hook-auth", "key": "value"}});
+        o["spec"]["events"] = json!(["user.update"]);
+        o["spec"]["routes"][0]["events"] = json!(["user.update"]);
+        o["spec"]["routes"][0]["http"]["method"] = json!("POST");
+        o["spec"]["routes"][0]["http"]["url"] = json!(sink);
+    });
+    assert!(scene.wait_condition("hook", "Ready", "True", 120), "{:?}\n{}", condition(&ns, "hook", "Ready"), operator.log());
+    assert!(wait_reachable(&scene.fusionauth, &ns, "hook-receiver"));
+    switch_on(&scene.fusionauth, "user.update");
+    let first_pod = scene.node.running();
+
+    let fusionauth = scene.fusionauth.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = stop.clone();
+    let raiser = tokio::spawn(async move {
+        let (mut sent, mut failed) = (0, Vec::new());
+        while !stopper.load(std::sync::atomic::Ordering::Relaxed) {
+            let report = fusionauth.raise(None, json!({"type": "user.update", "user": {"id": "alice"}})).await.unwrap();
+            sent += 1;
+            for d in report.webhooks.iter().filter(|d| !d.succeeded) {
+                failed.push(format!("{:?}", d.attempts.iter().map(|a| (a.status_code, a.exception.clone())).collect::<Vec<_>>()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        (sent, failed)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let patch = json!({"stringData": {"value": "second-value"}}).to_string();
+    plane().kubectl(&["-n", &ns, "patch", "secret", "hook-auth", "--type=merge", "-p", &patch]).unwrap();
+    let id: uuid::Uuid = get(&ns, "faw/hook")["status"]["webhookId"].as_str().unwrap().parse().unwrap();
+    let header = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || {
+            scene.fusionauth.state().webhooks.get(&id).is_some_and(|w| w["headers"]["Authorization"] == "second-value")
+        })
+    });
+    assert!(header, "FusionAuth's header follows the Secret\n{}", operator.log());
+    // The old pods gone: the rollout is over.
+    let rolled = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || {
+            let running = scene.node.running();
+            !running.is_empty() && running.iter().all(|p| !first_pod.contains(p))
+        })
+    });
+    assert!(rolled, "a new pod replaced the old one: {first_pod:?} → {:?}", scene.node.running());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = raiser.await.unwrap();
+    assert!(sent > 20, "{sent} deliveries during the rotation");
+    assert!(failed.is_empty(), "{} of {sent} deliveries failed during the rotation: {failed:?}", failed.len());
+    let versions = || {
+        let maps = get(&ns, "configmaps");
+        maps["items"].as_array().into_iter().flatten().filter(|m| m["metadata"]["labels"]["app.kubernetes.io/instance"] == "hook").count()
+    };
+    let one = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || versions() == 1));
+    assert!(one, "{} config versions left", versions());
+    let own = get(&ns, "secret/hook-receiver-auth");
+    assert!(own["data"].get("previous-authorization").is_none(), "the old value is no longer accepted: {own}");
+    assert_eq!(condition(&ns, "hook", "Ready").map(|c| c.0), Some("True".to_owned()));
+    assert!(scene.todos.received().len() >= sent);
+}
+
+/// Issue 21, the emulator's scenario 12 on the real control plane: two
+/// receiver pods of a Deployment share a PostgreSQL store (on the node's
+/// address, as a database outside the cluster would be). A delivery whose
+/// answer is lost is retried by FusionAuth (a transaction level that
+/// commits with one of two webhooks) and the Service's EndpointSlice leads
+/// the retry to the other pod, which knows the event: each action happens
+/// once. PostgreSQL down: the pods turn not ready and the resource says
+/// why, without the connection string; back: Ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receiver_pods_on_one_postgres_store_act_once_when_a_retry_lands_on_the_other_pod() {
+    let _one_operator = OPERATOR.lock().await;
+    let people = ["ann", "ben", "cid", "dot", "eve"];
+    let todos: Vec<(&str, &[&str])> = people.iter().map(|p| (*p, &["a todo"][..])).collect();
+    let scene = Scene::start("postgres", "postgres-key", true, &todos).await;
+    let ns = scene.ns.clone();
+    let host = scene.node.host_ip();
+    let mut pg = tokio::task::block_in_place(|| fusionhook_tests::postgres::Postgres::start_for_pods(host));
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "pg", &format!("--from-literal=url={}", pg.url_at(host))]).unwrap();
+    let operator = operator_in(&ns, "postgres-key", scene.dir.path(), &[]);
+    scene.apply("hook", |o| {
+        o["spec"]["receiver"] = json!({"replicas": 2, "store": {"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}}});
+    });
+    assert!(scene.wait_condition("hook", "Ready", "True", 120), "{:?}\n{}", condition(&ns, "hook", "Ready"), operator.log());
+    let both = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            scene.fusionauth.state().resolve.get(&format!("hook-receiver.{ns}.svc")).is_some_and(|a| a.len() == 2)
+        })
+    });
+    assert!(both, "the EndpointSlice lists both pods: {}", get(&ns, "endpointslices"));
+
+    // Another webhook that always answers 200, and a transaction level that
+    // commits with one of two: FusionAuth then retries a failed delivery
+    // (FACTS.md §c.4); the Service sends the retry to the other pod.
+    let ok = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ok_url = format!("http://{}/", ok.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(ok, axum::Router::new().fallback(async || "ok")).await });
+    let other = uuid::Uuid::new_v4();
+    let webhook = json!({"id": other, "url": ok_url, "eventsEnabled": {"user.delete": true}, "global": true, "connectTimeout": 1000, "readTimeout": 2000});
+    scene.fusionauth.state().webhooks.insert(other, webhook);
+    scene.fusionauth.state().tenants.values_mut().for_each(|t| {
+        t["eventConfiguration"]["events"]["user.delete"] = json!({"enabled": true, "transactionType": "SimpleMajority"});
+    });
+    for user in people {
+        // The pod handles the delivery; its answer is lost on the way back.
+        scene.fusionauth.lose_answers(1);
+        let report = scene.fusionauth.raise(None, json!({"type": "user.delete", "user": {"id": user}})).await.unwrap();
+        let ours = report.webhooks.iter().find(|d| d.webhook_id != other).unwrap();
+        assert!(ours.succeeded && ours.attempts.len() == 2, "{report:?}");
+        assert!(ours.attempts[0].exception.as_deref().is_some_and(|e| e.contains("lost")), "{report:?}");
+        assert_ne!(ours.attempts[0].address, ours.attempts[1].address, "the retry went to the other pod: {report:?}");
+    }
+    let done = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || people.iter().all(|u| scene.todos.todos(u).is_empty()))
+    });
+    assert!(done, "every action happened");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(scene.todos.count(&axum::http::Method::DELETE), people.len(), "each once: the other pod knew the event");
+
+    tokio::task::block_in_place(|| pg.stop());
+    let unavailable = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            condition(&ns, "hook", "ReceiverAvailable").is_some_and(|c| c.1 == "StoreUnavailable")
+        })
+    });
+    let said = condition(&ns, "hook", "ReceiverAvailable");
+    assert!(unavailable, "{said:?}\n{}", get(&ns, "pods")["items"][0]["status"]);
+    let message = said.unwrap().2;
+    assert!(message.contains("its store cannot commit"), "{message}");
+    assert!(!message.contains(&pg.url_at(host)) && !message.contains("postgres://"), "no connection string in status: {message}");
+    tokio::task::block_in_place(|| pg.resume());
+    assert!(scene.wait_condition("hook", "Ready", "True", 60), "ready again: {:?}", condition(&ns, "hook", "Ready"));
+}
+
+/// Issue 21, the emulator's scenario 11 on the real control plane: a
+/// resource deleted while its embedded store holds dead deliveries keeps
+/// its finalizer (the real API server holds the deletion), FusionAuth's
+/// webhook and the Service go, and `Ready` says what to do; the README's
+/// command, run with the real `kubectl`, confirms with the StatefulSet's
+/// uid, and everything goes, the claim with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_resource_waits_for_its_embedded_store_until_a_person_discards_what_is_dead() {
+    let _one_operator = OPERATOR.lock().await;
+    let people = ["ann", "ben", "cid"];
+    let todos: Vec<(&str, &[&str])> = people.iter().map(|p| (*p, &["a todo"][..])).collect();
+    let scene = Scene::start("discard", "discard-key", true, &todos).await;
+    let ns = scene.ns.clone();
+    scene.todos.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let operator = operator_in(&ns, "discard-key", scene.dir.path(), &[]);
+    scene.apply("hook", |o| {
+        o["spec"]["receiver"] = json!({"store": {"type": "embedded", "size": "64Mi", "storageClassName": SCENE_CLASS}});
+        o["spec"]["routes"][0]["retry"] = json!({"maxAttempts": 2, "scheduleMs": [100]});
+    });
+    assert!(scene.wait_condition("hook", "Ready", "True", 120), "{:?}\n{}", condition(&ns, "hook", "Ready"), operator.log());
+    assert!(wait_reachable(&scene.fusionauth, &ns, "hook-receiver"));
+    switch_on(&scene.fusionauth, "user.delete");
+    for user in people {
+        assert!(scene.delete_until_answered(user).await, "answered 200 while the service is down");
+    }
+
+    plane().kubectl(&["-n", &ns, "delete", "faw", "hook", "--wait=false"]).unwrap();
+    let kept = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            condition(&ns, "hook", "Ready").is_some_and(|c| c.1 == "OldStoreKept" && c.2.contains("3 dead"))
+        })
+    });
+    assert!(kept, "{:?}\n{}", condition(&ns, "hook", "Ready"), operator.log());
+    let message = condition(&ns, "hook", "Ready").unwrap().2;
+    assert!(message.contains(&format!("kubectl -n {ns} port-forward pod/hook-receiver-0 8081")), "{message}");
+    let forgotten = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(30), || {
+            scene.fusionauth.state().webhooks.is_empty() && get(&ns, "service/hook-receiver").is_null()
+        })
+    });
+    assert!(forgotten, "FusionAuth no longer calls it, nothing routes to it");
+    assert!(scene.event_reasons().contains(&"OldStoreKept".to_owned()), "{:?}", scene.event_reasons());
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!get(&ns, "faw/hook").is_null(), "still there: the finalizer holds it");
+
+    // The README's command, as a person runs it.
+    let readme = "kubectl -n NS annotate fusionauthwebhook NAME fusionhook.dev/discard-store=$(kubectl -n NS get sts NAME-receiver -o jsonpath='{.metadata.uid}') --overwrite";
+    let kubectl_dir = tools().kubectl.parent().unwrap().to_owned();
+    let path = format!("{}:{}", kubectl_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let confirmed = Command::new("sh")
+        .args(["-c", &readme.replace("NS", &ns).replace("NAME", "hook")])
+        .env("KUBECONFIG", &plane().kubeconfig)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(confirmed.status.success(), "{}", String::from_utf8_lossy(&confirmed.stderr));
+    let gone = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            get(&ns, "faw/hook").is_null() && get(&ns, "pvc/store-hook-receiver-0").is_null() && scene.node.running().is_empty()
+        })
+    });
+    assert!(gone, "the resource, its claim and its pod go: {} {:?}", get(&ns, "pvc/store-hook-receiver-0"), scene.node.running());
+    assert!(scene.event_reasons().contains(&"OldStoreDiscarded".to_owned()), "{:?}", scene.event_reasons());
+}
