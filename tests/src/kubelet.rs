@@ -243,9 +243,12 @@ impl Kubelet {
         let labels = &workload["spec"]["template"]["metadata"]["labels"];
         let mut up = 0;
         for key in &keys {
-            let Some((addr, restarts)) = self.locked().pods.get(key).map(|p| (p.addr, p.restarts)) else { continue };
+            let Some((addr, restarts, template)) = self.locked().pods.get(key).map(|p| (p.addr, p.restarts, p.template.clone())) else {
+                continue;
+            };
             let ready = probe(addr);
-            self.kube.report_pod(ns, &key.1, labels, ready, restarts);
+            let volumes = serde_json::from_str::<Value>(&template).map(|t| t["spec"]["volumes"].clone()).unwrap_or_default();
+            self.kube.report_pod(ns, &key.1, labels, &volumes, ready, restarts);
             up += i64::from(ready);
         }
         // The pods it runs stand for all replicas once they all run.

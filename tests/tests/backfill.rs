@@ -442,7 +442,7 @@ async fn a_pod_that_only_carries_the_receivers_labels_is_never_shown_a_token_or_
         ports: vec![("admin".into(), 8081, addr)],
     };
     stack.kube.set_endpoint(endpoint);
-    stack.kube.report_pod("team", "aaa-rogue", &labels, true, 0);
+    stack.kube.report_pod("team", "aaa-rogue", &labels, &serde_json::Value::Null, true, 0);
 
     stack.kubelet.stop_namespace("team");
     let raised = raise_while_down(&stack, 2, 0).await;

@@ -52,11 +52,39 @@ pub async fn receiver(
     let rotating = credentials.previous != rotation::Previous::default();
     let note = if rotating { "; they accept the old and the new credential before FusionAuth is switched" } else { "" };
     let workload = if v.store.kind == crate::resource::StoreType::Embedded { "StatefulSet" } else { "Deployment" };
-    let state = applied.rollout.unwrap_or_else(|| Rollout::Waiting(format!("{workload} {name} is not applied yet")));
+    let mut state = applied.rollout.unwrap_or_else(|| Rollout::Waiting(format!("{workload} {name} is not applied yet")));
+    if rotating && state == Rollout::Done {
+        state = earlier_pods_gone(ctx, v, &objects, &config_map, workload, &name).await;
+    }
     if state == Rollout::Done && old.is_none() && credentials.legacy_admin_token.is_some() {
         forget_legacy_admin_token(ctx, v, credentials, desired).await;
     }
     availability(ctx, v, state, note, draining, &config_map, report).await
+}
+
+/// During a rotation, a rolled-out workload is not enough: a pod of the
+/// earlier config version (it accepts only the old credential) still
+/// serves while it terminates, and FusionAuth's deliveries may reach it
+/// until the endpoints everywhere have caught up (on a real cluster 4 of
+/// 206 deliveries were refused 401 this way). FusionAuth is switched once
+/// every pod the Service selects runs the current version.
+async fn earlier_pods_gone(
+    ctx: &Context,
+    v: &Validated,
+    objects: &build::ReceiverObjects,
+    config_map: &str,
+    workload: &str,
+    name: &str,
+) -> Rollout {
+    let selector = objects.service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+    match apply::kubernetes::pods_of_other_versions(&ctx.client, &v.namespace, &selector, config_map).await {
+        Ok(earlier) if earlier.is_empty() => Rollout::Done,
+        Ok(earlier) => Rollout::Waiting(format!(
+            "{workload} {name} is rolled out; pods of the earlier version still run ({}), terminating",
+            earlier.join(", ")
+        )),
+        Err(e) => Rollout::Waiting(format!("{workload} {name} is rolled out; its pods could not be listed ({e})")),
+    }
 }
 
 /// The receiver objects to apply and what is observed of them, after an

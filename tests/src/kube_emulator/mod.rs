@@ -91,8 +91,9 @@ impl KubeEmulator {
     }
 
     /// Creates or updates the Pod object of a running pod (as the kubelet
-    /// reports it): its labels and readiness.
-    pub fn report_pod(&self, namespace: &str, pod: &str, labels: &Value, ready: bool, restarts: u32) {
+    /// reports it): its labels, the volumes of the template it runs (which
+    /// config version it mounts) and readiness.
+    pub fn report_pod(&self, namespace: &str, pod: &str, labels: &Value, volumes: &Value, ready: bool, restarts: u32) {
         let mut store = self.store();
         let Some(t) = store.find("", "v1", "pods").cloned() else { return };
         let status = serde_json::json!({
@@ -101,14 +102,20 @@ impl KubeEmulator {
             "containerStatuses": [{"name": "receiver", "ready": ready, "restartCount": restarts, "state": {"running": {}}}],
         });
         match store.get(&t, namespace, pod) {
-            Ok(existing) if existing["status"] == status => {}
-            Ok(_) => {
+            Ok(existing) if existing["status"] == status && existing["spec"]["volumes"] == *volumes => {}
+            Ok(existing) => {
+                if existing["spec"]["volumes"] != *volumes {
+                    // The emulated kubelet runs a workload's new template
+                    // under the same pod name.
+                    let patch = serde_json::json!({"spec": {"volumes": volumes}});
+                    let _ = store.patch(&t, namespace, pod, PatchKind::Merge, &patch, false, "kubelet", false);
+                }
                 let patch = serde_json::json!({ "status": status });
                 let _ = store.patch(&t, namespace, pod, PatchKind::Merge, &patch, true, "kubelet", false);
             }
             Err(_) => {
-                let object =
-                    serde_json::json!({"metadata": {"name": pod, "labels": labels}, "spec": {"containers": [{"name": "receiver"}]}});
+                let object = serde_json::json!({"metadata": {"name": pod, "labels": labels},
+                    "spec": {"containers": [{"name": "receiver"}], "volumes": volumes}});
                 if store.create(&t, namespace, object, "kubelet").is_ok() {
                     let _ =
                         store.patch(&t, namespace, pod, PatchKind::Merge, &serde_json::json!({ "status": status }), true, "kubelet", false);

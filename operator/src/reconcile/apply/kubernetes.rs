@@ -305,6 +305,32 @@ pub fn stateful_rollout(stateful_set: Option<&StatefulSet>, name: &str) -> Rollo
     Rollout::Waiting(format!("StatefulSet {name} is rolling out: {updated} of {wanted} replicas updated, {ready} ready"))
 }
 
+/// The pods the receiver's Service selects (`selector`) that run another
+/// config version than `config_map`, terminating ones included: a
+/// workload's status stops counting a pod once it is being deleted, but
+/// the pod serves on through its shutdown delay and a client's view of the
+/// endpoints lags behind. One list call.
+pub async fn pods_of_other_versions(
+    client: &Client,
+    namespace: &str,
+    selector: &std::collections::BTreeMap<String, String>,
+    config_map: &str,
+) -> Result<Vec<String>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let labels = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let pods = api.list(&kube::api::ListParams::default().labels(&labels)).await?;
+    Ok(other_versions(&pods.items, config_map))
+}
+
+/// Pure: the names of `pods` that mount another config version than `config_map`.
+pub fn other_versions(pods: &[Pod], config_map: &str) -> Vec<String> {
+    let current = |pod: &Pod| {
+        let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+        volumes.filter_map(|v| v.config_map.as_ref()).any(|c| c.name == config_map)
+    };
+    pods.iter().filter(|p| !current(p)).map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
+}
+
 /// Why the receiver's pods do not become ready, from their status (one
 /// list call, made only for a stuck rollout): the first container that
 /// waits or last ended with a reason, e.g. `pod todo-receiver-7d-x: container
@@ -374,6 +400,22 @@ mod tests {
     fn deployment(generation: i64, status: serde_json::Value) -> Deployment {
         serde_json::from_value(serde_json::json!({"metadata": {"name": "r", "generation": generation}, "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status}))
             .unwrap()
+    }
+
+    #[test]
+    fn a_pod_of_an_earlier_config_version_is_found_even_while_it_terminates() {
+        let pod = |name: &str, config: &str, terminating: bool| -> Pod {
+            let mut pod = serde_json::json!({"metadata": {"name": name}, "spec": {"containers": [], "volumes": [
+                {"name": "config", "configMap": {"name": config}}, {"name": "secrets", "projected": {"sources": []}}]}});
+            if terminating {
+                pod["metadata"]["deletionTimestamp"] = serde_json::json!("2026-12-06T21:00:00Z");
+            }
+            serde_json::from_value(pod).unwrap()
+        };
+        let pods =
+            [pod("new-a", "hook-receiver-b2", false), pod("old-a", "hook-receiver-a1", true), pod("new-b", "hook-receiver-b2", true)];
+        assert_eq!(other_versions(&pods, "hook-receiver-b2"), ["old-a"]);
+        assert_eq!(other_versions(&pods[..1], "hook-receiver-b2"), Vec::<String>::new());
     }
 
     #[test]
