@@ -41,7 +41,9 @@ pub const PERMISSIONS: &[(Place, Permission)] = &[
     (Place::Watched, Permission { group: "", resource: "services", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "deployments", verbs: &["create", "delete", "list", "patch", "watch"] }),
     (Place::Watched, Permission { group: "apps", resource: "statefulsets", verbs: &["create", "delete", "get", "list", "patch", "watch"] }),
-    // The receiver's pods, listed only when a rollout is stuck, to say why;
+    // The receiver's pods, listed when a rollout is stuck, to say why, and
+    // during a credential rotation, to see that no pod of the earlier
+    // config version serves before FusionAuth is switched;
     // deleted only when a store's StatefulSet, replaced to grow it, left
     // them without an owner and the resource is deleted.
     (Place::Watched, Permission { group: "", resource: "pods", verbs: &["delete", "list"] }),

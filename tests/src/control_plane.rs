@@ -139,6 +139,8 @@ impl ControlPlane {
         let bin = binaries()?;
         let dir = base().join(format!("{}-{}", std::process::id(), STARTED.fetch_add(1, Ordering::SeqCst)));
         std::fs::create_dir_all(&dir)?;
+        // It holds the admin's token and the CA's key: for this user only.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let pki = Pki::write(&dir)?;
         let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let server = format!("https://127.0.0.1:{api_port}");
@@ -286,9 +288,10 @@ impl ControlPlane {
     }
 
     /// A kubeconfig for ServiceAccount `name` in `namespace`, with a token
-    /// from the TokenRequest API (an hour), as a pod of it would have.
+    /// from the TokenRequest API, as a pod of it would have (valid for a
+    /// week: a kubelet would refresh it, and the sandbox may run for days).
     pub fn kubeconfig_for_service_account(&self, namespace: &str, name: &str) -> anyhow::Result<PathBuf> {
-        let token = self.kubectl(&["create", "token", name, "-n", namespace, "--duration", "1h"])?;
+        let token = self.kubectl(&["create", "token", name, "-n", namespace, "--duration", "168h"])?;
         let path = self.dir.join(format!("sa-{namespace}-{name}.kubeconfig"));
         write_kubeconfig(&path, &self.server, &self.ca, token.trim())?;
         Ok(path)

@@ -1073,6 +1073,8 @@ async fn only_the_lease_holder_writes_and_a_standby_takes_over_on_the_real_api_s
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let leader = a.as_ref().unwrap();
     assert_eq!(leader.metric("fusionhook_operator_leader ").await, 1.0, "{}", leader.log());
+    let b_up = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(30), || b.metrics_addr().is_some()));
+    assert!(b_up, "the standby serves its metrics: {}", b.log());
     assert_eq!(b.metric("fusionhook_operator_leader ").await, 0.0, "{}", b.log());
     assert_eq!(b.metric("fusionhook_operator_fusionauth_requests_total").await, 0.0, "the standby never calls FusionAuth");
     assert_eq!(b.metric("fusionhook_operator_kubernetes_writes_total").await, 0.0, "nor writes to Kubernetes");
@@ -1156,27 +1158,29 @@ async fn a_rotated_authorization_secret_rolls_out_through_the_real_controllers_w
         })
     });
     assert!(header, "FusionAuth's header follows the Secret\n{}", operator.log());
-    // The old pods gone: the rollout is over.
-    let rolled = tokio::task::block_in_place(|| {
+    // Deliveries go on until the second rollout (the new value only) is
+    // over: the old value is no longer kept, one config version is left
+    // and no pod of an earlier one runs.
+    let versions = || {
+        let maps = get(&ns, "configmaps");
+        maps["items"].as_array().into_iter().flatten().filter(|m| m["metadata"]["labels"]["app.kubernetes.io/instance"] == "hook").count()
+    };
+    let over = tokio::task::block_in_place(|| {
         eventually(std::time::Duration::from_secs(120), || {
             let running = scene.node.running();
-            !running.is_empty() && running.iter().all(|p| !first_pod.contains(p))
+            get(&ns, "secret/hook-receiver-auth")["data"].get("previous-authorization").is_none()
+                && versions() == 1
+                && !running.is_empty()
+                && running.iter().all(|p| !first_pod.contains(p))
+                && get(&ns, "pods")["items"].as_array().is_some_and(|p| p.len() == running.len())
         })
     });
-    assert!(rolled, "a new pod replaced the old one: {first_pod:?} → {:?}", scene.node.running());
+    assert!(over, "both rollouts over: {} config versions, pods {:?} (first {first_pod:?})", versions(), scene.node.running());
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, failed) = raiser.await.unwrap();
     assert!(sent > 20, "{sent} deliveries during the rotation");
     assert!(failed.is_empty(), "{} of {sent} deliveries failed during the rotation: {failed:?}", failed.len());
-    let versions = || {
-        let maps = get(&ns, "configmaps");
-        maps["items"].as_array().into_iter().flatten().filter(|m| m["metadata"]["labels"]["app.kubernetes.io/instance"] == "hook").count()
-    };
-    let one = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || versions() == 1));
-    assert!(one, "{} config versions left", versions());
-    let own = get(&ns, "secret/hook-receiver-auth");
-    assert!(own["data"].get("previous-authorization").is_none(), "the old value is no longer accepted: {own}");
     assert_eq!(condition(&ns, "hook", "Ready").map(|c| c.0), Some("True".to_owned()));
     assert!(scene.todos.received().len() >= sent);
 }

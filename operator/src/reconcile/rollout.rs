@@ -80,7 +80,7 @@ async fn earlier_pods_gone(
     match apply::kubernetes::pods_of_other_versions(&ctx.client, &v.namespace, &selector, config_map).await {
         Ok(earlier) if earlier.is_empty() => Rollout::Done,
         Ok(earlier) => Rollout::Waiting(format!(
-            "{workload} {name} is rolled out; pods of the earlier version still run ({}), terminating",
+            "{workload} {name} is rolled out, but pods of an earlier config version, which accept only the old credential, may still serve: {}",
             earlier.join(", ")
         )),
         Err(e) => Rollout::Waiting(format!("{workload} {name} is rolled out; its pods could not be listed ({e})")),

@@ -305,30 +305,57 @@ pub fn stateful_rollout(stateful_set: Option<&StatefulSet>, name: &str) -> Rollo
     Rollout::Waiting(format!("StatefulSet {name} is rolling out: {updated} of {wanted} replicas updated, {ready} ready"))
 }
 
-/// The pods the receiver's Service selects (`selector`) that run another
-/// config version than `config_map`, terminating ones included: a
-/// workload's status stops counting a pod once it is being deleted, but
-/// the pod serves on through its shutdown delay and a client's view of the
-/// endpoints lags behind. One list call.
+/// The pods the receiver's Service selects (`selector`) that may still
+/// serve and run another config version than `config_map` (see
+/// [`other_versions`]): a workload's status stops counting a pod once it is
+/// being deleted, but the pod serves on through its shutdown delay and a
+/// client's view of the endpoints lags behind. One list call; none with an
+/// empty selector (it would list the namespace).
 pub async fn pods_of_other_versions(
     client: &Client,
     namespace: &str,
     selector: &std::collections::BTreeMap<String, String>,
     config_map: &str,
 ) -> Result<Vec<String>, kube::Error> {
+    if selector.is_empty() {
+        return Ok(Vec::new());
+    }
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let labels = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     let pods = api.list(&kube::api::ListParams::default().labels(&labels)).await?;
-    Ok(other_versions(&pods.items, config_map))
+    Ok(other_versions(&pods.items, config_map, k8s_openapi::jiff::Timestamp::now()))
 }
 
-/// Pure: the names of `pods` that mount another config version than `config_map`.
-pub fn other_versions(pods: &[Pod], config_map: &str) -> Vec<String> {
+/// How long past its deletion deadline a terminating pod is taken to be
+/// stuck on a node that is gone (it serves nothing; only a force delete
+/// removes it).
+const STUCK_TERMINATING_SECONDS: i64 = 60;
+
+/// Pure: `pods` that mount another config version than `config_map` and
+/// may still serve, each with what it is: terminating, or owned by no
+/// workload. Finished pods (`Failed`, `Succeeded`: evicted, shut down) and
+/// pods terminating for a minute past their deadline serve nothing.
+pub fn other_versions(pods: &[Pod], config_map: &str, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
     let current = |pod: &Pod| {
         let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
         volumes.filter_map(|v| v.config_map.as_ref()).any(|c| c.name == config_map)
     };
-    pods.iter().filter(|p| !current(p)).map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
+    let finished = |pod: &Pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Failed" || p == "Succeeded");
+    let stuck =
+        |pod: &Pod| pod.metadata.deletion_timestamp.as_ref().is_some_and(|t| now.as_second() - t.0.as_second() > STUCK_TERMINATING_SECONDS);
+    pods.iter()
+        .filter(|p| !current(p) && !finished(p) && !stuck(p))
+        .map(|p| {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            if p.metadata.deletion_timestamp.is_some() {
+                format!("{name} (terminating)")
+            } else if p.metadata.owner_references.as_ref().is_none_or(Vec::is_empty) {
+                format!("{name} (no workload owns it)")
+            } else {
+                name
+            }
+        })
+        .collect()
 }
 
 /// Why the receiver's pods do not become ready, from their status (one
@@ -404,18 +431,25 @@ mod tests {
 
     #[test]
     fn a_pod_of_an_earlier_config_version_is_found_even_while_it_terminates() {
-        let pod = |name: &str, config: &str, terminating: bool| -> Pod {
-            let mut pod = serde_json::json!({"metadata": {"name": name}, "spec": {"containers": [], "volumes": [
-                {"name": "config", "configMap": {"name": config}}, {"name": "secrets", "projected": {"sources": []}}]}});
-            if terminating {
-                pod["metadata"]["deletionTimestamp"] = serde_json::json!("2026-12-06T21:00:00Z");
-            }
+        let pod = |name: &str, config: &str, extra: serde_json::Value| -> Pod {
+            let mut pod = serde_json::json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u"}]},
+                "spec": {"containers": [], "volumes": [{"name": "config", "configMap": {"name": config}}, {"name": "secrets", "projected": {"sources": []}}]}});
+            json_patch::merge(&mut pod, &extra);
             serde_json::from_value(pod).unwrap()
         };
-        let pods =
-            [pod("new-a", "hook-receiver-b2", false), pod("old-a", "hook-receiver-a1", true), pod("new-b", "hook-receiver-b2", true)];
-        assert_eq!(other_versions(&pods, "hook-receiver-b2"), ["old-a"]);
-        assert_eq!(other_versions(&pods[..1], "hook-receiver-b2"), Vec::<String>::new());
+        let now: k8s_openapi::jiff::Timestamp = "2026-12-06T21:00:00Z".parse().unwrap();
+        let deleting = |at: &str| serde_json::json!({"metadata": {"deletionTimestamp": at}});
+        let pods = [
+            pod("new-a", "hook-receiver-b2", serde_json::json!({})),
+            pod("old-a", "hook-receiver-a1", deleting("2026-12-06T21:00:25Z")),
+            pod("new-b", "hook-receiver-b2", deleting("2026-12-06T21:00:25Z")),
+            pod("old-b", "hook-receiver-a1", serde_json::json!({})),
+            pod("rogue", "", serde_json::json!({"metadata": {"ownerReferences": null}})),
+            pod("evicted", "hook-receiver-a1", serde_json::json!({"status": {"phase": "Failed"}})),
+            pod("lost-node", "hook-receiver-a1", deleting("2026-12-06T20:58:00Z")),
+        ];
+        assert_eq!(other_versions(&pods, "hook-receiver-b2", now), ["old-a (terminating)", "old-b", "rogue (no workload owns it)"]);
+        assert_eq!(other_versions(&pods[..1], "hook-receiver-b2", now), Vec::<String>::new());
     }
 
     #[test]

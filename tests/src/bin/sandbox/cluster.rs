@@ -231,6 +231,15 @@ impl Cluster {
         }
     }
 
+    /// The last `lines` lines of the operator's log.
+    pub fn operator_log_tail(&self, lines: usize) -> String {
+        let log: Vec<String> = match self {
+            Self::Real(r) => r.operator.as_ref().map(OperatorProcess::log).unwrap_or_default().lines().map(str::to_owned).collect(),
+            Self::Emulated(s) => s.operators.first().map(|o| o.logs.lock().map(|l| l.clone()).unwrap_or_default()).unwrap_or_default(),
+        };
+        log[log.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// What to try by hand while the sandbox runs, beyond the plugin.
     pub fn hints(&self) -> String {
         match self {

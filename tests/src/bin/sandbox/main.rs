@@ -122,6 +122,16 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     for line in started {
         ok(&line);
     }
+    let outcome = steps(args, &mut cluster, &plugin).await;
+    if outcome.is_err() {
+        // What the operator said last, before everything goes with the cluster.
+        eprintln!("\nthe end of the operator's log:\n{}", cluster.operator_log_tail(20));
+    }
+    outcome
+}
+
+/// The walkthrough's steps on a started cluster.
+async fn steps(args: &Args, cluster: &mut Cluster, plugin: &std::path::Path) -> anyhow::Result<()> {
     let store = TodoStore::with(&[(ALICE, &["buy milk", "call mom"]), (BOB, &["fix bike"])]);
     let todo = TodoService::start(store.clone(), SocketAddr::new(cluster.service_ip(), 0)).await?;
     ok(&format!("todo service on http://{}: alice has {:?}, bob has {:?}", todo.addr, store.todos(ALICE), store.todos(BOB)));
@@ -136,7 +146,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     step(3, "Apply examples/todo-cleanup.yaml with kubectl (its URLs pointed at the sandbox's FusionAuth and todo service)");
     cluster.api_key_secret(API_KEY)?;
     ok(&format!("namespace/{NAMESPACE} and secret/fusionauth-api-key (the global API key)"));
-    for applied in cluster.apply(&example(&cluster, &todo, "todo-cleanup.yaml")?)? {
+    for applied in cluster.apply(&example(cluster, &todo, "todo-cleanup.yaml")?)? {
         ok(&applied);
     }
 
@@ -178,7 +188,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
         eventually(WAIT, || async { cluster.reachable("todo-cleanup-receiver") }).await,
         "the Service's EndpointSlice lists the ready pod: FusionAuth reaches it",
     )?;
-    let report = delete_user(&cluster, ALICE, "alice@example.test").await?;
+    let report = delete_user(cluster, ALICE, "alice@example.test").await?;
     check(answered(&report), &format!("the receiver answered {}: handled", answers(&report)))?;
     check(store.todos(ALICE).is_empty(), "alice's todos are gone")?;
     check(store.todos(BOB).len() == 1, "bob's todos are untouched")?;
@@ -197,7 +207,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
 
     step(9, "Make it durable: apply examples/todo-cleanup-durable.yaml in place of todo-cleanup (an embedded store, retries)");
     cluster.delete("todo-cleanup").await?;
-    for applied in cluster.apply(&example(&cluster, &todo, "todo-cleanup-durable.yaml")?)? {
+    for applied in cluster.apply(&example(cluster, &todo, "todo-cleanup-durable.yaml")?)? {
         ok(&applied);
     }
     check(
@@ -215,7 +225,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
 
     step(10, "The todo service goes down (it answers 503); delete bob in FusionAuth");
     store.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
-    let report = delete_user(&cluster, BOB, "bob@example.test").await?;
+    let report = delete_user(cluster, BOB, "bob@example.test").await?;
     check(answered(&report), &format!("FusionAuth got {}: the event is committed to the receiver's store", answers(&report)))?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     check(store.todos(BOB).len() == 1, "bob's todos are still there: the todo service refuses, the receiver retries")?;
@@ -229,7 +239,7 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
     )?;
 
     step(12, "kubectl fusionhook status todo-cleanup-durable -n todo (the plugin, run directly)");
-    let mut command = std::process::Command::new(&plugin);
+    let mut command = std::process::Command::new(plugin);
     command.args(["status", "todo-cleanup-durable", "-n", NAMESPACE]).env("KUBECONFIG", cluster.kubeconfig());
     let status = tokio::task::block_in_place(|| command.output())?;
     let text = String::from_utf8_lossy(&status.stdout);
@@ -264,15 +274,30 @@ async fn walkthrough(args: &Args) -> anyhow::Result<()> {
         plugin_dir = plugin.parent().map(|p| p.display().to_string()).unwrap_or_default(),
         fa = cluster.fusionauth_url(),
     );
-    tokio::signal::ctrl_c().await?;
+    FINISHED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Until Ctrl-C (`main` stops it; the cluster and the todo service go then).
+    std::future::pending::<()>().await;
     todo.stop().await;
     Ok(())
 }
 
+/// Whether every step succeeded (Ctrl-C after that is the normal end).
+static FINISHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match walkthrough(&args).await {
+    // Ctrl-C at any time drops the walkthrough, and with it the cluster:
+    // its processes, network namespaces and folders go.
+    let outcome = tokio::select! {
+        outcome = walkthrough(&args) => outcome,
+        _ = tokio::signal::ctrl_c() => if FINISHED.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("stopped by Ctrl-C before the walkthrough ended"))
+        },
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("\nsandbox: {e:#}");
