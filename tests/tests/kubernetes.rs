@@ -1322,3 +1322,86 @@ async fn a_deleted_resource_waits_for_its_embedded_store_until_a_person_discards
     assert!(gone, "the resource, its claim and its pod go: {} {:?}", get(&ns, "pvc/store-hook-receiver-0"), scene.node.running());
     assert!(scene.event_reasons().contains(&"OldStoreDiscarded".to_owned()), "{:?}", scene.event_reasons());
 }
+
+/// Issue 21, the emulator's scenario 10 on the real control plane: an
+/// embedded store switched to PostgreSQL while it holds pending
+/// deliveries. A Deployment on PostgreSQL takes FusionAuth's deliveries
+/// (the Service's selector narrowed to it, the real EndpointSlice
+/// controller following); the old StatefulSet, its pod and its claim stay
+/// and say why until the store has delivered everything, then go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_store_switched_to_postgres_is_kept_until_it_has_delivered_everything() {
+    let _one_operator = OPERATOR.lock().await;
+    let people = ["ann", "ben", "cid", "dot", "eve", "fay"];
+    let todos: Vec<(&str, &[&str])> = people.iter().map(|p| (*p, &["a todo"][..])).collect();
+    let scene = Scene::start("switch", "switch-key", true, &todos).await;
+    let ns = scene.ns.clone();
+    scene.todos.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let host = scene.node.host_ip();
+    let pg = tokio::task::block_in_place(|| fusionhook_tests::postgres::Postgres::start_for_pods(host));
+    plane().kubectl(&["-n", &ns, "create", "secret", "generic", "pg", &format!("--from-literal=url={}", pg.url_at(host))]).unwrap();
+    let operator = operator_in(&ns, "switch-key", scene.dir.path(), &[]);
+    scene.apply("hook", |o| {
+        o["spec"]["receiver"] = json!({"store": {"type": "embedded", "size": "64Mi", "storageClassName": SCENE_CLASS}});
+        o["spec"]["routes"][0]["retry"] = json!({"scheduleMs": [300]});
+    });
+    assert!(scene.wait_condition("hook", "Ready", "True", 120), "{:?}\n{}", condition(&ns, "hook", "Ready"), operator.log());
+    assert!(wait_reachable(&scene.fusionauth, &ns, "hook-receiver"));
+    switch_on(&scene.fusionauth, "user.delete");
+    let (before, after) = people.split_at(people.len() / 2);
+    for user in before {
+        assert!(scene.delete_until_answered(user).await, "answered 200 while the service is down");
+    }
+
+    let patch = json!({"spec": {"receiver": {"store": {"type": "postgres", "urlSecretRef": {"name": "pg", "key": "url"}, "size": null, "storageClassName": null}}}});
+    plane().kubectl(&["-n", &ns, "patch", "faw", "hook", "--type=merge", "-p", &patch.to_string()]).unwrap();
+    let kept = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || {
+            condition(&ns, "hook", "OldStoreDrained").is_some_and(|c| c.1 == "OldStoreKept")
+                && condition(&ns, "hook", "Ready").is_some_and(|c| c.0 == "True")
+        })
+    });
+    assert!(kept, "{:?} {:?}\n{}", condition(&ns, "hook", "OldStoreDrained"), condition(&ns, "hook", "Ready"), operator.log());
+    let message = condition(&ns, "hook", "OldStoreDrained").unwrap().2;
+    assert!(message.contains(&format!("holds {} pending and 0 dead deliveries", before.len())), "{message}");
+    let uid = get(&ns, "sts/hook-receiver")["metadata"]["uid"].as_str().unwrap().to_owned();
+    assert!(message.contains(&format!("fusionhook.dev/discard-store={uid}")), "{message}");
+    assert!(scene.event_reasons().contains(&"OldStoreKept".to_owned()), "{:?}", scene.event_reasons());
+    assert_eq!(get(&ns, "service/hook-receiver")["spec"]["selector"]["fusionhook.dev/store"], "postgres");
+    assert!(scene.node.running().contains(&"hook-receiver-0".to_owned()), "the old store's pod still runs");
+    // The EndpointSlice follows the narrowed selector: FusionAuth reaches
+    // the Deployment's pod only.
+    let old_ip = scene.node.pod_ip("hook-receiver-0").unwrap();
+    let host_name = format!("hook-receiver.{ns}.svc");
+    let narrowed = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            scene.fusionauth.state().resolve.get(&host_name).is_some_and(|a| !a.is_empty() && a.iter().all(|a| a.ip() != old_ip))
+        })
+    });
+    assert!(narrowed, "{:?}", scene.fusionauth.state().resolve.get(&host_name));
+    for user in after {
+        assert!(scene.delete_until_answered(user).await, "the PostgreSQL receiver answers");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(people.iter().all(|u| !scene.todos.todos(u).is_empty()), "nothing could be deleted yet");
+    assert!(!get(&ns, "sts/hook-receiver").is_null(), "kept while it holds deliveries");
+
+    scene.todos.fail_with(None);
+    let all = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || people.iter().all(|u| scene.todos.todos(u).is_empty()))
+    });
+    assert!(all, "every user's todos deleted; left: {:?}", people.iter().filter(|u| !scene.todos.todos(u).is_empty()).collect::<Vec<_>>());
+    // Once no event reached it for 30 s (old_store::QUIET_SECONDS).
+    let drained = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || {
+            get(&ns, "sts/hook-receiver").is_null()
+                && get(&ns, "pvc/store-hook-receiver-0").is_null()
+                && condition(&ns, "hook", "OldStoreDrained").is_none()
+        })
+    });
+    assert!(drained, "the drained StatefulSet and its claim go: {:?}\n{}", condition(&ns, "hook", "OldStoreDrained"), operator.log());
+    assert!(scene.event_reasons().contains(&"OldStoreDrained".to_owned()), "{:?}", scene.event_reasons());
+    assert_eq!(condition(&ns, "hook", "Ready").map(|c| c.0), Some("True".to_owned()));
+    assert!(get(&ns, "service/hook-receiver")["spec"]["selector"].get("fusionhook.dev/store").is_none());
+    drop(pg);
+}
