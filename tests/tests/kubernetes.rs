@@ -585,11 +585,21 @@ async fn a_deleted_users_todos_go_through_a_receiver_pod_that_the_real_controlle
     })
     .unwrap();
 
-    let ready = tokio::task::block_in_place(|| {
-        eventually(std::time::Duration::from_secs(120), || condition(&ns, "todo-cleanup", "Ready").is_some_and(|c| c.0 == "True"))
+    // The README's wait, and describe, with the real kubectl.
+    let waited = tokio::task::block_in_place(|| {
+        plane().kubectl(&["-n", &ns, "wait", "--for=condition=Ready", "faw/todo-cleanup", "--timeout=120s"])
     });
+    let ready = waited.as_ref().is_ok_and(|w| w.contains("condition met"));
     let pods = get(&ns, "pods");
-    assert!(ready, "{:?}\npods: {pods}\nnode: {:?}\n{}", condition(&ns, "todo-cleanup", "Ready"), node.running(), operator.log());
+    assert!(
+        ready,
+        "{waited:?} {:?}\npods: {pods}\nnode: {:?}\n{}",
+        condition(&ns, "todo-cleanup", "Ready"),
+        node.running(),
+        operator.log()
+    );
+    let described = plane().kubectl(&["-n", &ns, "describe", "faw", "todo-cleanup"]).unwrap();
+    assert!(described.contains("Reconciled") && described.contains("user.delete"), "{described}");
     let pod = &pods["items"][0];
     let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
     assert_eq!(pod["spec"]["nodeName"], node.name, "bound to the stand-in node");
