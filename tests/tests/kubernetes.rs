@@ -1415,3 +1415,75 @@ async fn an_embedded_store_switched_to_postgres_is_kept_until_it_has_delivered_e
     assert!(get(&ns, "service/hook-receiver")["spec"]["selector"].get("fusionhook.dev/store").is_none());
     drop(pg);
 }
+
+/// Issue 21, the plugin's store commands (tests/tests/cli.rs on the
+/// emulator) on the real control plane, as an administrator: every call to
+/// the receiver goes through the real API server's pod proxy. status (with
+/// FusionAuth's switches), reconcile --wait, send (a dead delivery),
+/// deliveries, replay (dry run, then for real), discard, a backfill pass;
+/// no admin token is ever printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugins_store_commands_through_the_real_pod_proxy() {
+    let _one_operator = OPERATOR.lock().await;
+    let scene = Scene::start("plugin", "plugin-key", true, &[]).await;
+    let ns = scene.ns.clone();
+    let operator = operator_in(&ns, "plugin-key", scene.dir.path(), &[]);
+    let sink = format!("http://{}/sink", scene.todo.addr);
+    scene.apply("hook", |o| {
+        o["spec"]["receiver"] = json!({"replicas": 1, "store": {"type": "embedded", "size": "64Mi", "storageClassName": SCENE_CLASS}});
+        o["spec"]["routes"] = json!([{"name": "sink", "events": ["user.delete"], "http": {"method": "POST", "url": sink, "body": "event"}, "retry": {"maxAttempts": 1}}]);
+    });
+    assert!(scene.wait_condition("hook", "Ready", "True", 120), "{:?}\n{}", condition(&ns, "hook", "Ready"), operator.log());
+    switch_on(&scene.fusionauth, "user.delete");
+    let admin = plane().kubeconfig.clone();
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = plugin_as(&admin, args);
+        assert!(ok, "kubectl fusionhook {args:?}: {out}{err}");
+        out
+    };
+
+    let status = ok(&["status", "hook", "-n", &ns, "--fusionauth"]);
+    for expected in ["ok  Ready", "hook-receiver-0", "ready", "user.delete", "on / on / on", "Store: embedded: 0 pending"] {
+        assert!(status.contains(expected), "status lacks {expected:?}:\n{status}");
+    }
+    let reconciled = ok(&["reconcile", "hook", "-n", &ns, "--wait", "--timeout", "30s"]);
+    assert!(reconciled.contains("reconciled: Ready True"), "{reconciled}");
+
+    scene.todos.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let (sent_ok, out, err) =
+        plugin_as(&admin, &["send", "hook", "-n", &ns, "--event", "user.delete", "--set", "user.id=u-42", "-o", "json"]);
+    assert!(!sent_ok, "a dead delivery exits 1: {out}{err}");
+    let sent: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((sent["answer"]["outcome"].as_str(), sent["deliveries"][0]["state"].as_str()), (Some("stored"), Some("dead")), "{sent}");
+    let event_id = sent["eventId"].as_str().unwrap().to_owned();
+    let received = || scene.todos.received().iter().filter(|r| r.body.windows(event_id.len()).any(|w| w == event_id.as_bytes())).count();
+    assert_eq!(received(), 1, "one failed attempt");
+
+    let table = ok(&["deliveries", "hook", "-n", &ns, "--state", "dead"]);
+    assert!(table.contains(&event_id), "{table}");
+    let dry = ok(&["replay", "hook", "-n", &ns, "--dead", "--dry-run"]);
+    assert!(dry.contains("would be replayed"), "{dry}");
+    scene.todos.fail_with(None);
+    let replayed = ok(&["replay", "hook", "-n", &ns, "--dead"]);
+    assert!(replayed.contains("1 delivery replayed"), "{replayed}");
+    assert!(
+        tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(30), || received() == 2)),
+        "the replay reached the sink"
+    );
+
+    scene.todos.fail_with(Some(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+    let (_, out, _) = plugin_as(&admin, &["send", "hook", "-n", &ns, "--event", "user.delete", "-o", "json"]);
+    let id = serde_json::from_str::<Value>(&out).unwrap()["deliveries"][0]["id"].as_u64().unwrap().to_string();
+    let discarded = ok(&["discard", "hook", "-n", &ns, "--id", &id]);
+    assert!(discarded.contains("1 delivery discarded"), "{discarded}");
+    assert!(ok(&["deliveries", "hook", "-n", &ns, "--state", "dead"]).contains("no deliveries match"));
+    let backfill = ok(&["backfill", "hook", "-n", &ns, "--since", "1h"]);
+    assert!(backfill.contains("handed 0 event(s)") && backfill.contains("scanned"), "{backfill}");
+
+    let everything = format!("{status}{reconciled}{table}{dry}{replayed}{discarded}{backfill}");
+    for scope in ["read", "replay", "ingest"] {
+        let secret = get(&ns, &format!("secret/hook-receiver-admin-{scope}"));
+        let token = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret["data"]["token"].as_str().unwrap()).unwrap();
+        assert!(!everything.contains(String::from_utf8(token).unwrap().trim()), "the {scope} token is never printed");
+    }
+}
