@@ -842,15 +842,15 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
     });
     assert!(available, "{:?} {:?}\n{}", condition(&ns, "hook", "Ready"), condition(&ns, "hook", "BackfillAvailable"), operator.log());
     switch_on(&fusionauth, "user.create");
+    let (rogue, impostor) = rogue_pod(&ns, node.host_ip()).await;
 
     node.pause();
     let down = tokio::task::block_in_place(|| {
         eventually(std::time::Duration::from_secs(60), || {
-            get(&ns, "endpointslices")["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .all(|s| s["endpoints"].as_array().into_iter().flatten().all(|e| e["conditions"]["ready"] != true))
+            let slices = get(&ns, "endpointslices");
+            // The slices of port `http`: the rogue pod has only `admin`.
+            let http = slices["items"].as_array().into_iter().flatten().filter(|s| s["ports"].to_string().contains("\"http\""));
+            http.flat_map(|s| s["endpoints"].as_array().into_iter().flatten()).all(|e| e["conditions"]["ready"] != true)
         })
     });
     assert!(down, "no ready endpoint left: {}", get(&ns, "endpointslices"));
@@ -877,9 +877,68 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
     });
     assert!(all, "{} of {} handed over\n{}", received().len(), committed.len(), get(&ns, "faw/hook")["status"]["backfill"]);
     tokio::time::sleep(std::time::Duration::from_secs(12)).await;
-    let seen = received();
-    assert!(seen.values().all(|n| *n == 1), "each once, a later pass repeats none: {seen:?}");
+    let counts = received();
+    assert!(counts.values().all(|n| *n == 1), "each once, a later pass repeats none: {counts:?}");
     assert_eq!(get(&ns, "faw/hook")["status"]["backfill"]["handedOver"].as_u64(), Some(30));
+
+    // The impostor was asked to prove itself through the pod proxy, and
+    // shown nothing: no token, no event; `send` from the plugin neither.
+    let check = || {
+        let seen = impostor.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "the impostor {rogue} was asked to prove itself");
+        for (path, token, body) in &seen {
+            assert_eq!(path, "/v1/prove", "{seen:?}");
+            assert!(!token, "no token was sent to it: {seen:?}");
+            assert!(committed.iter().all(|id| !body.contains(id.as_str())), "no event was sent to it: {body}");
+        }
+    };
+    check();
+    let (ok, out, err) = plugin_as(&plane().kubeconfig, &["send", "hook", "-n", &ns, "--event", "user.create", "-o", "json"]);
+    assert!(ok && out.contains("\"status\": 200"), "send reaches a pod that proved itself: {out}{err}");
+    check();
+}
+
+/// Every request an impostor pod got: (path, whether it carried an admin token, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, bool, String)>>>;
+
+/// A pod in `namespace` that carries the receiver pods' labels and a port
+/// named `admin`, ready, first by name, but no workload's: it is bound to
+/// a node that does not exist and its status, written as a kubelet would,
+/// points at a server on `host` that records what it gets and claims to
+/// hold the token with a made-up proof. Its name and what it saw.
+async fn rogue_pod(namespace: &str, host: std::net::Ipv4Addr) -> (String, Seen) {
+    let seen: Seen = std::sync::Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let token = request.headers().contains_key("x-fusionhook-token") || request.headers().contains_key("authorization");
+            let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
+            record.lock().unwrap().push((path, token, String::from_utf8_lossy(&body).into_owned()));
+            axum::Json(json!({"pod": "aaa-rogue", "proofs": ["00", "ab".repeat(32)], "outcome": "handled"}))
+        }
+    });
+    // The receiver's admin port, which the operator and the plugin ask
+    // through the pod proxy.
+    let port = 8081;
+    let listener = tokio::net::TcpListener::bind((host, port)).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let labels = get(namespace, "deployment/hook-receiver")["spec"]["template"]["metadata"]["labels"].clone();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "aaa-rogue", "namespace": namespace, "labels": labels},
+        "spec": {"nodeName": "elsewhere", "containers": [{"name": "c", "image": "rogue", "ports": [{"name": "admin", "containerPort": port}]}]}});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rogue.json");
+    std::fs::write(&file, pod.to_string()).unwrap();
+    plane().kubectl(&["create", "-f", file.to_str().unwrap()]).unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"phase": "Running", "podIP": host.to_string(), "podIPs": [{"ip": host.to_string()}], "hostIP": host.to_string(), "startTime": now,
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+        "containerStatuses": [{"name": "c", "image": "rogue", "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}}]}});
+    plane()
+        .kubectl(&["-n", namespace, "patch", "pod", "aaa-rogue", "--subresource=status", "--type=merge", "-p", &status.to_string()])
+        .unwrap();
+    ("aaa-rogue".to_owned(), seen)
 }
 
 /// One test's world on the real server: a namespace, the stand-in node
