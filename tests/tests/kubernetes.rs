@@ -1578,3 +1578,96 @@ async fn the_plugins_store_commands_through_the_real_pod_proxy() {
         assert!(!everything.contains(String::from_utf8(token).unwrap().trim()), "the {scope} token is never printed");
     }
 }
+
+/// Issue 21, a backfill scenario of tests/tests/backfill.rs on the real
+/// control plane: the leader is killed in the middle of a hand-over pass
+/// (500 events missed while every receiver was down). The standby takes
+/// the chart's Lease once it expires and goes on from the cursor in the
+/// resource's status: every committed event reaches the sink once (what
+/// was handed over twice, the receiver deduplicated by event id). No
+/// store: each hand-over waits for the sink's answer, which the sink slows
+/// to 20 ms, so the pass lasts long enough to be cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_in_the_middle_of_a_backfill_pass_skips_nothing_and_repeats_nothing() {
+    let _one_operator = OPERATOR.lock().await;
+    let scene = Scene::start("handover", "handover-key", true, &[]).await;
+    let ns = scene.ns.clone();
+    scene.fusionauth.configure_event_log(true, None);
+    let (a_dir, b_dir) = (scene.dir.path().join("a"), scene.dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let a = operator_in(&ns, "handover-key", &a_dir, &[("POD_NAME", "op-a")]);
+    let held = || Scene::lease_holder("fusionhook");
+    assert!(tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || held().as_deref() == Some("op-a"))));
+    let kubeconfig = plane().kubeconfig_for_service_account("fusionhook", "fusionhook").unwrap();
+    let env = [("FUSIONHOOK_NAMESPACES", ns.as_str()), ("POD_NAME", "op-b")];
+    let b = OperatorProcess::start(plane(), "fusionhook", "fusionhook", &kubeconfig, &b_dir, &env).unwrap();
+    let mut operators = [Some(a), Some(b)];
+    let sink = format!("http://{}/sink", scene.todo.addr);
+    scene.apply("hook", |o| {
+        o["spec"]["events"] = json!(["user.create", "user.delete"]);
+        o["spec"]["receiver"] = json!({"replicas": 1});
+        o["spec"]["routes"] = json!([{"name": "sink", "events": ["*"], "http": {"method": "POST", "url": sink, "body": "event"}}]);
+        o["spec"]["backfill"] = json!({"enabled": true, "intervalSeconds": 10});
+    });
+    let available = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || {
+            condition(&ns, "hook", "Ready").is_some_and(|c| c.0 == "True")
+                && condition(&ns, "hook", "BackfillAvailable").is_some_and(|c| c.0 == "True")
+        })
+    });
+    assert!(available, "{:?} {:?}", condition(&ns, "hook", "Ready"), condition(&ns, "hook", "BackfillAvailable"));
+    switch_on(&scene.fusionauth, "user.create");
+    switch_on(&scene.fusionauth, "user.delete");
+
+    scene.node.pause();
+    let down = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(60), || {
+            scene.fusionauth.state().resolve.get(&format!("hook-receiver.{ns}.svc")).is_none_or(Vec::is_empty)
+        })
+    });
+    assert!(down, "no ready endpoint left");
+    let mut committed = Vec::new();
+    for i in 0..250 {
+        for kind in ["user.create", "user.delete"] {
+            let report = scene.fusionauth.raise(None, json!({"type": kind, "user": {"id": format!("user-{i}")}})).await.unwrap();
+            assert!(report.webhooks.iter().all(|d| !d.succeeded), "FusionAuth could not deliver while every receiver was down");
+            committed.push(report.event["id"].as_str().unwrap().to_owned());
+        }
+    }
+    scene.todos.delay_by(Some(std::time::Duration::from_millis(20)));
+    let received = || -> BTreeMap<String, usize> {
+        let mut ids = BTreeMap::new();
+        for r in scene.todos.received() {
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if let Some(id) = body["event"]["id"].as_str() {
+                *ids.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        ids
+    };
+    scene.node.resume();
+    let leader = held().unwrap();
+    let index = usize::from(leader != "op-a");
+    let started = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(120), || received().len() >= 100));
+    let at_kill = received().len();
+    drop(operators[index].take());
+    assert!(started && at_kill < committed.len(), "killed in the middle of the first pass ({at_kill} handed over)");
+    let taken = tokio::task::block_in_place(|| eventually(std::time::Duration::from_secs(60), || held().is_some_and(|h| h != leader)));
+    assert!(taken, "the standby takes over: {:?}", held());
+
+    let all = tokio::task::block_in_place(|| {
+        eventually(std::time::Duration::from_secs(120), || committed.iter().all(|id| received().contains_key(id)))
+    });
+    let standby = operators[1 - index].as_ref().unwrap();
+    assert!(all, "{} of {} reached the sink\n{}", received().len(), committed.len(), standby.log());
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let counts = received();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events the sink got more than once: {twice:?}");
+    let again = standby.metric("fusionhook_operator_backfill_events_total{outcome=\"handed_over\"}").await;
+    println!(
+        "backfill with a leader change on the real server: {} committed, leader killed after {at_kill} hand-overs, the new leader handed over {again}",
+        committed.len()
+    );
+}
