@@ -227,12 +227,19 @@ async fn first_delivery(target: &Target, body: &[u8], resolve: &Emulator) -> Web
 
 /// One POST, as FusionAuth's HTTP client (restify) sends it (FACTS.md §c.1, §c.2).
 /// The address an attempt to `host` connects to, in turn, if overridden.
-fn pick(emulator: &Emulator, host: &str) -> Option<SocketAddr> {
+/// Where a delivery to `host` goes: `None` for a host the emulator does not
+/// resolve (the system's resolver then), `Some(None)` for a Service with no
+/// ready endpoint (refused at once, as in a cluster), else the next of its
+/// addresses in turn.
+fn pick(emulator: &Emulator, host: &str) -> Option<Option<SocketAddr>> {
     let mut state = emulator.state();
-    let addresses = state.resolve.get(host).filter(|a| !a.is_empty())?.clone();
+    let addresses = state.resolve.get(host)?.clone();
+    if addresses.is_empty() {
+        return Some(None);
+    }
     let turn = state.turns.entry(host.to_owned()).or_default();
     *turn = turn.wrapping_add(1);
-    Some(addresses[(*turn - 1) % addresses.len()])
+    Some(Some(addresses[(*turn - 1) % addresses.len()]))
 }
 
 /// Whether this answer is to be lost (one fewer to lose).
@@ -245,7 +252,8 @@ fn lose(emulator: &Emulator) -> bool {
 
 async fn attempt(target: &Target, body: &[u8], resolve: &Emulator) -> Attempt {
     let started = Instant::now();
-    let address = pick(resolve, &host_of(&target.url));
+    let picked = pick(resolve, &host_of(&target.url));
+    let address = picked.flatten();
     let done = |status_code: Option<u16>, exception: Option<String>| Attempt {
         address: address.map(|a| a.to_string()),
         success: status_code.is_some_and(|s| (200..300).contains(&s)),
@@ -253,6 +261,9 @@ async fn attempt(target: &Target, body: &[u8], resolve: &Emulator) -> Attempt {
         exception,
         duration_ms: started.elapsed().as_millis() as u64,
     };
+    if picked == Some(None) {
+        return done(None, Some(format!("Connection refused: {} has no ready endpoint", host_of(&target.url))));
+    }
     let Ok(mut url) = reqwest::Url::parse(&target.url) else { return done(None, Some("invalid URL".into())) };
     let original_host = url.host_str().map(str::to_owned).unwrap_or_default();
     let host_header = url.port().map_or(original_host.clone(), |p| format!("{original_host}:{p}"));
