@@ -397,12 +397,17 @@ impl Kubelet {
             .map(|a| a.replace(POD_CONFIG_DIR, &dir.path().join("config").display().to_string()))
             .collect();
         // As the pod's env (the downward API): its name, which the admin API binds its proofs to.
-        let mut child = Command::new(&self.receiver)
+        // Tied to this process: a stopped process's grace runs in a thread
+        // that may not outlive the test, and the process must not either.
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(&self.receiver)
             .args(&args)
             .env("FUSIONHOOK_POD_NAME", pod_name_at(resource, name, ordinal))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
+            .stderr(Stdio::null());
+        let mut child = crate::control_plane::spawn_tied(command)?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let (admin_tx, admin_rx) = std::sync::mpsc::channel();
         let rx = crate::logs::announced(stdout, "fusionhook-receiver listening", "address", move |line| {

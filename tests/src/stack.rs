@@ -173,7 +173,10 @@ impl Stack {
     /// As [`Stack::start_operator`], with these environment variables.
     pub fn start_operator_with_env(&mut self, identity: &str, requeue: &str, env: &[(&str, String)]) -> anyhow::Result<usize> {
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut child = Command::new(&self.operator_bin)
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(&self.operator_bin)
             .args(["run", "--metrics-addr", "127.0.0.1:0", "--identity", identity, "--lease-namespace", OPERATOR_NAMESPACE])
             .args(["--requeue-interval", requeue, "--lease-duration", "3s", "--lease-renew", "1s", "--max-backoff", "2s"])
             .args(["--receiver-image", "fusionhook:e2e", "--fusionauth-timeout", "2s", "--log-format", "json"])
@@ -184,9 +187,9 @@ impl Stack {
             .envs(std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")).map(|(k, _)| (k, String::new())))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting fusionhook-operator")?;
+            .stderr(Stdio::inherit());
+        // Tied to this process: it dies with it, whatever ends it.
+        let mut child = crate::control_plane::spawn_tied(command).context("starting fusionhook-operator")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let sink = Arc::clone(&logs);
         let mut file = std::fs::File::create(self.dir.path().join(format!("operator-{identity}.log"))).ok();
