@@ -129,19 +129,11 @@ impl OperatorProcess {
     /// A metric of the operator (`/metrics`), summed over its series; 0 when unknown.
     pub async fn metric(&self, prefix: &str) -> f64 {
         let Some(addr) = self.metrics_addr() else { return 0.0 };
-        let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0.0 };
-        let text = response.text().await.unwrap_or_default();
-        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
+        crate::stack::scrape(&addr, prefix).await
     }
 
     /// Peak resident memory (VmHWM) in MiB, from /proc; 0 when unknown.
     pub fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
+        crate::stack::peak_rss_kib(self.child.id()) as f64 / 1024.0
     }
 }

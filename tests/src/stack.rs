@@ -40,8 +40,7 @@ impl Operator {
 
     /// Peak resident memory (VmHWM) in KiB, from /proc; 0 when unknown.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+        peak_rss_kib(self.child.id())
     }
 
     /// Whether the process still runs.
@@ -51,10 +50,7 @@ impl Operator {
 
     /// The value of a Prometheus sample line starting with `prefix`, summed.
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let url = format!("http://{}/metrics", self.metrics);
-        let Ok(response) = reqwest::get(&url).await else { return 0.0 };
-        let text = response.text().await.unwrap_or_default();
-        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
+        scrape(&self.metrics.to_string(), prefix).await
     }
 }
 
@@ -239,6 +235,20 @@ impl Drop for Stack {
             *pods = Default::default();
         }
     }
+}
+
+/// The samples at `http://<addr>/metrics` whose line starts with `prefix`,
+/// summed; 0 when nothing answers.
+pub async fn scrape(addr: &str, prefix: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else { return 0.0 };
+    let text = response.text().await.unwrap_or_default();
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
+}
+
+/// Peak resident memory (VmHWM) of process `pid` in KiB, from /proc; 0 when unknown.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
 }
 
 /// Polls `check` every 50 ms until it is true or `limit` passes.

@@ -62,6 +62,19 @@ impl TodoStore {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// How many times each event reached it, by `event.id` (requests whose
+    /// body is an event, as a route with `body: event` sends it).
+    pub fn event_counts(&self) -> BTreeMap<String, usize> {
+        let mut ids = BTreeMap::new();
+        for r in self.received() {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if let Some(id) = body["event"]["id"].as_str() {
+                *ids.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        ids
+    }
+
     /// Requests with this method.
     pub fn count(&self, method: &Method) -> usize {
         self.received().iter().filter(|r| r.method == method).count()

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,18 +58,6 @@ fn resource(stack: &Stack) -> Value {
 
 async fn ready(stack: &Stack) -> bool {
     eventually(WAIT, || stack.condition("team", "hook", "Ready").is_some_and(|c| c.0 == "True")).await
-}
-
-/// Event ids the sink received, with how often.
-fn received(sink: &TodoStore) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for r in sink.received() {
-        let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        if let Some(id) = body["event"]["id"].as_str() {
-            *ids.entry(id.to_owned()).or_default() += 1;
-        }
-    }
-    ids
 }
 
 /// The tenant switches: user.create and user.delete at level None (fire and
@@ -160,13 +147,13 @@ async fn every_committed_event_once(sink: &TodoStore, raised: &Raised, limit: Du
     let deadline = Instant::now() + limit;
     loop {
         meter.samples.push((Instant::now(), event_log_calls(stack)));
-        let got = received(sink);
+        let got = sink.event_counts();
         if raised.committed.iter().all(|id| got.contains_key(id)) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let got = received(sink);
+    let got = sink.event_counts();
     let missing: Vec<_> = raised.committed.iter().filter(|id| !got.contains_key(*id)).collect();
     assert!(missing.is_empty(), "{} of {} committed events never reached the sink", missing.len(), raised.committed.len());
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
@@ -191,7 +178,7 @@ async fn committed_events_missed_while_every_receiver_was_down_arrive_once_and_r
 
     stack.kubelet.stop_namespace("team");
     let raised = raise_while_down(&stack, 250, 20).await;
-    assert!(received(&sink).is_empty());
+    assert!(sink.event_counts().is_empty());
     stack.kubelet.start_namespace("team");
     assert!(ready(&stack).await, "{}", resource(&stack));
     let back = Instant::now();
@@ -236,7 +223,7 @@ async fn committed_events_missed_while_every_receiver_was_down_arrive_once_and_r
         raised.committed.len() + raised.rolled_back.len(),
         raised.committed.len(),
         raised.rolled_back.len(),
-        received(&sink).len(),
+        sink.event_counts().len(),
         took.as_secs_f64(),
     );
 
@@ -244,7 +231,7 @@ async fn committed_events_missed_while_every_receiver_was_down_arrive_once_and_r
     let before = passes(&stack);
     tokio::time::sleep(Duration::from_secs(INTERVAL + 2)).await;
     assert_eq!(passes(&stack), before, "no Event when there was nothing to do");
-    assert_eq!(received(&sink).values().sum::<usize>(), raised.committed.len());
+    assert_eq!(sink.event_counts().values().sum::<usize>(), raised.committed.len());
     // Every call the operator made is one the chart's RBAC grants (the ingest through the pod proxy too).
     let ungranted: Vec<String> = stack
         .kube
@@ -343,7 +330,7 @@ async fn an_event_log_that_is_off_or_forbidden_is_a_condition_and_costs_one_call
         "{}",
         resource(&stack)
     );
-    assert!(received(&sink).is_empty());
+    assert!(sink.event_counts().is_empty());
     stack.operators.clear();
 }
 
@@ -376,7 +363,7 @@ async fn an_event_the_receiver_can_never_take_is_given_up_and_the_ones_after_it_
     assert!(ready(&stack).await, "{}", resource(&stack));
 
     every_committed_event_once(&sink, &raised, Duration::from_secs(3 * INTERVAL), &stack).await;
-    assert!(!received(&sink).contains_key(&big_id));
+    assert!(!sink.event_counts().contains_key(&big_id));
     let gave_up = |stack: &Stack| -> Vec<String> {
         stack
             .kube

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -862,16 +861,7 @@ async fn events_missed_while_every_receiver_was_down_are_handed_over_through_the
     }
     node.resume();
 
-    let received = || -> BTreeMap<String, usize> {
-        let mut ids = BTreeMap::new();
-        for r in sink.received() {
-            let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-            if let Some(id) = body["event"]["id"].as_str() {
-                *ids.entry(id.to_owned()).or_default() += 1;
-            }
-        }
-        ids
-    };
+    let received = || sink.event_counts();
     let all = tokio::task::block_in_place(|| {
         eventually(std::time::Duration::from_secs(90), || committed.iter().all(|id| received().contains_key(id)))
     });
@@ -1660,16 +1650,7 @@ async fn a_leader_killed_in_the_middle_of_a_backfill_pass_skips_nothing_and_repe
         }
     }
     scene.todos.delay_by(Some(std::time::Duration::from_millis(20)));
-    let received = || -> BTreeMap<String, usize> {
-        let mut ids = BTreeMap::new();
-        for r in scene.todos.received() {
-            let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-            if let Some(id) = body["event"]["id"].as_str() {
-                *ids.entry(id.to_owned()).or_default() += 1;
-            }
-        }
-        ids
-    };
+    let received = || scene.todos.event_counts();
     scene.node.resume();
     let leader = held().unwrap();
     let index = usize::from(leader != "op-a");
